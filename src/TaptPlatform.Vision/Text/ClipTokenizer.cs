@@ -114,7 +114,11 @@ public sealed partial class ClipTokenizer
         var chars = sb.ToString().Replace(EndOfWord, " ");
         var bytes = new List<byte>();
         var reverse = Enumerable.Range(0, 256).ToDictionary(b => ByteLevelAlphabet.ByteToChar[b], b => (byte)b);
-        foreach (var c in chars) if (reverse.TryGetValue(c, out var b)) bytes.Add(b);
+        foreach (var c in chars)
+        {
+            if (c == ' ') bytes.Add((byte)' ');
+            else if (reverse.TryGetValue(c, out var b)) bytes.Add(b);
+        }
         return Encoding.UTF8.GetString([.. bytes]).Trim();
     }
 
