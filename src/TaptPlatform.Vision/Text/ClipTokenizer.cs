@@ -162,7 +162,7 @@ public sealed partial class ClipTokenizer
     }
 
     [GeneratedRegex(@"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
-    private static partial Regex PreTokenizer();
+    internal static partial Regex PreTokenizer();
 
     [GeneratedRegex(@"\s+")]
     private static partial Regex Whitespace();

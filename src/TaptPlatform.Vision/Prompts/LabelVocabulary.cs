@@ -1,0 +1,31 @@
+namespace TaptPlatform.Vision.Prompts;
+
+/// <summary>
+/// The labels to classify against and, per label, the prompt text the text encoder reads
+/// (default: the hand-crafted "a photo of a {label}."). Learned text prompts replace the first
+/// tokens of each prompt text, so "a photo of a cat." becomes "[v1][v2] of a cat.".
+/// </summary>
+public sealed record LabelVocabulary
+{
+    public const string DefaultTemplate = "a photo of a {0}.";
+
+    public LabelVocabulary(IReadOnlyList<string> labels, IReadOnlyList<string>? promptTexts = null, string template = DefaultTemplate)
+    {
+        if (labels.Count < 2) throw new ArgumentException("a vocabulary needs at least two labels");
+        if (labels.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("labels must not be empty");
+        if (labels.Distinct(StringComparer.Ordinal).Count() != labels.Count) throw new ArgumentException("labels must be distinct");
+        if (promptTexts is not null && promptTexts.Count != labels.Count) throw new ArgumentException("one prompt text per label");
+        if (!template.Contains("{0}", StringComparison.Ordinal)) throw new ArgumentException("the template needs a {0} placeholder for the label");
+        Labels = labels;
+        PromptTexts = promptTexts is null
+            ? labels.Select(l => string.Format(System.Globalization.CultureInfo.InvariantCulture, template, l)).ToArray()
+            : promptTexts.Select((p, i) => string.IsNullOrWhiteSpace(p) ? string.Format(System.Globalization.CultureInfo.InvariantCulture, template, labels[i]) : p).ToArray();
+    }
+
+    public IReadOnlyList<string> Labels { get; }
+    public IReadOnlyList<string> PromptTexts { get; }
+    public int Count => Labels.Count;
+
+    /// <summary>Identity for caches: equal prompt texts give equal text features.</summary>
+    public string Key => string.Join("\u001f", PromptTexts);
+}

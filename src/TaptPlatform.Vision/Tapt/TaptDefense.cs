@@ -1,0 +1,234 @@
+using System.Diagnostics;
+using TaptPlatform.Vision.Prompts;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Vision.Tapt;
+
+/// <summary>
+/// Test-time adversarial prompt tuning (Wang et al., CVPR 2025) for one model, prompt artifact and
+/// vocabulary. For every image: reset to P_adv, build views, keep the most confident ones, minimise
+/// marginal entropy + L1 alignment of block statistics with AdamW, then classify the original image
+/// with the tuned prompts. Several images can be tuned in one batched pass; each keeps its own prompts
+/// and optimiser state, so the results equal one-at-a-time tuning. Not thread-safe per call site:
+/// call from one tuning thread; the shared model is only read.
+/// </summary>
+public sealed class TaptDefense
+{
+    private readonly PromptedClip _clip;
+    private readonly PromptArtifact _artifact;
+    private readonly ViewAugmenter _augmenter = new();
+
+    public TaptDefense(PromptedClip clip, PromptArtifact artifact, TaptOptions? options = null)
+    {
+        _clip = clip;
+        _artifact = artifact;
+        Options = options ?? artifact.Settings;
+        Options.Validate();
+    }
+
+    public TaptOptions Options { get; }
+    public PromptArtifact Artifact => _artifact;
+
+    /// <summary>Defends a group of images against one vocabulary; <paramref name="onStep"/> sees every step of every image.</summary>
+    public IReadOnlyList<TaptResult> Classify(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary, Action<TaptStepReport>? onStep = null)
+    {
+        if (inputs.Count == 0) return [];
+        var clock = Stopwatch.StartNew();
+        using var scope = NewDisposeScope();
+        var k = inputs.Count;
+        var o = Options;
+        var v = o.Views;
+        var sel = o.SelectedViews;
+        var device = _clip.Device;
+        var c = vocabulary.Count;
+
+        var originals = stack(inputs.Select(i => i.Image.to(device)).ToArray());   // [K, 3, S, S]
+        Tensor views;
+        using (no_grad())
+            views = cat(inputs.Select(i => _augmenter.Views(i.Image.to(device), v, new Random(i.Seed))).ToArray(), 0);  // [K·V, 3, S, S]
+
+        // Baseline: plain CLIP with the hand-crafted prompt texts.
+        float[][] baseline;
+        using (no_grad()) baseline = Rows(_clip.Classify(originals, vocabulary, null).softmax(-1));
+
+        var prompts = _artifact.Adversarial.Stack(k);    // reset: every image starts from P_adv
+        var optimizer = optim.AdamW(prompts.Parameters(), lr: o.LearningRate, weight_decay: o.WeightDecay);
+        var reports = Enumerable.Range(0, k).Select(_ => new List<TaptStepReport>()).ToArray();
+        float[][]? apt = null;
+        float[][] current;
+        StatisticsDistances[]? distances = null;
+        var alignAdv = _artifact.AlignmentAdversarial;
+        var alignClean = _artifact.CleanStatistics;
+        var layers = alignAdv is null || alignClean is null ? 0
+            : Math.Min(o.AlignmentLayers, Math.Min(alignAdv.Layers, alignClean.Layers));
+
+        // Prediction of the originals with the current prompts (APT before any step).
+        float[][] Predict()
+        {
+            using var _ = no_grad();
+            using var inner = NewDisposeScope();
+            var img = _clip.ImageFeatures(originals, prompts).unsqueeze(1);          // [K, 1, P]
+            var txt = _clip.TextFeatures(vocabulary, prompts);                        // [K, C, P]
+            return Rows(_clip.Logits(img, txt).squeeze(1).softmax(-1));
+        }
+
+        current = Predict();
+        apt = current;
+        for (var step = 1; step <= o.Steps; step++)
+        {
+            using var stepScope = NewDisposeScope();
+            Tensor selected;                        // [K, sel] view indices, lowest entropy first
+            Tensor logitsSel;                       // [K, sel, C] with autograd to the prompts
+            List<Tensor> blocks = [];
+            if (o.EfficientSelection)
+            {
+                using (no_grad())
+                {
+                    var all = GroupedLogits(views, vocabulary, prompts, k, v, null, 0);
+                    selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+                }
+                var chosen = Gather(views, selected, v);
+                logitsSel = GroupedLogits(chosen, vocabulary, prompts, k, sel, blocks, layers);
+            }
+            else
+            {
+                // The straightforward form: every view with autograd, then select.
+                var allBlocks = new List<Tensor>();
+                var all = GroupedLogits(views, vocabulary, prompts, k, v, allBlocks, layers);
+                using (no_grad()) selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+                var index = selected.unsqueeze(-1).expand(-1, -1, c);
+                logitsSel = all.gather(1, index);
+                foreach (var b in allBlocks)
+                {
+                    var bk = b.view(k, v, b.shape[1], b.shape[2]);
+                    var idx = selected.view(k, sel, 1, 1).expand(-1, -1, b.shape[1], b.shape[2]);
+                    blocks.Add(bk.gather(1, idx).view(k * sel, b.shape[1], b.shape[2]));
+                }
+            }
+
+            var entropyLoss = MarginalEntropy(logitsSel);                              // [K]
+            Tensor dAdv, dClean;
+            if (layers > 0)
+            {
+                dAdv = Alignment(blocks, alignAdv!, k, sel, layers);                    // [K]
+                dClean = Alignment(blocks, alignClean!, k, sel, layers);
+            }
+            else
+            {
+                dAdv = zeros(k, device: device);
+                dClean = zeros(k, device: device);
+            }
+            var loss = entropyLoss + o.AlignmentWeight * (o.Gamma * dAdv + (1 - o.Gamma) * dClean);
+            if (step == 1 && layers > 0)
+            {
+                double? attacked = null;
+                var dAttacked = _artifact.AttackedStatistics is { } att && att.Layers >= layers
+                    ? Alignment(blocks.Select(b => b.detach()).ToList(), att, k, sel, layers).detach().cpu().data<float>().ToArray()
+                    : null;
+                var pAdv = _artifact.AdversarialStatistics is { } ps && ps.Layers >= layers
+                    ? Alignment(blocks.Select(b => b.detach()).ToList(), ps, k, sel, layers).detach().cpu().data<float>().ToArray()
+                    : null;
+                var cl = dClean.detach().cpu().data<float>().ToArray();
+                distances = Enumerable.Range(0, k).Select(i =>
+                    new StatisticsDistances(pAdv?[i] ?? double.NaN, cl[i], dAttacked is null ? attacked : dAttacked[i])).ToArray();
+            }
+            optimizer.zero_grad();
+            loss.sum().backward();
+            optimizer.step();
+
+            current = Predict();
+            var ent = entropyLoss.detach().cpu().data<float>().ToArray();
+            var aa = dAdv.detach().cpu().data<float>().ToArray();
+            var ac = dClean.detach().cpu().data<float>().ToArray();
+            var tot = loss.detach().cpu().data<float>().ToArray();
+            var selRows = selected.cpu().data<long>().ToArray();
+            for (var i = 0; i < k; i++)
+            {
+                var report = new TaptStepReport(i, step, ent[i], aa[i], ac[i], tot[i],
+                    selRows.Skip(i * sel).Take(sel).Select(x => (int)x).ToArray(), TopK(current[i], vocabulary, o.TopK));
+                reports[i].Add(report);
+                onStep?.Invoke(report);
+            }
+        }
+        optimizer.Dispose();
+        prompts.Dispose();
+        var seconds = clock.Elapsed.TotalSeconds / k;
+        return Enumerable.Range(0, k).Select(i => new TaptResult(i,
+            ArgMax(baseline[i]), baseline[i], ArgMax(apt[i]), apt[i], ArgMax(current[i]), current[i],
+            reports[i], distances?[i], seconds)).ToArray();
+    }
+
+    /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice.</summary>
+    private Tensor GroupedLogits(Tensor views, LabelVocabulary vocabulary, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers)
+    {
+        var img = _clip.ImageFeatures(views, prompts, blocks, layers).view(k, n, -1);
+        var txt = _clip.TextFeatures(vocabulary, prompts);
+        return _clip.Logits(img, txt);
+    }
+
+    private static Tensor Gather(Tensor views, Tensor selected, int viewsPerImage)
+    {
+        var k = selected.shape[0];
+        using var offsets = arange(k, dtype: ScalarType.Int64, device: selected.device).mul(viewsPerImage).unsqueeze(1);
+        using var flat = (selected + offsets).flatten();
+        return views.index_select(0, flat);
+    }
+
+    /// <summary>Per-view entropy H(p) of [K, V, C] logits.</summary>
+    public static Tensor Entropy(Tensor logits)
+    {
+        using var logp = logits.log_softmax(-1);
+        using var p = logp.exp();
+        return -(p * logp).sum(-1);
+    }
+
+    /// <summary>H(mean over views of p), computed in log space with logsumexp: [K, n, C] → [K].</summary>
+    public static Tensor MarginalEntropy(Tensor logits)
+    {
+        var n = logits.shape[1];
+        using var logp = logits.log_softmax(-1);
+        using var avg = logp.logsumexp(1) - Math.Log(n);                  // log of the mean probability
+        using var clamped = avg.clamp_min(float.MinValue);
+        return -(clamped.exp() * clamped).sum(-1);
+    }
+
+    /// <summary>L1 distance of the selected views' block statistics to a reference: [K].</summary>
+    private Tensor Alignment(IReadOnlyList<Tensor> blocks, ReferenceStatistics reference, int k, int n, int layers)
+    {
+        Tensor? total = null;
+        for (var l = 0; l < layers; l++)
+        {
+            var b = blocks[l];
+            var x = b.view(k, n, b.shape[1], b.shape[2]);
+            var mean = x.mean([1]);
+            var variance = x.var(1, unbiased: Options.UnbiasedVariance);
+            var refMean = reference.Mean[l].to(x.device);
+            var refVar = reference.Variance[l].to(x.device);
+            var dm = (mean - refMean).abs();
+            var dv = (variance - refVar).abs();
+            var term = Options.AlignmentForm == AlignmentForm.Code
+                ? 0.5 * dm.mean([1, 2]) + 0.5 * dv.mean([1, 2])
+                : (dm.sum([1, 2]) + dv.sum([1, 2])) / layers;
+            total = total is null ? term : total + term;
+        }
+        return total!;
+    }
+
+    private static float[][] Rows(Tensor probabilities)
+    {
+        using var cpu = probabilities.detach().cpu();
+        var c = (int)cpu.shape[1];
+        var flat = cpu.data<float>().ToArray();
+        return Enumerable.Range(0, (int)cpu.shape[0]).Select(i => flat.AsSpan(i * c, c).ToArray()).ToArray();
+    }
+
+    public static int ArgMax(float[] p)
+    {
+        var best = 0;
+        for (var i = 1; i < p.Length; i++) if (p[i] > p[best]) best = i;
+        return best;
+    }
+
+    public static IReadOnlyList<LabelScore> TopK(float[] p, LabelVocabulary vocabulary, int k) =>
+        p.Select((x, i) => new LabelScore(i, vocabulary.Labels[i], x)).OrderByDescending(s => s.Probability).Take(k).ToArray();
+}

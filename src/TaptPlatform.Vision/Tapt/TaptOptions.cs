@@ -1,0 +1,44 @@
+namespace TaptPlatform.Vision.Tapt;
+
+/// <summary>How the alignment loss is formed: the authors' code (default) or the paper's formula.</summary>
+public enum AlignmentForm
+{
+    /// <summary>Per layer 0.5·mean|Δμ| + 0.5·mean|Δσ²|, summed over layers (their code).</summary>
+    Code,
+    /// <summary>(1/L)·Σ_l (‖Δμ‖₁ + ‖Δσ²‖₁) (the paper).</summary>
+    Paper,
+}
+
+/// <summary>The test-time step's settings. Defaults follow the method note (paper's code where they differ).</summary>
+public sealed record TaptOptions
+{
+    public int Views { get; init; } = 64;
+    public double SelectionFraction { get; init; } = 0.1;
+    public int Steps { get; init; } = 1;
+    public double LearningRate { get; init; } = 5e-4;
+    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>Aligned visual blocks 0..AlignmentLayers−1 (their code: 0..7).</summary>
+    public int AlignmentLayers { get; init; } = 8;
+    public double AlignmentWeight { get; init; } = 100.0 / 9;
+    /// <summary>γ: weight of the adversarial statistics (1 − γ goes to the clean ones).</summary>
+    public double Gamma { get; init; } = 0.5;
+    public AlignmentForm AlignmentForm { get; init; } = AlignmentForm.Code;
+    /// <summary>Their code divides the variance by n; the paper by n − 1.</summary>
+    public bool UnbiasedVariance { get; init; }
+    /// <summary>Skip autograd for the confidence-scoring pass and back-propagate only through the selected views.</summary>
+    public bool EfficientSelection { get; init; } = true;
+    public int TopK { get; init; } = 5;
+
+    public int SelectedViews => Math.Max(1, (int)(SelectionFraction * Views));
+
+    public void Validate()
+    {
+        if (Views < 1 || Views > 1024) throw new ArgumentException("views must be in 1..1024");
+        if (SelectionFraction <= 0 || SelectionFraction > 1) throw new ArgumentException("selection fraction must be in (0, 1]");
+        if (Steps < 0 || Steps > 100) throw new ArgumentException("steps must be in 0..100");
+        if (LearningRate < 0 || WeightDecay < 0 || AlignmentWeight < 0) throw new ArgumentException("learning rate, weight decay and alignment weight must be non-negative");
+        if (Gamma < 0 || Gamma > 1) throw new ArgumentException("gamma must be in [0, 1]");
+        if (AlignmentLayers < 0) throw new ArgumentException("alignment layers must be non-negative");
+        if (UnbiasedVariance && SelectedViews < 2) throw new ArgumentException("the unbiased variance needs at least two selected views");
+    }
+}

@@ -1,0 +1,154 @@
+using TaptPlatform.Vision.Prompts;
+using TaptPlatform.Vision.Tapt;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Vision.Tests.Tapt;
+
+public class TaptDefenseTests
+{
+    private static readonly TaptOptions Fast = new() { Views = 16, SelectionFraction = 0.25, Steps = 2, LearningRate = 5e-2, AlignmentLayers = 2 };
+
+    private static void AssertSameProbabilities(TaptResult a, TaptResult b, double tol = 1e-5)
+    {
+        for (var i = 0; i < a.Probabilities.Length; i++)
+            Assert.True(Math.Abs(a.Probabilities[i] - b.Probabilities[i]) <= tol, $"p[{i}]: {a.Probabilities[i]} vs {b.Probabilities[i]}");
+    }
+
+    [Theory]
+    [InlineData(PromptDesign.V)]
+    [InlineData(PromptDesign.VLI)]
+    [InlineData(PromptDesign.VLJ)]
+    public void Batched_tuning_equals_tuning_one_image_at_a_time(PromptDesign design)
+    {
+        using var t = new TinyTapt(design);
+        var defense = new TaptDefense(t.Clip, t.Artifact, Fast);
+        var inputs = Enumerable.Range(0, 3).Select(i => new TaptInput(t.Image(100 + i), 40 + i)).ToList();
+        var together = defense.Classify(inputs, t.Vocabulary);
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var alone = defense.Classify([inputs[i]], t.Vocabulary)[0];
+            AssertSameProbabilities(alone, together[i]);
+            Assert.Equal(alone.Steps[0].SelectedViews, together[i].Steps[0].SelectedViews);
+        }
+    }
+
+    [Theory]
+    [InlineData(PromptDesign.V)]
+    [InlineData(PromptDesign.VLI)]
+    public void Efficient_selection_gives_the_straightforward_result(PromptDesign design)
+    {
+        using var t = new TinyTapt(design);
+        var inputs = new[] { new TaptInput(t.Image(5), 1), new TaptInput(t.Image(6), 2) };
+        var fast = new TaptDefense(t.Clip, t.Artifact, Fast).Classify(inputs, t.Vocabulary);
+        var plain = new TaptDefense(t.Clip, t.Artifact, Fast with { EfficientSelection = false }).Classify(inputs, t.Vocabulary);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            AssertSameProbabilities(plain[i], fast[i]);
+            for (var s = 0; s < Fast.Steps; s++)
+            {
+                Assert.Equal(plain[i].Steps[s].SelectedViews, fast[i].Steps[s].SelectedViews);
+                Assert.Equal(plain[i].Steps[s].TotalLoss, fast[i].Steps[s].TotalLoss, 4);
+            }
+        }
+    }
+
+    [Fact]
+    public void Prompts_are_reset_so_a_result_does_not_depend_on_earlier_images()
+    {
+        using var t = new TinyTapt();
+        var defense = new TaptDefense(t.Clip, t.Artifact, Fast);
+        var b = new TaptInput(t.Image(2), 9);
+        var fresh = defense.Classify([b], t.Vocabulary)[0];
+        defense.Classify([new TaptInput(t.Image(1), 3)], t.Vocabulary);
+        var afterOther = defense.Classify([b], t.Vocabulary)[0];
+        Assert.Equal(fresh.Probabilities, afterOther.Probabilities);
+    }
+
+    [Fact]
+    public void Tuning_changes_the_prediction_probabilities_and_lowers_the_objective_on_fixed_views()
+    {
+        using var t = new TinyTapt();
+        // All views selected, so every step optimises the same objective.
+        var options = Fast with { Steps = 3, Views = 8, SelectionFraction = 1, LearningRate = 1e-2 };
+        var result = new TaptDefense(t.Clip, t.Artifact, options).Classify([new TaptInput(t.Image(3), 5)], t.Vocabulary)[0];
+        Assert.NotEqual(result.AptProbabilities, result.Probabilities);
+        Assert.Equal(3, result.Steps.Count);
+        Assert.True(result.Steps[^1].TotalLoss < result.Steps[0].TotalLoss, $"loss {result.Steps[0].TotalLoss} → {result.Steps[^1].TotalLoss}");
+        Assert.NotNull(result.Distances);
+        Assert.Equal(result.Steps[0].AlignmentClean, result.Distances!.ToCleanReference, 5);
+    }
+
+    [Fact]
+    public void Zero_steps_predict_with_the_pretrained_prompts()
+    {
+        using var t = new TinyTapt();
+        var r = new TaptDefense(t.Clip, t.Artifact, Fast with { Steps = 0 }).Classify([new TaptInput(t.Image(4), 5)], t.Vocabulary)[0];
+        Assert.Equal(r.AptProbabilities, r.Probabilities);
+        Assert.Empty(r.Steps);
+    }
+
+    [Fact]
+    public void Same_seed_gives_the_same_result_and_another_seed_other_views()
+    {
+        using var t = new TinyTapt();
+        var d = new TaptDefense(t.Clip, t.Artifact, Fast);
+        var a = d.Classify([new TaptInput(t.Image(8), 11)], t.Vocabulary)[0];
+        var b = d.Classify([new TaptInput(t.Image(8), 11)], t.Vocabulary)[0];
+        var c = d.Classify([new TaptInput(t.Image(8), 12)], t.Vocabulary)[0];
+        Assert.Equal(a.Probabilities, b.Probabilities);
+        Assert.NotEqual(a.Probabilities, c.Probabilities);
+    }
+
+    [Fact]
+    public void Step_callback_reports_every_step_of_every_image_with_top_k()
+    {
+        using var t = new TinyTapt();
+        var seen = new List<TaptStepReport>();
+        new TaptDefense(t.Clip, t.Artifact, Fast).Classify([new TaptInput(t.Image(1), 1), new TaptInput(t.Image(2), 2)], t.Vocabulary, seen.Add);
+        Assert.Equal(4, seen.Count);
+        Assert.All(seen, s => Assert.Equal(4, s.TopK.Count));
+        Assert.All(seen, s => Assert.Equal(Fast.SelectedViews, s.SelectedViews.Length));
+    }
+
+    [Fact]
+    public void Marginal_entropy_of_uniform_predictions_is_log_of_the_label_count()
+    {
+        var logits = zeros(2, 5, 7);
+        var h = TaptDefense.MarginalEntropy(logits);
+        Assert.Equal(Math.Log(7), h[0].item<float>(), 5);
+        // Two confident views that disagree: the marginal is uniform over their two labels.
+        var split = full(2, 2, 3, -1000f);
+        split[0, 0, 0] = tensor(0f);
+        split[0, 1, 1] = tensor(0f);
+        split[1, 0, 2] = tensor(0f);
+        split[1, 1, 2] = tensor(0f);
+        var m = TaptDefense.MarginalEntropy(split);
+        Assert.Equal(Math.Log(2), m[0].item<float>(), 5);
+        Assert.Equal(0, m[1].item<float>(), 5);
+    }
+
+    [Fact]
+    public void Artifact_round_trips_and_is_refused_for_another_model()
+    {
+        using var t = new TinyTapt(attacked: true);
+        var path = Path.Combine(Path.GetTempPath(), $"tapt-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            t.Artifact.Save(path);
+            using var loaded = PromptArtifact.Load(path, t.Checkpoint);
+            Assert.Equal(t.Artifact.Shape, loaded.Shape);
+            Assert.NotNull(loaded.AttackedStatistics);
+            var input = new TaptInput(t.Image(3), 3);
+            var a = new TaptDefense(t.Clip, t.Artifact, Fast).Classify([input], t.Vocabulary)[0];
+            var b = new TaptDefense(t.Clip, loaded, Fast).Classify([input], t.Vocabulary)[0];
+            Assert.Equal(a.Probabilities, b.Probabilities);
+            using var other = TaptPlatform.Vision.Clip.ClipCheckpoint.Load(GoldenFiles.Case("tiny-quickgelu-legacy-eos"));
+            var e = Assert.Throws<PromptArtifactException>(() => PromptArtifact.Load(path, other));
+            Assert.Contains("belongs to the model with checksum", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
