@@ -34,6 +34,10 @@ public sealed class ClipCheckpoint : IDisposable
     /// <summary>"sha256:…" of model.safetensors; prompt artifacts pin it.</summary>
     public string Checksum { get; }
 
+    /// <summary>Wraps an in-memory model (random-weight benchmarks, freshly trained models).</summary>
+    public static ClipCheckpoint FromModel(ClipModel model, ClipTokenizer tokenizer, PreprocessorConfig preprocessor, string checksum, string directory = "(in memory)") =>
+        new(directory, model, tokenizer, preprocessor, checksum);
+
     public static ClipCheckpoint Load(string directory, Device? device = null)
     {
         if (!System.IO.Directory.Exists(directory)) throw new ClipCheckpointException($"model directory not found: {directory}");

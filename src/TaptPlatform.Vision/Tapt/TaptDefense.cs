@@ -30,7 +30,21 @@ public sealed class TaptDefense
     public PromptArtifact Artifact => _artifact;
 
     /// <summary>Defends a group of images against one vocabulary; <paramref name="onStep"/> sees every step of every image.</summary>
-    public IReadOnlyList<TaptResult> Classify(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary, Action<TaptStepReport>? onStep = null)
+    public IReadOnlyList<TaptResult> Classify(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary, Action<TaptStepReport>? onStep = null) =>
+        Run(inputs, vocabulary, onStep, null);
+
+    /// <summary>
+    /// Runs the test-time tuning and returns the tuned prompts, stacked one slice per input and
+    /// detached (the caller disposes them). The adaptive attack differentiates through these.
+    /// </summary>
+    public PromptSet TunePrompts(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary)
+    {
+        PromptSet? tuned = null;
+        Run(inputs, vocabulary, null, p => tuned = p);
+        return tuned!;
+    }
+
+    private IReadOnlyList<TaptResult> Run(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary, Action<TaptStepReport>? onStep, Action<PromptSet>? keepTuned)
     {
         if (inputs.Count == 0) return [];
         var clock = Stopwatch.StartNew();
@@ -151,6 +165,13 @@ public sealed class TaptDefense
             }
         }
         optimizer.Dispose();
+        if (keepTuned is not null)
+        {
+            var tuned = prompts.Clone();
+            tuned.SetRequiresGrad(false);
+            foreach (var p in tuned.Parameters()) p.DetachFromDisposeScope();
+            keepTuned(tuned);
+        }
         prompts.Dispose();
         var seconds = clock.Elapsed.TotalSeconds / k;
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,

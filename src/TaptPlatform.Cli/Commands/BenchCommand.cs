@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using TaptPlatform.Vision.Clip;
+using TaptPlatform.Vision.Prompts;
+using TaptPlatform.Vision.Tapt;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Cli.Commands;
+
+/// <summary><c>tapt bench</c>: TAPT images per second and peak memory per design, view count and batch.</summary>
+public static class BenchCommand
+{
+    public const string Usage = """
+        usage: tapt bench [--model DIR] [--designs V,VLI,VLJ] [--views 16,64] [--images 8] [--batch 1,8] [--labels 10]
+                          [--vit-b32] [--vit-b32-images 2] [--threads N] [--json]
+        Times the full per-image defense (views, selection, one AdamW step, prediction) after one warm-up image.
+        --vit-b32 adds a ViT-B/32-sized CLIP with random weights (the prompts and statistics are random too).
+        """;
+
+    public static int Run(string[] argv)
+    {
+        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
+        var a = new CliArgs(argv, ["vit-b32", "json"]);
+        var device = DeviceOption.Parse(a.Optional("device"));
+        Threads.Apply(a);
+        var designs = (a.Optional("designs") ?? "V,VLI,VLJ").Split(',').Select(PromptShape.ParseDesign).ToArray();
+        var views = (a.Optional("views") ?? "16,64").Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad --views value '{v}'")).ToArray();
+        var batches = (a.Optional("batch") ?? "1,8").Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad --batch value '{v}'")).ToArray();
+        var images = a.Int("images", 8, 1, 10_000);
+        var labels = a.Int("labels", 10, 2, 100_000);
+        var b32 = a.Flag("vit-b32");
+        var b32Images = a.Int("vit-b32-images", 2, 1, 1000);
+        var json = a.Flag("json");
+        var (ckpt, clip) = Session.LoadModel(a, device);
+        a.RejectUnknown();
+        var rows = new JsonArray();
+        Console.Error.WriteLine($"torch threads: {get_num_threads()}, device {device}");
+        using (ckpt)
+            Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, designs, views, batches, images, labels, rows, json);
+        if (b32)
+        {
+            var config = new ClipConfig { Vision = new ClipVisionConfig { PatchSize = 32 } };
+            var model = new ClipModel(config);
+            using (no_grad())
+                foreach (var p in model.parameters()) { p.normal_(0, 0.02); p.requires_grad = false; }
+            model.eval();
+            using var randomCkpt = ClipCheckpoint.FromModel(model, ckpt.Tokenizer, PreprocessorConfig.Default(224), "sha256:random-vit-b32");
+            Measure("ViT-B/32 random weights", new PromptedClip(randomCkpt, device), designs, views, batches.Where(b => b <= 2).DefaultIfEmpty(1).ToArray(), b32Images, labels, rows, json);
+        }
+        if (json) Console.WriteLine(rows.ToJsonString());
+        return 0;
+    }
+
+    private static void Measure(string modelName, PromptedClip clip, PromptDesign[] designs, int[] views, int[] batches, int images, int labels, JsonArray rows, bool json)
+    {
+        var cfg = clip.Model.Config;
+        var vocabulary = new LabelVocabulary(Enumerable.Range(0, labels).Select(i => $"class {i}").ToArray());
+        var size = cfg.Vision.ImageSize;
+        if (!json) Console.WriteLine($"{modelName}: {"design",-6} {"views",5} {"batch",5} {"img/s",8} {"ms/img",8} {"peak RSS MiB",12}");
+        foreach (var design in designs)
+        {
+            var shape = PromptShape.For(design, cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers);
+            var gen = new Generator(1);
+            var adv = PromptSet.Initialise(shape, clip.Model, clip.Checkpoint.Tokenizer, gen);
+            var tokens = cfg.Vision.NumPositions + shape.TokensPerLayer;
+            ReferenceStatistics RandomStats() => new(randn([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen),
+                rand([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen), 0, "random");
+            using var artifact = new PromptArtifact
+            {
+                Shape = shape,
+                ModelChecksum = clip.Checkpoint.Checksum,
+                Adversarial = adv,
+                AdversarialStatistics = RandomStats(),
+                CleanStatistics = RandomStats(),
+            };
+            foreach (var v in views)
+                foreach (var b in batches)
+                {
+                    var defense = new TaptDefense(clip, artifact, new TaptOptions { Views = v });
+                    var inputs = Enumerable.Range(0, Math.Max(images, b)).Select(i => new TaptInput(rand([3, size, size], generator: gen), i)).ToList();
+                    defense.Classify(inputs.Take(b).ToList(), vocabulary);      // warm-up
+                    GC.Collect();
+                    PeakMemory.Reset();
+                    var clock = Stopwatch.StartNew();
+                    var done = 0;
+                    for (var s = 0; s < inputs.Count; s += b)
+                    {
+                        var chunk = inputs.Skip(s).Take(b).ToList();
+                        defense.Classify(chunk, vocabulary);
+                        done += chunk.Count;
+                    }
+                    var seconds = clock.Elapsed.TotalSeconds;
+                    var peak = PeakMemory.MiB();
+                    foreach (var i in inputs) i.Image.Dispose();
+                    rows.Add(new JsonObject
+                    {
+                        ["model"] = modelName, ["design"] = design.ToString(), ["views"] = v, ["batch"] = b,
+                        ["images"] = done, ["images_per_second"] = done / seconds, ["ms_per_image"] = 1000 * seconds / done, ["peak_rss_mib"] = peak,
+                    });
+                    if (!json) Console.WriteLine($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {done / seconds,8:F2} {1000 * seconds / done,8:F1} {peak,12:F0}");
+                }
+        }
+    }
+}
+
+/// <summary>Peak resident memory of this process (Linux: VmHWM, reset through /proc/self/clear_refs).</summary>
+public static class PeakMemory
+{
+    public static void Reset()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    public static double MiB()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            if (line is not null) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+        }
+        catch (IOException) { }
+        return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+    }
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TaptPlatform.Vision.Attacks;
+using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Evaluation;
+using TaptPlatform.Vision.Tapt;
+
+namespace TaptPlatform.Cli.Commands;
+
+/// <summary><c>tapt eval</c>: clean and robust accuracy of CLIP, APT and TAPT.</summary>
+public static class EvalCommand
+{
+    public const string Usage = """
+        usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
+                         [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
+                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--batch 16] [--json]
+        """;
+
+    public static int Run(string[] argv)
+    {
+        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
+        var a = new CliArgs(argv, ["json"]);
+        var device = DeviceOption.Parse(a.Optional("device"));
+        Threads.Apply(a);
+        var datasetName = a.Optional("dataset") ?? "fashion-mnist";
+        var split = a.Optional("split") ?? "test";
+        var sample = a.Int("sample", 1000, 1, 1_000_000);
+        var seed = a.Int("seed", 0);
+        AttackKind kind;
+        try { kind = AttackSettings.ParseKind(a.Optional("attack") ?? "pgd"); }
+        catch (FormatException e) { throw new CliException(e.Message); }
+        var eps = a.Double("eps", 1.0 / 255, 0, 1);
+        var steps = a.Int("steps", 100, 1, 100_000);
+        var stepSize = a.Optional("step-size") is null ? (double?)null : a.Double("step-size", 1.0 / 255, 0, 1);
+        var restarts = a.Int("restarts", 1, 1, 100);
+        var protocolText = a.Optional("protocol") ?? "nonadaptive";
+        var protocol = protocolText switch
+        {
+            "nonadaptive" or "non-adaptive" => EvaluationProtocol.NonAdaptive,
+            "adaptive" => EvaluationProtocol.Adaptive,
+            _ => throw new CliException("--protocol must be nonadaptive or adaptive"),
+        };
+        var eot = a.Int("eot", 1, 1, 100);
+        var batch = a.Int("batch", 16, 1, 1024);
+        var json = a.Flag("json");
+        var promptsPath = a.Optional("prompts");
+        var views = a.Optional("views");
+        var taptSteps = a.Optional("tapt-steps");
+        var (ckpt, clip) = Session.LoadModel(a, device);
+        using var _ = ckpt;
+        using var artifact = Session.LoadArtifact(promptsPath, ckpt);
+        var options = artifact.Settings with
+        {
+            Views = views is null ? artifact.Settings.Views : a.Int("views", 64, 1, 1024),
+            Steps = taptSteps is null ? artifact.Settings.Steps : a.Int("tapt-steps", 1, 0, 100),
+        };
+        a.RejectUnknown();
+
+        var data = Session.LoadDataset(datasetName, split, clip.ImageSize);
+        var vocabulary = Session.Vocabulary(data);
+        var indices = DatasetSampling.Sample(data.Count, sample, seed);
+        var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
+        var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
+        var report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, eot),
+            (done, total) => Console.Error.Write($"\r  {done}/{total} images   "));
+        Console.Error.WriteLine();
+
+        if (json)
+        {
+            var o = new JsonObject
+            {
+                ["n"] = report.N,
+                ["eps"] = report.Epsilon,
+                ["attack"] = report.Attack,
+                ["protocol"] = report.Protocol,
+                ["clean"] = new JsonObject { ["clip"] = report.Clean.Clip, ["apt"] = report.Clean.Apt, ["tapt"] = report.Clean.Tapt },
+                ["robust"] = new JsonObject { ["clip"] = report.Robust.Clip, ["apt"] = report.Robust.Apt, ["tapt"] = report.Robust.Tapt },
+                ["gradient"] = report.Gradient,
+                ["dataset"] = datasetName,
+                ["split"] = split,
+                ["seed"] = seed,
+                ["seconds_per_image"] = report.SecondsPerImage,
+            };
+            Console.WriteLine(o.ToJsonString());
+            return 0;
+        }
+        Console.WriteLine($"{report.N} images from {datasetName}/{split} (seed {seed}); attack {report.Attack} ({AttackSettings.Describe(kind)}), eps {eps * 255:G4}/255, protocol {report.Protocol}");
+        Console.WriteLine($"{"method",-8} {"clean",8} {"robust",8}");
+        Console.WriteLine($"{"CLIP",-8} {report.Clean.Clip,8:P1} {report.Robust.Clip,8:P1}");
+        Console.WriteLine($"{"APT",-8} {report.Clean.Apt,8:P1} {report.Robust.Apt,8:P1}");
+        Console.WriteLine($"{"TAPT",-8} {report.Clean.Tapt,8:P1} {report.Robust.Tapt,8:P1}");
+        Console.WriteLine($"gradient: {report.Gradient}");
+        Console.WriteLine($"{report.SecondsPerImage:F2} s per image (all methods and attacks)");
+        return 0;
+    }
+}
