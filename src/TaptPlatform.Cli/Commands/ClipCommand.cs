@@ -15,7 +15,7 @@ public static class ClipCommand
     {
         if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
         var a = new CliArgs(argv, ["json"]);
-        var modelDir = ModelLocator.Resolve(a.Optional("model"));
+        var modelOption = a.Optional("model");
         var images = a.All("image");
         var labels = a.All("label");
         var json = a.Flag("json");
@@ -27,6 +27,7 @@ public static class ClipCommand
         if (labels.Any(string.IsNullOrWhiteSpace)) throw new CliException("labels must not be empty");
         foreach (var path in images)
             if (!File.Exists(path)) throw new CliException($"image not found: {path}");
+        var modelDir = ModelLocator.Resolve(modelOption);
 
         using var ckpt = ClipCheckpoint.Load(modelDir, device);
         var pre = new ImagePreprocessor(new ImagePreprocessorOptions(ckpt.Preprocessor.ShortestEdge, ckpt.Preprocessor.CropHeight, ckpt.Preprocessor.CropWidth));

@@ -1,0 +1,55 @@
+using TaptPlatform.Vision.Attacks;
+using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Evaluation;
+using TaptPlatform.Vision.Tapt;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Vision.Tests.Tapt;
+
+public class RobustnessEvaluatorTests
+{
+    private static (TinyTapt T, GreyImageDataset Data) Setup()
+    {
+        var t = new TinyTapt();
+        var rng = new Random(5);
+        var pixels = new byte[6 * 24 * 24];
+        rng.NextBytes(pixels);
+        var images = new LabelledImages(t.Vocabulary.Labels, pixels, new int[6], 24, 24);
+        // Label each image with plain CLIP's prediction so CLIP's clean accuracy is exactly 1.
+        using var x = images.ToTensor(24);
+        using var _ = no_grad();
+        var predicted = t.Clip.Classify(x, t.Vocabulary, null).argmax(-1).data<long>().ToArray().Select(v => (int)v).ToArray();
+        return (t, new GreyImageDataset(images with { Labels = predicted }));
+    }
+
+    [Theory]
+    [InlineData(EvaluationProtocol.NonAdaptive)]
+    [InlineData(EvaluationProtocol.Adaptive)]
+    public void Report_covers_every_image_and_the_attack_hurts_plain_clip(EvaluationProtocol protocol)
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var defense = new TaptDefense(t.Clip, t.Artifact, new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 });
+        var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, Enumerable.Range(0, 6).ToArray(),
+            new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 16.0 / 255, 5, 4.0 / 255), protocol, Seed: 1, BatchSize: 4));
+        Assert.Equal(6, report.N);
+        Assert.Equal(6, report.Images.Count);
+        Assert.Equal(1.0, report.Clean.Clip);
+        Assert.True(report.Robust.Clip < 1.0);
+        Assert.All(new[] { report.Clean.Apt, report.Clean.Tapt, report.Robust.Apt, report.Robust.Tapt }, v => Assert.InRange(v, 0, 1));
+        Assert.Contains(protocol == EvaluationProtocol.Adaptive ? "adaptive:" : "non-adaptive:", report.Gradient);
+    }
+
+    [Fact]
+    public void Nonadaptive_tapt_sees_the_same_images_as_a_direct_run_on_apt_adversarials()
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var options = new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 };
+        var defense = new TaptDefense(t.Clip, t.Artifact, options);
+        var settings = new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 0, 1), EvaluationProtocol.NonAdaptive, Seed: 3, BatchSize: 6);
+        var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, Enumerable.Range(0, 6).ToArray(), settings);
+        // With eps = 0 the "adversarial" images are the clean ones, so robust equals clean for every method.
+        Assert.Equal(report.Clean, report.Robust);
+    }
+}
