@@ -69,7 +69,7 @@ public sealed class TaptDefense
         var optimizer = optim.AdamW(prompts.Parameters(), lr: o.LearningRate, weight_decay: o.WeightDecay);
         var reports = Enumerable.Range(0, k).Select(_ => new List<TaptStepReport>()).ToArray();
         float[][]? apt = null;
-        float[][] current;
+        float[][]? current;
         StatisticsDistances[]? distances = null;
         var alignAdv = _artifact.AlignmentAdversarial;
         var alignClean = _artifact.CleanStatistics;
@@ -86,8 +86,9 @@ public sealed class TaptDefense
             return Rows(_clip.Logits(img, txt).squeeze(1).softmax(-1));
         }
 
-        current = Predict();
-        apt = current;
+        // With steps, the first scoring pass already holds the originals (view 0) under P_adv.
+        if (o.Steps == 0 || !o.EfficientSelection) apt = Predict();
+        current = apt;
         for (var step = 1; step <= o.Steps; step++)
         {
             using var stepScope = NewDisposeScope();
@@ -99,6 +100,7 @@ public sealed class TaptDefense
                 using (no_grad())
                 {
                     var all = GroupedLogits(views, vocabulary, prompts, k, v, null, 0);
+                    if (step == 1) apt = Rows(all.select(1, 0).softmax(-1));
                     selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
                 }
                 var chosen = Gather(views, selected, v);
@@ -174,8 +176,10 @@ public sealed class TaptDefense
         }
         prompts.Dispose();
         var seconds = clock.Elapsed.TotalSeconds / k;
+        apt ??= current;
+        current ??= apt;
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,
-            ArgMax(baseline[i]), baseline[i], ArgMax(apt[i]), apt[i], ArgMax(current[i]), current[i],
+            ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
             reports[i], distances?[i], seconds)).ToArray();
     }
 
