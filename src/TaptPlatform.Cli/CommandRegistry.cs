@@ -10,6 +10,11 @@ public static partial class CommandRegistry
 
     private static IEnumerable<(string Name, string Summary, Func<string[], int> Run)> Extra()
     {
-        yield break;
+        yield return ("prompts", "train (APT), calibrate or show TAPT prompt artifacts", Commands.PromptsCommand.Run);
+        yield return ("classify", "classify images with the TAPT defense", Commands.ClassifyCommand.Run);
+        yield return ("eval", "clean and robust accuracy of CLIP, APT and TAPT under an attack", Commands.EvalCommand.Run);
+        yield return ("bench", "throughput and peak memory of TAPT per design and view count", Commands.BenchCommand.Run);
+        yield return ("train-clip", "train the default CLIP from scratch on Fashion-MNIST's training split", Commands.TrainClipCommand.Run);
+        yield return ("zero-shot", "zero-shot accuracy of a CLIP model on a Fashion-MNIST split", Commands.ZeroShotCommand.Run);
     }
 }

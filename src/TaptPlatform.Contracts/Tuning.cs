@@ -1,0 +1,97 @@
+using System.Collections.Immutable;
+
+namespace TaptPlatform.Contracts;
+
+/// <summary>The test-time settings of one tuning request, resolved from a prompt configuration.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TuningSettings(
+    [property: Id(0)] string? PromptArtifact,
+    [property: Id(1)] string? Design,
+    [property: Id(2)] int? Views,
+    [property: Id(3)] int? Steps,
+    [property: Id(4)] double? LearningRate)
+{
+    public static TuningSettings From(PromptConfiguration c) => new(c.PromptArtifact, c.Design, c.Views, c.Steps, c.LearningRate);
+}
+
+/// <summary>
+/// One image for a model grain: the encoded bytes (the job grain reads them from its own tenant's blobs), the
+/// labels and their prompt texts, the settings and the seed of the random views.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record TuningRequest(
+    [property: Id(0)] string TenantId,
+    [property: Id(1)] string JobId,
+    [property: Id(2)] int ImageIndex,
+    [property: Id(3)] byte[] Image,
+    [property: Id(4)] ImmutableArray<string> Labels,
+    [property: Id(5)] ImmutableArray<string> PromptTexts,
+    [property: Id(6)] TuningSettings Settings,
+    [property: Id(7)] int Seed,
+    [property: Id(8)] bool ReportSteps = true);
+
+/// <summary>One test-time step of one image: the losses, the selected views and the top labels after the step.</summary>
+[GenerateSerializer, Immutable]
+public sealed record StepMetrics(
+    [property: Id(0)] int Step,
+    [property: Id(1)] double EntropyLoss,
+    [property: Id(2)] double AlignmentAdversarial,
+    [property: Id(3)] double AlignmentClean,
+    [property: Id(4)] double TotalLoss,
+    [property: Id(5)] ImmutableArray<int> SelectedViews,
+    [property: Id(6)] ImmutableArray<LabelProbability> TopK);
+
+/// <summary>How far an image's block statistics sit from the references (before tuning).</summary>
+[GenerateSerializer, Immutable]
+public sealed record StatisticsDistanceInfo(
+    [property: Id(0)] double ToAdversarialReference,
+    [property: Id(1)] double ToCleanReference,
+    [property: Id(2)] double? ToAttackedImages,
+    [property: Id(3)] bool CloserToAttacked);
+
+/// <summary>
+/// What the engine computed for one image: the model and artifact it used, plain CLIP, APT and TAPT
+/// predictions with their probabilities, every step, and the statistics distances. <see cref="Rejection"/> is
+/// set instead when the image could not be decoded; then the rest is empty.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record TuningOutcome(
+    [property: Id(0)] int ImageIndex,
+    [property: Id(1)] string Model,
+    [property: Id(2)] string ModelChecksum,
+    [property: Id(3)] string PromptArtifact,
+    [property: Id(4)] string Design,
+    [property: Id(5)] int Views,
+    [property: Id(6)] int Steps,
+    [property: Id(7)] double LearningRate,
+    [property: Id(8)] int BaselinePrediction,
+    [property: Id(9)] ImmutableArray<float> BaselineProbabilities,
+    [property: Id(10)] int AptPrediction,
+    [property: Id(11)] ImmutableArray<float> AptProbabilities,
+    [property: Id(12)] int Prediction,
+    [property: Id(13)] ImmutableArray<float> Probabilities,
+    [property: Id(14)] ImmutableArray<StepMetrics> StepMetrics,
+    [property: Id(15)] StatisticsDistanceInfo? Distances,
+    [property: Id(16)] double Seconds,
+    [property: Id(17)] int BatchSize,
+    [property: Id(18)] string? Rejection = null)
+{
+    public float Confidence => Probabilities.IsDefaultOrEmpty ? 0f : Probabilities[Prediction];
+
+    public static TuningOutcome Rejected(int imageIndex, string model, string reason) =>
+        new(imageIndex, model, "", "", "", 0, 0, 0, -1, [], -1, [], -1, [], [], null, 0, 0, reason);
+}
+
+/// <summary>Where a model grain runs and the state of that silo's tuning engine.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ModelHostInfo(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string Silo,
+    [property: Id(2)] string Accelerator,
+    [property: Id(3)] string Device,
+    [property: Id(4)] int TuningThreads,
+    [property: Id(5)] int QueueCapacity,
+    [property: Id(6)] int MaxBatchSize,
+    [property: Id(7)] long BatchesRun,
+    [property: Id(8)] long ImagesRun,
+    [property: Id(9)] int LargestBatch);

@@ -1,0 +1,28 @@
+namespace TaptPlatform.Grains;
+
+/// <summary>How a job grain schedules its images (configuration section <c>Tapt:Jobs</c>).</summary>
+public sealed class JobOptions
+{
+    /// <summary>Images of one job handed to the model grain at once (the engine batches from these).</summary>
+    public int MaxInFlight { get; set; } = 16;
+
+    /// <summary>
+    /// Model grains per model: jobs are spread over <c>{model}@{n}</c> by job id, and the grains over the
+    /// accelerator silos. 1 (the default): one model grain, on one accelerator silo, serves every job of a model.
+    /// </summary>
+    public int ModelShards { get; set; } = 1;
+
+    /// <summary>Parallel blob uploads while accepting images.</summary>
+    public int UploadParallelism { get; set; } = 8;
+
+    /// <summary>First wait after a failed dispatch (no accelerator silo, a silo died); doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Attempts before an image whose tuning fails permanently (unknown model, bad artifact) gets a failed result.</summary>
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>How often a running job checks that it is dispatching and that its state is saved.</summary>
+    public TimeSpan WatchdogPeriod { get; set; } = TimeSpan.FromSeconds(5);
+}

@@ -1,0 +1,272 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Vision;
+using TaptPlatform.Vision.Imaging;
+using TaptPlatform.Vision.Prompts;
+using TaptPlatform.Vision.Tapt;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Grains.Tuning;
+
+/// <summary>
+/// The one tuning engine of an accelerator silo: a bounded queue of images and dedicated threads that take
+/// compatible images from it in batches and run TAPT on them synchronously (TorchSharp dispose scopes are
+/// per thread, so no tensor work ever crosses an <c>await</c>). Models and prompt artifacts are loaded once
+/// (<see cref="ModelCatalog"/>) and shared by the threads. When the queue is full, <see cref="EnqueueAsync"/>
+/// waits: that is the back-pressure model grains pass on to job grains.
+/// </summary>
+public sealed class TuningEngine : IDisposable
+{
+    private readonly TuningEngineOptions _options;
+    private readonly ModelCatalog _catalog;
+    private readonly ILogger<TuningEngine> _log;
+    private readonly Channel<TuningWorkItem> _queue;
+    private readonly Thread[] _threads;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<string, DateTime> _cancelledJobs = new(StringComparer.Ordinal);
+    private readonly Device _device;
+    private long _batches, _images;
+    private int _largestBatch, _queued;
+    private bool _disposed;
+
+    public TuningEngine(IOptions<TuningEngineOptions> options, ModelCatalog catalog, ILogger<TuningEngine> log)
+    {
+        _options = options.Value;
+        _options.Validate();
+        _catalog = catalog;
+        _log = log;
+        _device = ComputeDevice.Parse(_options.Device);
+        if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
+        _queue = Channel.CreateBounded<TuningWorkItem>(new BoundedChannelOptions(_options.QueueCapacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleWriter = false,
+            SingleReader = _options.Threads == 1,
+        });
+        _threads = Enumerable.Range(0, _options.Threads).Select(i => new Thread(() => Run(i))
+        {
+            IsBackground = true,
+            Name = $"tapt-tuning-{i}",
+        }).ToArray();
+        foreach (var t in _threads) t.Start();
+        _log.LogInformation("Tuning engine started: {Threads} thread(s) on {Device}, queue {Capacity}, batches of up to {Batch}",
+            _options.Threads, _options.Device, _options.QueueCapacity, _options.MaxBatchSize);
+    }
+
+    public TuningEngineOptions Options => _options;
+    public long BatchesRun => Interlocked.Read(ref _batches);
+    public long ImagesRun => Interlocked.Read(ref _images);
+    public int LargestBatch => Volatile.Read(ref _largestBatch);
+
+    /// <summary>Images accepted but not finished (queued or being tuned).</summary>
+    public int Pending => Volatile.Read(ref _queued);
+
+    /// <summary>Queues an image (waiting while the queue is full) and completes with its outcome.</summary>
+    public async Task<TuningOutcome> EnqueueAsync(TuningWorkItem item)
+    {
+        try
+        {
+            await _queue.Writer.WriteAsync(item, _stopping.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        {
+            throw new TuningFailedException("the tuning engine is stopping", transient: true);
+        }
+        Interlocked.Increment(ref _queued);
+        try
+        {
+            return await item.Completion.Task;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _queued);
+        }
+    }
+
+    /// <summary>Queued images of this job are dropped (their callers see a cancellation) instead of tuned.</summary>
+    public void CancelJob(string tenantId, string jobId)
+    {
+        var now = DateTime.UtcNow;
+        _cancelledJobs[TuningWorkItem.JobKeyOf(tenantId, jobId)] = now;
+        foreach (var (k, t) in _cancelledJobs)
+            if (now - t > TimeSpan.FromHours(6)) _cancelledJobs.TryRemove(k, out _);
+    }
+
+    private void Run(int threadIndex)
+    {
+        var carry = new List<TuningWorkItem>();
+        while (true)
+        {
+            List<TuningWorkItem>? batch;
+            try
+            {
+                batch = Take(carry);
+            }
+            catch (OperationCanceledException)
+            {
+                batch = null;
+            }
+            if (batch is null) break;
+            try
+            {
+                Process(batch);
+            }
+            catch (Exception e)
+            {
+                _log.LogError(e, "Tuning thread {Thread} failed a batch of {Count}", threadIndex, batch.Count);
+                var error = e as TuningFailedException ?? new TuningFailedException($"tuning failed: {e.GetType().Name}: {e.Message}");
+                foreach (var item in batch) item.Completion.TrySetException(error);
+            }
+        }
+        foreach (var item in carry) item.Completion.TrySetException(new TuningFailedException("the tuning engine stopped", transient: true));
+    }
+
+    /// <summary>
+    /// Blocks until an image is available, then gathers up to <see cref="TuningEngineOptions.MaxBatchSize"/>
+    /// images with the same batch key; others are carried to the next pass (at most one batch's worth).
+    /// </summary>
+    private List<TuningWorkItem>? Take(List<TuningWorkItem> carry)
+    {
+        TuningWorkItem first;
+        if (carry.Count > 0)
+        {
+            first = carry[0];
+            carry.RemoveAt(0);
+        }
+        else
+        {
+            while (!_queue.Reader.TryRead(out first!))
+            {
+                if (!_queue.Reader.WaitToReadAsync(_stopping.Token).AsTask().GetAwaiter().GetResult()) return null;
+            }
+        }
+        var batch = new List<TuningWorkItem> { first };
+        for (var i = 0; i < carry.Count && batch.Count < _options.MaxBatchSize;)
+        {
+            if (carry[i].BatchKey == first.BatchKey) { batch.Add(carry[i]); carry.RemoveAt(i); }
+            else i++;
+        }
+        while (batch.Count < _options.MaxBatchSize && carry.Count < _options.MaxBatchSize && _queue.Reader.TryRead(out var next))
+        {
+            if (next.BatchKey == first.BatchKey) batch.Add(next);
+            else carry.Add(next);
+        }
+        return batch;
+    }
+
+    private void Process(List<TuningWorkItem> batch)
+    {
+        var live = new List<TuningWorkItem>(batch.Count);
+        foreach (var item in batch)
+        {
+            if (_stopping.IsCancellationRequested) item.Completion.TrySetException(new TuningFailedException("the tuning engine is stopping", transient: true));
+            else if (_cancelledJobs.ContainsKey(item.JobKey)) item.Completion.TrySetCanceled();
+            else live.Add(item);
+        }
+        if (live.Count == 0) return;
+
+        var head = live[0];
+        var model = _catalog.Get(head.Model, _device);          // loads once, outside any dispose scope
+        var (artifactName, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
+        var s = head.Request.Settings;
+        if (s.Design is { } design && PromptShape.ParseDesign(design) != artifact.Shape.Design)
+            throw new TuningFailedException($"prompt configuration expects design {design.ToUpperInvariant()} but artifact '{artifactName}' of model '{model.Name}' is {artifact.Shape.Design}");
+        TaptOptions options;
+        try
+        {
+            options = artifact.Settings with
+            {
+                Views = s.Views ?? artifact.Settings.Views,
+                Steps = s.Steps ?? artifact.Settings.Steps,
+                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
+            };
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
+        }
+        var vocabulary = new LabelVocabulary(head.Request.Labels, head.Request.PromptTexts);
+
+        // Decode on this thread (cheap next to tuning); a bad image fails alone.
+        var pixels = new List<float[]>(live.Count);
+        var accepted = new List<TuningWorkItem>(live.Count);
+        foreach (var item in live)
+        {
+            try
+            {
+                pixels.Add(model.Preprocessor.Load(item.Request.Image));
+                accepted.Add(item);
+            }
+            catch (ImageRejectedException e)
+            {
+                item.Completion.TrySetResult(TuningOutcome.Rejected(item.Request.ImageIndex, model.Name, $"{e.Reason}: {e.Message}"));
+            }
+        }
+        if (accepted.Count == 0) return;
+
+        var clock = Stopwatch.StartNew();
+        IReadOnlyList<TaptResult> results;
+        using (var scope = NewDisposeScope())
+        {
+            var x = model.Preprocessor.ToTensor(pixels);
+            var inputs = accepted.Select((item, i) => new TaptInput(x[i], item.Request.Seed)).ToList();
+            var defense = new TaptDefense(model.Clip, artifact, options);
+            results = defense.Classify(inputs, vocabulary, report =>
+            {
+                var item = accepted[report.ImageIndex];
+                if (item.OnStep is null) return;
+                try
+                {
+                    item.OnStep(ToMetrics(report));
+                }
+                catch (Exception e)
+                {
+                    _log.LogWarning(e, "A step callback failed");
+                }
+            });
+        }
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _images, accepted.Count);
+        var largest = _largestBatch;
+        while (accepted.Count > largest && Interlocked.CompareExchange(ref _largestBatch, accepted.Count, largest) != largest) largest = _largestBatch;
+        _log.LogDebug("Tuned {Count} image(s) of {Model} in {Seconds:F2}s", accepted.Count, model.Name, clock.Elapsed.TotalSeconds);
+
+        for (var i = 0; i < accepted.Count; i++)
+        {
+            var r = results[i];
+            var item = accepted[i];
+            var d = r.Distances;
+            item.Completion.TrySetResult(new TuningOutcome(
+                item.Request.ImageIndex, model.Name, model.Checkpoint.Checksum, artifactName, artifact.Shape.Design.ToString(),
+                options.Views, options.Steps, options.LearningRate,
+                r.BaselinePrediction, [.. r.BaselineProbabilities],
+                r.AptPrediction, [.. r.AptProbabilities],
+                r.Prediction, [.. r.Probabilities],
+                r.Steps.Select(ToMetrics).ToImmutableArray(),
+                d is null ? null : new StatisticsDistanceInfo(d.ToAdversarialReference, d.ToCleanReference, d.ToAttackedImages, d.CloserToAttacked),
+                r.Seconds, accepted.Count));
+        }
+    }
+
+    private static StepMetrics ToMetrics(TaptStepReport r) => new(
+        r.Step, r.EntropyLoss, r.AlignmentAdversarial, r.AlignmentClean, r.TotalLoss, [.. r.SelectedViews],
+        r.TopK.Select(t => new LabelProbability(t.Index, t.Label, t.Probability)).ToImmutableArray());
+
+    /// <summary>Stops taking images, lets the current batches finish, fails what is left (transiently: retry elsewhere).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _stopping.Cancel();
+        _queue.Writer.TryComplete();
+        foreach (var t in _threads)
+            if (!t.Join(TimeSpan.FromMinutes(2))) _log.LogWarning("Tuning thread {Thread} did not stop in time", t.Name);
+        while (_queue.Reader.TryRead(out var item)) item.Completion.TrySetException(new TuningFailedException("the tuning engine stopped", transient: true));
+    }
+}

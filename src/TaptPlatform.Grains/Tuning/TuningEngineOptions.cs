@@ -1,0 +1,44 @@
+namespace TaptPlatform.Grains.Tuning;
+
+/// <summary>The tuning engine of an accelerator silo (configuration section <c>Tapt:Engine</c>).</summary>
+public sealed class TuningEngineOptions
+{
+    /// <summary>Dedicated tuning threads (one per device, or a few per host's cores).</summary>
+    public int Threads { get; set; } = 1;
+
+    /// <summary>Images waiting for a thread; when full, model grains (and so job grains) wait.</summary>
+    public int QueueCapacity { get; set; } = 32;
+
+    /// <summary>Most images one tuning pass classifies together.</summary>
+    public int MaxBatchSize { get; set; } = 8;
+
+    /// <summary>"cpu", "cuda" or "cuda:N".</summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>libtorch intra-op threads (0: leave libtorch's default).</summary>
+    public int TorchThreads { get; set; }
+
+    public void Validate()
+    {
+        if (Threads is < 1 or > 64) throw new ArgumentException("Tapt:Engine:Threads must be in 1..64");
+        if (QueueCapacity is < 1 or > 100_000) throw new ArgumentException("Tapt:Engine:QueueCapacity must be in 1..100000");
+        if (MaxBatchSize is < 1 or > 256) throw new ArgumentException("Tapt:Engine:MaxBatchSize must be in 1..256");
+        if (TorchThreads < 0) throw new ArgumentException("Tapt:Engine:TorchThreads must not be negative");
+    }
+}
+
+/// <summary>
+/// Where an accelerator silo finds models by name (configuration section <c>Tapt:Models</c>): explicit
+/// <see cref="Directories"/> first, then <c>{Root}/{name}</c>. A model directory is a Hugging Face CLIP directory;
+/// its prompt artifacts are <c>tapt-prompts.safetensors</c> (the default) or <c>{artifact}.safetensors</c> beside it.
+/// </summary>
+public sealed class ModelCatalogOptions
+{
+    public const string DefaultArtifactFile = "tapt-prompts.safetensors";
+
+    /// <summary>Folder holding one sub-folder per model (default: the <c>models</c> folder of the deployment).</summary>
+    public string? Root { get; set; }
+
+    /// <summary>Model name → directory.</summary>
+    public Dictionary<string, string> Directories { get; set; } = new(StringComparer.Ordinal);
+}

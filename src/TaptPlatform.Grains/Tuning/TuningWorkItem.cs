@@ -1,0 +1,27 @@
+using TaptPlatform.Contracts;
+
+namespace TaptPlatform.Grains.Tuning;
+
+/// <summary>One queued image: the request, the model it runs on, a step callback and the promise of its outcome.</summary>
+public sealed class TuningWorkItem(string model, TuningRequest request, Action<StepMetrics>? onStep = null)
+{
+    public string Model { get; } = model;
+    public TuningRequest Request { get; } = request;
+
+    /// <summary>Called on the tuning thread after each step: must return at once (post, never block).</summary>
+    public Action<StepMetrics>? OnStep { get; } = onStep;
+
+    /// <summary>Completed off the tuning thread (continuations run asynchronously).</summary>
+    public TaskCompletionSource<TuningOutcome> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Images that may share one <c>Classify</c> call: same model, artifact, settings and vocabulary.</summary>
+    public string BatchKey { get; } = string.Join('\u001e', model, request.Settings.PromptArtifact ?? "", request.Settings.Design ?? "",
+        request.Settings.Views?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
+        request.Settings.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
+        request.Settings.LearningRate?.ToString("R", System.Globalization.CultureInfo.InvariantCulture) ?? "",
+        string.Join('\u001f', request.Labels), string.Join('\u001f', request.PromptTexts));
+
+    public string JobKey => JobKeyOf(Request.TenantId, Request.JobId);
+
+    public static string JobKeyOf(string tenantId, string jobId) => tenantId + "/" + jobId;
+}

@@ -1,0 +1,132 @@
+using Azure.Data.Tables;
+using Azure.Storage.Blobs;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Serialization;
+using Orleans.Storage;
+using TaptPlatform.Grains;
+using TaptPlatform.Grains.Placement;
+using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Tuning;
+
+namespace TaptPlatform.Silo.Hosting;
+
+/// <summary>
+/// The silo's capabilities, one extension each, so a host reads as a list:
+/// <code>
+/// silo.UseTaptAzureClustering(storage)
+///     .AddTaptStorage(storage)
+///     .UseTaptAzureReminders(storage)
+///     .UseTaptRole("cpu", engine => engine.Threads = 2);
+/// </code>
+/// </summary>
+public static class TaptSiloBuilderExtensions
+{
+    /// <summary>Orleans membership in an Azure (or Azurite) table.</summary>
+    public static ISiloBuilder UseTaptAzureClustering(this ISiloBuilder silo, TaptStorageOptions storage) =>
+        silo.UseAzureStorageClustering(o =>
+        {
+            o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+            o.TableName = storage.ClusteringTable;
+        });
+
+    /// <summary>Job resume reminders in an Azure (or Azurite) table.</summary>
+    public static ISiloBuilder UseTaptAzureReminders(this ISiloBuilder silo, TaptStorageOptions storage) =>
+        silo.UseAzureTableReminderService(o =>
+        {
+            o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+            o.TableName = storage.ReminderTable;
+        });
+
+    /// <summary>
+    /// Grain state (tenants in Azure Table, jobs in Azure Blob, both with the Orleans serializer) and the per-tenant
+    /// blob artifact store, all on one storage account; plus the job scheduling options.
+    /// </summary>
+    public static ISiloBuilder AddTaptStorage(this ISiloBuilder silo, TaptStorageOptions storage, Action<JobOptions>? jobs = null)
+    {
+        silo.AddAzureTableGrainStorage(GrainStorageNames.Tenants, o => o
+            .Configure<IServiceProvider>((options, sp) =>
+            {
+                options.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+                options.TableName = storage.TenantTable;
+                options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
+            }));
+        silo.AddAzureBlobGrainStorage(GrainStorageNames.Jobs, o => o
+            .Configure<IServiceProvider>((options, sp) =>
+            {
+                options.BlobServiceClient = new BlobServiceClient(storage.ConnectionString);
+                options.ContainerName = storage.JobStateContainer;
+                options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
+            }));
+        silo.Services.TryAddSingleton(TimeProvider.System);
+        silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(new BlobServiceClient(storage.ConnectionString)));
+        var jobOptions = silo.Services.AddOptions<JobOptions>();
+        if (jobs is not null) jobOptions.Configure(jobs);
+        return silo;
+    }
+
+    /// <summary>
+    /// Publishes the silo's accelerator role as silo metadata and registers the accelerator placement filter (every
+    /// silo needs it to place model grains). On an accelerator silo (<c>cpu</c> or <c>cuda</c>) also registers the
+    /// model catalog and the tuning engine; a <c>cpu-only</c> silo never hosts a model grain.
+    /// </summary>
+    public static ISiloBuilder UseTaptRole(this ISiloBuilder silo, string accelerator,
+        Action<TuningEngineOptions>? engine = null, Action<ModelCatalogOptions>? models = null)
+    {
+        var role = SiloRoles.Parse(accelerator);
+        silo.UseSiloMetadata(new Dictionary<string, string> { [SiloRoles.MetadataKey] = role });
+        silo.Services.AddAcceleratorPlacementFilter();
+        var engineOptions = silo.Services.AddOptions<TuningEngineOptions>()
+            .Configure(o => o.Device = role == SiloRoles.Cuda ? "cuda" : "cpu");
+        if (engine is not null) engineOptions.Configure(engine);
+        var modelOptions = silo.Services.AddOptions<ModelCatalogOptions>();
+        if (models is not null) modelOptions.Configure(models);
+        silo.Services.AddSingleton(sp => new SiloRoleInfo(role, SiloRoles.HasAccelerator(role) ? sp.GetRequiredService<IOptions<TuningEngineOptions>>().Value.Device : "none"));
+        if (SiloRoles.HasAccelerator(role))
+        {
+            silo.Services.AddSingleton<ModelCatalog>();
+            silo.Services.AddSingleton<TuningEngine>();
+        }
+        return silo;
+    }
+
+    /// <summary>
+    /// <see cref="UseTaptRole(ISiloBuilder, string, Action{TuningEngineOptions}?, Action{ModelCatalogOptions}?)"/>
+    /// from configuration: <c>Tapt:Accelerator</c>, <c>Tapt:Engine</c>, <c>Tapt:Models</c>.
+    /// </summary>
+    public static ISiloBuilder UseTaptRole(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var tapt = configuration.GetSection("Tapt");
+        var accelerator = tapt.Get<TaptSiloOptions>()?.Accelerator ?? "cpu";
+        return silo.UseTaptRole(accelerator,
+            engine => tapt.GetSection("Engine").Bind(engine),
+            models =>
+            {
+                tapt.GetSection("Models").Bind(models);
+                models.Root ??= DefaultModelRoot();
+            });
+    }
+
+    /// <summary>The storage settings from <c>Tapt:Storage</c> (Azurite's development account by default).</summary>
+    public static TaptStorageOptions TaptStorage(this IConfiguration configuration)
+    {
+        var o = new TaptStorageOptions();
+        configuration.GetSection("Tapt:Storage").Bind(o);
+        return o;
+    }
+
+    /// <summary>The first <c>models</c> folder found from the executable's folder or the working directory upwards.</summary>
+    public static string? DefaultModelRoot()
+    {
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
+            {
+                var candidate = Path.Combine(d.FullName, "models");
+                if (Directory.Exists(candidate)) return candidate;
+            }
+        return null;
+    }
+}

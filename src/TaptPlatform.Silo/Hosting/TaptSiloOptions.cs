@@ -1,0 +1,29 @@
+namespace TaptPlatform.Silo.Hosting;
+
+/// <summary>Connection and names of the Azure Storage account (configuration section <c>Tapt:Storage</c>).</summary>
+public sealed class TaptStorageOptions
+{
+    /// <summary>Azurite's well-known development account unless configured.</summary>
+    public const string DevelopmentStorage = "UseDevelopmentStorage=true";
+
+    public string ConnectionString { get; set; } = DevelopmentStorage;
+
+    /// <summary>Orleans membership table.</summary>
+    public string ClusteringTable { get; set; } = "TaptCluster";
+
+    /// <summary>Tenant grain state (Azure Table).</summary>
+    public string TenantTable { get; set; } = "TaptTenants";
+
+    /// <summary>Job grain state (Azure Blob).</summary>
+    public string JobStateContainer { get; set; } = "tapt-job-state";
+
+    /// <summary>Job resume reminders (Azure Table).</summary>
+    public string ReminderTable { get; set; } = "TaptReminders";
+}
+
+/// <summary>The silo's role (configuration section <c>Tapt</c>).</summary>
+public sealed class TaptSiloOptions
+{
+    /// <summary>"cpu" or "cuda": runs the tuning engine and may host model grains; "cpu-only": tenant and job grains only.</summary>
+    public string Accelerator { get; set; } = "cpu";
+}

@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Hosting;
+using TaptPlatform.Silo.Hosting;
+
+// A TaptPlatform silo. Configuration (appsettings.json, environment TAPT__..., command line):
+//   Tapt:Accelerator        cpu | cuda | cpu-only
+//   Tapt:Engine:Threads     tuning threads (accelerator silos); also QueueCapacity, MaxBatchSize, Device, TorchThreads
+//   Tapt:Models:Root        folder of model directories (default: the nearest "models" folder)
+//   Tapt:Storage:ConnectionString   Azure Storage (default: Azurite's development account)
+//   Orleans:ClusterId / Orleans:ServiceId, Orleans:AdvertisedIP (default 127.0.0.1), Orleans:SiloPort / Orleans:GatewayPort
+var builder = Host.CreateApplicationBuilder(args);
+var storage = builder.Configuration.TaptStorage();
+builder.UseOrleans(silo => silo
+    .Configure<Orleans.Configuration.ClusterOptions>(o =>
+    {
+        o.ClusterId = builder.Configuration["Orleans:ClusterId"] ?? "tapt";
+        o.ServiceId = builder.Configuration["Orleans:ServiceId"] ?? "tapt-platform";
+    })
+    .ConfigureEndpoints(
+        System.Net.IPAddress.Parse(builder.Configuration["Orleans:AdvertisedIP"] ?? "127.0.0.1"),
+        siloPort: int.Parse(builder.Configuration["Orleans:SiloPort"] ?? "11111", System.Globalization.CultureInfo.InvariantCulture),
+        gatewayPort: int.Parse(builder.Configuration["Orleans:GatewayPort"] ?? "30000", System.Globalization.CultureInfo.InvariantCulture))
+    .UseTaptAzureClustering(storage)
+    .UseTaptAzureReminders(storage)
+    .AddTaptStorage(storage)
+    .UseTaptRole(builder.Configuration));
+await builder.Build().RunAsync();

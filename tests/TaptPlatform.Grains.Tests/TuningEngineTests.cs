@@ -1,0 +1,79 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Tests.Infrastructure;
+using TaptPlatform.Grains.Tuning;
+using TaptPlatform.Vision.Clip;
+using TaptPlatform.Vision.Imaging;
+using TaptPlatform.Vision.Prompts;
+using TaptPlatform.Vision.Tapt;
+
+namespace TaptPlatform.Grains.Tests;
+
+[Collection(PlatformCollection.Name)]
+public sealed class TuningEngineTests
+{
+    private static TuningRequest Request(int index, int seed = 5) => new(
+        "engine-tests", "job-engine-tests", index, TestModels.FashionPng(index),
+        [.. TestModels.FashionLabels], [.. TestModels.FashionLabels.Select(l => $"a photo of a {l}.")],
+        new TuningSettings(null, "VLI", 16, 2, null), seed);
+
+    [Fact]
+    public async Task The_engine_batches_queued_images_and_its_bounded_queue_holds_back_the_rest()
+    {
+        const int capacity = 4, batch = 4, images = 24;
+        using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }), NullLogger<ModelCatalog>.Instance);
+        using var engine = new TuningEngine(Options.Create(new TuningEngineOptions { Threads = 1, QueueCapacity = capacity, MaxBatchSize = batch }), catalog, NullLogger<TuningEngine>.Instance);
+        var steps = new System.Collections.Concurrent.ConcurrentBag<(int Image, int Step)>();
+
+        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(i), m => steps.Add((i, m.Step))))).ToList();
+        var maxAccepted = 0;
+        while (!tasks.All(t => t.IsCompleted))
+        {
+            maxAccepted = Math.Max(maxAccepted, engine.Pending);
+            await Task.Delay(2);
+        }
+        var outcomes = await Task.WhenAll(tasks);
+
+        // Back-pressure: never more accepted than the queue plus what the one thread holds (a batch and its carry-over).
+        Assert.InRange(maxAccepted, 1, capacity + 2 * batch);
+        Assert.True(engine.LargestBatch > 1, "queued images were never batched");
+        Assert.True(engine.BatchesRun < images);
+        Assert.Equal(images, engine.ImagesRun);
+        Assert.Equal(Enumerable.Range(0, images), outcomes.Select(o => o.ImageIndex));
+        Assert.Equal(images * 2, steps.Count);
+
+        // Batched results equal one-image-at-a-time TAPT in process.
+        using var checkpoint = ClipCheckpoint.Load(TestModels.TinyDirectory);
+        var clip = new PromptedClip(checkpoint);
+        using var artifact = PromptArtifact.Load(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"), checkpoint);
+        var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = 16, Steps = 2 });
+        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+        var vocabulary = new LabelVocabulary(TestModels.FashionLabels);
+        foreach (var i in new[] { 0, 5, 23 })
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var x = pre.ToTensor([pre.Load(TestModels.FashionPng(i))]);
+            var expected = defense.Classify([new TaptInput(x[0], 5)], vocabulary)[0];
+            Assert.Equal(expected.Prediction, outcomes[i].Prediction);
+            Assert.Equal(expected.BaselinePrediction, outcomes[i].BaselinePrediction);
+            for (var c = 0; c < expected.Probabilities.Length; c++) Assert.Equal(expected.Probabilities[c], outcomes[i].Probabilities[c], 4);
+        }
+    }
+
+    [Fact]
+    public async Task An_undecodable_image_is_rejected_alone_and_an_unknown_model_fails_permanently()
+    {
+        using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }), NullLogger<ModelCatalog>.Instance);
+        using var engine = new TuningEngine(Options.Create(new TuningEngineOptions()), catalog, NullLogger<TuningEngine>.Instance);
+        var good = engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(1)));
+        var bad = engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(2) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] }));
+
+        Assert.Null((await good).Rejection);
+        Assert.NotNull((await bad).Rejection);
+        var e = await Assert.ThrowsAsync<TuningFailedException>(() => engine.EnqueueAsync(new TuningWorkItem("no-such-model", Request(3))));
+        Assert.False(e.Transient);
+        Assert.Contains("no-such-model", e.Message);
+    }
+}
