@@ -167,6 +167,14 @@ public sealed class TaptDefense
             }
         }
         optimizer.Dispose();
+        Dictionary<string, float[]>[]? tunedValues = null;
+        if (o.ReturnTunedPrompts)
+        {
+            tunedValues = new Dictionary<string, float[]>[k];
+            var state = prompts.State();
+            for (var i = 0; i < k; i++)
+                tunedValues[i] = state.ToDictionary(kv => kv.Key, kv => kv.Value[i].detach().cpu().contiguous().data<float>().ToArray(), StringComparer.Ordinal);
+        }
         if (keepTuned is not null)
         {
             var tuned = prompts.Clone();
@@ -180,7 +188,7 @@ public sealed class TaptDefense
         current ??= apt;
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,
             ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
-            reports[i], distances?[i], seconds)).ToArray();
+            reports[i], distances?[i], seconds) { TunedPrompts = tunedValues?[i] }).ToArray();
     }
 
     /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice.</summary>

@@ -28,6 +28,8 @@ public sealed record TaptOptions
     /// <summary>Skip autograd for the confidence-scoring pass and back-propagate only through the selected views.</summary>
     public bool EfficientSelection { get; init; } = true;
     public int TopK { get; init; } = 5;
+    /// <summary>Copy each image's tuned prompts into its result (audit trails of flagged images).</summary>
+    public bool ReturnTunedPrompts { get; init; }
 
     public int SelectedViews => Math.Max(1, (int)(SelectionFraction * Views));
 

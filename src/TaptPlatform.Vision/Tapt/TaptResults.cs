@@ -37,4 +37,7 @@ public sealed record TaptResult(
     double Seconds)
 {
     public float Confidence => Probabilities[Prediction];
+
+    /// <summary>The tuned prompts by name (e.g. "visual.0", "text.3"), when <see cref="TaptOptions.ReturnTunedPrompts"/> is set; for audit records.</summary>
+    public IReadOnlyDictionary<string, float[]>? TunedPrompts { get; init; }
 }

@@ -152,3 +152,21 @@ public class TaptDefenseTests
         }
     }
 }
+
+public class TunedPromptsInResultTests
+{
+    [Fact]
+    public void Tuned_prompts_are_returned_per_image_when_asked_and_differ_from_the_pretrained_ones()
+    {
+        using var t = new TinyTapt();
+        var options = new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2, LearningRate = 1e-2, ReturnTunedPrompts = true };
+        var results = new TaptDefense(t.Clip, t.Artifact, options).Classify([new TaptInput(t.Image(1), 1), new TaptInput(t.Image(2), 2)], t.Vocabulary);
+        var pretrained = t.Artifact.Adversarial.State()["visual.0"].data<float>().ToArray();
+        Assert.All(results, r => Assert.Equal(t.Artifact.Adversarial.State().Keys.Order(), r.TunedPrompts!.Keys.Order()));
+        Assert.NotEqual(pretrained, results[0].TunedPrompts!["visual.0"]);
+        Assert.NotEqual(results[0].TunedPrompts!["visual.0"], results[1].TunedPrompts!["visual.0"]);
+        var plain = new TaptDefense(t.Clip, t.Artifact, options with { ReturnTunedPrompts = false }).Classify([new TaptInput(t.Image(1), 1)], t.Vocabulary)[0];
+        Assert.Null(plain.TunedPrompts);
+        Assert.All(plain.Probabilities.Zip(results[0].Probabilities), p => Assert.Equal(p.First, p.Second, 5));
+    }
+}
