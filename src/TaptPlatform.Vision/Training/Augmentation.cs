@@ -3,16 +3,17 @@ using static TorchSharp.torch;
 namespace TaptPlatform.Vision.Training;
 
 /// <summary>
-/// Light training augmentation on a whole batch at once: a random resized crop (area fraction in
+/// Light training augmentation on a whole batch at once: each image is augmented with probability
+/// <see cref="Probability"/> (otherwise only resized): a random resized crop (area fraction in
 /// [<see cref="MinScale"/>, 1], aspect ratio in [3/4, 4/3]) resampled bilinearly to the output size,
 /// and a horizontal flip with probability <see cref="FlipProbability"/>. Parameters come from a
 /// seeded <see cref="Random"/>, so a step's augmentation is reproducible.
 /// </summary>
-public sealed record Augmentation(double MinScale = 0.6, double FlipProbability = 0.5)
+public sealed record Augmentation(double MinScale = 0.6, double FlipProbability = 0.5, double Probability = 1.0)
 {
-    public static Augmentation None { get; } = new(1.0, 0.0);
+    public static Augmentation None { get; } = new(1.0, 0.0, 0.0);
 
-    public bool IsIdentity => MinScale >= 1.0 && FlipProbability <= 0.0;
+    public bool IsIdentity => Probability <= 0.0 || (MinScale >= 1.0 && FlipProbability <= 0.0);
 
     /// <summary>Augments [B, C, H, W] pixels in [0,1] into [B, C, size, size].</summary>
     public Tensor Apply(Tensor images, int size, Random rng)
@@ -27,6 +28,12 @@ public sealed record Augmentation(double MinScale = 0.6, double FlipProbability 
         var theta = new float[b * 6];
         for (var i = 0; i < b; i++)
         {
+            if (Probability < 1.0 && rng.NextDouble() >= Probability)
+            {
+                theta[i * 6 + 0] = 1;
+                theta[i * 6 + 4] = 1;
+                continue;
+            }
             var scale = MinScale + (1 - MinScale) * rng.NextDouble();
             var logRatio = Math.Log(3.0 / 4) + (Math.Log(4.0 / 3) - Math.Log(3.0 / 4)) * rng.NextDouble();
             var ratio = Math.Exp(logRatio);

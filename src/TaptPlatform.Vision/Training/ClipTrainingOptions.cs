@@ -32,7 +32,7 @@ public sealed record ClipTrainingOptions
     /// <summary>Global gradient-norm clip (0 = off).</summary>
     public double GradientClip { get; init; } = 1.0;
 
-    public Augmentation Augmentation { get; init; } = new();
+    public Augmentation Augmentation { get; init; } = ClipTrainer.DefaultAugmentation;
 
     public int Seed { get; init; } = ClipTrainer.DefaultSeed;
 

@@ -84,6 +84,8 @@ public sealed class ClipTrainerTests : IDisposable
         Assert.Equal(8, second.TotalSteps);
         Assert.Contains("resuming from step 3/8", log.ToString());
 
+        Assert.Contains("nothing to resume", Assert.Throws<InvalidDataException>(() => ClipTrainer.Train(Small(resumed) with { Resume = true })).Message);
+
         var a = SafeTensorsFile.Open(Path.Combine(straight, "model.safetensors"));
         var b = SafeTensorsFile.Open(Path.Combine(resumed, "model.safetensors"));
         foreach (var name in a.Tensors.Keys)
