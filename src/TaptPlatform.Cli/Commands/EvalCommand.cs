@@ -13,7 +13,8 @@ public static class EvalCommand
     public const string Usage = """
         usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
-                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--batch 16] [--json]
+                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--batch 16] [--json]
+        TAPT settings default to the prompt artifact's.
         """;
 
     public static int Run(string[] argv)
@@ -46,6 +47,7 @@ public static class EvalCommand
         var promptsPath = a.Optional("prompts");
         var views = a.Optional("views");
         var taptSteps = a.Optional("tapt-steps");
+        var taptLr = a.Optional("tapt-lr");
         var (ckpt, clip) = Session.LoadModel(a, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
@@ -53,6 +55,7 @@ public static class EvalCommand
         {
             Views = views is null ? artifact.Settings.Views : a.Int("views", 64, 1, 1024),
             Steps = taptSteps is null ? artifact.Settings.Steps : a.Int("tapt-steps", 1, 0, 100),
+            LearningRate = taptLr is null ? artifact.Settings.LearningRate : a.Double("tapt-lr", 5e-4, 0, 10),
         };
         a.RejectUnknown();
 
@@ -80,6 +83,7 @@ public static class EvalCommand
                 ["split"] = split,
                 ["seed"] = seed,
                 ["seconds_per_image"] = report.SecondsPerImage,
+                ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["design"] = artifact.Shape.Design.ToString() },
             };
             Console.WriteLine(o.ToJsonString());
             return 0;
