@@ -41,6 +41,32 @@ public interface ITenantGrain : IGrainWithStringKey
 
     /// <summary>This tenant's job ids, oldest first.</summary>
     Task<ImmutableArray<string>> ListJobsAsync();
+
+    // ---- added for the gateway (issue 6): version listing and deletion --------------------------------------
+
+    /// <summary>The version numbers of a vocabulary, oldest first; <see cref="TaptNotFoundException"/> when missing.</summary>
+    Task<ImmutableArray<int>> ListVocabularyVersionsAsync(string name);
+
+    /// <summary>
+    /// Deletes one version of a vocabulary (or, with no version, all of them). A version that an unfinished (open or
+    /// running) job uses is refused with <see cref="TaptConflictException"/>. Deleted version numbers are never reused.
+    /// </summary>
+    Task DeleteVocabularyAsync(string name, int? version = null);
+
+    /// <summary>The latest version of each prompt configuration, by name.</summary>
+    Task<ImmutableArray<PromptConfiguration>> ListPromptConfigurationsAsync();
+
+    /// <summary>One version of a prompt configuration; <see cref="TaptNotFoundException"/> when missing.</summary>
+    Task<PromptConfiguration> GetPromptConfigurationVersionAsync(string name, int version);
+
+    /// <summary>The version numbers of a prompt configuration, oldest first.</summary>
+    Task<ImmutableArray<int>> ListPromptConfigurationVersionsAsync(string name);
+
+    /// <summary>
+    /// Deletes one version of a prompt configuration (or all of them), refused with <see cref="TaptConflictException"/>
+    /// while an unfinished job uses it.
+    /// </summary>
+    Task DeletePromptConfigurationAsync(string name, int? version = null);
 }
 
 /// <summary>

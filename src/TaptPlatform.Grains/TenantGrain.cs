@@ -19,6 +19,12 @@ public sealed class TenantState
     [Id(2)] public List<StoredApiKey> ApiKeys { get; set; } = [];
 
     [Id(3)] public List<string> Jobs { get; set; } = [];
+
+    /// <summary>Prompt configuration name → its versions, oldest first (the latest is also in <see cref="PromptConfigurations"/>).</summary>
+    [Id(4)] public Dictionary<string, List<PromptConfiguration>> PromptConfigurationVersions { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>The highest version number ever given, by <c>vocabulary:{name}</c> / <c>prompt:{name}</c>: deleted numbers are not reused.</summary>
+    [Id(5)] public Dictionary<string, int> LastVersions { get; set; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>An API key as stored: its SHA-256 hash, never the secret.</summary>
@@ -45,6 +51,9 @@ public sealed class TenantGrain(
 {
     public const int MaxVocabularies = 1000;
     public const int MaxVersionsKept = 1000;
+
+    /// <summary>Jobs known to be finished (they never run again): skipped when looking for a version in use.</summary>
+    private readonly HashSet<string> _finishedJobs = new(StringComparer.Ordinal);
 
     private string TenantId => this.GetPrimaryKeyString();
 
@@ -83,7 +92,7 @@ public sealed class TenantGrain(
         var latest = versions.LastOrDefault();
         if (latest is not null && latest.Template == template && latest.Labels.SequenceEqual(labels)) return latest;
         if (versions.Count >= MaxVersionsKept) throw new TaptRequestException($"vocabulary '{name}' has reached {MaxVersionsKept} versions");
-        var created = new VocabularyVersion(TenantId, name, (latest?.Version ?? 0) + 1, labels, template, clock.GetUtcNow());
+        var created = new VocabularyVersion(TenantId, name, NextVersion("vocabulary:" + name, latest?.Version ?? 0), labels, template, clock.GetUtcNow());
         versions.Add(created);
         await state.WriteStateAsync();
         log.LogInformation("Tenant {Tenant} stored vocabulary {Name} v{Version}", TenantId, name, created.Version);
@@ -111,8 +120,9 @@ public sealed class TenantGrain(
         ArgumentNullException.ThrowIfNull(configuration);
         configuration.Validate();
         var previous = state.State.PromptConfigurations.GetValueOrDefault(configuration.Name);
-        var stored = configuration with { Version = (previous?.Version ?? 0) + 1 };
         if (previous is not null && previous with { Version = 0 } == configuration with { Version = 0 }) return previous;
+        var stored = configuration with { Version = NextVersion("prompt:" + configuration.Name, previous?.Version ?? 0) };
+        PromptVersions(configuration.Name).Add(stored);
         state.State.PromptConfigurations[configuration.Name] = stored;
         await state.WriteStateAsync();
         return stored;
@@ -173,6 +183,113 @@ public sealed class TenantGrain(
     }
 
     public Task<ImmutableArray<string>> ListJobsAsync() => Task.FromResult(state.State.Jobs.ToImmutableArray());
+
+    public Task<ImmutableArray<int>> ListVocabularyVersionsAsync(string name) =>
+        name is not null && state.State.Vocabularies.TryGetValue(name, out var versions) && versions.Count > 0
+            ? Task.FromResult(versions.Select(v => v.Version).ToImmutableArray())
+            : throw new TaptNotFoundException($"vocabulary '{name}' not found");
+
+    public async Task DeleteVocabularyAsync(string name, int? version = null)
+    {
+        if (name is null || !state.State.Vocabularies.TryGetValue(name, out var versions) || versions.Count == 0)
+            throw new TaptNotFoundException($"vocabulary '{name}' not found");
+        var doomed = version is null ? versions.ToList() : versions.Where(v => v.Version == version).ToList();
+        if (doomed.Count == 0) throw new TaptNotFoundException($"vocabulary '{name}' has no version {version}");
+        var numbers = doomed.Select(v => v.Version).ToHashSet();
+        if (await FindUnfinishedJobAsync(s => s.Vocabulary == name && numbers.Contains(s.VocabularyVersion)) is { } user)
+            throw new TaptConflictException($"vocabulary '{name}' v{user.VocabularyVersion} is used by unfinished job '{user.JobId}': cancel the job or wait until it finishes");
+        RememberVersion("vocabulary:" + name, versions[^1].Version);
+        versions.RemoveAll(v => numbers.Contains(v.Version));
+        if (versions.Count == 0) state.State.Vocabularies.Remove(name);
+        await state.WriteStateAsync();
+        log.LogInformation("Tenant {Tenant} deleted vocabulary {Name} {Versions}", TenantId, name, version is null ? "(all versions)" : $"v{version}");
+    }
+
+    public Task<ImmutableArray<PromptConfiguration>> ListPromptConfigurationsAsync() =>
+        Task.FromResult(state.State.PromptConfigurations.Values.OrderBy(c => c.Name, StringComparer.Ordinal).ToImmutableArray());
+
+    public Task<PromptConfiguration> GetPromptConfigurationVersionAsync(string name, int version) =>
+        name is not null && state.State.PromptConfigurations.ContainsKey(name) && PromptVersions(name).FirstOrDefault(c => c.Version == version) is { } c
+            ? Task.FromResult(c)
+            : throw new TaptNotFoundException($"prompt configuration '{name}' has no version {version}");
+
+    public Task<ImmutableArray<int>> ListPromptConfigurationVersionsAsync(string name) =>
+        name is not null && state.State.PromptConfigurations.ContainsKey(name)
+            ? Task.FromResult(PromptVersions(name).Select(c => c.Version).ToImmutableArray())
+            : throw new TaptNotFoundException($"prompt configuration '{name}' not found");
+
+    public async Task DeletePromptConfigurationAsync(string name, int? version = null)
+    {
+        if (name is null || !state.State.PromptConfigurations.TryGetValue(name, out var latest))
+            throw new TaptNotFoundException($"prompt configuration '{name}' not found");
+        var versions = PromptVersions(name);
+        var doomed = version is null ? versions.ToList() : versions.Where(c => c.Version == version).ToList();
+        if (doomed.Count == 0) throw new TaptNotFoundException($"prompt configuration '{name}' has no version {version}");
+        var numbers = doomed.Select(c => c.Version).ToHashSet();
+        if (await FindUnfinishedJobAsync(s => s.PromptConfiguration == name && numbers.Contains(s.PromptConfigurationVersion)) is { } user)
+            throw new TaptConflictException($"prompt configuration '{name}' v{user.PromptConfigurationVersion} is used by unfinished job '{user.JobId}': cancel the job or wait until it finishes");
+        RememberVersion("prompt:" + name, latest.Version);
+        versions.RemoveAll(c => numbers.Contains(c.Version));
+        if (versions.Count == 0)
+        {
+            state.State.PromptConfigurations.Remove(name);
+            state.State.PromptConfigurationVersions.Remove(name);
+        }
+        else
+        {
+            state.State.PromptConfigurations[name] = versions[^1];
+        }
+        await state.WriteStateAsync();
+        log.LogInformation("Tenant {Tenant} deleted prompt configuration {Name} {Versions}", TenantId, name, version is null ? "(all versions)" : $"v{version}");
+    }
+
+    /// <summary>The stored versions of a prompt configuration (state written before versions were kept holds only the latest).</summary>
+    private List<PromptConfiguration> PromptVersions(string name)
+    {
+        if (!state.State.PromptConfigurationVersions.TryGetValue(name, out var list))
+        {
+            list = state.State.PromptConfigurations.TryGetValue(name, out var latest) ? [latest] : [];
+            state.State.PromptConfigurationVersions[name] = list;
+        }
+        return list;
+    }
+
+    /// <summary>The next version number for <paramref name="key"/>: above both the latest kept and any deleted one.</summary>
+    private int NextVersion(string key, int latest)
+    {
+        var next = Math.Max(latest, state.State.LastVersions.GetValueOrDefault(key)) + 1;
+        state.State.LastVersions[key] = next;
+        return next;
+    }
+
+    /// <summary>Remembers that <paramref name="version"/> was given for <paramref name="key"/> (before it is deleted).</summary>
+    private void RememberVersion(string key, int version) =>
+        state.State.LastVersions[key] = Math.Max(version, state.State.LastVersions.GetValueOrDefault(key));
+
+    /// <summary>The first open or running job of this tenant whose status matches (this grain is not reentrant: no job is created meanwhile).</summary>
+    private async Task<JobStatus?> FindUnfinishedJobAsync(Func<JobStatus, bool> uses)
+    {
+        foreach (var jobId in state.State.Jobs)
+        {
+            if (_finishedJobs.Contains(jobId)) continue;
+            JobStatus status;
+            try
+            {
+                status = await GrainFactory.GetGrain<IJobGrain>(jobId).GetStatusAsync(TenantId);
+            }
+            catch (TaptNotFoundException)
+            {
+                continue;   // listed before its grain was created, and never created
+            }
+            if (status.State is JobState.Completed or JobState.Cancelled)
+            {
+                _finishedJobs.Add(jobId);
+                continue;
+            }
+            if (uses(status)) return status;
+        }
+        return null;
+    }
 
     private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 

@@ -1,0 +1,128 @@
+using System.Collections.Concurrent;
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Errors;
+using TaptPlatform.Gateway.Hosting;
+
+namespace TaptPlatform.Gateway.Auth;
+
+/// <summary>The claims and policies of the gateway's principals.</summary>
+public static class TaptAuth
+{
+    public const string Scheme = "TaptApiKey";
+    public const string Header = "X-Api-Key";
+    public const string TenantClaim = "tapt:tenant";
+    public const string KeyIdClaim = "tapt:key";
+    public const string OperatorRole = "operator";
+    public const string TenantRole = "tenant";
+    public const string TenantPolicy = "tenant";
+    public const string OperatorPolicy = "operator";
+
+    /// <summary>The caller's tenant id (only on endpoints that require the tenant policy).</summary>
+    public static string TenantId(this ClaimsPrincipal user) =>
+        user.FindFirstValue(TenantClaim) ?? throw new InvalidOperationException("not a tenant principal");
+
+    /// <summary>
+    /// The key a request carries: the <c>X-Api-Key</c> header, an <c>Authorization: Bearer</c> header, or, on the
+    /// SignalR hub only (browsers cannot set headers on WebSockets), the <c>access_token</c> query parameter.
+    /// </summary>
+    public static string? ReadKey(HttpRequest request)
+    {
+        if (request.Headers.TryGetValue(Header, out var h) && !string.IsNullOrWhiteSpace(h)) return h.ToString().Trim();
+        var auth = request.Headers.Authorization.ToString();
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return auth["Bearer ".Length..].Trim();
+        if (request.Path.StartsWithSegments("/hubs") && request.Query.TryGetValue("access_token", out var q) && !string.IsNullOrWhiteSpace(q))
+            return q.ToString();
+        return null;
+    }
+}
+
+/// <summary>A validated tenant key.</summary>
+public sealed record ApiKeyIdentity(string TenantId, string KeyId, string Name);
+
+/// <summary>
+/// Checks tenant keys with their tenant grain and remembers the answer briefly (keyed by the key's SHA-256, never
+/// the key). Revoking through this gateway forgets the key at once; other gateways notice within
+/// <see cref="GatewayOptions.KeyCacheDuration"/>.
+/// </summary>
+public sealed class ApiKeyValidator(IGrainFactory grains, TimeProvider clock, IOptionsMonitor<GatewayOptions> options)
+{
+    private const int MaxEntries = 10_000;
+    private readonly ConcurrentDictionary<string, (ApiKeyIdentity? Identity, DateTimeOffset Expires)> _cache = new(StringComparer.Ordinal);
+
+    public async Task<ApiKeyIdentity?> ValidateAsync(string? secret)
+    {
+        if (ApiKeySecrets.Parse(secret) is not { } parsed || secret!.Length > 200) return null;
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+        var now = clock.GetUtcNow();
+        if (_cache.TryGetValue(hash, out var hit) && hit.Expires > now) return hit.Identity;
+        var info = await grains.GetGrain<ITenantGrain>(parsed.TenantId).ValidateApiKeyAsync(secret);
+        var identity = info is null ? null : new ApiKeyIdentity(parsed.TenantId, info.KeyId, info.Name);
+        if (_cache.Count >= MaxEntries) _cache.Clear();
+        _cache[hash] = (identity, now + options.CurrentValue.KeyCacheDuration);
+        return identity;
+    }
+
+    /// <summary>Forgets every cached answer for the key (after it was revoked).</summary>
+    public void Forget(string tenantId, string keyId)
+    {
+        foreach (var (hash, entry) in _cache)
+            if (entry.Identity is { } i && i.TenantId == tenantId && i.KeyId == keyId) _cache.TryRemove(hash, out _);
+    }
+}
+
+/// <summary>
+/// Authenticates the operator key (from configuration) and tenant keys. A missing key, a malformed one, an unknown
+/// one and a revoked one all get the same 401.
+/// </summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> schemeOptions,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    ApiKeyValidator validator,
+    IOptionsMonitor<GatewayOptions> gateway) : AuthenticationHandler<AuthenticationSchemeOptions>(schemeOptions, logger, encoder)
+{
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var key = TaptAuth.ReadKey(Request);
+        if (key is null) return AuthenticateResult.NoResult();
+        if (IsOperatorKey(key, gateway.CurrentValue.OperatorKey))
+        {
+            var op = new ClaimsIdentity([new Claim(ClaimTypes.Name, "operator"), new Claim(ClaimTypes.Role, TaptAuth.OperatorRole)], Scheme.Name);
+            return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(op), Scheme.Name));
+        }
+        var identity = await validator.ValidateAsync(key);
+        if (identity is null) return AuthenticateResult.Fail("invalid API key");
+        var claims = new ClaimsIdentity(
+        [
+            new Claim(ClaimTypes.Name, identity.TenantId),
+            new Claim(ClaimTypes.Role, TaptAuth.TenantRole),
+            new Claim(TaptAuth.TenantClaim, identity.TenantId),
+            new Claim(TaptAuth.KeyIdClaim, identity.KeyId),
+        ], Scheme.Name);
+        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(claims), Scheme.Name));
+    }
+
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.Headers.WWWAuthenticate = $"ApiKey header=\"{TaptAuth.Header}\"";
+        return Problems.WriteAsync(Context, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthenticated,
+            "Authentication required", $"Send a valid API key in the {TaptAuth.Header} header.");
+    }
+
+    protected override Task HandleForbiddenAsync(AuthenticationProperties properties) =>
+        Problems.WriteAsync(Context, StatusCodes.Status403Forbidden, ErrorCodes.Forbidden, "Forbidden", "This key may not do that.");
+
+    internal static bool IsOperatorKey(string key, string? operatorKey)
+    {
+        if (string.IsNullOrEmpty(operatorKey) || operatorKey.Length < 16) return false;
+        var a = SHA256.HashData(Encoding.UTF8.GetBytes(key));
+        var b = SHA256.HashData(Encoding.UTF8.GetBytes(operatorKey));
+        return CryptographicOperations.FixedTimeEquals(a, b);
+    }
+}

@@ -1,0 +1,102 @@
+namespace TaptPlatform.Gateway.Hosting;
+
+/// <summary>The gateway's settings (configuration section <c>Tapt:Gateway</c>).</summary>
+public sealed class GatewayOptions
+{
+    public const string Section = "Tapt:Gateway";
+
+    /// <summary><c>client</c> (default): an Orleans client of a separate cluster; <c>all-in-one</c>: co-hosts a silo.</summary>
+    public string Mode { get; set; } = GatewayModes.Client;
+
+    /// <summary>The operator key that creates tenants and issues their keys (at least 16 characters; unset: no operator).</summary>
+    public string? OperatorKey { get; set; }
+
+    /// <summary>Largest JSON (or other non-upload) request body.</summary>
+    public long MaxJsonBytes { get; set; } = 2 * 1024 * 1024;
+
+    /// <summary>Largest multipart upload request.</summary>
+    public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Largest single image in an upload (the image pipeline's own limit is 20 MiB).</summary>
+    public long MaxImageBytes { get; set; } = 20L * 1024 * 1024;
+
+    /// <summary>Most images in one upload request.</summary>
+    public int MaxImagesPerRequest { get; set; } = 1000;
+
+    /// <summary>Images handed to the job grain per call while an upload streams in…</summary>
+    public int UploadChunkImages { get; set; } = 64;
+
+    /// <summary>…or fewer, when their bytes reach this.</summary>
+    public long UploadChunkBytes { get; set; } = 16L * 1024 * 1024;
+
+    /// <summary>How long a validated API key is trusted before the tenant grain is asked again (revocations through this gateway apply at once).</summary>
+    public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Limits every tenant gets unless <see cref="Tenants"/> overrides them.</summary>
+    public TenantLimits Limits { get; set; } = new();
+
+    /// <summary>Per-tenant overrides of <see cref="Limits"/> (by tenant id); unset values fall back to the defaults.</summary>
+    public Dictionary<string, TenantLimits> Tenants { get; set; } = new(StringComparer.Ordinal);
+
+    public LiveOptions Live { get; set; } = new();
+
+    /// <summary>The limits in force for a tenant.</summary>
+    public EffectiveLimits LimitsFor(string? tenantId)
+    {
+        var o = tenantId is not null ? Tenants.GetValueOrDefault(tenantId) : null;
+        return new EffectiveLimits(
+            o?.RequestsPerSecond ?? Limits.RequestsPerSecond ?? 50,
+            o?.Burst ?? Limits.Burst ?? 200,
+            o?.MaxConcurrentJobs ?? Limits.MaxConcurrentJobs ?? 4,
+            o?.ImagesPerDay ?? Limits.ImagesPerDay ?? 100_000);
+    }
+}
+
+public static class GatewayModes
+{
+    public const string Client = "client";
+    public const string AllInOne = "all-in-one";
+}
+
+/// <summary>Rate limit and quotas of a tenant; null: the default.</summary>
+public sealed class TenantLimits
+{
+    /// <summary>Sustained API requests per second (a token bucket refilled every second).</summary>
+    public int? RequestsPerSecond { get; set; }
+
+    /// <summary>Requests allowed in a burst (the bucket's size).</summary>
+    public int? Burst { get; set; }
+
+    /// <summary>Jobs running at once.</summary>
+    public int? MaxConcurrentJobs { get; set; }
+
+    /// <summary>Images accepted per UTC day.</summary>
+    public int? ImagesPerDay { get; set; }
+}
+
+public sealed record EffectiveLimits(int RequestsPerSecond, int Burst, int MaxConcurrentJobs, int ImagesPerDay);
+
+/// <summary>Live progress over SignalR (section <c>Tapt:Gateway:Live</c>).</summary>
+public sealed class LiveOptions
+{
+    /// <summary>Jobs one connection may follow at once.</summary>
+    public int MaxSubscriptionsPerConnection { get; set; } = 16;
+
+    /// <summary>Final results waiting for one slow connection; past this the connection is told to resynchronise.</summary>
+    public int ResultBufferCapacity { get; set; } = 2048;
+
+    /// <summary>Images with a pending step event per connection (each keeps only its latest step).</summary>
+    public int StepBufferCapacity { get; set; } = 512;
+
+    /// <summary>The shortest time between two step messages to one connection: steps arriving meanwhile are coalesced.</summary>
+    public TimeSpan StepInterval { get; set; } = TimeSpan.FromMilliseconds(40);
+
+    /// <summary>A connection whose single send takes longer than this is closed (it is not reading).</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often the gateway renews its observer subscriptions (the job grains forget them after 5 minutes).</summary>
+    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Most results a snapshot carries (the rest are a paged HTTP request away).</summary>
+    public int SnapshotResults { get; set; } = 2000;
+}

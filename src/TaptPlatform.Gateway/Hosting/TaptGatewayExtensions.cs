@@ -1,0 +1,227 @@
+using System.Globalization;
+using System.Net;
+using Azure.Data.Tables;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using Orleans.Configuration;
+using TaptPlatform.Gateway.Api;
+using TaptPlatform.Gateway.Auth;
+using TaptPlatform.Gateway.Errors;
+using TaptPlatform.Gateway.Limits;
+using TaptPlatform.Gateway.Live;
+using TaptPlatform.Gateway.Telemetry;
+using TaptPlatform.Silo.Hosting;
+
+namespace TaptPlatform.Gateway.Hosting;
+
+/// <summary>
+/// The gateway's capabilities, so a host reads as a list:
+/// <code>
+/// builder.AddTaptOrleans();   // Orleans client, or a co-hosted silo when Tapt:Gateway:Mode = all-in-one
+/// builder.AddTaptGateway();   // API, hub, auth, limits, health, metrics
+/// var app = builder.Build();
+/// app.MapTaptGateway();       // middleware, endpoints, console
+/// </code>
+/// </summary>
+public static class TaptGatewayExtensions
+{
+    /// <summary>
+    /// Joins the cluster named by <c>Orleans:ClusterId</c>/<c>Orleans:ServiceId</c> through Azure Table membership
+    /// (<c>Tapt:Storage</c>): as a client (<c>Tapt:Gateway:Mode</c> = <c>client</c>, the default) or by co-hosting a
+    /// silo (<c>all-in-one</c>; its role from <c>Tapt:Accelerator</c>, <c>Tapt:Engine</c>, <c>Tapt:Models</c>).
+    /// </summary>
+    public static IHostApplicationBuilder AddTaptOrleans(this IHostApplicationBuilder builder)
+    {
+        var mode = (builder.Configuration[$"{GatewayOptions.Section}:Mode"] ?? GatewayModes.Client).Trim().ToLowerInvariant();
+        var storage = builder.Configuration.TaptStorage();
+        switch (mode)
+        {
+            case GatewayModes.Client:
+                builder.UseOrleansClient(client => client
+                    .Configure<ClusterOptions>(o => ConfigureCluster(o, builder.Configuration))
+                    .UseAzureStorageClustering((Orleans.Clustering.AzureStorage.AzureStorageGatewayOptions o) =>
+                    {
+                        o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+                        o.TableName = storage.ClusteringTable;
+                    })
+                    .UseConnectionRetryFilter(RetryWhileStarting));
+                break;
+            case GatewayModes.AllInOne:
+                builder.UseOrleans(silo => silo.UseTaptAllInOneSilo(builder.Configuration));
+                break;
+            default:
+                throw new InvalidOperationException($"unknown {GatewayOptions.Section}:Mode '{mode}' (use {GatewayModes.Client} or {GatewayModes.AllInOne})");
+        }
+        return builder;
+    }
+
+    /// <summary>
+    /// A silo for the all-in-one mode: cluster and endpoints from <c>Orleans:*</c> (loopback, ports 11111/30000 by
+    /// default), Azure Table clustering and reminders, Azure grain storage and artifacts, and its role.
+    /// </summary>
+    public static ISiloBuilder UseTaptAllInOneSilo(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var storage = configuration.TaptStorage();
+        return silo
+            .Configure<ClusterOptions>(o => ConfigureCluster(o, configuration))
+            .ConfigureEndpoints(
+                IPAddress.Parse(configuration["Orleans:AdvertisedIP"] ?? "127.0.0.1"),
+                siloPort: int.Parse(configuration["Orleans:SiloPort"] ?? "11111", CultureInfo.InvariantCulture),
+                gatewayPort: int.Parse(configuration["Orleans:GatewayPort"] ?? "30000", CultureInfo.InvariantCulture))
+            .UseTaptAzureClustering(storage)
+            .UseTaptAzureReminders(storage)
+            .AddTaptStorage(storage)
+            .UseTaptRole(configuration);
+    }
+
+    private static void ConfigureCluster(ClusterOptions o, IConfiguration configuration)
+    {
+        o.ClusterId = configuration["Orleans:ClusterId"] ?? "tapt";
+        o.ServiceId = configuration["Orleans:ServiceId"] ?? "tapt-platform";
+    }
+
+    /// <summary>Keeps trying to reach the cluster while the gateway starts (silos may start after it).</summary>
+    private static async Task<bool> RetryWhileStarting(Exception exception, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The HTTP API, the hub, authentication, limits, problem details, health, OpenAPI and metrics.</summary>
+    public static IHostApplicationBuilder AddTaptGateway(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection(GatewayOptions.Section))
+            .Validate(o => o.OperatorKey is null || o.OperatorKey.Length >= 16, $"{GatewayOptions.Section}:OperatorKey must have at least 16 characters")
+            .Validate(o => o.MaxJsonBytes > 0 && o.MaxUploadBytes > 0 && o.MaxImageBytes > 0 && o.MaxImagesPerRequest > 0 && o.UploadChunkImages > 0,
+                $"{GatewayOptions.Section}: size limits must be positive")
+            .ValidateOnStart();
+        services.TryAddSingletonTimeProvider();
+
+        services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);
+        services.AddExceptionHandler<GatewayExceptionHandler>();
+        services.ConfigureHttpJsonOptions(o => GatewayJson.Configure(o.SerializerOptions));
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(o =>
+        {
+            var g = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
+            o.Limits.MaxRequestBodySize = Math.Max(g.MaxUploadBytes, g.MaxJsonBytes);
+            o.AddServerHeader = false;
+        });
+
+        services.AddAuthentication(TaptAuth.Scheme).AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TaptAuth.Scheme, null);
+        services.AddAuthorizationBuilder()
+            .AddPolicy(TaptAuth.TenantPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.TenantRole).RequireClaim(TaptAuth.TenantClaim))
+            .AddPolicy(TaptAuth.OperatorPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.OperatorRole));
+        services.AddSingleton<ApiKeyValidator>();
+        services.AddTaptRateLimits();
+
+        services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<JobLabels>();
+        services.AddSingleton<ILiveSender, HubLiveSender>();
+        services.AddSingleton<LiveConnections>();
+        services.AddSingleton<JobEventBridge>();
+        services.AddHostedService(sp => sp.GetRequiredService<JobEventBridge>());
+        services.AddSignalR(o =>
+            {
+                o.MaximumReceiveMessageSize = 32 * 1024;
+                o.AddFilter<KeyStillValidFilter>();
+            })
+            .AddJsonProtocol(o => GatewayJson.Configure(o.PayloadSerializerOptions));
+
+        services.AddHealthChecks().AddCheck<ClusterReadyCheck>("cluster", tags: ["ready"]);
+        services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>
+        {
+            doc.Info.Title = "TaptPlatform gateway";
+            doc.Info.Description = "Tenants send their API key in the X-Api-Key header. Errors are RFC 7807 problem documents with a stable `code`. " +
+                "Live progress: the SignalR hub at /hubs/jobs (Subscribe(jobId) → snapshot; then steps, imagesCompleted, jobProgress, resync).";
+            doc.Components ??= new Microsoft.OpenApi.OpenApiComponents();
+            doc.Components.SecuritySchemes ??= new Dictionary<string, Microsoft.OpenApi.IOpenApiSecurityScheme>();
+            doc.Components.SecuritySchemes[TaptAuth.Scheme] = new Microsoft.OpenApi.OpenApiSecurityScheme
+            {
+                Type = Microsoft.OpenApi.SecuritySchemeType.ApiKey,
+                In = Microsoft.OpenApi.ParameterLocation.Header,
+                Name = TaptAuth.Header,
+                Description = "A tenant key (tapt.{tenant}.{keyId}.{secret}), or the operator key for /api/tenants.",
+            };
+            doc.Security ??= [];
+            doc.Security.Add(new Microsoft.OpenApi.OpenApiSecurityRequirement { [new Microsoft.OpenApi.OpenApiSecuritySchemeReference(TaptAuth.Scheme, doc)] = [] });
+            return Task.CompletedTask;
+        }));
+        services.AddOpenTelemetry().WithMetrics(m => m
+            .AddAspNetCoreInstrumentation()
+            .AddMeter(GatewayMetrics.MeterName)
+            .AddPrometheusExporter());
+        return builder;
+    }
+
+    private static void TryAddSingletonTimeProvider(this IServiceCollection services)
+    {
+        if (!services.Any(d => d.ServiceType == typeof(TimeProvider))) services.AddSingleton(TimeProvider.System);
+    }
+
+    /// <summary>The middleware pipeline and every endpoint: <c>/api/*</c>, <c>/hubs/jobs</c>, health, <c>/openapi/v1.json</c>, <c>/metrics</c>, the console.</summary>
+    public static WebApplication MapTaptGateway(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.Use(SecurityHeaders);
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
+        app.UseRouting();
+        app.UseAuthentication();
+        app.UseRateLimiter();
+        app.UseTaptBodyLimits();
+        app.UseAuthorization();
+
+        var api = app.MapGroup("/api");
+        api.MapTenantEndpoints();
+        api.MapCatalogEndpoints();
+        api.MapJobEndpoints();
+        api.MapAuditEndpoints();
+
+        app.MapHub<JobsHub>(JobsHubMethods.Path);
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
+        app.MapOpenApi();
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        return app;
+    }
+
+    private static Task SecurityHeaders(HttpContext context, Func<Task> next)
+    {
+        var h = context.Response.Headers;
+        h.XContentTypeOptions = "nosniff";
+        h["Referrer-Policy"] = "no-referrer";
+        h.XFrameOptions = "DENY";
+        h.ContentSecurityPolicy = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+        return next();
+    }
+}
+
+/// <summary>Ready when the cluster answers: at least one silo is active.</summary>
+public sealed class ClusterReadyCheck(IGrainFactory grains) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var hosts = await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
+            return hosts.Count > 0 ? HealthCheckResult.Healthy($"{hosts.Count} active silo(s)") : HealthCheckResult.Unhealthy("no active silo");
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return HealthCheckResult.Unhealthy("the cluster does not answer", e);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+using System.Security.Claims;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Gateway.Auth;
+using TaptPlatform.Gateway.Errors;
+using TaptPlatform.Gateway.Hosting;
+using TaptPlatform.Gateway.Telemetry;
+
+namespace TaptPlatform.Gateway.Limits;
+
+public enum BodyLimitKind
+{
+    Json,
+    Upload,
+}
+
+/// <summary>Marks an endpoint whose body may be as large as an upload (every other endpoint gets the JSON limit).</summary>
+public sealed record BodyLimitMetadata(BodyLimitKind Kind);
+
+public static class RequestLimits
+{
+    /// <summary>
+    /// Sets each request's body limit from its endpoint (uploads: <see cref="GatewayOptions.MaxUploadBytes"/>; the rest:
+    /// <see cref="GatewayOptions.MaxJsonBytes"/>) and refuses a declared length above it at once with 413.
+    /// </summary>
+    public static IApplicationBuilder UseTaptBodyLimits(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        var o = context.RequestServices.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue;
+        var kind = context.GetEndpoint()?.Metadata.GetMetadata<BodyLimitMetadata>()?.Kind ?? BodyLimitKind.Json;
+        var limit = kind == BodyLimitKind.Upload ? o.MaxUploadBytes : o.MaxJsonBytes;
+        if (context.Request.ContentLength > limit)
+        {
+            // Answer before reading; the server's own (larger) limit still lets it drain what the client sends, so
+            // a client that does not wait for "100 Continue" reads this answer instead of a reset connection.
+            await Problems.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, "Payload too large",
+                $"this endpoint accepts at most {limit} bytes ({context.Request.ContentLength} declared)");
+            return;
+        }
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature) feature.MaxRequestBodySize = limit;
+        await next(context);
+    });
+
+    /// <summary>
+    /// A token bucket per tenant (per client address before authentication) over <c>/api</c> and <c>/hubs</c>;
+    /// refusals are 429 problems with <c>Retry-After</c>.
+    /// </summary>
+    public static IServiceCollection AddTaptRateLimits(this IServiceCollection services) => services.AddRateLimiter(o =>
+    {
+        o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+        {
+            var path = context.Request.Path;
+            if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/hubs")) return RateLimitPartition.GetNoLimiter("unlimited");
+            var tenant = context.User.FindFirstValue(TaptAuth.TenantClaim);
+            var key = tenant is not null ? "tenant:" + tenant
+                : context.User.IsInRole(TaptAuth.OperatorRole) ? "operator"
+                : "address:" + context.Connection.RemoteIpAddress;
+            var limits = context.RequestServices.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue.LimitsFor(tenant);
+            return RateLimitPartition.GetTokenBucketLimiter(key, _ => new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = Math.Max(1, limits.Burst),
+                TokensPerPeriod = Math.Max(1, limits.RequestsPerSecond),
+                ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            });
+        });
+        o.OnRejected = async (context, ct) =>
+        {
+            var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var r) ? r : TimeSpan.FromSeconds(1);
+            context.HttpContext.RequestServices.GetRequiredService<GatewayMetrics>().Limited("requests");
+            Problems.SetRetryAfter(context.HttpContext, retry);
+            await Problems.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests, ErrorCodes.RateLimited, "Too many requests",
+                "this tenant's request rate limit is exceeded; retry after the time in Retry-After",
+                new Dictionary<string, object?> { ["retryAfterSeconds"] = Problems.RetrySecondsOf(retry) });
+        };
+    });
+}

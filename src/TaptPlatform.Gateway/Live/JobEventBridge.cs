@@ -1,0 +1,231 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Api;
+using TaptPlatform.Gateway.Auth;
+using TaptPlatform.Gateway.Hosting;
+
+namespace TaptPlatform.Gateway.Live;
+
+/// <summary>
+/// Bridges job grain events to hub connections. The gateway holds one <see cref="IJobObserver"/> object, subscribed
+/// to every job some connection follows (renewed every <see cref="LiveOptions.RenewInterval"/>, well within the
+/// grains' five-minute expiry, which also re-subscribes after a job grain moved). Observer callbacks only post into
+/// the followers' <see cref="ConnectionOutbox"/>es, so a slow browser never holds up the grain, the Orleans client or
+/// another browser. Nothing in the grains knows SignalR.
+/// </summary>
+public sealed class JobEventBridge(
+    IGrainFactory grains,
+    JobLabels labels,
+    LiveConnections connections,
+    ApiKeyValidator validator,
+    IOptionsMonitor<GatewayOptions> options,
+    TimeProvider clock,
+    ILogger<JobEventBridge> log) : BackgroundService, IJobObserver
+{
+    private readonly ConcurrentDictionary<string, JobWatch> _watches = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _referenceGate = new(1, 1);
+    private IJobObserver? _reference;
+
+    private sealed class JobWatch(string tenantId, string jobId, DateTimeOffset now)
+    {
+        public string TenantId { get; } = tenantId;
+        public string JobId { get; } = jobId;
+        public Lock Gate { get; } = new();
+        public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
+        public ImmutableArray<string>? Labels { get; set; }
+        public ThroughputMeter Meter { get; } = new(now);
+    }
+
+    /// <summary>Jobs followed by at least one connection of this gateway.</summary>
+    public int WatchedJobs => _watches.Count;
+
+    /// <summary>
+    /// Makes the connection follow a job of its tenant and returns the job's current state. The job is checked with
+    /// the connection's tenant first: a job of another tenant is "not found", exactly like a missing one.
+    /// </summary>
+    public async Task<JobSnapshot> SubscribeAsync(ConnectionOutbox outbox, string jobId)
+    {
+        var job = grains.Job(jobId);
+        var status = await job.GetStatusAsync(outbox.TenantId);
+        if (!outbox.TryAddJob(jobId))
+            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
+        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+        try
+        {
+            if (watch.TenantId != outbox.TenantId) throw JobIds.NotFound(jobId);
+            lock (watch.Gate)
+                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+            await job.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
+
+            // The snapshot is read after joining, so nothing falls between it and the live events.
+            status = await job.GetStatusAsync(outbox.TenantId);
+            if (status.StartedAt is { } started) watch.Meter.StartAt(started);
+            var names = await labels.ForAsync(outbox.TenantId, status);
+            watch.Labels ??= names;
+            var max = options.CurrentValue.Live.SnapshotResults;
+            var results = ImmutableArray.CreateBuilder<ResultView>();
+            int? offset = 0;
+            var total = 0;
+            while (offset is { } o && results.Count < max)
+            {
+                var page = await job.GetResultsAsync(outbox.TenantId, o, Math.Min(1000, max - results.Count));
+                results.AddRange(page.Items.Select(r => ResultView.From(r, names)));
+                total = page.TotalResults;
+                offset = page.NextOffset;
+            }
+            var now = clock.GetUtcNow();
+            return new JobSnapshot(JobView.From(status, now, watch.Meter.Rate(now)), names ?? [], results.ToImmutable(), total > results.Count);
+        }
+        catch
+        {
+            Unfollow(outbox, jobId);
+            throw;
+        }
+    }
+
+    public void Unfollow(ConnectionOutbox outbox, string jobId)
+    {
+        outbox.RemoveJob(jobId);
+        if (!_watches.TryGetValue(jobId, out var watch)) return;
+        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
+    }
+
+    /// <summary>The connection closed: it follows nothing any more.</summary>
+    public void Disconnected(ConnectionOutbox outbox)
+    {
+        foreach (var jobId in outbox.Jobs) Unfollow(outbox, jobId);
+    }
+
+    // ---- IJobObserver: called by the job grains; only posts, never waits ----------------------------------
+
+    public Task OnImageStep(ImageStepProgress progress)
+    {
+        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
+        {
+            var e = StepEvent.From(progress);
+            foreach (var f in w.Followers) f.PostStep(e);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task OnImageCompleted(ImageCompleted completed)
+    {
+        if (_watches.TryGetValue(completed.JobId, out var w))
+        {
+            w.Meter.Record(clock.GetUtcNow());
+            if (!w.Followers.IsEmpty)
+            {
+                var e = new ImageCompletedEvent(completed.JobId, ResultView.From(completed.Result, w.Labels));
+                foreach (var f in w.Followers) f.PostResult(e);
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task OnJobProgress(JobProgress progress)
+    {
+        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
+        {
+            var c = progress.Counts;
+            var rate = w.Meter.Rate(clock.GetUtcNow());
+            double? eta = progress.State switch
+            {
+                JobState.Running when rate is > 0 => Math.Round(c.Remaining / rate.Value, 1),
+                JobState.Running => null,
+                _ => 0,
+            };
+            var e = new JobProgressEvent(progress.JobId, progress.State, c.Total, c.Completed, c.Succeeded, c.Failed, c.Flagged,
+                rate is null ? null : Math.Round(rate.Value, 3), eta, progress.Waiting);
+            foreach (var f in w.Followers) f.PostProgress(e);
+        }
+        return Task.CompletedTask;
+    }
+
+    // ---- renewal ------------------------------------------------------------------------------------------
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(options.CurrentValue.Live.RenewInterval, clock, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            await RenewAsync(stoppingToken);
+            await connections.RevalidateAsync(validator, stoppingToken);
+        }
+    }
+
+    /// <summary>Renews the subscriptions of followed jobs and drops the rest.</summary>
+    internal async Task RenewAsync(CancellationToken ct)
+    {
+        foreach (var (jobId, watch) in _watches)
+        {
+            if (ct.IsCancellationRequested) return;
+            var job = grains.GetGrain<IJobGrain>(jobId);
+            try
+            {
+                if (watch.Followers.IsEmpty)
+                {
+                    _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
+                    if (_reference is not null) await job.UnsubscribeAsync(watch.TenantId, _reference);
+                }
+                else
+                {
+                    await job.SubscribeAsync(watch.TenantId, await ReferenceAsync());
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                log.LogDebug(e, "Renewing the subscription to job {Job} failed; retrying next round", jobId);
+            }
+        }
+    }
+
+    private async Task<IJobObserver> ReferenceAsync()
+    {
+        if (_reference is { } r) return r;
+        await _referenceGate.WaitAsync();
+        try
+        {
+            return _reference ??= grains.CreateObjectReference<IJobObserver>(this);
+        }
+        finally
+        {
+            _referenceGate.Release();
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (_reference is { } r)
+        {
+            foreach (var (jobId, watch) in _watches)
+            {
+                try
+                {
+                    await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Best effort: the grain forgets the observer after five minutes anyway.
+                }
+            }
+            try
+            {
+                grains.DeleteObjectReference<IJobObserver>(r);
+            }
+            catch (ArgumentException)
+            {
+                // The runtime already let go of it (the co-hosted silo is stopping).
+            }
+        }
+    }
+}

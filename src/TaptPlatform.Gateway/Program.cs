@@ -1,0 +1,16 @@
+using TaptPlatform.Gateway.Hosting;
+
+// The TaptPlatform gateway. Configuration (appsettings.json, environment TAPT__..., command line):
+//   Tapt:Gateway:Mode            client (default: joins a cluster of separate silos) | all-in-one (co-hosts a silo)
+//   Tapt:Gateway:OperatorKey     the operator's key (creates tenants, issues their keys)
+//   Tapt:Gateway:Limits:*        RequestsPerSecond, Burst, MaxConcurrentJobs, ImagesPerDay (Tapt:Gateway:Tenants:{id}:* per tenant)
+//   Tapt:Storage:ConnectionString, Orleans:ClusterId / Orleans:ServiceId, and in all-in-one mode the silo's settings
+var builder = WebApplication.CreateBuilder(args);
+builder.AddTaptOrleans();
+builder.AddTaptGateway();
+var app = builder.Build();
+app.MapTaptGateway();
+app.Run();
+
+/// <summary>The entry point, visible to the integration tests' WebApplicationFactory.</summary>
+public partial class Program;
