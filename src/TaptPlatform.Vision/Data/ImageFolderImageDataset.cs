@@ -9,7 +9,6 @@ namespace TaptPlatform.Vision.Data;
 /// </summary>
 public sealed class ImageFolderImageDataset : IImageDataset
 {
-    private static readonly HashSet<string> Extensions = new(StringComparer.OrdinalIgnoreCase) { ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif" };
     private readonly float[][] _pixels;
     private readonly int[] _labels;
     private readonly int _size;
@@ -30,33 +29,22 @@ public sealed class ImageFolderImageDataset : IImageDataset
 
     public static ImageFolderImageDataset Load(string root, int imageSize, ImageLimits? limits = null)
     {
-        if (!Directory.Exists(root)) throw new DatasetException($"dataset folder not found: {root}");
-        var classes = Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>()
-            .Where(n => !n.StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
-        if (classes.Length < 2) throw new DatasetException($"{root} needs at least two sub-folders, one per label");
+        var folder = ImageFolderDataset.Open(root);
+        if (folder.ClassNames.Count < 2) throw new DatasetException($"{root} needs at least two label folders with images");
         var pre = new ImagePreprocessor(ImagePreprocessorOptions.ForImageSize(imageSize), limits);
-        var pixels = new List<float[]>();
-        var labels = new List<int>();
-        var paths = new List<string>();
-        for (var c = 0; c < classes.Length; c++)
+        var pixels = new float[folder.Count][];
+        for (var i = 0; i < folder.Count; i++)
         {
-            foreach (var file in Directory.GetFiles(Path.Combine(root, classes[c])).Order(StringComparer.Ordinal))
+            try
             {
-                if (!Extensions.Contains(Path.GetExtension(file))) continue;
-                try
-                {
-                    pixels.Add(pre.LoadFile(file));
-                }
-                catch (ImageRejectedException e)
-                {
-                    throw new DatasetException($"{file}: {e.Message}", e);
-                }
-                labels.Add(c);
-                paths.Add(file);
+                pixels[i] = folder.Load(i, pre);
+            }
+            catch (ImageRejectedException e)
+            {
+                throw new DatasetException($"{folder.Items[i].Path}: {e.Message}", e);
             }
         }
-        if (labels.Count == 0) throw new DatasetException($"{root} has no images (png, jpg, webp, bmp, gif) in its label folders");
-        return new ImageFolderImageDataset(classes, [.. pixels], [.. labels], paths, imageSize);
+        return new ImageFolderImageDataset(folder.ClassNames, pixels, folder.Labels, folder.Items.Select(x => x.Path).ToArray(), imageSize);
     }
 
     public Tensor Images(IReadOnlyList<int> indices, int size)
