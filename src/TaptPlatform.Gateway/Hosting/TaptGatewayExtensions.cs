@@ -189,6 +189,7 @@ public static class TaptGatewayExtensions
         api.MapCatalogEndpoints();
         api.MapJobEndpoints();
         api.MapAuditEndpoints();
+        api.MapEvaluationEndpoints();
 
         app.MapHub<JobsHub>(JobsHubMethods.Path);
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });

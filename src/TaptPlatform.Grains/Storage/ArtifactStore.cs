@@ -38,6 +38,12 @@ public interface IArtifactStore
 
     /// <summary>Every artifact of a job.</summary>
     Task<IReadOnlyList<ArtifactInfo>> ListAsync(string tenantId, string jobId, CancellationToken ct = default);
+
+    /// <summary>Writes a named artifact <c>jobs/{jobId}/{path}</c> (path: a known kind, then validated segments); createOnly keeps an existing one (returns false).</summary>
+    Task<bool> PutFileAsync(string tenantId, string jobId, string path, BinaryData content, string contentType, bool createOnly = false, CancellationToken ct = default);
+
+    /// <summary>A named artifact's content and type, or null.</summary>
+    Task<(BinaryData Content, string ContentType)?> GetFileAsync(string tenantId, string jobId, string path, CancellationToken ct = default);
 }
 
 /// <summary>Azure Blob Storage (or Azurite) implementation of <see cref="IArtifactStore"/>.</summary>
@@ -53,6 +59,50 @@ public sealed class BlobArtifactStore(BlobServiceClient service) : IArtifactStor
         if (!ArtifactKinds.IsKnown(kind)) throw new ArgumentException($"unknown artifact kind '{kind}'");
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         return $"jobs/{jobId}/{kind}/{index.ToString("D5", CultureInfo.InvariantCulture)}";
+    }
+
+    /// <summary>
+    /// <c>jobs/{jobId}/{path}</c> for a relative path whose first segment is a known kind and whose segments are 1–64 of letters,
+    /// digits, '.', '_' and '-' (never "." or "..").
+    /// </summary>
+    public static string FileName(string jobId, string path)
+    {
+        var segments = (path ?? "").Split('/');
+        if (segments.Length is < 2 or > 6 || !ArtifactKinds.IsKnown(segments[0]) || !segments.All(Identifiers.IsValidName))
+            throw new ArgumentException($"invalid artifact path '{path}'");
+        return JobPrefix(jobId) + string.Join('/', segments);
+    }
+
+    public async Task<bool> PutFileAsync(string tenantId, string jobId, string path, BinaryData content, string contentType, bool createOnly = false, CancellationToken ct = default)
+    {
+        var blob = (await Container(tenantId)).GetBlobClient(FileName(jobId, path));
+        try
+        {
+            await blob.UploadAsync(content, new BlobUploadOptions
+            {
+                HttpHeaders = new BlobHttpHeaders { ContentType = contentType },
+                Conditions = createOnly ? new BlobRequestConditions { IfNoneMatch = ETag.All } : null,
+            }, ct);
+            return true;
+        }
+        catch (RequestFailedException e) when (createOnly && e.Status is 409 or 412)
+        {
+            return false;
+        }
+    }
+
+    public async Task<(BinaryData Content, string ContentType)?> GetFileAsync(string tenantId, string jobId, string path, CancellationToken ct = default)
+    {
+        var blob = (await Container(tenantId)).GetBlobClient(FileName(jobId, path));
+        try
+        {
+            var r = await blob.DownloadContentAsync(ct);
+            return (r.Value.Content, r.Value.Details.ContentType ?? "application/octet-stream");
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
     }
 
     public static string JobPrefix(string jobId) => $"jobs/{Identifiers.RequireJobId(jobId)}/";

@@ -89,6 +89,7 @@ public static class TaptSiloBuilderExtensions
         {
             silo.Services.AddSingleton<ModelCatalog>();
             silo.Services.AddSingleton<TuningEngine>();
+            silo.Services.AddSingleton<TaptPlatform.Grains.Evaluation.EvaluationEngine>();
         }
         return silo;
     }

@@ -22,6 +22,21 @@ public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
 /// <summary>One image's outcome: label and the prediction of each method, clean and attacked.</summary>
 public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptClean, int TaptClean, int ClipRobust, int AptRobust, int TaptRobust);
 
+/// <summary>
+/// One evaluated batch: outcomes and the pixels (CHW floats in [0,1], <paramref name="Height"/>×<paramref name="Width"/>) of the clean
+/// images and of the adversarial images made against CLIP, APT and (adaptive protocol only) through TAPT.
+/// Non-adaptive TAPT is evaluated on APT's adversarial images.
+/// </summary>
+public sealed record EvaluationBatch(
+    IReadOnlyList<ImageOutcome> Outcomes,
+    float[][] Clean,
+    float[][] ClipAdversarial,
+    float[][] AptAdversarial,
+    float[][]? TaptAdversarial,
+    int Height,
+    int Width,
+    double Seconds);
+
 public sealed record EvaluationReport(
     int N,
     double Epsilon,
@@ -47,7 +62,15 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         "the one-step AdamW update lr*g/(|g|+eps) has zero derivative almost everywhere and the view selection is a discrete choice, so this is the gradient of the defense's output (BPDA identity for the update)";
     public const string NonAdaptiveGradient = "non-adaptive: adversarial images made once against the APT model (gradients of CLIP with the pre-trained prompts), then defended by TAPT";
 
-    public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress = null)
+    public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress = null) =>
+        Evaluate(data, indices, options, progress, null);
+
+    /// <summary>
+    /// As <see cref="Evaluate(IImageDataset, IReadOnlyList{int}, EvaluationOptions, Action{int, int}?)"/>, and after each batch hands
+    /// <paramref name="onBatch"/> the batch's outcomes with the clean and adversarial pixels (CHW floats in [0,1]), for artifacts.
+    /// The callback does not change the results.
+    /// </summary>
+    public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress, Action<EvaluationBatch>? onBatch)
     {
         var attack = options.Attack.Create();
         var outcomes = new List<ImageOutcome>();
@@ -69,6 +92,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             int[] Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary)
                 .Select(r => r.Prediction).ToArray();
 
+            var batchClock = Stopwatch.StartNew();
             var clipClean = Predict(clipFn, x);
             var aptClean = Predict(aptFn, x);
             var taptClean = Tapt(x);
@@ -79,6 +103,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var aptRobust = Predict(aptFn, advApt);
 
             int[] taptRobust;
+            Tensor? advTaptImages = null;
             if (options.Protocol == EvaluationProtocol.NonAdaptive)
             {
                 taptRobust = Tapt(advApt);
@@ -102,9 +127,23 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                 };
                 var advTapt = attack.Perturb(through, x, y, generator);
                 taptRobust = Tapt(advTapt);
+                advTaptImages = advTapt;
             }
             for (var i = 0; i < batch.Length; i++)
                 outcomes.Add(new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i], clipRobust[i], aptRobust[i], taptRobust[i]));
+            if (onBatch is not null)
+            {
+                static float[][] Rows(Tensor t)
+                {
+                    var flat = t.detach().cpu().contiguous().to_type(ScalarType.Float32);
+                    var n = (int)flat.shape[0];
+                    var all = flat.data<float>().ToArray();
+                    var plane = all.Length / Math.Max(1, n);
+                    return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
+                }
+                onBatch(new EvaluationBatch(outcomes.Skip(outcomes.Count - batch.Length).ToArray(), Rows(x), Rows(advClip), Rows(advApt),
+                    advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds));
+            }
             progress?.Invoke(outcomes.Count, indices.Count);
         }
         double Acc(Func<ImageOutcome, int> f) => outcomes.Count == 0 ? double.NaN : outcomes.Count(o => f(o) == o.Label) / (double)outcomes.Count;

@@ -1,0 +1,193 @@
+using System.Collections.Immutable;
+using Orleans.Concurrency;
+
+namespace TaptPlatform.Contracts;
+
+/// <summary>
+/// What a tenant asks of a robustness evaluation: the vocabulary (its labels are the images' label set; latest version unless
+/// pinned), the prompt configuration (model, prompt artifact, TAPT settings) and the attack: kind (pgd, cw, di, apgd-ce,
+/// apgd-t), one or more ε (fractions of the [0,1] pixel range), steps, step size (null: 1/255), restarts, protocol
+/// (nonadaptive | adaptive), EOT samples (adaptive), seed and batch size (as <c>tapt eval</c>).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationRequest(
+    [property: Id(0)] string Vocabulary,
+    [property: Id(1)] string PromptConfiguration,
+    [property: Id(2)] string Attack,
+    [property: Id(3)] ImmutableArray<double> Epsilons,
+    [property: Id(4)] int Steps = 10,
+    [property: Id(5)] double? StepSize = null,
+    [property: Id(6)] int Restarts = 1,
+    [property: Id(7)] string Protocol = "nonadaptive",
+    [property: Id(8)] int Seed = 0,
+    [property: Id(9)] int EotSamples = 1,
+    [property: Id(10)] int BatchSize = 16,
+    [property: Id(11)] int? VocabularyVersion = null,
+    [property: Id(12)] string? Name = null)
+{
+    public const int MaxEpsilons = 16;
+    public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t"];
+
+    /// <summary>Throws <see cref="TaptRequestException"/> when a setting is out of range.</summary>
+    public void Validate()
+    {
+        if (!Identifiers.IsValidName(Vocabulary)) throw new TaptRequestException("vocabulary: the name of one of your vocabularies is required");
+        if (!Identifiers.IsValidName(PromptConfiguration)) throw new TaptRequestException("promptConfiguration: the name of one of your prompt configurations is required");
+        if (!Attacks.Contains(Attack)) throw new TaptRequestException($"attack must be one of {string.Join(", ", Attacks)}");
+        if (Epsilons.IsDefaultOrEmpty || Epsilons.Length > MaxEpsilons) throw new TaptRequestException($"epsilons: 1 to {MaxEpsilons} values");
+        if (Epsilons.Any(e => double.IsNaN(e) || e < 0 || e > 1)) throw new TaptRequestException("each ε must be in [0, 1] (a fraction of the pixel range: 1/255 = 0.00392)");
+        if (Epsilons.Distinct().Count() != Epsilons.Length) throw new TaptRequestException("epsilons must be distinct");
+        if (Steps is < 1 or > 10_000) throw new TaptRequestException("steps must be in 1..10000");
+        if (StepSize is double s && (double.IsNaN(s) || s <= 0 || s > 1)) throw new TaptRequestException("stepSize must be in (0, 1]");
+        if (Restarts is < 1 or > 100) throw new TaptRequestException("restarts must be in 1..100");
+        if (Protocol is not ("nonadaptive" or "adaptive")) throw new TaptRequestException("protocol must be nonadaptive or adaptive");
+        if (EotSamples is < 1 or > 100) throw new TaptRequestException("eot must be in 1..100");
+        if (BatchSize is < 1 or > 256) throw new TaptRequestException("batchSize must be in 1..256");
+    }
+}
+
+/// <summary>An evaluation pinned at creation to copies of the vocabulary version and prompt configuration.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationDefinition(
+    [property: Id(0)] string TenantId,
+    [property: Id(1)] string JobId,
+    [property: Id(2)] VocabularyVersion Vocabulary,
+    [property: Id(3)] PromptConfiguration Configuration,
+    [property: Id(4)] EvaluationRequest Request,
+    [property: Id(5)] DateTimeOffset CreatedAt)
+{
+    /// <summary>Evaluation job ids start with this prefix (the live-events bridge routes on it).</summary>
+    public const string IdPrefix = "eval-";
+
+    public static string NewId() => IdPrefix + Guid.NewGuid().ToString("N");
+
+    public static bool IsEvaluationId(string? id) => id is not null && id.StartsWith(IdPrefix, StringComparison.Ordinal);
+}
+
+/// <summary>One labelled image: display name, label (one of the vocabulary's) and encoded bytes.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationImage(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Label,
+    [property: Id(2)] byte[] Content);
+
+/// <summary>
+/// The outcome of one image at one ε (recorded once): its label and the predictions of plain CLIP, the pre-trained prompts (APT)
+/// and TAPT on the clean image and under attack.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationImageOutcome(
+    [property: Id(0)] int Index,
+    [property: Id(1)] int EpsilonIndex,
+    [property: Id(2)] int Label,
+    [property: Id(3)] int ClipClean,
+    [property: Id(4)] int AptClean,
+    [property: Id(5)] int TaptClean,
+    [property: Id(6)] int ClipRobust,
+    [property: Id(7)] int AptRobust,
+    [property: Id(8)] int TaptRobust,
+    [property: Id(9)] double Seconds);
+
+/// <summary>An evaluation's state and progress (outcomes recorded of images × ε).</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationStatus(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] string TenantId,
+    [property: Id(2)] string? Name,
+    [property: Id(3)] JobState State,
+    [property: Id(4)] int Images,
+    [property: Id(5)] int OutcomesRecorded,
+    [property: Id(6)] int OutcomesTotal,
+    [property: Id(7)] string Model,
+    [property: Id(8)] string Vocabulary,
+    [property: Id(9)] int VocabularyVersion,
+    [property: Id(10)] string PromptConfiguration,
+    [property: Id(11)] int PromptConfigurationVersion,
+    [property: Id(12)] EvaluationRequest Request,
+    [property: Id(13)] DateTimeOffset CreatedAt,
+    [property: Id(14)] DateTimeOffset? StartedAt,
+    [property: Id(15)] DateTimeOffset? FinishedAt,
+    [property: Id(16)] string? Error,
+    [property: Id(17)] string? Waiting);
+
+/// <summary>One ε run handed to an accelerator silo: every image of the job (by index) with its label index.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationWork(
+    [property: Id(0)] string TenantId,
+    [property: Id(1)] string JobId,
+    [property: Id(2)] PromptConfiguration Configuration,
+    [property: Id(3)] ImmutableArray<string> Labels,
+    [property: Id(4)] ImmutableArray<string> PromptTexts,
+    [property: Id(5)] ImmutableArray<int> ImageLabels,
+    [property: Id(6)] EvaluationRequest Request,
+    [property: Id(7)] int EpsilonIndex,
+    [property: Id(8)] ImmutableArray<int> Skip);
+
+/// <summary>What an ε run was pinned to and cost.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationRunInfo(
+    [property: Id(0)] int EpsilonIndex,
+    [property: Id(1)] double Epsilon,
+    [property: Id(2)] string AttackName,
+    [property: Id(3)] string Gradient,
+    [property: Id(4)] string ModelChecksum,
+    [property: Id(5)] string PromptArtifact,
+    [property: Id(6)] string PromptArtifactSha256,
+    [property: Id(7)] int PromptArtifactFormatVersion,
+    [property: Id(8)] string Design,
+    [property: Id(9)] int Views,
+    [property: Id(10)] int TaptSteps,
+    [property: Id(11)] double LearningRate,
+    [property: Id(12)] string EngineVersion,
+    [property: Id(13)] double SecondsPerImage,
+    [property: Id(14)] string Silo);
+
+/// <summary>A stored file of an evaluation: content and type.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationFile(
+    [property: Id(0)] byte[] Content,
+    [property: Id(1)] string ContentType);
+
+/// <summary>
+/// A robustness evaluation (key: <c>eval-…</c>) bound to one tenant at creation. Every call carries the caller's tenant id; a
+/// different tenant gets <see cref="TaptNotFoundException"/>, as for an evaluation that does not exist.
+/// </summary>
+public interface IEvaluationJobGrain : IGrainWithStringKey
+{
+    const int MaxImages = 10_000;
+
+    Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition);
+
+    /// <summary>Stores the images (clean originals) as blobs and records them with their labels; only while open.</summary>
+    Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images);
+
+    /// <summary>Seals the evaluation and runs it on an accelerator silo.</summary>
+    Task<EvaluationStatus> StartAsync(string tenantId);
+
+    Task<EvaluationStatus> GetStatusAsync(string tenantId);
+
+    /// <summary>The robustness report (JSON); partial while running.</summary>
+    Task<string> GetReportAsync(string tenantId);
+
+    /// <summary>Recorded outcomes, in (ε, image) order.</summary>
+    Task<ImmutableArray<EvaluationImageOutcome>> GetOutcomesAsync(string tenantId);
+
+    Task<ImmutableArray<ArtifactInfo>> ListArtifactsAsync(string tenantId);
+
+    /// <summary>A stored artifact by its path under the job (e.g. <c>adversarial/eps0/00003/apt.png</c>).</summary>
+    Task<EvaluationFile> GetArtifactAsync(string tenantId, string path);
+
+    Task SubscribeAsync(string tenantId, IJobObserver observer);
+
+    Task UnsubscribeAsync(string tenantId, IJobObserver observer);
+
+    /// <summary>The worker records a batch's outcomes (each kept once: the first record of an image at an ε wins).</summary>
+    Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes);
+}
+
+/// <summary>Runs evaluation work on an accelerator silo's dedicated evaluation thread (key: model name).</summary>
+public interface IEvaluationWorkerGrain : IGrainWithStringKey
+{
+    [ResponseTimeout("12:00:00")]
+    Task<EvaluationRunInfo> RunAsync(EvaluationWork work);
+}

@@ -1,0 +1,86 @@
+using System.Collections.Immutable;
+using System.Text;
+using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Auth;
+using TaptPlatform.Gateway.Errors;
+using TaptPlatform.Gateway.Limits;
+
+namespace TaptPlatform.Gateway.Api;
+
+/// <summary>The body of <c>POST /api/evaluations</c>.</summary>
+public sealed record CreateEvaluationRequest(
+    string? Vocabulary, string? PromptConfiguration, string? Attack, double[]? Epsilons, double? Epsilon, int? Steps, double? StepSize,
+    int? Restarts, string? Protocol, int? Seed, int? Eot, int? BatchSize, int? VocabularyVersion, string? Name);
+
+/// <summary>
+/// Robustness evaluations: create (pinned to a vocabulary version and a prompt configuration), upload labelled images
+/// (multipart: one file part per image, the part's name is its label), start, status, report (JSON and as a file),
+/// per-image outcomes, and the stored artifacts (clean originals, adversarial images, amplified perturbations, outcome records).
+/// </summary>
+public static class EvaluationEndpoints
+{
+    public static void MapEvaluationEndpoints(this RouteGroupBuilder api)
+    {
+        var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
+        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed).");
+        e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
+            .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
+        e.MapPost("/{jobId}/start", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).StartAsync(c.User.TenantId())))
+            .WithSummary("Seals the evaluation and runs it on an accelerator silo.");
+        e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
+            .WithSummary("State and progress (outcomes recorded of images × ε).");
+        e.MapGet("/{jobId}/report", async (string jobId, HttpContext c, IGrainFactory g) =>
+            Results.Text(await Grain(g, jobId).GetReportAsync(c.User.TenantId()), "application/json", Encoding.UTF8))
+            .WithSummary("The robustness report (JSON; partial while running).");
+        e.MapGet("/{jobId}/report/download", async (string jobId, HttpContext c, IGrainFactory g) =>
+            Results.File(Encoding.UTF8.GetBytes(await Grain(g, jobId).GetReportAsync(c.User.TenantId())), "application/json", $"robustness-report-{jobId}.json"))
+            .WithSummary("The robustness report as a downloadable file.");
+        e.MapGet("/{jobId}/outcomes", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetOutcomesAsync(c.User.TenantId())))
+            .WithSummary("Every recorded per-image outcome.");
+        e.MapGet("/{jobId}/artifacts", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).ListArtifactsAsync(c.User.TenantId())))
+            .WithSummary("The evaluation's stored artifacts.");
+        e.MapGet("/{jobId}/artifacts/{**path}", async (string jobId, string path, HttpContext c, IGrainFactory g) =>
+        {
+            var f = await Grain(g, jobId).GetArtifactAsync(c.User.TenantId(), path);
+            return Results.File(f.Content, f.ContentType);
+        }).WithSummary("Downloads one artifact, e.g. adversarial/eps0/00003/apt.png.");
+    }
+
+    private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) =>
+        Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? g.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
+
+    private static async Task<IResult> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock)
+    {
+        if (body is null) return Problems.Invalid("send a JSON body {\"vocabulary\", \"promptConfiguration\", \"attack\", \"epsilons\"}");
+        if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
+        if (body.PromptConfiguration is null || !Identifiers.IsValidName(body.PromptConfiguration)) return Problems.Invalid("promptConfiguration: the name of one of your prompt configurations is required");
+        var epsilons = body.Epsilons is { Length: > 0 } list ? list.ToImmutableArray() : [body.Epsilon ?? 1.0 / 255];
+        var request = new EvaluationRequest(body.Vocabulary, body.PromptConfiguration, (body.Attack ?? "pgd").Trim().ToLowerInvariant() switch { "apgd" => "apgd-ce", var a => a },
+            epsilons, body.Steps ?? 10, body.StepSize, body.Restarts ?? 1, body.Protocol ?? "nonadaptive", body.Seed ?? 0, body.Eot ?? 1, body.BatchSize ?? 16,
+            body.VocabularyVersion, body.Name);
+        request.Validate();
+        var tenantId = c.User.TenantId();
+        var tenant = g.GetGrain<ITenantGrain>(tenantId);
+        var vocabulary = await tenant.GetVocabularyAsync(request.Vocabulary, request.VocabularyVersion);
+        var configuration = await tenant.GetPromptConfigurationAsync(request.PromptConfiguration);
+        var id = EvaluationDefinition.NewId();
+        var status = await g.GetGrain<IEvaluationJobGrain>(id).CreateAsync(new EvaluationDefinition(tenantId, id, vocabulary, configuration, request, clock.GetUtcNow()));
+        return TypedResults.Created($"/api/evaluations/{id}", status);
+    }
+
+    private static async Task<IResult> Upload(string jobId, HttpContext c, IGrainFactory g)
+    {
+        var grain = Grain(g, jobId);
+        if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
+        var form = await c.Request.ReadFormAsync(c.RequestAborted);
+        var images = ImmutableArray.CreateBuilder<EvaluationImage>();
+        foreach (var file in form.Files)
+        {
+            using var ms = new MemoryStream();
+            await file.CopyToAsync(ms, c.RequestAborted);
+            images.Add(new EvaluationImage(Path.GetFileName(file.FileName), file.Name, ms.ToArray()));
+        }
+        if (images.Count == 0) return Problems.Invalid("no image parts in the upload");
+        return TypedResults.Ok(await grain.AddImagesAsync(c.User.TenantId(), images.ToImmutable()));
+    }
+}

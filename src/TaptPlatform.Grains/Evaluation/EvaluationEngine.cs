@@ -1,0 +1,69 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Tuning;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Grains.Evaluation;
+
+/// <summary>
+/// The evaluation thread of an accelerator silo: one dedicated thread that runs evaluation work items (attacks and defended
+/// predictions) one after another, synchronously, so no TorchSharp work ever crosses an <c>await</c>. A bounded queue: when it
+/// is full, <see cref="RunAsync{T}"/> refuses (transiently) and the job retries later.
+/// </summary>
+public sealed class EvaluationEngine : IDisposable
+{
+    private readonly BlockingCollection<Action> _queue = new(new ConcurrentQueue<Action>(), 64);
+    private readonly Thread _thread;
+    private readonly ILogger<EvaluationEngine> _log;
+    private bool _disposed;
+
+    public EvaluationEngine(IOptions<TuningEngineOptions> options, ILogger<EvaluationEngine> log)
+    {
+        _log = log;
+        Device = options.Value.Device;
+        if (options.Value.TorchThreads > 0) set_num_threads(options.Value.TorchThreads);
+        _thread = new Thread(Run) { IsBackground = true, Name = "tapt-evaluation" };
+        _thread.Start();
+    }
+
+    public string Device { get; }
+
+    /// <summary>Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result.</summary>
+    public Task<T> RunAsync<T>(Func<T> work)
+    {
+        var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Item()
+        {
+            try { tcs.TrySetResult(work()); }
+            catch (Exception e) { tcs.TrySetException(e); }
+        }
+        try
+        {
+            if (!_queue.TryAdd(Item)) throw new TuningFailedException("the evaluation queue is full", transient: true);
+        }
+        catch (InvalidOperationException)
+        {
+            throw new TuningFailedException("the evaluation engine is stopping", transient: true);
+        }
+        return tcs.Task;
+    }
+
+    private void Run()
+    {
+        foreach (var item in _queue.GetConsumingEnumerable())
+        {
+            try { item(); }
+            catch (Exception e) { _log.LogError(e, "An evaluation work item failed outside its handler"); }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _queue.CompleteAdding();
+        if (!_thread.Join(TimeSpan.FromMinutes(1))) _log.LogWarning("The evaluation thread did not stop in time");
+    }
+}

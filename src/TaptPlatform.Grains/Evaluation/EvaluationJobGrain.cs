@@ -1,0 +1,296 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Orleans.Utilities;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Storage;
+using TaptPlatform.Vision.Imaging;
+
+namespace TaptPlatform.Grains.Evaluation;
+
+/// <summary>One accepted labelled image of an evaluation (its bytes are the blob <c>jobs/{jobId}/inputs/{index}</c>).</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationImageEntry(
+    [property: Id(0)] string Name,
+    [property: Id(1)] int Label,
+    [property: Id(2)] string Format);
+
+[GenerateSerializer]
+public sealed class EvaluationJobState
+{
+    [Id(0)] public EvaluationDefinition? Definition { get; set; }
+    [Id(1)] public JobState State { get; set; }
+    [Id(2)] public List<EvaluationImageEntry> Images { get; set; } = [];
+    /// <summary>Outcomes keyed "{ε index}:{image index}": at most one each.</summary>
+    [Id(3)] public Dictionary<string, EvaluationImageOutcome> Outcomes { get; set; } = [];
+    [Id(4)] public Dictionary<int, EvaluationRunInfo> Runs { get; set; } = [];
+    [Id(5)] public DateTimeOffset? StartedAt { get; set; }
+    [Id(6)] public DateTimeOffset? FinishedAt { get; set; }
+    [Id(7)] public string? Error { get; set; }
+}
+
+/// <summary>
+/// A robustness evaluation bound to one tenant. Images (with labels) are stored as blobs before they are acknowledged; once
+/// started, each ε is run on an accelerator silo by <see cref="IEvaluationWorkerGrain"/>, which stores the adversarial
+/// artifacts and records each batch's outcomes here: an outcome is kept once (create-only blob, then the state's keyed
+/// dictionary; a recomputation after a failure finds the earlier record and keeps it). Progress goes to observers as
+/// <see cref="JobProgress"/> (counts of outcomes recorded), through the gateway's SignalR hub. When the silo of a running
+/// evaluation dies, its next activation (any call, e.g. a status poll) resumes the ε runs still missing.
+/// </summary>
+public sealed class EvaluationJobGrain(
+    [PersistentState("evaluation", GrainStorageNames.Jobs)] IPersistentState<EvaluationJobState> state,
+    IArtifactStore store,
+    TimeProvider clock,
+    ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain
+{
+    public const string ReportPath = "results/report.json";
+    private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
+    private Task? _running;
+    private string? _waiting;
+
+    private string JobId => this.GetPrimaryKeyString();
+    private EvaluationJobState S => state.State;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (S.Definition is not null && S.State == JobState.Running) StartRunning();
+        return Task.CompletedTask;
+    }
+
+    public async Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition)
+    {
+        Identifiers.RequireTenantId(definition.TenantId);
+        if (definition.JobId != JobId || !EvaluationDefinition.IsEvaluationId(JobId)) throw new TaptRequestException("the definition is for another job id");
+        if (S.Definition is { } existing)
+        {
+            if (existing.TenantId == definition.TenantId && existing.CreatedAt == definition.CreatedAt) return Status();
+            throw new TaptRequestException($"job id '{JobId}' is already in use");
+        }
+        definition.Request.Validate();
+        definition.Configuration.Validate();
+        if (definition.Vocabulary.Labels.Length < 2) throw new TaptRequestException("the vocabulary needs at least two labels");
+        S.Definition = definition;
+        S.State = JobState.Open;
+        await state.WriteStateAsync();
+        return Status();
+    }
+
+    public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images)
+    {
+        var def = Authorize(tenantId);
+        if (S.State != JobState.Open) throw new TaptRequestException($"evaluation '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
+        if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
+        if (S.Images.Count + images.Length > IEvaluationJobGrain.MaxImages) throw new TaptRequestException($"an evaluation holds at most {IEvaluationJobGrain.MaxImages} images");
+        var labels = def.Vocabulary.Labels.Select((l, i) => (l.Label, i)).ToDictionary(x => x.Label, x => x.i, StringComparer.Ordinal);
+        var rejected = ImmutableArray.CreateBuilder<RejectedImage>();
+        var accepted = new List<(int Index, byte[] Content, EvaluationImageEntry Entry)>();
+        foreach (var image in images)
+        {
+            var name = string.IsNullOrWhiteSpace(image?.Name) ? $"image-{S.Images.Count + accepted.Count}" : image.Name.Trim()[..Math.Min(200, image.Name.Trim().Length)];
+            if (image?.Content is not { Length: > 0 } content) { rejected.Add(new RejectedImage(name, "Empty: image has no bytes")); continue; }
+            if (image.Label is null || !labels.TryGetValue(image.Label, out var label))
+            {
+                rejected.Add(new RejectedImage(name, $"UnknownLabel: '{image.Label}' is not a label of vocabulary {def.Vocabulary.Name} v{def.Vocabulary.Version}"));
+                continue;
+            }
+            try
+            {
+                var info = ImageProbe.Identify(content, ImageLimits.Default);
+                accepted.Add((S.Images.Count + accepted.Count, content, new EvaluationImageEntry(name, label, info.Format)));
+            }
+            catch (ImageRejectedException e)
+            {
+                rejected.Add(new RejectedImage(name, $"{e.Reason}: {e.Message}"));
+            }
+        }
+        await Task.WhenAll(accepted.Select(a => store.PutAsync(def.TenantId, JobId, ArtifactKinds.Inputs, a.Index, BinaryData.FromBytes(a.Content),
+            "image/" + a.Entry.Format.ToLowerInvariant())));
+        S.Images.AddRange(accepted.Select(a => a.Entry));
+        await state.WriteStateAsync();
+        return new AddImagesReceipt([.. accepted.Select(a => a.Index)], rejected.ToImmutable(), S.Images.Count);
+    }
+
+    public async Task<EvaluationStatus> StartAsync(string tenantId)
+    {
+        Authorize(tenantId);
+        if (S.State is JobState.Running or JobState.Completed) return Status();
+        if (S.State == JobState.Cancelled) throw new TaptRequestException($"evaluation '{JobId}' stopped: {S.Error}");
+        if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
+        S.State = JobState.Running;
+        S.StartedAt = clock.GetUtcNow();
+        await state.WriteStateAsync();
+        StartRunning();
+        await NotifyAsync();
+        return Status();
+    }
+
+    public Task<EvaluationStatus> GetStatusAsync(string tenantId)
+    {
+        Authorize(tenantId);
+        return Task.FromResult(Status());
+    }
+
+    public async Task<string> GetReportAsync(string tenantId)
+    {
+        var def = Authorize(tenantId);
+        if (S.State == JobState.Completed && await store.GetFileAsync(def.TenantId, JobId, ReportPath) is { } stored)
+            return stored.Content.ToString();
+        return BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    public Task<ImmutableArray<EvaluationImageOutcome>> GetOutcomesAsync(string tenantId)
+    {
+        Authorize(tenantId);
+        return Task.FromResult(S.Outcomes.Values.OrderBy(o => o.EpsilonIndex).ThenBy(o => o.Index).ToImmutableArray());
+    }
+
+    public async Task<ImmutableArray<ArtifactInfo>> ListArtifactsAsync(string tenantId)
+    {
+        var def = Authorize(tenantId);
+        return [.. await store.ListAsync(def.TenantId, JobId)];
+    }
+
+    public async Task<EvaluationFile> GetArtifactAsync(string tenantId, string path)
+    {
+        var def = Authorize(tenantId);
+        (BinaryData Content, string ContentType)? file;
+        try
+        {
+            file = await store.GetFileAsync(def.TenantId, JobId, path);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TaptRequestException(e.Message);
+        }
+        if (file is not { } f) throw new TaptNotFoundException($"evaluation '{JobId}' has no artifact '{path}'");
+        return new EvaluationFile(f.Content.ToArray(), f.ContentType);
+    }
+
+    public Task SubscribeAsync(string tenantId, IJobObserver observer)
+    {
+        Authorize(tenantId);
+        _observers.Subscribe(observer, observer);
+        return Task.CompletedTask;
+    }
+
+    public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
+    {
+        Authorize(tenantId);
+        _observers.Unsubscribe(observer);
+        return Task.CompletedTask;
+    }
+
+    public async Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes)
+    {
+        var def = Authorize(tenantId);
+        var changed = false;
+        foreach (var o in outcomes)
+        {
+            var key = Key(o.EpsilonIndex, o.Index);
+            if (o.Index < 0 || o.Index >= S.Images.Count || o.EpsilonIndex < 0 || o.EpsilonIndex >= def.Request.Epsilons.Length || S.Outcomes.ContainsKey(key)) continue;
+            var path = $"results/eps{o.EpsilonIndex.ToString(CultureInfo.InvariantCulture)}/{o.Index.ToString("D5", CultureInfo.InvariantCulture)}.json";
+            var record = o;
+            if (!await store.PutFileAsync(def.TenantId, JobId, path, BinaryData.FromObjectAsJson(o), "application/json", createOnly: true))
+            {
+                // An earlier run recorded this outcome before a failure: its record stands.
+                if (await store.GetFileAsync(def.TenantId, JobId, path) is { } existing)
+                    record = existing.Content.ToObjectFromJson<EvaluationImageOutcome>() ?? o;
+            }
+            S.Outcomes[key] = record;
+            changed = true;
+        }
+        if (!changed) return;
+        await state.WriteStateAsync();
+        await NotifyAsync();
+    }
+
+    // ---- running -------------------------------------------------------------------------------------------
+
+    private void StartRunning()
+    {
+        if (_running is { IsCompleted: false }) return;
+        DelayDeactivation(TimeSpan.FromHours(12));
+        _running = RunAsync();
+    }
+
+    private async Task RunAsync()
+    {
+        var def = S.Definition!;
+        var worker = GrainFactory.GetGrain<IEvaluationWorkerGrain>(def.Configuration.Model);
+        var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
+        var prompts = def.Vocabulary.Labels.Select(l => l.PromptText ?? string.Format(CultureInfo.InvariantCulture, def.Vocabulary.Template, l.Label)).ToImmutableArray();
+        var imageLabels = S.Images.Select(i => i.Label).ToImmutableArray();
+        try
+        {
+            for (var k = 0; k < def.Request.Epsilons.Length; k++)
+            {
+                var done = Enumerable.Range(0, S.Images.Count).Where(i => S.Outcomes.ContainsKey(Key(k, i))).ToImmutableArray();
+                if (S.Runs.ContainsKey(k) && done.Length == S.Images.Count) continue;
+                var delay = TimeSpan.FromSeconds(1);
+                for (var attempt = 1; ; attempt++)
+                {
+                    try
+                    {
+                        var info = await worker.RunAsync(new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, k, done));
+                        S.Runs[k] = info;
+                        _waiting = null;
+                        await state.WriteStateAsync();
+                        break;
+                    }
+                    catch (Exception e) when (e is TaptRequestException or TuningFailedException { Transient: false } || attempt >= 20)
+                    {
+                        throw;
+                    }
+                    catch (Exception e)
+                    {
+                        log.LogInformation("Evaluation {Job}: ε#{K} waits ({Error})", JobId, k, e.Message);
+                        _waiting = $"waiting for an accelerator silo ({e.GetType().Name})";
+                        await NotifyAsync();
+                        await Task.Delay(delay);
+                        delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+                    }
+                }
+            }
+            if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
+            S.State = JobState.Completed;
+            S.FinishedAt = clock.GetUtcNow();
+            await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true })), "application/json");
+            await state.WriteStateAsync();
+            log.LogInformation("Evaluation {Job} completed: {Images} image(s) × {Eps} ε", JobId, S.Images.Count, def.Request.Epsilons.Length);
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Evaluation {Job} failed", JobId);
+            S.State = JobState.Cancelled;
+            S.Error = e.Message;
+            S.FinishedAt = clock.GetUtcNow();
+            try { await state.WriteStateAsync(); } catch (Exception w) { log.LogWarning(w, "Evaluation {Job}: state not saved", JobId); }
+        }
+        await NotifyAsync();
+    }
+
+    private System.Text.Json.Nodes.JsonObject BuildReport() =>
+        RobustnessReportBuilder.Build(Status(), S.Definition!, S.Images.Select(i => i.Name).ToArray(), S.Outcomes.Values, S.Runs);
+
+    private async Task NotifyAsync()
+    {
+        if (_observers.Count == 0) return;
+        var s = Status();
+        var progress = new JobProgress(JobId, s.State, new JobCounts(s.OutcomesTotal, s.OutcomesRecorded, 0, 0), s.Error ?? s.Waiting);
+        await _observers.Notify(o => o.OnJobProgress(progress));
+    }
+
+    private static string Key(int epsilonIndex, int index) => string.Create(CultureInfo.InvariantCulture, $"{epsilonIndex}:{index}");
+
+    private EvaluationDefinition Authorize(string tenantId) =>
+        S.Definition is { } d && d.TenantId == tenantId ? d : throw new TaptNotFoundException($"evaluation '{JobId}' not found");
+
+    private EvaluationStatus Status()
+    {
+        var d = S.Definition ?? throw new TaptNotFoundException($"evaluation '{JobId}' not found");
+        return new EvaluationStatus(JobId, d.TenantId, d.Request.Name, S.State, S.Images.Count, S.Outcomes.Count, S.Images.Count * d.Request.Epsilons.Length,
+            d.Configuration.Model, d.Vocabulary.Name, d.Vocabulary.Version, d.Configuration.Name, d.Configuration.Version, d.Request,
+            d.CreatedAt, S.StartedAt, S.FinishedAt, S.Error, _waiting);
+    }
+}
