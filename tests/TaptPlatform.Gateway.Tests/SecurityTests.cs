@@ -57,6 +57,16 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("GET", "/api/audit", HttpStatusCode.OK, null),
         ("GET", "/api/audit/{jobId}/{index}", HttpStatusCode.NotFound, null),
         ("GET", "/api/audit/{jobId}/{index}/download", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations", HttpStatusCode.OK, null),
+        ("POST", "/api/evaluations", HttpStatusCode.NotFound, """{"vocabulary":"{name}","promptConfiguration":"{name}","attack":"pgd","epsilons":[0.01]}"""),
+        ("POST", "/api/evaluations/{jobId}/images", HttpStatusCode.NotFound, "multipart"),
+        ("POST", "/api/evaluations/{jobId}/start", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}/report", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}/report/download", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}/outcomes", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}/artifacts", HttpStatusCode.NotFound, null),
+        ("GET", "/api/evaluations/{jobId}/artifacts/{**path}", HttpStatusCode.NotFound, null),
     ];
 
     [Fact]

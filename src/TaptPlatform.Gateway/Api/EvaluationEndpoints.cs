@@ -23,6 +23,7 @@ public static class EvaluationEndpoints
     {
         var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
         e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed).");
+        e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
         e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
         e.MapPost("/{jobId}/start", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).StartAsync(c.User.TenantId())))
@@ -65,7 +66,26 @@ public static class EvaluationEndpoints
         var configuration = await tenant.GetPromptConfigurationAsync(request.PromptConfiguration);
         var id = EvaluationDefinition.NewId();
         var status = await g.GetGrain<IEvaluationJobGrain>(id).CreateAsync(new EvaluationDefinition(tenantId, id, vocabulary, configuration, request, clock.GetUtcNow()));
+        await g.GetGrain<IEvaluationIndexGrain>(tenantId).AddAsync(id);
         return TypedResults.Created($"/api/evaluations/{id}", status);
+    }
+
+    private static async Task<IResult> List(HttpContext c, IGrainFactory g, int? limit)
+    {
+        var tenantId = c.User.TenantId();
+        var ids = await g.GetGrain<IEvaluationIndexGrain>(tenantId).ListAsync();
+        var statuses = await Task.WhenAll(ids.Reverse().Take(Math.Clamp(limit ?? 50, 1, 200)).Select(async id =>
+        {
+            try
+            {
+                return await g.GetGrain<IEvaluationJobGrain>(id).GetStatusAsync(tenantId);
+            }
+            catch (TaptNotFoundException)
+            {
+                return null;
+            }
+        }));
+        return TypedResults.Ok(statuses.OfType<EvaluationStatus>().ToImmutableArray());
     }
 
     private static async Task<IResult> Upload(string jobId, HttpContext c, IGrainFactory g)

@@ -36,6 +36,8 @@ public sealed class JobEventBridge(
         public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
         public ImmutableArray<string>? Labels { get; set; }
         public ThroughputMeter Meter { get; } = new(now);
+        /// <summary>Outcomes recorded so far (evaluations: the meter records the increments of progress events).</summary>
+        public int Recorded { get; set; }
     }
 
     /// <summary>Jobs followed by at least one connection of this gateway.</summary>
@@ -47,6 +49,7 @@ public sealed class JobEventBridge(
     /// </summary>
     public async Task<JobSnapshot> SubscribeAsync(ConnectionOutbox outbox, string jobId)
     {
+        if (EvaluationDefinition.IsEvaluationId(jobId)) return await SubscribeEvaluationAsync(outbox, jobId);
         var job = grains.Job(jobId);
         var status = await job.GetStatusAsync(outbox.TenantId);
         if (!outbox.TryAddJob(jobId))
@@ -84,6 +87,41 @@ public sealed class JobEventBridge(
             throw;
         }
     }
+
+    /// <summary>Follows a robustness evaluation: the same checks, events and renewal as a job; its snapshot carries the evaluation's status.</summary>
+    private async Task<JobSnapshot> SubscribeEvaluationAsync(ConnectionOutbox outbox, string jobId)
+    {
+        var evaluation = grains.Evaluation(jobId);
+        var status = await evaluation.GetStatusAsync(outbox.TenantId);
+        if (!outbox.TryAddJob(jobId))
+            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
+        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+        try
+        {
+            if (watch.TenantId != outbox.TenantId) throw JobIds.NotFound(jobId);
+            lock (watch.Gate)
+                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+            await evaluation.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
+            status = await evaluation.GetStatusAsync(outbox.TenantId);
+            if (status.StartedAt is { } started) watch.Meter.StartAt(started);
+            lock (watch.Gate) watch.Recorded = Math.Max(watch.Recorded, status.OutcomesRecorded);
+            var now = clock.GetUtcNow();
+            return new JobSnapshot(EvaluationLive.View(status, now, watch.Meter.Rate(now)), [], [], false, status);
+        }
+        catch
+        {
+            Unfollow(outbox, jobId);
+            throw;
+        }
+    }
+
+    private Task SubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
+        ? grains.GetGrain<IEvaluationJobGrain>(jobId).SubscribeAsync(tenantId, observer)
+        : grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(tenantId, observer);
+
+    private Task UnsubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
+        ? grains.GetGrain<IEvaluationJobGrain>(jobId).UnsubscribeAsync(tenantId, observer)
+        : grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(tenantId, observer);
 
     public void Unfollow(ConnectionOutbox outbox, string jobId)
     {
@@ -126,7 +164,17 @@ public sealed class JobEventBridge(
 
     public Task OnJobProgress(JobProgress progress)
     {
-        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
+        if (_watches.TryGetValue(progress.JobId, out var w) && EvaluationDefinition.IsEvaluationId(progress.JobId))
+        {
+            // Evaluations send counts only: the meter learns from their increments.
+            var now = clock.GetUtcNow();
+            lock (w.Gate)
+            {
+                for (var i = w.Recorded; i < progress.Counts.Completed; i++) w.Meter.Record(now);
+                w.Recorded = Math.Max(w.Recorded, progress.Counts.Completed);
+            }
+        }
+        if (_watches.TryGetValue(progress.JobId, out w) && !w.Followers.IsEmpty)
         {
             var c = progress.Counts;
             var rate = w.Meter.Rate(clock.GetUtcNow());
@@ -168,17 +216,16 @@ public sealed class JobEventBridge(
         foreach (var (jobId, watch) in _watches)
         {
             if (ct.IsCancellationRequested) return;
-            var job = grains.GetGrain<IJobGrain>(jobId);
             try
             {
                 if (watch.Followers.IsEmpty)
                 {
                     _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
-                    if (_reference is not null) await job.UnsubscribeAsync(watch.TenantId, _reference);
+                    if (_reference is not null) await UnsubscribeGrainAsync(jobId, watch.TenantId, _reference);
                 }
                 else
                 {
-                    await job.SubscribeAsync(watch.TenantId, await ReferenceAsync());
+                    await SubscribeGrainAsync(jobId, watch.TenantId, await ReferenceAsync());
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -211,7 +258,7 @@ public sealed class JobEventBridge(
             {
                 try
                 {
-                    await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+                    await UnsubscribeGrainAsync(jobId, watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

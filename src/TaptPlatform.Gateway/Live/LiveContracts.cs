@@ -65,5 +65,9 @@ public sealed record JobProgressEvent(
 
 public sealed record ResyncEvent(string JobId, string Reason);
 
-/// <summary>The state a subscriber starts from: the job, its labels (by index) and the results recorded so far.</summary>
-public sealed record JobSnapshot(JobView Job, ImmutableArray<string> Labels, ImmutableArray<ResultView> Results, bool ResultsTruncated);
+/// <summary>
+/// The state a subscriber starts from: the job, its labels (by index) and the results recorded so far. For a robustness
+/// evaluation (<c>eval-…</c>) <see cref="Evaluation"/> is its status, the job's counts are outcomes (images × ε) and there are no results.
+/// </summary>
+public sealed record JobSnapshot(JobView Job, ImmutableArray<string> Labels, ImmutableArray<ResultView> Results, bool ResultsTruncated,
+    EvaluationStatus? Evaluation = null);

@@ -36,15 +36,21 @@ public sealed class EvaluationJobState
 /// artifacts and records each batch's outcomes here: an outcome is kept once (create-only blob, then the state's keyed
 /// dictionary; a recomputation after a failure finds the earlier record and keeps it). Progress goes to observers as
 /// <see cref="JobProgress"/> (counts of outcomes recorded), through the gateway's SignalR hub. When the silo of a running
-/// evaluation dies, its next activation (any call, e.g. a status poll) resumes the ε runs still missing.
+/// evaluation dies, its next activation resumes the ε runs still missing: while running, a keep-alive timer holds the
+/// activation and restarts a run that stopped, and a reminder (every minute) re-activates the grain on another silo
+/// after its silo died, so it resumes without anyone polling; the reminder is removed when the evaluation finishes.
 /// </summary>
 public sealed class EvaluationJobGrain(
     [PersistentState("evaluation", GrainStorageNames.Jobs)] IPersistentState<EvaluationJobState> state,
     IArtifactStore store,
     TimeProvider clock,
-    ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain
+    ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain, IRemindable
 {
     public const string ReportPath = "results/report.json";
+    public const string ResumeReminder = "resume";
+    /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
+    public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
+    private IGrainTimer? _keepAlive;
     private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
     private Task? _running;
     private string? _waiting;
@@ -52,10 +58,11 @@ public sealed class EvaluationJobGrain(
     private string JobId => this.GetPrimaryKeyString();
     private EvaluationJobState S => state.State;
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        if (S.Definition is not null && S.State == JobState.Running) StartRunning();
-        return Task.CompletedTask;
+        if (S.Definition is null || S.State != JobState.Running) return;
+        StartRunning();
+        await EnsureReminderAsync();
     }
 
     public async Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition)
@@ -120,6 +127,7 @@ public sealed class EvaluationJobGrain(
         S.State = JobState.Running;
         S.StartedAt = clock.GetUtcNow();
         await state.WriteStateAsync();
+        await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
         return Status();
@@ -207,11 +215,63 @@ public sealed class EvaluationJobGrain(
 
     // ---- running -------------------------------------------------------------------------------------------
 
+    public Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (reminderName != ResumeReminder) return Task.CompletedTask;
+        if (S.Definition is not null && S.State == JobState.Running)
+        {
+            StartRunning();
+            return Task.CompletedTask;
+        }
+        return UnregisterReminderAsync();
+    }
+
     private void StartRunning()
     {
-        if (_running is { IsCompleted: false }) return;
+        if (S.State != JobState.Running || _running is { IsCompleted: false }) return;
         DelayDeactivation(TimeSpan.FromHours(12));
         _running = RunAsync();
+        _keepAlive ??= this.RegisterGrainTimer(KeepAliveAsync, new GrainTimerCreationOptions(KeepAlivePeriod, KeepAlivePeriod)
+        {
+            Interleave = true,
+            KeepAlive = true,
+        });
+    }
+
+    private async Task KeepAliveAsync(CancellationToken ct)
+    {
+        if (S.State == JobState.Running)
+        {
+            StartRunning();
+            return;
+        }
+        _keepAlive?.Dispose();
+        _keepAlive = null;
+        await UnregisterReminderAsync();
+    }
+
+    private async Task EnsureReminderAsync()
+    {
+        try
+        {
+            await this.RegisterOrUpdateReminder(ResumeReminder, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Evaluation {Job}: no resume reminder (is a reminder service configured?); it resumes on its next call", JobId);
+        }
+    }
+
+    private async Task UnregisterReminderAsync()
+    {
+        try
+        {
+            if (await this.GetReminder(ResumeReminder) is { } r) await this.UnregisterReminder(r);
+        }
+        catch (Exception e)
+        {
+            log.LogDebug(e, "Evaluation {Job}: reminder not removed", JobId);
+        }
     }
 
     private async Task RunAsync()
@@ -268,6 +328,7 @@ public sealed class EvaluationJobGrain(
             try { await state.WriteStateAsync(); } catch (Exception w) { log.LogWarning(w, "Evaluation {Job}: state not saved", JobId); }
         }
         await NotifyAsync();
+        if (S.State != JobState.Running) await UnregisterReminderAsync();
     }
 
     private System.Text.Json.Nodes.JsonObject BuildReport() =>

@@ -13,6 +13,9 @@ const state = {
   thumbs: new Map(),   // url → object URL (fetched with the key)
 };
 
+// Sections living in their own modules (js/evaluations.js) register their route handler here; they share the helpers exported below.
+export const sections = {};
+
 // Counters the browser tests read (and a developer can watch in the devtools).
 window.taptConsole = { stepsApplied: 0, resultsApplied: 0, progressApplied: 0, snapshots: 0 };
 
@@ -161,6 +164,7 @@ async function route() {
       case "vocabularies": showView("vocabularies"); await loadVocabularies(); break;
       case "prompts": showView("prompts"); await loadPrompts(); break;
       case "audit": showView("audit"); await loadAudit(a && b !== undefined ? { jobId: a, index: Number(b) } : null); break;
+      case "evaluations": showView("evaluations"); if (sections.evaluations) await sections.evaluations(a, b); break;
       default:
         showView("jobs");
         await Promise.all([loadJobForm(), loadJobs()]);
@@ -776,3 +780,5 @@ function wire() {
 wire();
 if (state.key) state.tenant = tenantOf(state.key);
 route();
+
+export { api, el, toast, download, authorizedUrl, connection, state, fmtTime, fmtEta, pct, setBusy, showError, route };

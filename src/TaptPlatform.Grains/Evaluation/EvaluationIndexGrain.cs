@@ -1,0 +1,25 @@
+using System.Collections.Immutable;
+using TaptPlatform.Contracts;
+
+namespace TaptPlatform.Grains.Evaluation;
+
+[GenerateSerializer]
+public sealed class EvaluationIndexState
+{
+    [Id(0)] public List<string> JobIds { get; set; } = [];
+}
+
+/// <summary>The evaluation ids of one tenant (key: tenant id), oldest first; the oldest are dropped beyond <see cref="IEvaluationIndexGrain.MaxEntries"/>.</summary>
+public sealed class EvaluationIndexGrain(
+    [PersistentState("evaluations", GrainStorageNames.Jobs)] IPersistentState<EvaluationIndexState> state) : Grain, IEvaluationIndexGrain
+{
+    public async Task AddAsync(string jobId)
+    {
+        if (!EvaluationDefinition.IsEvaluationId(jobId) || state.State.JobIds.Contains(jobId)) return;
+        state.State.JobIds.Add(jobId);
+        if (state.State.JobIds.Count > IEvaluationIndexGrain.MaxEntries) state.State.JobIds.RemoveRange(0, state.State.JobIds.Count - IEvaluationIndexGrain.MaxEntries);
+        await state.WriteStateAsync();
+    }
+
+    public Task<ImmutableArray<string>> ListAsync() => Task.FromResult(state.State.JobIds.ToImmutableArray());
+}
