@@ -152,7 +152,7 @@ if [ "$STATUS" = 404 ]; then
 fi
 api GET /api/prompt-configurations/default "$TENANT_KEY"
 if [ "$STATUS" = 404 ]; then
-  api POST /api/prompt-configurations "$TENANT_KEY" "{\"name\":\"default\",\"model\":\"$MODEL\"}"
+  api POST /api/prompt-configurations "$TENANT_KEY" "{\"name\":\"default\",\"model\":\"$MODEL\",\"flagging\":{\"minimumConfidence\":0.5,\"flagChangedPrediction\":true,\"flagCloserToAttacked\":false}}"
   [ "$STATUS" = 201 ] || say "warning: could not create the prompt configuration 'default' ($STATUS)"
 fi
 
