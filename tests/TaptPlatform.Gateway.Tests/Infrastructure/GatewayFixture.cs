@@ -67,7 +67,8 @@ public sealed class GatewayFixture : IAsyncLifetime
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:MaxConcurrentJobs"] = "1",
             ["Tapt:Gateway:Live:RenewInterval"] = "00:00:10",
             ["Tapt:Accelerator"] = "cpu",
-            ["Tapt:Engine:Threads"] = "1",
+            // Two tuning threads: one deliberately slow batch (the quota test) must not starve the other tests' jobs.
+            ["Tapt:Engine:Threads"] = "2",
             ["Tapt:Engine:MaxBatchSize"] = "8",
             ["Tapt:Engine:QueueCapacity"] = "16",
             ["Tapt:Engine:TorchThreads"] = "1",
