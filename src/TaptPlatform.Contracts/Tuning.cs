@@ -74,7 +74,8 @@ public sealed record TuningOutcome(
     [property: Id(15)] StatisticsDistanceInfo? Distances,
     [property: Id(16)] double Seconds,
     [property: Id(17)] int BatchSize,
-    [property: Id(18)] string? Rejection = null)
+    [property: Id(18)] string? Rejection = null,
+    [property: Id(19)] ImmutableDictionary<string, ImmutableArray<float>>? TunedPrompts = null)
 {
     public float Confidence => Probabilities.IsDefaultOrEmpty ? 0f : Probabilities[Prediction];
 

@@ -393,6 +393,8 @@ public sealed class JobGrain(
         var detail = new ImageResultDetail(summary, outcome);
         if (summary.Flagged)
             await store.PutAsync(def.TenantId, JobId, ArtifactKinds.Audit, index, ResultRecords.AuditRecord(def, entry, index, detail), "application/json");
+        // Tuned prompts are kept for audits of flagged images only; the result record of every image omits them.
+        if (outcome?.TunedPrompts is not null) detail = detail with { Outcome = outcome with { TunedPrompts = null } };
         if (!await store.TryCreateAsync(def.TenantId, JobId, ArtifactKinds.Results, index, ResultRecords.Serialize(detail), "application/json"))
         {
             // An earlier activation recorded this image before it died: its record stands.

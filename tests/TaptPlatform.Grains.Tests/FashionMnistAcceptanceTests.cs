@@ -106,6 +106,8 @@ public sealed class FashionMnistAcceptanceTests(PlatformFixture platform, ITestO
             Assert.Equal("tapt-audit", audit.RootElement.GetProperty("format").GetString());
             Assert.NotEmpty(audit.RootElement.GetProperty("reasons").EnumerateArray());
             Assert.NotEmpty(audit.RootElement.GetProperty("tuning").GetProperty("stepMetrics").EnumerateArray());
+            // The tuned prompts of the flagged image, by name, e.g. "visual.0".
+            Assert.Contains(audit.RootElement.GetProperty("tuning").GetProperty("tunedPrompts").EnumerateObject(), p => p.Name == "visual.0" && p.Value.GetArrayLength() > 0);
         }
         output.WriteLine($"artifacts: {blobs.Count} blobs, {done.Counts.Flagged} flagged");
     }

@@ -184,6 +184,8 @@ public sealed class TuningEngine : IDisposable
                 Views = s.Views ?? artifact.Settings.Views,
                 Steps = s.Steps ?? artifact.Settings.Steps,
                 LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
+                // Flagged images keep their tuned prompts in the audit record.
+                ReturnTunedPrompts = true,
             };
             options.Validate();
         }
@@ -250,7 +252,8 @@ public sealed class TuningEngine : IDisposable
                 r.Prediction, [.. r.Probabilities],
                 r.Steps.Select(ToMetrics).ToImmutableArray(),
                 d is null ? null : new StatisticsDistanceInfo(d.ToAdversarialReference, d.ToCleanReference, d.ToAttackedImages, d.CloserToAttacked),
-                r.Seconds, accepted.Count));
+                r.Seconds, accepted.Count,
+                TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray())));
         }
     }
 
