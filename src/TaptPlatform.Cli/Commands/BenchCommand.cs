@@ -39,7 +39,12 @@ public static class BenchCommand
             Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, designs, views, batches, images, labels, rows, json);
         if (b32)
         {
-            var config = new ClipConfig { Vision = new ClipVisionConfig { PatchSize = 32 } };
+            // ViT-B/32 sizes; the text ids come from the default model's tokenizer, so its end token must be the pooled one.
+            var config = new ClipConfig
+            {
+                Vision = new ClipVisionConfig { PatchSize = 32 },
+                Text = new ClipTextConfig { BosTokenId = ckpt.Tokenizer.StartId, EosTokenId = ckpt.Tokenizer.EndId },
+            };
             var model = new ClipModel(config);
             using (no_grad())
                 foreach (var p in model.parameters()) { p.normal_(0, 0.02); p.requires_grad = false; }
