@@ -11,7 +11,7 @@ namespace TaptPlatform.Vision.Prompts;
 /// </summary>
 public sealed class PromptedClip
 {
-    private readonly ConcurrentDictionary<string, Tensor> _ids = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TokenizedVocabulary> _ids = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Tensor> _plainText = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
@@ -29,23 +29,22 @@ public sealed class PromptedClip
     /// <summary>Token ids [C, L] of the vocabulary's prompt texts (cached, never disposed by callers).</summary>
     public Tensor Ids(LabelVocabulary vocabulary, int contextTokens = 0)
     {
-        var ids = _ids.GetOrAdd(vocabulary.Key, _ =>
+        var tokens = _ids.GetOrAdd(vocabulary.Key, _ =>
         {
             var rows = vocabulary.PromptTexts.Select(Checkpoint.Tokenizer.Encode).ToList();
             var t = TokenBatch.Pad(rows, Model.Config.Text.PadTokenId).to(Device);
             t.DetachFromDisposeScope();
-            return t;
+            using var eos = Model.TextModel.EosIndex(t);
+            return new TokenizedVocabulary(t, (int)eos.min().item<long>() - 1);
         });
-        if (contextTokens > 0)
-        {
-            // Learned prompts replace the first n content tokens; each text needs at least one more before its end token.
-            using var eos = Model.TextModel.EosIndex(ids);
-            var shortest = eos.min().item<long>() - 1;
-            if (shortest <= contextTokens)
-                throw new ArgumentException($"a prompt text has only {shortest} tokens; learned prompts replace the first {contextTokens}, so each needs more");
-        }
-        return ids;
+        // Learned prompts replace the first n content tokens; each text needs at least one more before its end token.
+        if (contextTokens > 0 && tokens.ShortestText <= contextTokens)
+            throw new ArgumentException($"a prompt text has only {tokens.ShortestText} tokens; learned prompts replace the first {contextTokens}, so each needs more");
+        return tokens.Ids;
     }
+
+    /// <summary>Padded ids and the content-token count of the shortest text (found once per vocabulary).</summary>
+    private sealed record TokenizedVocabulary(Tensor Ids, int ShortestText);
 
     /// <summary>Normalised text features [C, P] without learned text prompts (cached per vocabulary).</summary>
     public Tensor PlainTextFeatures(LabelVocabulary vocabulary)

@@ -18,12 +18,33 @@ public sealed class TaptDefense
     private readonly PromptArtifact _artifact;
     private readonly ViewAugmenter _augmenter = new();
 
+    private readonly DeviceReference? _alignAdv, _alignClean, _adversarial, _attacked;
+
     public TaptDefense(PromptedClip clip, PromptArtifact artifact, TaptOptions? options = null)
     {
         _clip = clip;
         _artifact = artifact;
         Options = options ?? artifact.Settings;
         Options.Validate();
+        // The references move to the model's device once, not on every step of every image.
+        _adversarial = DeviceReference.Of(artifact.AdversarialStatistics, clip.Device);
+        _attacked = DeviceReference.Of(artifact.AttackedStatistics, clip.Device);
+        _alignAdv = ReferenceEquals(artifact.AlignmentAdversarial, artifact.AttackedStatistics) ? _attacked : _adversarial;
+        _alignClean = DeviceReference.Of(artifact.CleanStatistics, clip.Device);
+    }
+
+    /// <summary>Reference mean and variance [layers, tokens, width] on the tuning device.</summary>
+    private sealed record DeviceReference(Tensor Mean, Tensor Variance, int Layers)
+    {
+        public static DeviceReference? Of(ReferenceStatistics? s, Device device)
+        {
+            if (s is null) return null;
+            var mean = s.Mean.to(device);
+            var variance = s.Variance.to(device);
+            mean.DetachFromDisposeScope();
+            variance.DetachFromDisposeScope();
+            return new DeviceReference(mean, variance, s.Layers);
+        }
     }
 
     public TaptOptions Options { get; }
@@ -59,7 +80,7 @@ public sealed class TaptDefense
         var originals = stack(inputs.Select(i => i.Image.to(device)).ToArray());   // [K, 3, S, S]
         Tensor views;
         using (no_grad())
-            views = cat(inputs.Select(i => _augmenter.Views(i.Image.to(device), v, new Random(i.Seed))).ToArray(), 0);  // [K·V, 3, S, S]
+            views = cat(inputs.Select((input, i) => _augmenter.Views(originals[i], v, new Random(input.Seed))).ToArray(), 0);  // [K·V, 3, S, S]
 
         // Baseline: plain CLIP with the hand-crafted prompt texts.
         float[][] baseline;
@@ -71,10 +92,8 @@ public sealed class TaptDefense
         float[][]? apt = null;
         float[][]? current;
         StatisticsDistances[]? distances = null;
-        var alignAdv = _artifact.AlignmentAdversarial;
-        var alignClean = _artifact.CleanStatistics;
-        var layers = alignAdv is null || alignClean is null ? 0
-            : Math.Min(o.AlignmentLayers, Math.Min(alignAdv.Layers, alignClean.Layers));
+        var layers = _alignAdv is null || _alignClean is null ? 0
+            : Math.Min(o.AlignmentLayers, Math.Min(_alignAdv.Layers, _alignClean.Layers));
 
         // Prediction of the originals with the current prompts (APT before any step).
         float[][] Predict()
@@ -124,10 +143,12 @@ public sealed class TaptDefense
 
             var entropyLoss = MarginalEntropy(logitsSel);                              // [K]
             Tensor dAdv, dClean;
+            IReadOnlyList<(Tensor Mean, Tensor Variance)> stats = [];
             if (layers > 0)
             {
-                dAdv = Alignment(blocks, alignAdv!, k, sel, layers);                    // [K]
-                dClean = Alignment(blocks, alignClean!, k, sel, layers);
+                stats = BlockStatistics(blocks, k, sel, layers);
+                dAdv = Distance(stats, _alignAdv!);                                       // [K]
+                dClean = Distance(stats, _alignClean!);
             }
             else
             {
@@ -137,16 +158,18 @@ public sealed class TaptDefense
             var loss = entropyLoss + o.AlignmentWeight * (o.Gamma * dAdv + (1 - o.Gamma) * dClean);
             if (step == 1 && layers > 0)
             {
-                double? attacked = null;
-                var dAttacked = _artifact.AttackedStatistics is { } att && att.Layers >= layers
-                    ? Alignment(blocks.Select(b => b.detach()).ToList(), att, k, sel, layers).detach().cpu().data<float>().ToArray()
-                    : null;
-                var pAdv = _artifact.AdversarialStatistics is { } ps && ps.Layers >= layers
-                    ? Alignment(blocks.Select(b => b.detach()).ToList(), ps, k, sel, layers).detach().cpu().data<float>().ToArray()
-                    : null;
-                var cl = dClean.detach().cpu().data<float>().ToArray();
+                // Auditors' distances, before tuning: reuse the alignment terms where the reference is the same one.
+                float[]? Values(DeviceReference? r, Tensor? computed)
+                {
+                    if (r is null || r.Layers < layers) return null;
+                    using var d = computed?.detach() ?? Distance(stats, r).detach();
+                    return d.cpu().data<float>().ToArray();
+                }
+                var toAdversarial = Values(_adversarial, ReferenceEquals(_adversarial, _alignAdv) ? dAdv : null);
+                var toAttacked = Values(_attacked, ReferenceEquals(_attacked, _alignAdv) ? dAdv : null);
+                var toClean = Values(_alignClean, dClean)!;
                 distances = Enumerable.Range(0, k).Select(i =>
-                    new StatisticsDistances(pAdv?[i] ?? double.NaN, cl[i], dAttacked is null ? attacked : dAttacked[i])).ToArray();
+                    new StatisticsDistances(toAdversarial?[i] ?? double.NaN, toClean[i], toAttacked is null ? null : toAttacked[i])).ToArray();
             }
             optimizer.zero_grad();
             loss.sum().backward();
@@ -225,23 +248,29 @@ public sealed class TaptDefense
         return -(clamped.exp() * clamped).sum(-1);
     }
 
-    /// <summary>L1 distance of the selected views' block statistics to a reference: [K].</summary>
-    private Tensor Alignment(IReadOnlyList<Tensor> blocks, ReferenceStatistics reference, int k, int n, int layers)
+    /// <summary>Per aligned block: mean and variance over each image's selected views, [K, tokens, width] each.</summary>
+    private List<(Tensor Mean, Tensor Variance)> BlockStatistics(IReadOnlyList<Tensor> blocks, int k, int n, int layers)
     {
-        Tensor? total = null;
+        var stats = new List<(Tensor, Tensor)>(layers);
         for (var l = 0; l < layers; l++)
         {
-            var b = blocks[l];
-            var x = b.view(k, n, b.shape[1], b.shape[2]);
-            var mean = x.mean([1]);
-            var variance = x.var(1, unbiased: Options.UnbiasedVariance);
-            var refMean = reference.Mean[l].to(x.device);
-            var refVar = reference.Variance[l].to(x.device);
-            var dm = (mean - refMean).abs();
-            var dv = (variance - refVar).abs();
+            var x = blocks[l].view(k, n, blocks[l].shape[1], blocks[l].shape[2]);
+            stats.Add((x.mean([1]), x.var(1, unbiased: Options.UnbiasedVariance)));
+        }
+        return stats;
+    }
+
+    /// <summary>L1 distance of the block statistics to a reference: [K].</summary>
+    private Tensor Distance(IReadOnlyList<(Tensor Mean, Tensor Variance)> stats, DeviceReference reference)
+    {
+        Tensor? total = null;
+        for (var l = 0; l < stats.Count; l++)
+        {
+            var dm = (stats[l].Mean - reference.Mean[l]).abs();
+            var dv = (stats[l].Variance - reference.Variance[l]).abs();
             var term = Options.AlignmentForm == AlignmentForm.Code
                 ? 0.5 * dm.mean([1, 2]) + 0.5 * dv.mean([1, 2])
-                : (dm.sum([1, 2]) + dv.sum([1, 2])) / layers;
+                : (dm.sum([1, 2]) + dv.sum([1, 2])) / stats.Count;
             total = total is null ? term : total + term;
         }
         return total!;
