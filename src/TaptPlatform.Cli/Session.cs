@@ -37,7 +37,7 @@ public static class Session
             if (split is not ("train" or "test")) throw new CliException($"--split must be train or test, got '{split}'");
             return new GreyImageDataset(FashionMnist.Load(split));
         }
-        if (Directory.Exists(name)) return ImageFolderImageDataset.Load(name, imageSize);
+        if (Directory.Exists(name)) return ImageFolderDataset.Open(name).Decode(imageSize);
         throw new CliException($"--dataset must be fashion-mnist or an existing folder with one sub-folder per label, got '{name}'");
     }
 

@@ -62,6 +62,29 @@ public sealed class ImageFolderDataset
         return preprocessor.LoadFile(Items[index].Path);
     }
 
+    /// <summary>
+    /// Decodes every image once through the hardened pipeline into an in-memory dataset (evaluation on a user's folder).
+    /// A rejected image fails the whole set, naming the file.
+    /// </summary>
+    public InMemoryImageDataset Decode(int imageSize, ImageLimits? limits = null)
+    {
+        if (ClassNames.Count < 2) throw new DatasetException($"{Root} needs at least two label folders with images");
+        var pre = new ImagePreprocessor(ImagePreprocessorOptions.ForImageSize(imageSize), limits);
+        var pixels = new float[Count][];
+        for (var i = 0; i < Count; i++)
+        {
+            try
+            {
+                pixels[i] = Load(i, pre);
+            }
+            catch (ImageRejectedException e)
+            {
+                throw new DatasetException($"{Items[i].Path}: {e.Message}", e);
+            }
+        }
+        return new InMemoryImageDataset(ClassNames, pixels, Labels, imageSize);
+    }
+
     /// <summary>Decodes the images at the indices into a [n, 3, H, W] tensor.</summary>
     public Tensor LoadBatch(IReadOnlyList<int> indices, ImagePreprocessor preprocessor) =>
         preprocessor.ToTensor(indices.Select(i => Load(i, preprocessor)).ToList());

@@ -4,7 +4,7 @@ namespace TaptPlatform.Vision.Data;
 
 /// <summary>
 /// Images already decoded to CHW floats in [0,1] at one size (e.g. through <see cref="Imaging.ImagePreprocessor"/>), with labels:
-/// the same pixels <see cref="ImageFolderImageDataset"/> holds for a folder of the same images.
+/// what <see cref="ImageFolderDataset.Decode"/> makes of a folder of the same images.
 /// </summary>
 public sealed class InMemoryImageDataset : IImageDataset
 {
