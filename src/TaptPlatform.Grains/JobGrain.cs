@@ -51,7 +51,6 @@ public sealed class JobGrain(
     TimeProvider clock,
     ILogger<JobGrain> log) : Grain, IJobGrain, IRemindable
 {
-    private const string ResumeReminder = "resume";
     private readonly JobOptions _options = jobOptions.Value;
     private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
     private CancellationTokenSource? _dispatchCts;
@@ -270,7 +269,7 @@ public sealed class JobGrain(
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
     {
-        if (reminderName != ResumeReminder) return Task.CompletedTask;
+        if (reminderName != Grains.ResumeReminder.Name) return Task.CompletedTask;
         if (S.State == JobState.Running) StartDispatching();
         else return UnregisterReminderAsync();
         return Task.CompletedTask;
@@ -503,30 +502,9 @@ public sealed class JobGrain(
         static int Rank(JobState s) => s switch { JobState.Open => 0, JobState.Running => 1, _ => 2 };
     }
 
-    private async Task EnsureReminderAsync()
-    {
-        try
-        {
-            await this.RegisterOrUpdateReminder(ResumeReminder, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
-        }
-        catch (Exception e)
-        {
-            log.LogWarning(e, "Job {Job}: no resume reminder (is a reminder service configured?); it resumes on its next call", JobId);
-        }
-    }
+    private Task EnsureReminderAsync() => Grains.ResumeReminder.EnsureAsync(this, log, $"Job {JobId}");
 
-    private async Task UnregisterReminderAsync()
-    {
-        try
-        {
-            var r = await this.GetReminder(ResumeReminder);
-            if (r is not null) await this.UnregisterReminder(r);
-        }
-        catch (Exception e)
-        {
-            log.LogDebug(e, "Job {Job}: reminder not removed", JobId);
-        }
-    }
+    private Task UnregisterReminderAsync() => Grains.ResumeReminder.RemoveAsync(this, log, $"Job {JobId}");
 
     private async Task SetWaitingAsync(string? waiting)
     {

@@ -52,14 +52,9 @@ public sealed class JobEventBridge(
         if (EvaluationDefinition.IsEvaluationId(jobId)) return await SubscribeEvaluationAsync(outbox, jobId);
         var job = grains.Job(jobId);
         var status = await job.GetStatusAsync(outbox.TenantId);
-        if (!outbox.TryAddJob(jobId))
-            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+        var watch = Join(outbox, jobId);
         try
         {
-            if (watch.TenantId != outbox.TenantId) throw JobIds.NotFound(jobId);
-            lock (watch.Gate)
-                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
             await job.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
 
             // The snapshot is read after joining, so nothing falls between it and the live events.
@@ -88,19 +83,33 @@ public sealed class JobEventBridge(
         }
     }
 
+    /// <summary>
+    /// Adds the connection to the job's followers (one watch per job, owned by the job's tenant). A job of another
+    /// tenant is "not found", exactly like a missing one; on any refusal the connection does not follow the job.
+    /// </summary>
+    private JobWatch Join(ConnectionOutbox outbox, string jobId)
+    {
+        if (!outbox.TryAddJob(jobId))
+            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
+        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+        if (watch.TenantId != outbox.TenantId)
+        {
+            Unfollow(outbox, jobId);
+            throw JobIds.NotFound(jobId);
+        }
+        lock (watch.Gate)
+            if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+        return watch;
+    }
+
     /// <summary>Follows a robustness evaluation: the same checks, events and renewal as a job; its snapshot carries the evaluation's status.</summary>
     private async Task<JobSnapshot> SubscribeEvaluationAsync(ConnectionOutbox outbox, string jobId)
     {
         var evaluation = grains.Evaluation(jobId);
         var status = await evaluation.GetStatusAsync(outbox.TenantId);
-        if (!outbox.TryAddJob(jobId))
-            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+        var watch = Join(outbox, jobId);
         try
         {
-            if (watch.TenantId != outbox.TenantId) throw JobIds.NotFound(jobId);
-            lock (watch.Gate)
-                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
             await evaluation.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
             status = await evaluation.GetStatusAsync(outbox.TenantId);
             if (status.StartedAt is { } started) watch.Meter.StartAt(started);

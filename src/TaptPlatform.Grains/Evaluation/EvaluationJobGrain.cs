@@ -47,7 +47,6 @@ public sealed class EvaluationJobGrain(
     ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain, IRemindable
 {
     public const string ReportPath = "results/report.json";
-    public const string ResumeReminder = "resume";
     /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
     public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
     private IGrainTimer? _keepAlive;
@@ -217,7 +216,7 @@ public sealed class EvaluationJobGrain(
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
     {
-        if (reminderName != ResumeReminder) return Task.CompletedTask;
+        if (reminderName != Grains.ResumeReminder.Name) return Task.CompletedTask;
         if (S.Definition is not null && S.State == JobState.Running)
         {
             StartRunning();
@@ -250,29 +249,9 @@ public sealed class EvaluationJobGrain(
         await UnregisterReminderAsync();
     }
 
-    private async Task EnsureReminderAsync()
-    {
-        try
-        {
-            await this.RegisterOrUpdateReminder(ResumeReminder, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
-        }
-        catch (Exception e)
-        {
-            log.LogWarning(e, "Evaluation {Job}: no resume reminder (is a reminder service configured?); it resumes on its next call", JobId);
-        }
-    }
+    private Task EnsureReminderAsync() => Grains.ResumeReminder.EnsureAsync(this, log, $"Evaluation {JobId}");
 
-    private async Task UnregisterReminderAsync()
-    {
-        try
-        {
-            if (await this.GetReminder(ResumeReminder) is { } r) await this.UnregisterReminder(r);
-        }
-        catch (Exception e)
-        {
-            log.LogDebug(e, "Evaluation {Job}: reminder not removed", JobId);
-        }
-    }
+    private Task UnregisterReminderAsync() => Grains.ResumeReminder.RemoveAsync(this, log, $"Evaluation {JobId}");
 
     private async Task RunAsync()
     {
