@@ -18,24 +18,9 @@ public sealed class BrowserTests(GatewayFixture gateway)
     {
         Assert.True(File.Exists(Chromium), $"{Chromium} is missing: install Debian's chromium package (as .ci/run does)");
         var (tenantId, key) = await gateway.CreateTenantAsync(prefix: "browser");
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        });
-        var context = await browser.NewContextAsync(new BrowserNewContextOptions
-        {
-            ViewportSize = new ViewportSize { Width = 1440, Height = 1000 },
-            BaseURL = gateway.BaseAddress.ToString(),
-            Locale = "en-GB",
-        });
-        var page = await context.NewPageAsync();
-        var errors = new List<string>();
-        page.Console += (_, m) => { if (m.Type == "error") errors.Add(m.Text); };
-        page.PageError += (_, e) => errors.Add(e);
-        page.SetDefaultTimeout(30_000);
+        await using var console = await ConsolePage.OpenAsync(gateway.BaseAddress);
+        var page = console.Page;
+        var errors = console.Errors;
 
         // Sign in.
         await page.GotoAsync("/");
