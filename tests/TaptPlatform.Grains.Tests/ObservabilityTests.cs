@@ -109,8 +109,6 @@ public sealed class ObservabilityTests(PlatformFixture platform)
         /// <summary>Observable instruments report only when asked.</summary>
         public void Observe() => _listener.RecordObservableInstruments();
 
-        public bool Any(string instrument) => _measurements.Any(m => m.Instrument == instrument);
-
         /// <summary>The values of an instrument with this tenant tag (null: with no tenant tag) and these tags.</summary>
         public List<double> Values(string instrument, string? tenant, params (string Key, string Value)[] tags) =>
             _measurements.Where(m => m.Instrument == instrument
