@@ -32,6 +32,13 @@ public sealed class GatewayOptions
     /// <summary>How long a validated API key is trusted before the tenant grain is asked again (revocations through this gateway apply at once).</summary>
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// Jobs running at once in the whole cluster, over every tenant (counted by one grain). A start past it answers 429
+    /// <c>cluster_busy</c> with <c>Retry-After</c>; the job keeps its images. This bounds the images in flight on the
+    /// accelerators (at most this × <c>Tapt:Jobs:MaxInFlight</c>) and so their memory, however many tenants submit.
+    /// </summary>
+    public int MaxRunningJobs { get; set; } = 64;
+
     /// <summary>Limits every tenant gets unless <see cref="Tenants"/> overrides them.</summary>
     public TenantLimits Limits { get; set; } = new();
 

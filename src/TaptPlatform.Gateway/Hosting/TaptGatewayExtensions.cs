@@ -113,6 +113,7 @@ public static class TaptGatewayExtensions
             .Validate(o => o.OperatorKey is null || o.OperatorKey.Length >= 16, $"{GatewayOptions.Section}:OperatorKey must have at least 16 characters")
             .Validate(o => o.MaxJsonBytes > 0 && o.MaxUploadBytes > 0 && o.MaxImageBytes > 0 && o.MaxImagesPerRequest > 0 && o.UploadChunkImages > 0,
                 $"{GatewayOptions.Section}: size limits must be positive")
+            .Validate(o => o.MaxRunningJobs is >= 1 and <= 10_000, $"{GatewayOptions.Section}:MaxRunningJobs must be in 1..10000")
             .ValidateOnStart();
         services.TryAddSingletonTimeProvider();
 
