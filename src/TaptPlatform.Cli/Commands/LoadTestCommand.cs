@@ -1,0 +1,198 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Imaging;
+
+namespace TaptPlatform.Cli.Commands;
+
+/// <summary>
+/// <c>tapt loadtest</c>: many tenants submitting jobs at once through a running gateway's HTTP API with one SignalR
+/// client each, for a bounded time; then every result is checked through the REST API (none lost, none twice) and
+/// the throughput is set against the TAPT engine's own, measured alone in this process with the same settings.
+/// </summary>
+public static class LoadTestCommand
+{
+    public const string Usage = """
+        usage: tapt loadtest --server URL --operator-key KEY [--tenants 20] [--duration 60] [--images 16] [--jobs-per-tenant 1]
+                             [--drain 300] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
+                             [--baseline] [--baseline-images 96] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
+                             [--json] [--json-file FILE]
+        Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
+        configuration "default" on --platform-model with the artifact's own TAPT settings), connects one SignalR client
+        per tenant, and lets each tenant run --jobs-per-tenant jobs at a time, each of --images Fashion-MNIST test
+        images (upload, start, wait for every result), starting new jobs for --duration seconds; then waits up to
+        --drain seconds for the jobs in flight. A 429 is counted and waited out (Retry-After). One warm-up job runs first
+        and is not counted. Every image of every job is then checked through GET /api/jobs/{id}/results.
+        Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
+        SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
+        and duplicate results, and with --pid the peak resident memory of those processes (e.g. the gateway's).
+        --baseline first measures the engine alone in this process (before any load): the model directory --model
+        (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
+        --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
+        (Tapt:Engine:MaxBatchSize, Threads, TorchThreads). The overhead is 1 - platform img/s / engine img/s.
+        --json prints the report as JSON instead of the table; --json-file FILE also writes it to FILE.
+        Exit code 0 when nothing was lost or duplicated and every job finished, 1 otherwise.
+        """;
+
+    /// <summary>The Fashion-MNIST class names as the tenants' vocabulary (as run.sh creates it).</summary>
+    public static readonly string[] Labels = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
+
+    public static int Run(string[] argv)
+    {
+        if (argv.Length == 0 || argv[0] is "--help" or "-h") { Console.WriteLine(Usage); return argv.Length == 0 ? 2 : 0; }
+        var a = new CliArgs(argv, ["json", "baseline"]);
+        var server = a.Required("server");
+        if (!Uri.TryCreate(server.EndsWith('/') ? server : server + "/", UriKind.Absolute, out var serverUri) || serverUri.Scheme is not ("http" or "https"))
+            throw new CliException($"--server must be an http(s) URL, got '{server}'");
+        var settings = new LoadSettings(
+            serverUri,
+            a.Required("operator-key"),
+            a.Int("tenants", 20, 1, 1000),
+            TimeSpan.FromSeconds(a.Int("duration", 60, 1, 3600)),
+            a.Int("images", 16, 1, 1000),
+            a.Int("jobs-per-tenant", 1, 1, 16),
+            TimeSpan.FromSeconds(a.Int("drain", 300, 1, 7200)),
+            a.Optional("tenant-prefix") ?? "load",
+            a.Optional("platform-model") ?? ModelLocator.DefaultModelName,
+            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList());
+        var baseline = a.Flag("baseline");
+        var baselineImages = a.Int("baseline-images", 96, 1, 100_000);
+        var batch = a.Int("batch", 8, 1, 256);
+        var engineThreads = a.Int("engine-threads", 1, 1, 64);
+        var json = a.Flag("json");
+        var jsonFile = a.Optional("json-file");
+        Threads.Apply(a);
+        var modelDir = baseline ? ModelLocator.Resolve(a.Optional("model")) : a.Optional("model");
+        a.RejectUnknown();
+        if (!System.Text.RegularExpressions.Regex.IsMatch(settings.TenantPrefix, "^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$"))
+            throw new CliException("--tenant-prefix: 1-20 lower-case letters, digits and inner hyphens");
+
+        var pngs = FashionPngs(Math.Max(256, settings.ImagesPerJob));
+        BaselineResult? engine = null;
+        if (baseline) engine = EngineBaseline.Measure(modelDir!, pngs, Labels, baselineImages, batch, engineThreads, Console.Error);
+
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        LoadReport report;
+        try
+        {
+            report = new LoadRun(settings, pngs, Console.Error).RunAsync(cts.Token).GetAwaiter().GetResult();
+        }
+        catch (GatewayException e)
+        {
+            Console.Error.WriteLine($"tapt loadtest: {e.Message}");
+            return 1;
+        }
+        var document = ToJson(settings, report, engine).ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        if (jsonFile is not null) File.WriteAllText(jsonFile, document + "\n");
+        if (json) Console.WriteLine(document);
+        else PrintTable(Console.Out, settings, report, engine);
+        return report.Lost == 0 && report.Duplicates == 0 && report.UnfinishedJobs == 0 && report.LiveDuplicates == 0 && report.Errors == 0 ? 0 : 1;
+    }
+
+    /// <summary>The first <paramref name="count"/> Fashion-MNIST test images as 28×28 RGB PNGs.</summary>
+    public static List<byte[]> FashionPngs(int count)
+    {
+        LabelledImages d;
+        try { d = FashionMnist.Load("test"); }
+        catch (DatasetException e) { throw new CliException(e.Message); }
+        var plane = d.Height * d.Width;
+        return Enumerable.Range(0, Math.Min(count, d.Count)).Select(index =>
+        {
+            var chw = new float[3 * plane];
+            for (var i = 0; i < plane; i++) chw[i] = chw[plane + i] = chw[2 * plane + i] = d.Pixels[index * plane + i] / 255f;
+            return ImageEncoding.EncodePng(chw, d.Height, d.Width);
+        }).ToList();
+    }
+
+    private static string F(double v, string format = "0.0") => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
+
+    private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, BaselineResult? engine)
+    {
+        w.WriteLine(FormattableString.Invariant(
+            $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain)"));
+        var rows = new List<IReadOnlyList<string>>
+        {
+            new[] { "jobs started / finished / unfinished", $"{r.JobsStarted} / {r.JobsFinished} / {r.UnfinishedJobs}" },
+            new[] { "images submitted / results", $"{r.ImagesSubmitted} / {r.Results}" },
+            new[] { "lost / duplicate results (REST)", $"{r.Lost} / {r.Duplicates}" },
+            new[] { "failed results (error)", r.FailedResults.ToString(CultureInfo.InvariantCulture) },
+            new[] { "results missing live / duplicate live events", $"{r.LiveMissing} / {r.LiveDuplicates}" },
+            new[] { "throughput, whole run (img/s)", F(r.ImagesPerSecond, "0.00") + FormattableString.Invariant($"  ({r.Results} in {r.Seconds:0.0} s)") },
+            new[] { "throughput, submission window (img/s)", F(r.WindowImagesPerSecond, "0.00") },
+            new[] { "latency upload start -> result event (s) p50/p95/p99", $"{F(r.Latency.P50, "0.00")} / {F(r.Latency.P95, "0.00")} / {F(r.Latency.P99, "0.00")}  (max {F(r.Latency.Max, "0.00")})" },
+            new[] { "SignalR delivery, gateway -> client (ms) p50/p95/p99", $"{F(r.Delivery.P50)} / {F(r.Delivery.P95)} / {F(r.Delivery.P99)}  (max {F(r.Delivery.Max)})" },
+            new[] { "result recorded -> client (ms) p50/p95/p99", $"{F(r.RecordedToClient.P50)} / {F(r.RecordedToClient.P95)} / {F(r.RecordedToClient.P99)}" },
+            new[] { "client errors (see stderr)", r.Errors.ToString(CultureInfo.InvariantCulture) },
+            new[] { "429 responses", r.TooMany.Count == 0 ? "0" : string.Join(", ", r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")) },
+        };
+        foreach (var (pid, m) in r.Memory.OrderBy(kv => kv.Key))
+            rows.Add(new[] { $"pid {pid} resident memory (MiB) start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" });
+        if (engine is not null)
+        {
+            rows.Add(new[] { "engine alone (img/s)", FormattableString.Invariant(
+                $"{engine.ImagesPerSecond:0.00}  ({engine.Model} {engine.Design}, {engine.Views} views, {engine.Steps} step, batch {engine.Batch}, {engine.EngineThreads} thread(s), torch {engine.TorchThreads})") });
+            rows.Add(new[] { "platform overhead 1 - platform/engine", FormattableString.Invariant($"{100 * (1 - r.ImagesPerSecond / engine.ImagesPerSecond):0.0}%") });
+        }
+        TextTable.Write(w, ["measure", "value"], rows);
+    }
+
+    private static JsonObject ToJson(LoadSettings s, LoadReport r, BaselineResult? engine)
+    {
+        static JsonObject P(Percentiles p) => new() { ["p50"] = N(p.P50), ["p95"] = N(p.P95), ["p99"] = N(p.P99), ["max"] = N(p.Max), ["samples"] = p.Count };
+        static JsonNode? N(double v) => double.IsNaN(v) ? null : JsonValue.Create(Math.Round(v, 4));
+        var o = new JsonObject
+        {
+            ["settings"] = new JsonObject
+            {
+                ["server"] = s.Server.ToString(), ["tenants"] = s.Tenants, ["jobsPerTenant"] = s.JobsPerTenant, ["imagesPerJob"] = s.ImagesPerJob,
+                ["durationSeconds"] = s.Duration.TotalSeconds, ["platformModel"] = s.PlatformModel,
+            },
+            ["jobsStarted"] = r.JobsStarted, ["jobsFinished"] = r.JobsFinished, ["unfinishedJobs"] = r.UnfinishedJobs,
+            ["imagesSubmitted"] = r.ImagesSubmitted, ["results"] = r.Results, ["lost"] = r.Lost, ["duplicates"] = r.Duplicates,
+            ["failedResults"] = r.FailedResults, ["liveMissing"] = r.LiveMissing, ["liveDuplicates"] = r.LiveDuplicates, ["resyncs"] = r.Resyncs, ["errors"] = r.Errors,
+            ["seconds"] = Math.Round(r.Seconds, 3), ["imagesPerSecond"] = N(r.ImagesPerSecond), ["windowImagesPerSecond"] = N(r.WindowImagesPerSecond),
+            ["latencySeconds"] = P(r.Latency), ["deliveryMs"] = P(r.Delivery), ["recordedToClientMs"] = P(r.RecordedToClient),
+            ["tooManyRequests"] = new JsonObject(r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
+            {
+                ["startMiB"] = N(kv.Value.StartMiB), ["peakMiB"] = N(kv.Value.PeakMiB), ["endMiB"] = N(kv.Value.EndMiB),
+            }))),
+        };
+        if (engine is not null)
+        {
+            o["engine"] = new JsonObject
+            {
+                ["model"] = engine.Model, ["design"] = engine.Design, ["views"] = engine.Views, ["steps"] = engine.Steps, ["batch"] = engine.Batch,
+                ["engineThreads"] = engine.EngineThreads, ["torchThreads"] = engine.TorchThreads, ["images"] = engine.Images,
+                ["seconds"] = Math.Round(engine.Seconds, 3), ["imagesPerSecond"] = N(engine.ImagesPerSecond),
+            };
+            o["overhead"] = N(1 - r.ImagesPerSecond / engine.ImagesPerSecond);
+        }
+        return o;
+    }
+}
+
+public sealed record LoadSettings(Uri Server, string OperatorKey, int Tenants, TimeSpan Duration, int ImagesPerJob, int JobsPerTenant,
+    TimeSpan Drain, string TenantPrefix, string PlatformModel, IReadOnlyList<int> Pids);
+
+/// <summary>Nearest-rank percentiles of a sample (NaN when empty).</summary>
+public sealed record Percentiles(double P50, double P95, double P99, double Max, int Count)
+{
+    public static Percentiles Of(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        if (v.Length == 0) return new(double.NaN, double.NaN, double.NaN, double.NaN, 0);
+        double At(double q) => v[Math.Clamp((int)Math.Ceiling(q * v.Length) - 1, 0, v.Length - 1)];
+        return new(At(0.50), At(0.95), At(0.99), v[^1], v.Length);
+    }
+}
+
+public sealed record MemoryUse(double StartMiB, double PeakMiB, double EndMiB);
+
+public sealed record LoadReport(
+    int JobsStarted, int JobsFinished, int UnfinishedJobs, int ImagesSubmitted, int Results, int Lost, int Duplicates, int FailedResults,
+    int LiveMissing, int LiveDuplicates, int Resyncs, double Seconds, double ImagesPerSecond, double WindowImagesPerSecond,
+    Percentiles Latency, Percentiles Delivery, Percentiles RecordedToClient, IReadOnlyDictionary<string, int> TooMany,
+    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors);
