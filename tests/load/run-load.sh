@@ -8,9 +8,9 @@
 #   LOAD_MAX_RUNNING_JOBS=5 LOAD_JOBS_PER_TENANT=2 LOAD_DURATION=30 tests/load/run-load.sh   # past capacity: 429s, nothing lost
 #
 # Environment (defaults):
-#   LOAD_MODE (all-in-one | cluster)   LOAD_PORT (6077)   LOAD_AZURITE_PORT (11077; +1, +2 too)
+#   LOAD_MODE (all-in-one | cluster)   LOAD_PORT (6741)   LOAD_AZURITE_PORT (12741; +1, +2 too)
 #   LOAD_TENANTS (20)  LOAD_DURATION (60 s)  LOAD_IMAGES (16 per job)  LOAD_JOBS_PER_TENANT (1)  LOAD_DRAIN (300 s)
-#   LOAD_BASELINE_IMAGES (96)  LOAD_OUT (artifacts/load: load-TIMESTAMP.json, .txt and the platform's logs)
+#   LOAD_BASELINE_IMAGES (160)  LOAD_OUT (artifacts/load: load-TIMESTAMP.json, .txt and the platform's logs)
 #   The TAPT engine, for the platform and the engine-alone baseline alike: LOAD_ENGINE_THREADS (1), LOAD_TORCH_THREADS (1),
 #   LOAD_BATCH (8 = Tapt:Engine:MaxBatchSize); the cluster's running-jobs limit: LOAD_MAX_RUNNING_JOBS (64).
 #   The test-time settings (design, views, steps, lr) are those of models/fashion-clip-small/tapt-prompts.safetensors
@@ -21,14 +21,14 @@ ROOT=$PWD
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 MODE=${LOAD_MODE:-all-in-one}
-PORT=${LOAD_PORT:-6077}
-AZURITE_PORT=${LOAD_AZURITE_PORT:-11077}
+PORT=${LOAD_PORT:-6741}
+AZURITE_PORT=${LOAD_AZURITE_PORT:-12741}
 TENANTS=${LOAD_TENANTS:-20}
 DURATION=${LOAD_DURATION:-60}
 IMAGES=${LOAD_IMAGES:-16}
 JOBS_PER_TENANT=${LOAD_JOBS_PER_TENANT:-1}
 DRAIN=${LOAD_DRAIN:-300}
-BASELINE_IMAGES=${LOAD_BASELINE_IMAGES:-96}
+BASELINE_IMAGES=${LOAD_BASELINE_IMAGES:-160}
 ENGINE_THREADS=${LOAD_ENGINE_THREADS:-1}
 TORCH_THREADS=${LOAD_TORCH_THREADS:-1}
 BATCH=${LOAD_BATCH:-8}
@@ -75,7 +75,7 @@ if [ "$MODE" = cluster ]; then
   TAPT_ENGINE_THREADS=$ENGINE_THREADS TAPT_TORCH_THREADS=$TORCH_THREADS infra/local-cluster.sh start
   OPERATOR_KEY=$(cat "$DATA/cluster/operator-key")
   PIDS=()
-  for f in "$DATA"/cluster/pids/gateway "$DATA"/cluster/pids/silo-*; do PIDS+=(--pid "$(cat "$f")"); done
+  for f in "$DATA"/cluster/pids/*; do PIDS+=(--pid "$(cat "$f")"); done   # gateway, silos, Azurite
 else
   say "starting run.sh (all-in-one) on $URL, Azurite on $AZURITE_PORT-$((AZURITE_PORT + 2)), data in $DATA"
   TAPT_PORT=$PORT TAPT_AZURITE_PORT=$AZURITE_PORT TAPT_DATA=$DATA TAPT_ENGINE_THREADS=$ENGINE_THREADS TAPT_TORCH_THREADS=$TORCH_THREADS \
@@ -89,10 +89,9 @@ else
     sleep 0.5
   done
   OPERATOR_KEY=$(cat "$DATA/operator-key")
-  # The gateway is run.sh's child: its memory is the platform's (gateway, silo and engine in one process).
-  GATEWAY_PID=$(pgrep -P "$RUN_PID" -f TaptPlatform.Gateway.dll | head -n 1 || true)
+  # run.sh's children are the platform: the gateway (gateway, silo and engine in one process) and Azurite.
   PIDS=()
-  [ -n "$GATEWAY_PID" ] && PIDS=(--pid "$GATEWAY_PID")
+  for pid in $(pgrep -P "$RUN_PID" -f 'TaptPlatform.Gateway.dll|azurite' || true); do PIDS+=(--pid "$pid"); done
 fi
 
 say "load test: $TENANTS tenants x $JOBS_PER_TENANT job(s), $IMAGES images per job, $DURATION s; engine $ENGINE_THREADS thread(s), torch $TORCH_THREADS, batch $BATCH, max running jobs $MAX_RUNNING"

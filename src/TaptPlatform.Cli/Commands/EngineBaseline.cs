@@ -9,7 +9,7 @@ namespace TaptPlatform.Cli.Commands;
 
 /// <summary>What the engine alone achieved: the settings it ran with and its images per second.</summary>
 public sealed record BaselineResult(string Model, string Design, int Views, int Steps, int Batch, int EngineThreads, int TorchThreads,
-    int Images, double Seconds)
+    int Images, double Seconds, double CpuSeconds)
 {
     public double ImagesPerSecond => Images / Seconds;
 }
@@ -46,6 +46,7 @@ public static class EngineBaseline
         RunBatch(0, batch);
         // Each thread takes the next batch until the images are done, as the engine's threads take from its queue.
         var next = -batch;
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var threads = Enumerable.Range(0, engineThreads).Select(_ => new Thread(() =>
         {
@@ -55,9 +56,10 @@ public static class EngineBaseline
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         var seconds = clock.Elapsed.TotalSeconds;
+        var cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
         var result = new BaselineResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDirectory)), artifact.Shape.Design.ToString(),
-            options.Views, options.Steps, batch, engineThreads, get_num_threads(), images, seconds);
-        log.WriteLine(FormattableString.Invariant($"engine alone: {images} images in {seconds:0.0} s = {result.ImagesPerSecond:0.00} img/s"));
+            options.Views, options.Steps, batch, engineThreads, get_num_threads(), images, seconds, cpuSeconds);
+        log.WriteLine(FormattableString.Invariant($"engine alone: {images} images in {seconds:0.0} s = {result.ImagesPerSecond:0.00} img/s, {1000 * cpuSeconds / images:0} ms of CPU per image"));
         return result;
     }
 }

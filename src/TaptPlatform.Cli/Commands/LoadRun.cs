@@ -70,13 +70,14 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
             finally { setupGate.Release(); }
         }));
         foreach (var t in tenants) t.Hub = await ConnectAsync(t, ct);
-        using var memory = new MemorySampler(settings.Pids);
+        using var processes = new ProcessSampler(settings.Pids);
         try
         {
             log.WriteLine("warm-up job (not counted)");
             await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
 
             var t0 = DateTimeOffset.UtcNow;
+            processes.MarkStart();
             var submitUntil = t0 + settings.Duration;
             var drainUntil = submitUntil + settings.Drain;
             log.WriteLine(FormattableString.Invariant($"submitting for {settings.Duration.TotalSeconds:0} s, then draining (at most {settings.Drain.TotalSeconds:0} s)"));
@@ -96,8 +97,9 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                 $"  {(DateTimeOffset.UtcNow - t0).TotalSeconds,5:0} s: {_jobs.Count} jobs, {_jobs.Sum(j => j.Live.Count)} results live")), null, 10_000, 10_000))
                 await Task.WhenAll(workers);
             var finished = DateTimeOffset.UtcNow;
+            var usage = processes.Stop();
             log.WriteLine("verifying every result through the REST API");
-            return await ReportAsync(tenants, t0, submitUntil, finished, memory, ct);
+            return await ReportAsync(tenants, t0, submitUntil, finished, usage, ct);
         }
         finally
         {
@@ -289,7 +291,7 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
     // ---- the report -----------------------------------------------------------------------------------------------
 
     private async Task<LoadReport> ReportAsync(Tenant[] tenants, DateTimeOffset t0, DateTimeOffset submitUntil, DateTimeOffset finished,
-        MemorySampler memory, CancellationToken ct)
+        (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) usage, CancellationToken ct)
     {
         var jobs = _jobs.ToList();
         int started = 0, done = 0, unfinished = 0, submitted = 0, results = 0, lost = 0, duplicates = 0, failed = 0, liveMissing = 0, liveDuplicates = 0;
@@ -349,22 +351,47 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         return new LoadReport(started, done, unfinished, submitted, results, lost, duplicates, failed, liveMissing, liveDuplicates,
             tenants.Sum(t => t.Resyncs), seconds, results / seconds, inWindow / windowSeconds,
             Percentiles.Of(latency), Percentiles.Of(delivery), Percentiles.Of(recorded),
-            new Dictionary<string, int>(_tooMany), memory.Stop(), _errors.Count);
+            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds);
     }
 
-    /// <summary>Samples the resident memory of processes on this machine once a second (Linux /proc).</summary>
-    private sealed class MemorySampler : IDisposable
+    /// <summary>
+    /// Samples the resident memory of processes on this machine once a second (Linux /proc), and their CPU time (and
+    /// this client's) between <see cref="MarkStart"/> and <see cref="Stop"/>.
+    /// </summary>
+    private sealed class ProcessSampler : IDisposable
     {
-        private readonly Dictionary<int, (double Start, double Peak, double End)> _samples = [];
+        private readonly Dictionary<int, (double Start, double Peak, double End)> _memory = [];
+        private readonly Dictionary<int, TimeSpan> _cpuStart = [];
         private readonly Timer _timer;
         private readonly Lock _gate = new();
         private readonly IReadOnlyList<int> _pids;
+        private TimeSpan _clientCpuStart;
 
-        public MemorySampler(IReadOnlyList<int> pids)
+        public ProcessSampler(IReadOnlyList<int> pids)
         {
             _pids = pids;
             Sample();
             _timer = new Timer(_ => Sample(), null, 1000, 1000);
+        }
+
+        public void MarkStart()
+        {
+            foreach (var pid in _pids)
+                if (Cpu(pid) is { } t) _cpuStart[pid] = t;
+            _clientCpuStart = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+        }
+
+        private static TimeSpan? Cpu(int pid)
+        {
+            try
+            {
+                using var p = System.Diagnostics.Process.GetProcessById(pid);
+                return p.TotalProcessorTime;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                return null;   // the process ended
+            }
         }
 
         private void Sample()
@@ -383,15 +410,20 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                     continue;   // the process ended
                 }
                 lock (_gate)
-                    _samples[pid] = _samples.TryGetValue(pid, out var s) ? (s.Start, Math.Max(s.Peak, mib), mib) : (mib, mib, mib);
+                    _memory[pid] = _memory.TryGetValue(pid, out var s) ? (s.Start, Math.Max(s.Peak, mib), mib) : (mib, mib, mib);
             }
         }
 
-        public IReadOnlyDictionary<int, MemoryUse> Stop()
+        /// <summary>Memory per process; CPU seconds since <see cref="MarkStart"/> per process and of this client.</summary>
+        public (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) Stop()
         {
             _timer.Change(Timeout.Infinite, Timeout.Infinite);
             Sample();
-            lock (_gate) return _samples.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End));
+            var cpu = new Dictionary<int, double>();
+            foreach (var (pid, start) in _cpuStart)
+                if (Cpu(pid) is { } end) cpu[pid] = (end - start).TotalSeconds;
+            var client = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - _clientCpuStart).TotalSeconds;
+            lock (_gate) return (_memory.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End)), cpu, client);
         }
 
         public void Dispose() => _timer.Dispose();

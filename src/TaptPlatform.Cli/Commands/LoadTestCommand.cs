@@ -16,7 +16,7 @@ public static class LoadTestCommand
     public const string Usage = """
         usage: tapt loadtest --server URL --operator-key KEY [--tenants 20] [--duration 60] [--images 16] [--jobs-per-tenant 1]
                              [--drain 300] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
-                             [--baseline] [--baseline-images 96] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
+                             [--baseline] [--baseline-images 160] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
                              [--json] [--json-file FILE]
         Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
         configuration "default" on --platform-model with the artifact's own TAPT settings), connects one SignalR client
@@ -26,11 +26,14 @@ public static class LoadTestCommand
         and is not counted. Every image of every job is then checked through GET /api/jobs/{id}/results.
         Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
         SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
-        and duplicate results, and with --pid the peak resident memory of those processes (e.g. the gateway's).
-        --baseline first measures the engine alone in this process (before any load): the model directory --model
+        and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
+        platform's: gateway, silos, Azurite) and so the platform's CPU per image, which other load on the machine
+        distorts far less than images per second.
+        --baseline measures the engine alone in this process, before and after the load (the platform idle): the model directory --model
         (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
         --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
-        (Tapt:Engine:MaxBatchSize, Threads, TorchThreads). The overhead is 1 - platform img/s / engine img/s.
+        (Tapt:Engine:MaxBatchSize, Threads, TorchThreads). The overhead is 1 - platform img/s / engine img/s (both runs);
+        the CPU overhead 1 - engine CPU per image / platform CPU per image.
         --json prints the report as JSON instead of the table; --json-file FILE also writes it to FILE.
         Exit code 0 when nothing was lost or duplicated and every job finished, 1 otherwise.
         """;
@@ -57,7 +60,7 @@ public static class LoadTestCommand
             a.Optional("platform-model") ?? ModelLocator.DefaultModelName,
             a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList());
         var baseline = a.Flag("baseline");
-        var baselineImages = a.Int("baseline-images", 96, 1, 100_000);
+        var baselineImages = a.Int("baseline-images", 160, 1, 100_000);
         var batch = a.Int("batch", 8, 1, 256);
         var engineThreads = a.Int("engine-threads", 1, 1, 64);
         var json = a.Flag("json");
@@ -69,8 +72,9 @@ public static class LoadTestCommand
             throw new CliException("--tenant-prefix: 1-20 lower-case letters, digits and inner hyphens");
 
         var pngs = FashionPngs(Math.Max(256, settings.ImagesPerJob));
-        BaselineResult? engine = null;
-        if (baseline) engine = EngineBaseline.Measure(modelDir!, pngs, Labels, baselineImages, batch, engineThreads, Console.Error);
+        // The engine alone before and after the load, so a change in the machine's other load shows (it is shared).
+        BaselineResult? before = null;
+        if (baseline) before = EngineBaseline.Measure(modelDir!, pngs, Labels, baselineImages, batch, engineThreads, Console.Error);
 
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
@@ -84,6 +88,9 @@ public static class LoadTestCommand
             Console.Error.WriteLine($"tapt loadtest: {e.Message}");
             return 1;
         }
+        EngineRuns? engine = null;
+        if (before is not null)
+            engine = new EngineRuns(before, EngineBaseline.Measure(modelDir!, pngs, Labels, baselineImages, batch, engineThreads, Console.Error));
         var document = ToJson(settings, report, engine).ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         if (jsonFile is not null) File.WriteAllText(jsonFile, document + "\n");
         if (json) Console.WriteLine(document);
@@ -108,7 +115,7 @@ public static class LoadTestCommand
 
     private static string F(double v, string format = "0.0") => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
 
-    private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, BaselineResult? engine)
+    private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, EngineRuns? engine)
     {
         w.WriteLine(FormattableString.Invariant(
             $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain)"));
@@ -128,17 +135,24 @@ public static class LoadTestCommand
             new[] { "429 responses", r.TooMany.Count == 0 ? "0" : string.Join(", ", r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")) },
         };
         foreach (var (pid, m) in r.Memory.OrderBy(kv => kv.Key))
-            rows.Add(new[] { $"pid {pid} resident memory (MiB) start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" });
+            rows.Add(new[] { $"pid {pid} resident memory (MiB) start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" +
+                (r.CpuSeconds.TryGetValue(pid, out var cpu) ? FormattableString.Invariant($"; CPU {cpu:0.0} s") : "") });
+        rows.Add(new[] { "CPU per image (ms): platform processes / load client", $"{F(r.PlatformCpuMsPerImage, "0")} / {F(r.ClientCpuMsPerImage, "0")}" });
         if (engine is not null)
         {
-            rows.Add(new[] { "engine alone (img/s)", FormattableString.Invariant(
-                $"{engine.ImagesPerSecond:0.00}  ({engine.Model} {engine.Design}, {engine.Views} views, {engine.Steps} step, batch {engine.Batch}, {engine.EngineThreads} thread(s), torch {engine.TorchThreads})") });
-            rows.Add(new[] { "platform overhead 1 - platform/engine", FormattableString.Invariant($"{100 * (1 - r.ImagesPerSecond / engine.ImagesPerSecond):0.0}%") });
+            var e = engine.Before;
+            rows.Add(new[] { "engine alone, before / after the load (img/s)", FormattableString.Invariant(
+                $"{e.ImagesPerSecond:0.00} / {engine.After.ImagesPerSecond:0.00}  ({e.Model} {e.Design}, {e.Views} views, {e.Steps} step, batch {e.Batch}, {e.EngineThreads} thread(s), torch {e.TorchThreads})") });
+            rows.Add(new[] { "engine alone, both runs (img/s)", FormattableString.Invariant($"{engine.ImagesPerSecond:0.00}") });
+            rows.Add(new[] { "platform overhead 1 - platform/engine", FormattableString.Invariant($"{100 * engine.Overhead(r.ImagesPerSecond):0.0}%") });
+            rows.Add(new[] { "CPU per image (ms): engine alone", F(engine.CpuMsPerImage, "0") });
+            rows.Add(new[] { "CPU overhead 1 - engine/platform CPU per image", double.IsNaN(r.PlatformCpuMsPerImage) ? "-" :
+                FormattableString.Invariant($"{100 * (1 - engine.CpuMsPerImage / r.PlatformCpuMsPerImage):0.0}%") });
         }
         TextTable.Write(w, ["measure", "value"], rows);
     }
 
-    private static JsonObject ToJson(LoadSettings s, LoadReport r, BaselineResult? engine)
+    private static JsonObject ToJson(LoadSettings s, LoadReport r, EngineRuns? engine)
     {
         static JsonObject P(Percentiles p) => new() { ["p50"] = N(p.P50), ["p95"] = N(p.P95), ["p99"] = N(p.P99), ["max"] = N(p.Max), ["samples"] = p.Count };
         static JsonNode? N(double v) => double.IsNaN(v) ? null : JsonValue.Create(Math.Round(v, 4));
@@ -155,6 +169,8 @@ public static class LoadTestCommand
             ["seconds"] = Math.Round(r.Seconds, 3), ["imagesPerSecond"] = N(r.ImagesPerSecond), ["windowImagesPerSecond"] = N(r.WindowImagesPerSecond),
             ["latencySeconds"] = P(r.Latency), ["deliveryMs"] = P(r.Delivery), ["recordedToClientMs"] = P(r.RecordedToClient),
             ["tooManyRequests"] = new JsonObject(r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["cpuSeconds"] = new JsonObject(r.CpuSeconds.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), N(kv.Value)))),
+            ["clientCpuSeconds"] = N(r.ClientCpuSeconds), ["platformCpuMsPerImage"] = N(r.PlatformCpuMsPerImage), ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
                 ["startMiB"] = N(kv.Value.StartMiB), ["peakMiB"] = N(kv.Value.PeakMiB), ["endMiB"] = N(kv.Value.EndMiB),
@@ -162,13 +178,19 @@ public static class LoadTestCommand
         };
         if (engine is not null)
         {
+            static JsonObject Run(BaselineResult e) => new()
+            {
+                ["images"] = e.Images, ["seconds"] = Math.Round(e.Seconds, 3), ["imagesPerSecond"] = N(e.ImagesPerSecond), ["cpuSeconds"] = N(e.CpuSeconds),
+            };
+            var b = engine.Before;
             o["engine"] = new JsonObject
             {
-                ["model"] = engine.Model, ["design"] = engine.Design, ["views"] = engine.Views, ["steps"] = engine.Steps, ["batch"] = engine.Batch,
-                ["engineThreads"] = engine.EngineThreads, ["torchThreads"] = engine.TorchThreads, ["images"] = engine.Images,
-                ["seconds"] = Math.Round(engine.Seconds, 3), ["imagesPerSecond"] = N(engine.ImagesPerSecond),
+                ["model"] = b.Model, ["design"] = b.Design, ["views"] = b.Views, ["steps"] = b.Steps, ["batch"] = b.Batch,
+                ["engineThreads"] = b.EngineThreads, ["torchThreads"] = b.TorchThreads,
+                ["before"] = Run(b), ["after"] = Run(engine.After), ["imagesPerSecond"] = N(engine.ImagesPerSecond), ["cpuMsPerImage"] = N(engine.CpuMsPerImage),
             };
-            o["overhead"] = N(1 - r.ImagesPerSecond / engine.ImagesPerSecond);
+            o["overhead"] = N(engine.Overhead(r.ImagesPerSecond));
+            o["cpuOverhead"] = N(1 - engine.CpuMsPerImage / r.PlatformCpuMsPerImage);
         }
         return o;
     }
@@ -189,10 +211,27 @@ public sealed record Percentiles(double P50, double P95, double P99, double Max,
     }
 }
 
+/// <summary>The engine alone before and after the load; its rate is over both runs together.</summary>
+public sealed record EngineRuns(BaselineResult Before, BaselineResult After)
+{
+    public double ImagesPerSecond => (Before.Images + After.Images) / (Before.Seconds + After.Seconds);
+
+    public double CpuMsPerImage => 1000 * (Before.CpuSeconds + After.CpuSeconds) / (Before.Images + After.Images);
+
+    /// <summary>1 − platform ÷ engine: the share of the engine's throughput the platform does not deliver.</summary>
+    public double Overhead(double platformImagesPerSecond) => 1 - platformImagesPerSecond / ImagesPerSecond;
+}
+
 public sealed record MemoryUse(double StartMiB, double PeakMiB, double EndMiB);
 
 public sealed record LoadReport(
     int JobsStarted, int JobsFinished, int UnfinishedJobs, int ImagesSubmitted, int Results, int Lost, int Duplicates, int FailedResults,
     int LiveMissing, int LiveDuplicates, int Resyncs, double Seconds, double ImagesPerSecond, double WindowImagesPerSecond,
     Percentiles Latency, Percentiles Delivery, Percentiles RecordedToClient, IReadOnlyDictionary<string, int> TooMany,
-    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors);
+    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds)
+{
+    /// <summary>CPU milliseconds per result of the watched processes (the platform), or NaN without any.</summary>
+    public double PlatformCpuMsPerImage => CpuSeconds.Count == 0 || Results == 0 ? double.NaN : 1000 * CpuSeconds.Values.Sum() / Results;
+
+    public double ClientCpuMsPerImage => Results == 0 ? double.NaN : 1000 * ClientCpuSeconds / Results;
+}
