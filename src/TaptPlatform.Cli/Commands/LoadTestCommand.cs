@@ -160,34 +160,66 @@ public static class LoadTestCommand
         {
             ["settings"] = new JsonObject
             {
-                ["server"] = s.Server.ToString(), ["tenants"] = s.Tenants, ["jobsPerTenant"] = s.JobsPerTenant, ["imagesPerJob"] = s.ImagesPerJob,
-                ["durationSeconds"] = s.Duration.TotalSeconds, ["platformModel"] = s.PlatformModel,
+                ["server"] = s.Server.ToString(),
+                ["tenants"] = s.Tenants,
+                ["jobsPerTenant"] = s.JobsPerTenant,
+                ["imagesPerJob"] = s.ImagesPerJob,
+                ["durationSeconds"] = s.Duration.TotalSeconds,
+                ["platformModel"] = s.PlatformModel,
             },
-            ["jobsStarted"] = r.JobsStarted, ["jobsFinished"] = r.JobsFinished, ["unfinishedJobs"] = r.UnfinishedJobs,
-            ["imagesSubmitted"] = r.ImagesSubmitted, ["results"] = r.Results, ["lost"] = r.Lost, ["duplicates"] = r.Duplicates,
-            ["failedResults"] = r.FailedResults, ["liveMissing"] = r.LiveMissing, ["liveDuplicates"] = r.LiveDuplicates, ["resyncs"] = r.Resyncs, ["errors"] = r.Errors,
-            ["seconds"] = Math.Round(r.Seconds, 3), ["imagesPerSecond"] = N(r.ImagesPerSecond), ["windowImagesPerSecond"] = N(r.WindowImagesPerSecond),
-            ["latencySeconds"] = P(r.Latency), ["deliveryMs"] = P(r.Delivery), ["recordedToClientMs"] = P(r.RecordedToClient),
+            ["jobsStarted"] = r.JobsStarted,
+            ["jobsFinished"] = r.JobsFinished,
+            ["unfinishedJobs"] = r.UnfinishedJobs,
+            ["imagesSubmitted"] = r.ImagesSubmitted,
+            ["results"] = r.Results,
+            ["lost"] = r.Lost,
+            ["duplicates"] = r.Duplicates,
+            ["failedResults"] = r.FailedResults,
+            ["liveMissing"] = r.LiveMissing,
+            ["liveDuplicates"] = r.LiveDuplicates,
+            ["resyncs"] = r.Resyncs,
+            ["errors"] = r.Errors,
+            ["seconds"] = Math.Round(r.Seconds, 3),
+            ["imagesPerSecond"] = N(r.ImagesPerSecond),
+            ["windowImagesPerSecond"] = N(r.WindowImagesPerSecond),
+            ["latencySeconds"] = P(r.Latency),
+            ["deliveryMs"] = P(r.Delivery),
+            ["recordedToClientMs"] = P(r.RecordedToClient),
             ["tooManyRequests"] = new JsonObject(r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["cpuSeconds"] = new JsonObject(r.CpuSeconds.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), N(kv.Value)))),
-            ["clientCpuSeconds"] = N(r.ClientCpuSeconds), ["platformCpuMsPerImage"] = N(r.PlatformCpuMsPerImage), ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
+            ["clientCpuSeconds"] = N(r.ClientCpuSeconds),
+            ["platformCpuMsPerImage"] = N(r.PlatformCpuMsPerImage),
+            ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
-                ["startMiB"] = N(kv.Value.StartMiB), ["peakMiB"] = N(kv.Value.PeakMiB), ["endMiB"] = N(kv.Value.EndMiB),
+                ["startMiB"] = N(kv.Value.StartMiB),
+                ["peakMiB"] = N(kv.Value.PeakMiB),
+                ["endMiB"] = N(kv.Value.EndMiB),
             }))),
         };
         if (engine is not null)
         {
             static JsonObject Run(BaselineResult e) => new()
             {
-                ["images"] = e.Images, ["seconds"] = Math.Round(e.Seconds, 3), ["imagesPerSecond"] = N(e.ImagesPerSecond), ["cpuSeconds"] = N(e.CpuSeconds),
+                ["images"] = e.Images,
+                ["seconds"] = Math.Round(e.Seconds, 3),
+                ["imagesPerSecond"] = N(e.ImagesPerSecond),
+                ["cpuSeconds"] = N(e.CpuSeconds),
             };
             var b = engine.Before;
             o["engine"] = new JsonObject
             {
-                ["model"] = b.Model, ["design"] = b.Design, ["views"] = b.Views, ["steps"] = b.Steps, ["batch"] = b.Batch,
-                ["engineThreads"] = b.EngineThreads, ["torchThreads"] = b.TorchThreads,
-                ["before"] = Run(b), ["after"] = Run(engine.After), ["imagesPerSecond"] = N(engine.ImagesPerSecond), ["cpuMsPerImage"] = N(engine.CpuMsPerImage),
+                ["model"] = b.Model,
+                ["design"] = b.Design,
+                ["views"] = b.Views,
+                ["steps"] = b.Steps,
+                ["batch"] = b.Batch,
+                ["engineThreads"] = b.EngineThreads,
+                ["torchThreads"] = b.TorchThreads,
+                ["before"] = Run(b),
+                ["after"] = Run(engine.After),
+                ["imagesPerSecond"] = N(engine.ImagesPerSecond),
+                ["cpuMsPerImage"] = N(engine.CpuMsPerImage),
             };
             o["overhead"] = N(engine.Overhead(r.ImagesPerSecond));
             o["cpuOverhead"] = N(1 - engine.CpuMsPerImage / r.PlatformCpuMsPerImage);
