@@ -72,6 +72,7 @@ public static class LoadTestCommand
             throw new CliException("--tenant-prefix: 1-20 lower-case letters, digits and inner hyphens");
 
         var pngs = FashionPngs(Math.Max(256, settings.ImagesPerJob));
+        RememberLabels(settings.Pids);
         // The engine alone before and after the load, so a change in the machine's other load shows (it is shared).
         BaselineResult? before = null;
         if (baseline) before = EngineBaseline.Measure(modelDir!, pngs, Labels, baselineImages, batch, engineThreads, Console.Error);
@@ -113,6 +114,28 @@ public static class LoadTestCommand
         }).ToList();
     }
 
+    /// <summary>A short name for a process: its .dll or azurite, from /proc/PID/cmdline (saved at the start of the run).</summary>
+    private static string ProcessLabel(int pid) => ProcessNames.GetValueOrDefault(pid, "process");
+
+    private static readonly Dictionary<int, string> ProcessNames = [];
+
+    private static void RememberLabels(IEnumerable<int> pids)
+    {
+        foreach (var pid in pids)
+        {
+            try
+            {
+                var args = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cmdline").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+                ProcessNames[pid] = args.FirstOrDefault(x => x.EndsWith(".dll", StringComparison.Ordinal)) is { } dll ? Path.GetFileNameWithoutExtension(dll)
+                    : args.Any(x => x.Contains("azurite", StringComparison.Ordinal)) ? "Azurite" : Path.GetFileName(args.FirstOrDefault() ?? "process");
+            }
+            catch (IOException)
+            {
+                // gone already: shown as "process"
+            }
+        }
+    }
+
     private static string F(double v, string format = "0.0") => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
 
     private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, EngineRuns? engine)
@@ -135,7 +158,7 @@ public static class LoadTestCommand
             new[] { "429 responses", r.TooMany.Count == 0 ? "0" : string.Join(", ", r.TooMany.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")) },
         };
         foreach (var (pid, m) in r.Memory.OrderBy(kv => kv.Key))
-            rows.Add(new[] { $"pid {pid} resident memory (MiB) start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" +
+            rows.Add(new[] { $"{ProcessLabel(pid)} (pid {pid}) memory MiB start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" +
                 (r.CpuSeconds.TryGetValue(pid, out var cpu) ? FormattableString.Invariant($"; CPU {cpu:0.0} s") : "") });
         rows.Add(new[] { "CPU per image (ms): platform processes / load client", $"{F(r.PlatformCpuMsPerImage, "0")} / {F(r.ClientCpuMsPerImage, "0")}" });
         if (engine is not null)
@@ -192,6 +215,7 @@ public static class LoadTestCommand
             ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
+                ["name"] = ProcessLabel(kv.Key),
                 ["startMiB"] = N(kv.Value.StartMiB),
                 ["peakMiB"] = N(kv.Value.PeakMiB),
                 ["endMiB"] = N(kv.Value.EndMiB),
