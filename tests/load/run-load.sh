@@ -10,6 +10,7 @@
 # Environment (defaults):
 #   LOAD_MODE (all-in-one | cluster)   LOAD_PORT (6741)   LOAD_AZURITE_PORT (12741; +1, +2 too)
 #   LOAD_TENANTS (20)  LOAD_DURATION (60 s)  LOAD_IMAGES (16 per job)  LOAD_JOBS_PER_TENANT (1)  LOAD_DRAIN (300 s)
+#   LOAD_DASHBOARD (0: run.sh's Orleans Dashboard off; its statistics collection is not on the data path)
 #   LOAD_BASELINE_IMAGES (160)  LOAD_OUT (artifacts/load: load-TIMESTAMP.json, .txt and the platform's logs)
 #   The TAPT engine, for the platform and the engine-alone baseline alike: LOAD_ENGINE_THREADS (1), LOAD_TORCH_THREADS (1),
 #   LOAD_BATCH (8 = Tapt:Engine:MaxBatchSize); the cluster's running-jobs limit: LOAD_MAX_RUNNING_JOBS (64).
@@ -78,7 +79,7 @@ if [ "$MODE" = cluster ]; then
   for f in "$DATA"/cluster/pids/*; do PIDS+=(--pid "$(cat "$f")"); done   # gateway, silos, Azurite
 else
   say "starting run.sh (all-in-one) on $URL, Azurite on $AZURITE_PORT-$((AZURITE_PORT + 2)), data in $DATA"
-  TAPT_PORT=$PORT TAPT_AZURITE_PORT=$AZURITE_PORT TAPT_DATA=$DATA TAPT_ENGINE_THREADS=$ENGINE_THREADS TAPT_TORCH_THREADS=$TORCH_THREADS \
+  TAPT_DASHBOARD=${LOAD_DASHBOARD:-0} TAPT_PORT=$PORT TAPT_AZURITE_PORT=$AZURITE_PORT TAPT_DATA=$DATA TAPT_ENGINE_THREADS=$ENGINE_THREADS TAPT_TORCH_THREADS=$TORCH_THREADS \
     setsid ./run.sh >"$OUT/run-$STAMP.log" 2>&1 &
   RUN_PID=$!
   # run.sh prints its banner once the gateway is ready and its demo tenant exists.
