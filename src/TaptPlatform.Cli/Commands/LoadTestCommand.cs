@@ -28,7 +28,8 @@ public static class LoadTestCommand
         SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
         and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
         platform's: gateway, silos, Azurite) and so the platform's CPU per image, which other load on the machine
-        distorts far less than images per second.
+        distorts far less than images per second, split into the TAPT engine's own threads (tapt-tuning-N) and the
+        rest (HTTP, grains, storage clients, Azurite, JIT, GC).
         --baseline measures the engine alone in this process, before and after the load (the platform idle): the model directory --model
         (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
         --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
@@ -161,6 +162,9 @@ public static class LoadTestCommand
             rows.Add(new[] { $"{ProcessLabel(pid)} (pid {pid}) memory MiB start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" +
                 (r.CpuSeconds.TryGetValue(pid, out var cpu) ? FormattableString.Invariant($"; CPU {cpu:0.0} s") : "") });
         rows.Add(new[] { "CPU per image (ms): platform processes / load client", $"{F(r.PlatformCpuMsPerImage, "0")} / {F(r.ClientCpuMsPerImage, "0")}" });
+        if (!double.IsNaN(r.TuningCpuMsPerImage))
+            rows.Add(new[] { "CPU per image (ms): platform's engine threads / the rest", FormattableString.Invariant(
+                $"{r.TuningCpuMsPerImage:0.0} / {r.NonEngineCpuMsPerImage:0.0}  (rest = {100 * r.NonEngineCpuMsPerImage / r.TuningCpuMsPerImage:0.0}% of the engine threads)") });
         if (engine is not null)
         {
             var e = engine.Before;
@@ -213,6 +217,9 @@ public static class LoadTestCommand
             ["clientCpuSeconds"] = N(r.ClientCpuSeconds),
             ["platformCpuMsPerImage"] = N(r.PlatformCpuMsPerImage),
             ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
+            ["tuningThreadCpuSeconds"] = new JsonObject(r.TuningCpuSeconds.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), N(kv.Value)))),
+            ["tuningThreadCpuMsPerImage"] = N(r.TuningCpuMsPerImage),
+            ["nonEngineCpuMsPerImage"] = N(r.NonEngineCpuMsPerImage),
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
                 ["name"] = ProcessLabel(kv.Key),
@@ -284,10 +291,17 @@ public sealed record LoadReport(
     int JobsStarted, int JobsFinished, int UnfinishedJobs, int ImagesSubmitted, int Results, int Lost, int Duplicates, int FailedResults,
     int LiveMissing, int LiveDuplicates, int Resyncs, double Seconds, double ImagesPerSecond, double WindowImagesPerSecond,
     Percentiles Latency, Percentiles Delivery, Percentiles RecordedToClient, IReadOnlyDictionary<string, int> TooMany,
-    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds)
+    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds,
+    IReadOnlyDictionary<int, double> TuningCpuSeconds)
 {
     /// <summary>CPU milliseconds per result of the watched processes (the platform), or NaN without any.</summary>
     public double PlatformCpuMsPerImage => CpuSeconds.Count == 0 || Results == 0 ? double.NaN : 1000 * CpuSeconds.Values.Sum() / Results;
+
+    /// <summary>Of <see cref="PlatformCpuMsPerImage"/>, the TAPT engine's own threads (NaN when no watched process has any).</summary>
+    public double TuningCpuMsPerImage => TuningCpuSeconds.Count == 0 || Results == 0 ? double.NaN : 1000 * TuningCpuSeconds.Values.Sum() / Results;
+
+    /// <summary>The platform's CPU per image besides its engine threads: gateway, grains, storage clients, Azurite, JIT, GC.</summary>
+    public double NonEngineCpuMsPerImage => PlatformCpuMsPerImage - TuningCpuMsPerImage;
 
     public double ClientCpuMsPerImage => Results == 0 ? double.NaN : 1000 * ClientCpuSeconds / Results;
 }
