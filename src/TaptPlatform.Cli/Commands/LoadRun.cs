@@ -73,8 +73,22 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         using var processes = new ProcessSampler(settings.Pids);
         try
         {
-            log.WriteLine("warm-up job (not counted)");
-            await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
+            if (settings.Warmup > TimeSpan.Zero)
+            {
+                // A freshly started platform JIT-compiles and tiers up its code for a minute or so: not its steady cost.
+                log.WriteLine(FormattableString.Invariant($"warm-up: every tenant runs jobs for {settings.Warmup.TotalSeconds:0} s (not counted)"));
+                var warmUntil = DateTimeOffset.UtcNow + settings.Warmup;
+                await Task.WhenAll(tenants.Select(async t =>
+                {
+                    while (DateTimeOffset.UtcNow < warmUntil && !ct.IsCancellationRequested)
+                        await RunJobAsync(t, settings.ImagesPerJob, warmUntil + settings.Drain, counted: false, ct);
+                }));
+            }
+            else
+            {
+                log.WriteLine("warm-up job (not counted)");
+                await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
+            }
 
             var t0 = DateTimeOffset.UtcNow;
             processes.MarkStart();

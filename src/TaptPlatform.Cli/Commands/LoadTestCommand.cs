@@ -15,7 +15,7 @@ public static class LoadTestCommand
 {
     public const string Usage = """
         usage: tapt loadtest --server URL --operator-key KEY [--tenants 20] [--duration 60] [--images 16] [--jobs-per-tenant 1]
-                             [--drain 300] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
+                             [--drain 300] [--warmup 0] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
                              [--baseline] [--baseline-images 160] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
                              [--json] [--json-file FILE]
         Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
@@ -23,7 +23,9 @@ public static class LoadTestCommand
         per tenant, and lets each tenant run --jobs-per-tenant jobs at a time, each of --images Fashion-MNIST test
         images (upload, start, wait for every result), starting new jobs for --duration seconds; then waits up to
         --drain seconds for the jobs in flight. A 429 is counted and waited out (Retry-After). One warm-up job runs first
-        and is not counted. Every image of every job is then checked through GET /api/jobs/{id}/results.
+        and is not counted; with --warmup S every tenant runs jobs for S seconds first, not counted either, so that a
+        freshly started platform's JIT compilation is over before the measurement. Every image of every job is then
+        checked through GET /api/jobs/{id}/results.
         Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
         SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
         and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
@@ -59,7 +61,8 @@ public static class LoadTestCommand
             TimeSpan.FromSeconds(a.Int("drain", 300, 1, 7200)),
             a.Optional("tenant-prefix") ?? "load",
             a.Optional("platform-model") ?? ModelLocator.DefaultModelName,
-            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList());
+            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList(),
+            TimeSpan.FromSeconds(a.Int("warmup", 0, 0, 3600)));
         var baseline = a.Flag("baseline");
         var baselineImages = a.Int("baseline-images", 160, 1, 100_000);
         var batch = a.Int("batch", 8, 1, 256);
@@ -141,8 +144,9 @@ public static class LoadTestCommand
 
     private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, EngineRuns? engine)
     {
+        var warmup = s.Warmup > TimeSpan.Zero ? FormattableString.Invariant($" after {s.Warmup.TotalSeconds:0} s of warm-up") : "";
         w.WriteLine(FormattableString.Invariant(
-            $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain)"));
+            $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain){warmup}"));
         var rows = new List<IReadOnlyList<string>>
         {
             new[] { "jobs started / finished / unfinished", $"{r.JobsStarted} / {r.JobsFinished} / {r.UnfinishedJobs}" },
@@ -192,6 +196,7 @@ public static class LoadTestCommand
                 ["jobsPerTenant"] = s.JobsPerTenant,
                 ["imagesPerJob"] = s.ImagesPerJob,
                 ["durationSeconds"] = s.Duration.TotalSeconds,
+                ["warmupSeconds"] = s.Warmup.TotalSeconds,
                 ["platformModel"] = s.PlatformModel,
             },
             ["jobsStarted"] = r.JobsStarted,
@@ -260,7 +265,7 @@ public static class LoadTestCommand
 }
 
 public sealed record LoadSettings(Uri Server, string OperatorKey, int Tenants, TimeSpan Duration, int ImagesPerJob, int JobsPerTenant,
-    TimeSpan Drain, string TenantPrefix, string PlatformModel, IReadOnlyList<int> Pids);
+    TimeSpan Drain, string TenantPrefix, string PlatformModel, IReadOnlyList<int> Pids, TimeSpan Warmup = default);
 
 /// <summary>Nearest-rank percentiles of a sample (NaN when empty).</summary>
 public sealed record Percentiles(double P50, double P95, double P99, double Max, int Count)
