@@ -91,6 +91,7 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
             }
 
             var t0 = DateTimeOffset.UtcNow;
+            var runtimeStart = await GatewayRuntimeAsync(ct);
             processes.MarkStart();
             var submitUntil = t0 + settings.Duration;
             var drainUntil = submitUntil + settings.Drain;
@@ -112,6 +113,8 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                 await Task.WhenAll(workers);
             var finished = DateTimeOffset.UtcNow;
             var usage = processes.Stop();
+            var runtimeEnd = await GatewayRuntimeAsync(ct);
+            usage = usage with { GatewayRuntime = runtimeStart is null || runtimeEnd is null ? null : runtimeEnd - runtimeStart };
             log.WriteLine("verifying every result through the REST API");
             return await ReportAsync(tenants, t0, submitUntil, finished, usage, ct);
         }
@@ -304,6 +307,37 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
 
     // ---- the report -----------------------------------------------------------------------------------------------
 
+    /// <summary>
+    /// The gateway process's JIT and GC totals from its Prometheus <c>/metrics</c> (the .NET runtime's meter), or null
+    /// when it does not serve them. In the all-in-one mode that process is also the silo and the engine.
+    /// </summary>
+    private async Task<RuntimeTotals?> GatewayRuntimeAsync(CancellationToken ct)
+    {
+        try
+        {
+            using var response = await _http.GetAsync("metrics", ct);
+            if (!response.IsSuccessStatusCode) return null;
+            var text = await response.Content.ReadAsStringAsync(ct);
+            double? Value(string name)
+            {
+                foreach (var line in text.AsSpan().EnumerateLines())
+                {
+                    if (!line.StartsWith(name) || line.Length <= name.Length || line[name.Length] is not ('{' or ' ')) continue;
+                    var space = line.LastIndexOf(' ');
+                    if (double.TryParse(line[(space + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) return v;
+                }
+                return null;
+            }
+            return Value("dotnet_jit_compilation_time_seconds_total") is { } jit && Value("dotnet_gc_pause_time_seconds_total") is { } gc
+                ? new RuntimeTotals(jit, gc, Value("dotnet_jit_compiled_methods_total") ?? double.NaN)
+                : null;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
+
     private async Task<LoadReport> ReportAsync(Tenant[] tenants, DateTimeOffset t0, DateTimeOffset submitUntil, DateTimeOffset finished,
         ProcessUsage usage, CancellationToken ct)
     {
@@ -365,12 +399,18 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         return new LoadReport(started, done, unfinished, submitted, results, lost, duplicates, failed, liveMissing, liveDuplicates,
             tenants.Sum(t => t.Resyncs), seconds, results / seconds, inWindow / windowSeconds,
             Percentiles.Of(latency), Percentiles.Of(delivery), Percentiles.Of(recorded),
-            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds, usage.TuningCpuSeconds);
+            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds, usage.TuningCpuSeconds)
+        {
+            GatewayRuntime = usage.GatewayRuntime,
+        };
     }
 
     /// <summary>What the watched processes used between the start and the end of the load.</summary>
     private sealed record ProcessUsage(IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds,
-        IReadOnlyDictionary<int, double> TuningCpuSeconds);
+        IReadOnlyDictionary<int, double> TuningCpuSeconds)
+    {
+        public RuntimeTotals? GatewayRuntime { get; init; }
+    }
 
     /// <summary>
     /// Samples the resident memory of processes on this machine once a second (Linux /proc), and their CPU time (and

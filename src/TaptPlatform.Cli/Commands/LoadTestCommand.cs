@@ -169,6 +169,9 @@ public static class LoadTestCommand
         if (!double.IsNaN(r.TuningCpuMsPerImage))
             rows.Add(new[] { "CPU per image (ms): platform's engine threads / the rest", FormattableString.Invariant(
                 $"{r.TuningCpuMsPerImage:0.0} / {r.NonEngineCpuMsPerImage:0.0}  (rest = {100 * r.NonEngineCpuMsPerImage / r.TuningCpuMsPerImage:0.0}% of the engine threads)") });
+        if (r.GatewayRuntime is { } rt && r.Results > 0)
+            rows.Add(new[] { "gateway process: JIT compilation / GC pauses (ms per image)", FormattableString.Invariant(
+                $"{1000 * rt.JitSeconds / r.Results:0.0} / {1000 * rt.GcPauseSeconds / r.Results:0.0}  ({rt.JitSeconds:0.0} s JIT for {rt.MethodsCompiled:0} methods; {rt.GcPauseSeconds:0.00} s GC)") });
         if (engine is not null)
         {
             var e = engine.Before;
@@ -225,6 +228,12 @@ public static class LoadTestCommand
             ["tuningThreadCpuSeconds"] = new JsonObject(r.TuningCpuSeconds.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), N(kv.Value)))),
             ["tuningThreadCpuMsPerImage"] = N(r.TuningCpuMsPerImage),
             ["nonEngineCpuMsPerImage"] = N(r.NonEngineCpuMsPerImage),
+            ["gatewayRuntime"] = r.GatewayRuntime is { } rt ? new JsonObject
+            {
+                ["jitSeconds"] = N(rt.JitSeconds),
+                ["methodsCompiled"] = N(rt.MethodsCompiled),
+                ["gcPauseSeconds"] = N(rt.GcPauseSeconds),
+            } : null,
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
                 ["name"] = ProcessLabel(kv.Key),
@@ -292,6 +301,13 @@ public sealed record EngineRuns(BaselineResult Before, BaselineResult After)
 
 public sealed record MemoryUse(double StartMiB, double PeakMiB, double EndMiB);
 
+/// <summary>Cumulative .NET runtime totals of one process (seconds of JIT compilation and of GC pauses, methods compiled).</summary>
+public sealed record RuntimeTotals(double JitSeconds, double GcPauseSeconds, double MethodsCompiled)
+{
+    public static RuntimeTotals operator -(RuntimeTotals end, RuntimeTotals start) =>
+        new(end.JitSeconds - start.JitSeconds, end.GcPauseSeconds - start.GcPauseSeconds, end.MethodsCompiled - start.MethodsCompiled);
+}
+
 public sealed record LoadReport(
     int JobsStarted, int JobsFinished, int UnfinishedJobs, int ImagesSubmitted, int Results, int Lost, int Duplicates, int FailedResults,
     int LiveMissing, int LiveDuplicates, int Resyncs, double Seconds, double ImagesPerSecond, double WindowImagesPerSecond,
@@ -307,6 +323,9 @@ public sealed record LoadReport(
 
     /// <summary>The platform's CPU per image besides its engine threads: gateway, grains, storage clients, Azurite, JIT, GC.</summary>
     public double NonEngineCpuMsPerImage => PlatformCpuMsPerImage - TuningCpuMsPerImage;
+
+    /// <summary>JIT compilation and GC pauses of the gateway's process during the load (its /metrics), when it serves them.</summary>
+    public RuntimeTotals? GatewayRuntime { get; init; }
 
     public double ClientCpuMsPerImage => Results == 0 ? double.NaN : 1000 * ClientCpuSeconds / Results;
 }
