@@ -211,7 +211,8 @@ public sealed class TaptDefense
         current ??= apt;
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,
             ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
-            reports[i], distances?[i], seconds) { TunedPrompts = tunedValues?[i] }).ToArray();
+            reports[i], distances?[i], seconds)
+        { TunedPrompts = tunedValues?[i] }).ToArray();
     }
 
     /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice.</summary>
