@@ -217,7 +217,8 @@ public sealed class TaptDefense
         current ??= apt;
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,
             ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
-            reports[i], distances?[i], seconds) { TunedPrompts = tunedValues?[i], ViewsPrediction = votes is null ? null : (int)votes[i] }).ToArray();
+            reports[i], distances?[i], seconds)
+        { TunedPrompts = tunedValues?[i], ViewsPrediction = votes is null ? null : (int)votes[i] }).ToArray();
     }
 
     /// <summary>Per image, argmax of the mean probability of its selected views: [K, V, C] logits, [K, sel] indices.</summary>
