@@ -67,6 +67,7 @@ public sealed class JobGrain(
     {
         if (S.Definition is null || S.State != JobState.Running) return;
         await ReconcileResultsAsync(cancellationToken);
+        log.LogInformation("Job {Job} resumes: {Results} of {Images} images have a result", JobId, S.Results.Count, S.Images.Count);
         if (S.Results.Count >= S.Images.Count) await CompleteAsync();
         else StartDispatching();
     }
@@ -247,11 +248,12 @@ public sealed class JobGrain(
         return [.. await store.ListAsync(def.TenantId, JobId)];
     }
 
-    public Task SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
+        var known = _observers.Observers.ContainsKey(observer);
         _observers.Subscribe(observer, observer);
-        return Task.CompletedTask;
+        return Task.FromResult(known);
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
@@ -509,6 +511,9 @@ public sealed class JobGrain(
     private async Task SetWaitingAsync(string? waiting)
     {
         if (_waiting == waiting) return;
+        // Transitions only: one line when the job starts waiting and one when it dispatches again.
+        if (waiting is null) log.LogInformation("Job {Job} dispatches again after waiting ({Waiting})", JobId, _waiting);
+        else if (_waiting is null) log.LogInformation("Job {Job} waits: {Waiting}", JobId, waiting);
         _waiting = waiting;
         await NotifyProgressAsync();
     }

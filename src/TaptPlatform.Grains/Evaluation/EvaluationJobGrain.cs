@@ -174,11 +174,12 @@ public sealed class EvaluationJobGrain(
         return new EvaluationFile(f.Content.ToArray(), f.ContentType);
     }
 
-    public Task SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
+        var known = _observers.Observers.ContainsKey(observer);
         _observers.Subscribe(observer, observer);
-        return Task.CompletedTask;
+        return Task.FromResult(known);
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
