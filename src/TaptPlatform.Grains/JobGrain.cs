@@ -368,9 +368,9 @@ public sealed class JobGrain(
             }
             catch (Exception e)
             {
-                // No accelerator silo (placement fails), the model's silo died, a timeout: wait and try again.
+                // No accelerator silo (placement fails), the model's silo died, storage is down, a timeout: wait and try again.
                 log.LogDebug(e, "Job {Job}: image {Index} waits ({Error})", JobId, index, e.Message);
-                await SetWaitingAsync($"waiting for an accelerator silo ({e.GetType().Name})");
+                await SetWaitingAsync(WaitReasons.For(e));
             }
             try
             {

@@ -11,9 +11,10 @@
 # Settings (environment): TAPT_FAULT_IMAGES, TAPT_FAULT_VIEWS (per-image workload: TAPT views per image),
 #   TAPT_FAULT_TIMEOUT (seconds for the whole job), TAPT_CLUSTER_DIR / TAPT_CLUSTER_PORT / TAPT_CLUSTER_AZURITE_PORT.
 FAULT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$FAULT_ROOT"
+cd "$FAULT_ROOT" || exit 1
 CLUSTER=$FAULT_ROOT/infra/local-cluster.sh
 TOOLS=$FAULT_ROOT/tests/fault/tools.cjs
+# shellcheck disable=SC2034  # used by the scripts
 LIVE_CLIENT=$FAULT_ROOT/tests/fault/live-client.cjs
 VIEWS=${TAPT_FAULT_VIEWS:-64}
 TIMEOUT=${TAPT_FAULT_TIMEOUT:-3600}
@@ -102,7 +103,7 @@ poll() {
   if [ -z "$s" ]; then FAULT_UNAVAILABLE=$((FAULT_UNAVAILABLE + 1)); POLL_STATE=unavailable; POLL_DONE=-1; return; fi
   POLL_STATE=$(json state <<<"$s"); POLL_DONE=$(json counts.completed <<<"$s"); w=$(json waiting <<<"$s")
   if [ "$w" != "$FAULT_LAST_WAITING" ]; then
-    [ -n "$w" ] && { FAULT_WAITS=$((FAULT_WAITS + 1)); say "job waits: $w ($POLL_DONE done)"; } || say "job dispatching again ($POLL_DONE done)"
+    if [ -n "$w" ]; then FAULT_WAITS=$((FAULT_WAITS + 1)); say "job waits: $w ($POLL_DONE done)"; else say "job dispatching again ($POLL_DONE done)"; fi
     FAULT_LAST_WAITING=$w
   fi
 }

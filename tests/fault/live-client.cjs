@@ -3,7 +3,7 @@
 // snapshot, live events follow, and after an automatic reconnect it subscribes again and merges the fresh snapshot.
 //   node live-client.cjs URL KEY JOB SUMMARY.json
 // Prints one JSON line per connection event; when the job's final state has been seen (or TAPT_LIVE_DEADLINE seconds,
-// default 3600, have passed) it writes SUMMARY.json: the results it holds (index → label), the final state, the
+// default 3600, have passed) it writes SUMMARY.json (and, every second meanwhile, SUMMARY.json.status: results held now): the results it holds (index → label), the final state, the
 // reconnections and how long the connection was down. Exit code 0 when it caught up with every result.
 "use strict";
 const fs = require("fs");
@@ -60,7 +60,11 @@ connection.on("imagesCompleted", (batch) => {
   check();
 });
 connection.on("jobProgress", (p) => { seen.events.jobProgress++; if (p.jobId === jobId) applyProgress(p); });
-connection.on("resync", (e) => { seen.events.resync++; if (e.jobId === jobId) subscribe("resync").catch((x) => log({ event: "error", message: String(x) })); });
+connection.on("resync", (e) => {
+  seen.events.resync++;
+  log({ event: "resync", reason: e.reason, held: seen.results.size });
+  if (e.jobId === jobId) subscribe("resync").catch((x) => log({ event: "error", message: String(x) }));
+});
 connection.onreconnecting((e) => {
   seen.reconnecting++;
   downSince ??= Date.now();
@@ -98,7 +102,11 @@ async function subscribe(why) {
   await connection.start();
   log({ event: "connected", connectionId: connection.connectionId });
   await subscribe("start");
-  const timer = setInterval(() => { if (Date.now() > deadline) finished(); }, 1000);
+  // SUMMARY.json.status: what the client holds now, rewritten every second (the fault scripts compare it with the API).
+  const timer = setInterval(() => {
+    fs.writeFileSync(`${summaryFile}.status`, JSON.stringify({ held: seen.results.size, completed: seen.progress?.completed ?? 0, state: connection.state }));
+    if (Date.now() > deadline) finished();
+  }, 1000);
   await done;
   // A final state may arrive just before the last results' batch: give the batch a moment.
   for (let i = 0; i < 50 && seen.progress && seen.results.size < seen.progress.total && connection.state === "Connected"; i++) {

@@ -285,7 +285,7 @@ public sealed class EvaluationJobGrain(
                     catch (Exception e)
                     {
                         log.LogInformation("Evaluation {Job}: ε#{K} waits ({Error})", JobId, k, e.Message);
-                        _waiting = $"waiting for an accelerator silo ({e.GetType().Name})";
+                        _waiting = WaitReasons.For(e);
                         await NotifyAsync();
                         await Task.Delay(delay);
                         delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
