@@ -3,8 +3,9 @@
 // snapshot, live events follow, and after an automatic reconnect it subscribes again and merges the fresh snapshot.
 //   node live-client.cjs URL KEY JOB SUMMARY.json
 // Prints one JSON line per connection event; when the job's final state has been seen (or TAPT_LIVE_DEADLINE seconds,
-// default 3600, have passed) it writes SUMMARY.json (and, every second meanwhile, SUMMARY.json.status: results held now): the results it holds (index → label), the final state, the
-// reconnections and how long the connection was down. Exit code 0 when it caught up with every result.
+// default 3600, have passed) it writes SUMMARY.json: the results it holds (index → label), the final state, the
+// reconnections and how long the connection was down. Meanwhile SUMMARY.json.status holds, rewritten every second,
+// how many results it holds. Exit code 0 when it caught up with every result.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -13,8 +14,9 @@ const signalR = require(process.env.SIGNALR_MODULE
   || path.join(__dirname, "../../.tools/signalr/node_modules/@microsoft/signalr"));
 const [url, key, jobId, summaryFile] = process.argv.slice(2);
 const deadline = Date.now() + 1000 * Number(process.env.TAPT_LIVE_DEADLINE || 3600);
-// How long to keep trying to reconnect after the connection drops (the gateway may take a while to restart).
-const reconnectFor = 1000 * Number(process.env.TAPT_LIVE_RECONNECT_SECONDS || 300);
+// Reconnection: the console's policy (withAutomaticReconnect's default: after 0, 2, 10 and 30 s, then it gives up)
+// unless TAPT_LIVE_RECONNECT_SECONDS asks to keep trying every few seconds for that long.
+const reconnectFor = 1000 * Number(process.env.TAPT_LIVE_RECONNECT_SECONDS || 0);
 const t0 = Date.now();
 const log = (o) => process.stdout.write(JSON.stringify({ t: +((Date.now() - t0) / 1000).toFixed(1), ...o }) + "\n");
 
@@ -45,11 +47,12 @@ function check() {
   if (p && finalSeenAt !== null && seen.results.size >= p.total) finished();
 }
 
-const connection = new signalR.HubConnectionBuilder()
-  .withUrl(`${url}/hubs/jobs`, { accessTokenFactory: () => key })
-  .withAutomaticReconnect({
+const builder = new signalR.HubConnectionBuilder().withUrl(`${url}/hubs/jobs`, { accessTokenFactory: () => key });
+const connection = (reconnectFor > 0
+  ? builder.withAutomaticReconnect({
     nextRetryDelayInMilliseconds: (ctx) => (ctx.elapsedMilliseconds < reconnectFor ? Math.min(1000 * (ctx.previousRetryCount + 1), 5000) : null),
   })
+  : builder.withAutomaticReconnect())
   .configureLogging(signalR.LogLevel.None)
   .build();
 
