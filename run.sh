@@ -17,6 +17,9 @@
 #   TAPT_TENANT (demo)          the tenant created for you
 #   TAPT_ENGINE_THREADS (1), TAPT_TORCH_THREADS (cores, at most 4)   the tuning engine
 #   TAPT_DATA (.data)           where Azurite's data, the keys and the logs live
+#   TAPT_DASHBOARD (1)          the Orleans Dashboard at /dashboard/ (loopback clients only); 0 turns it off
+#   TAPT_LOG_FORMAT (text)      json: the gateway logs JSON lines with their scopes (tenant and job ids)
+#   OTEL_EXPORTER_OTLP_ENDPOINT (unset)   when set, metrics, traces and logs are exported there over OTLP
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -32,6 +35,8 @@ DATA=${TAPT_DATA:-$ROOT/.data}
 cores=$(nproc 2>/dev/null || echo 2)
 TORCH_THREADS=${TAPT_TORCH_THREADS:-$((cores < 4 ? cores : 4))}
 ENGINE_THREADS=${TAPT_ENGINE_THREADS:-1}
+case "${TAPT_DASHBOARD:-1}" in 1|true|yes|on) DASHBOARD=true ;; *) DASHBOARD=false ;; esac
+case "${TAPT_LOG_FORMAT:-text}" in text) LOG_FORMAT=simple ;; json) LOG_FORMAT=json ;; *) echo "TAPT_LOG_FORMAT must be text or json" >&2; exit 1 ;; esac
 MODEL=fashion-clip-small
 URL="http://127.0.0.1:$PORT"
 
@@ -185,6 +190,8 @@ TAPT__ACCELERATOR=cpu \
 TAPT__ENGINE__THREADS="$ENGINE_THREADS" \
 TAPT__ENGINE__TORCHTHREADS="$TORCH_THREADS" \
 TAPT__MODELS__ROOT="$ROOT/models" \
+TAPT__DASHBOARD__ENABLED="$DASHBOARD" \
+LOGGING__CONSOLE__FORMATTERNAME="$LOG_FORMAT" \
 ORLEANS__CLUSTERID=tapt-local \
 ORLEANS__SERVICEID=tapt-platform \
   spawn gateway "$DATA/logs/gateway.log" dotnet "$GATEWAY_DLL"
@@ -234,6 +241,7 @@ if [ "$STATUS" = 404 ]; then
   [ "$STATUS" = 201 ] || say "warning: could not create the prompt configuration 'default' ($STATUS)"
 fi
 
+if [ "$DASHBOARD" = true ]; then DASHBOARD_LINE="$URL/dashboard/  (Orleans Dashboard, from this machine only)"; else DASHBOARD_LINE="off (TAPT_DASHBOARD=0)"; fi
 cat >&2 <<EOF
 
   TaptPlatform is running (all-in-one: Azurite + one silo with every role + gateway + console)
@@ -243,6 +251,8 @@ cat >&2 <<EOF
     tenant key    $TENANT_KEY
     operator key  $OPERATOR_KEY
     API           $URL/openapi/v1.json  (send the key in X-Api-Key)
+    dashboard     $DASHBOARD_LINE
+    metrics       $URL/metrics  (Prometheus; OTLP export: set OTEL_EXPORTER_OTLP_ENDPOINT)
     keys & data   $DATA   (logs in $DATA/logs)
 
   Try it:

@@ -16,6 +16,7 @@ public static partial class CommandRegistry
         yield return ("bench", "throughput and peak memory of TAPT per design and view count", Commands.BenchCommand.Run);
         yield return ("train-clip", "train the default CLIP from scratch on Fashion-MNIST's training split", Commands.TrainClipCommand.Run);
         yield return ("submit", "upload a folder of images to a gateway as a job (--watch: live progress, then results)", Commands.SubmitCommand.Run);
+        yield return ("loadtest", "many tenants submitting jobs to a gateway at once: throughput, latency, live delivery, none lost (against the engine alone)", Commands.LoadTestCommand.Run);
         yield return ("audit", "list a tenant's flagged images from a gateway", Commands.AuditCommand.Run);
         yield return ("zero-shot", "zero-shot accuracy of a CLIP model on a Fashion-MNIST split", Commands.ZeroShotCommand.Run);
     }

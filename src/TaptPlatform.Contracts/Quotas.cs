@@ -39,5 +39,27 @@ public interface ITenantQuotaGrain : IGrainWithStringKey
     /// </summary>
     Task<QuotaDecision> TryStartJobAsync(string jobId, int maxConcurrent);
 
+    /// <summary>Stops counting a job that was counted at start but did not start (another limit refused it).</summary>
+    Task ReleaseJobAsync(string jobId);
+
     Task<TenantUsage> GetUsageAsync();
+}
+
+/// <summary>
+/// The cluster's admission of running jobs (one grain, key <see cref="ClusterKey"/>): at most a gateway-configured
+/// number of jobs run at once across every tenant, so the work in flight on the accelerators (and its memory) stays
+/// bounded however many tenants submit. Jobs refused here keep their stored images and may be started again later.
+/// </summary>
+public interface IJobAdmissionGrain : IGrainWithStringKey
+{
+    const string ClusterKey = "cluster";
+
+    /// <summary>Counts the tenant's job as running when fewer than <paramref name="maxRunning"/> jobs run in the cluster.</summary>
+    Task<QuotaDecision> TryStartJobAsync(string tenantId, string jobId, int maxRunning);
+
+    /// <summary>Stops counting a job that was admitted but did not start (another limit refused it).</summary>
+    Task ReleaseJobAsync(string jobId);
+
+    /// <summary>The jobs counted as running now (finished ones pruned first).</summary>
+    Task<int> GetRunningCountAsync();
 }

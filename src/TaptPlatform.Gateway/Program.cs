@@ -5,6 +5,8 @@ using TaptPlatform.Gateway.Hosting;
 //   Tapt:Gateway:OperatorKey     the operator's key (creates tenants, issues their keys)
 //   Tapt:Gateway:Limits:*        RequestsPerSecond, Burst, MaxConcurrentJobs, ImagesPerDay (Tapt:Gateway:Tenants:{id}:* per tenant)
 //   Tapt:Storage:ConnectionString, Orleans:ClusterId / Orleans:ServiceId, and in all-in-one mode the silo's settings
+//   Tapt:Dashboard:Enabled       the Orleans Dashboard at /dashboard/ (all-in-one mode, loopback clients only)
+//   OTEL_EXPORTER_OTLP_ENDPOINT  exports metrics, traces and logs over OTLP; Logging:Console:FormatterName=json for JSON logs
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTaptOrleans();
 builder.AddTaptGateway();

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -7,6 +8,7 @@ using Orleans.Storage;
 using Orleans.Utilities;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Vision.Imaging;
 
 namespace TaptPlatform.Grains;
@@ -49,6 +51,7 @@ public sealed class JobGrain(
     IArtifactStore store,
     IOptions<JobOptions> jobOptions,
     TimeProvider clock,
+    JobMetrics metrics,
     ILogger<JobGrain> log) : Grain, IJobGrain, IRemindable
 {
     private readonly JobOptions _options = jobOptions.Value;
@@ -66,6 +69,7 @@ public sealed class JobGrain(
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (S.Definition is null || S.State != JobState.Running) return;
+        using var scope = LogScope();
         await ReconcileResultsAsync(cancellationToken);
         log.LogInformation("Job {Job} resumes: {Results} of {Images} images have a result", JobId, S.Results.Count, S.Images.Count);
         if (S.Results.Count >= S.Images.Count) await CompleteAsync();
@@ -75,6 +79,7 @@ public sealed class JobGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _dispatchCts?.Cancel();
+        using var scope = LogScope();
         if (_dirty || _saveFailed || _writing is { IsCompleted: false })
         {
             try
@@ -105,6 +110,7 @@ public sealed class JobGrain(
         S.Definition = definition;
         S.State = JobState.Open;
         await SaveAsync();
+        using var scope = LogScope();
         log.LogInformation("Job {Job} created for tenant {Tenant}", JobId, definition.TenantId);
         return Status();
     }
@@ -167,6 +173,7 @@ public sealed class JobGrain(
                 throw new TaptRequestException($"job '{JobId}' was cancelled");
         }
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one image before starting the job");
+        using var scope = LogScope();
         S.State = JobState.Running;
         S.StartedAt = clock.GetUtcNow();
         await SaveAsync();
@@ -181,10 +188,13 @@ public sealed class JobGrain(
     {
         var def = Authorize(tenantId);
         if (S.State is JobState.Completed or JobState.Cancelled) return Status();
+        using var scope = LogScope();
         S.State = JobState.Cancelled;
         S.FinishedAt = clock.GetUtcNow();
         _dispatchCts?.Cancel();
         await SaveAsync();
+        metrics.JobFinished(def.TenantId, JobState.Cancelled, S.StartedAt, S.FinishedAt.Value);
+        log.LogInformation("Job {Job} cancelled: {Counts}", JobId, Counts());
         await StopBackgroundAsync();
         try
         {
@@ -302,12 +312,19 @@ public sealed class JobGrain(
     private async Task DispatchAsync(CancellationToken ct)
     {
         var def = S.Definition!;
+        using var scope = LogScope();
+        // One span per dispatcher pass (normally the job's whole run), the parent of every image's span.
+        using var activity = TaptTelemetry.Jobs.StartActivity("tapt.job.dispatch");
+        activity?.SetTag(TaptTelemetry.TenantAttribute, def.TenantId);
+        activity?.SetTag(TaptTelemetry.JobAttribute, JobId);
+        activity?.SetTag(TaptTelemetry.ModelAttribute, def.Configuration.Model);
         var model = ModelGrainFor(def);
         var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
         var texts = def.Vocabulary.Labels.Select(l => string.IsNullOrWhiteSpace(l.PromptText)
             ? string.Format(CultureInfo.InvariantCulture, def.Vocabulary.Template, l.Label) : l.PromptText).ToImmutableArray();
         var settings = TuningSettings.From(def.Configuration);
         var pending = new Queue<int>(Enumerable.Range(0, S.Images.Count).Where(i => !S.Results.ContainsKey(i)));
+        activity?.SetTag(TaptTelemetry.ImagesAttribute, pending.Count);
         var inFlight = new List<Task>();
         try
         {
@@ -319,10 +336,12 @@ public sealed class JobGrain(
                 inFlight.Remove(await Task.WhenAny(inFlight));
             }
             if (!ct.IsCancellationRequested && S.State == JobState.Running && S.Results.Count >= S.Images.Count) await CompleteAsync();
+            activity?.SetTag(TaptTelemetry.OutcomeAttribute, S.State.ToString().ToLowerInvariant());
         }
         catch (Exception e)
         {
             // The watchdog restarts the dispatcher; whatever has a result keeps it.
+            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
             log.LogError(e, "Job {Job}: the dispatcher stopped", JobId);
         }
     }
@@ -331,6 +350,10 @@ public sealed class JobGrain(
     private async Task ProcessImageAsync(IModelGrain model, TuningRequest template, CancellationToken ct)
     {
         var index = template.ImageIndex;
+        using var activity = TaptTelemetry.Jobs.StartActivity("tapt.job.image");
+        activity?.SetTag(TaptTelemetry.TenantAttribute, template.TenantId);
+        activity?.SetTag(TaptTelemetry.JobAttribute, JobId);
+        activity?.SetTag(TaptTelemetry.ImageAttribute, index);
         var delay = _options.RetryDelay;
         var permanentFailures = 0;
         while (!ct.IsCancellationRequested && !S.Results.ContainsKey(index))
@@ -343,6 +366,7 @@ public sealed class JobGrain(
                     await RecordAsync(index, null, "the stored input image is missing");
                     return;
                 }
+                activity?.AddEvent(new ActivityEvent("tune"));
                 var outcome = await model.TuneAsync(template with { Image = bytes.ToArray() });
                 if (ct.IsCancellationRequested) return;
                 await RecordAsync(index, outcome.Rejection is null ? outcome : null, outcome.Rejection is null ? null : "image rejected: " + outcome.Rejection);
@@ -369,6 +393,7 @@ public sealed class JobGrain(
             catch (Exception e)
             {
                 // No accelerator silo (placement fails), the model's silo died, storage is down, a timeout: wait and try again.
+                activity?.AddEvent(new ActivityEvent("retry", tags: new ActivityTagsCollection { ["exception.type"] = e.GetType().Name }));
                 log.LogDebug(e, "Job {Job}: image {Index} waits ({Error})", JobId, index, e.Message);
                 await SetWaitingAsync(WaitReasons.For(e));
             }
@@ -391,6 +416,7 @@ public sealed class JobGrain(
         var def = S.Definition!;
         var entry = S.Images[index];
         var summary = ResultRecords.Summarize(index, entry.Name, outcome, error, def, clock.GetUtcNow());
+        Activity.Current?.SetTag(TaptTelemetry.OutcomeAttribute, summary.Succeeded ? summary.Flagged ? "flagged" : "succeeded" : "failed");
         var detail = new ImageResultDetail(summary, outcome);
         if (summary.Flagged)
             await store.PutAsync(def.TenantId, JobId, ArtifactKinds.Audit, index, ResultRecords.AuditRecord(def, entry, index, detail), "application/json");
@@ -403,6 +429,7 @@ public sealed class JobGrain(
             if (existing is not null) summary = ResultRecords.Deserialize(existing).Summary;
         }
         if (!S.Results.TryAdd(index, summary)) return;
+        metrics.ImageRecorded(def.TenantId, def.Configuration.Model, outcome?.Design ?? def.Configuration.Design, summary);
         if (_observers.Count > 0)
         {
             await _observers.Notify(o => o.OnImageCompleted(new ImageCompleted(JobId, summary)));
@@ -418,6 +445,8 @@ public sealed class JobGrain(
         S.FinishedAt = clock.GetUtcNow();
         _waiting = null;
         await SaveAsync();
+        metrics.JobFinished(S.Definition!.TenantId, JobState.Completed, S.StartedAt, S.FinishedAt.Value);
+        Activity.Current?.AddEvent(new ActivityEvent("completed"));
         await StopBackgroundAsync();
         await NotifyProgressAsync();
         log.LogInformation("Job {Job} completed: {Counts}", JobId, Counts());
@@ -503,6 +532,9 @@ public sealed class JobGrain(
         stored.FinishedAt ??= mine.FinishedAt;
         static int Rank(JobState s) => s switch { JobState.Open => 0, JobState.Running => 1, _ => 2 };
     }
+
+    /// <summary>The tenant and job of every log line written inside it (structured: TenantId, JobId).</summary>
+    private IDisposable? LogScope() => log.BeginScope("Tenant {TenantId} job {JobId}", S.Definition?.TenantId, JobId);
 
     private Task EnsureReminderAsync() => Grains.ResumeReminder.EnsureAsync(this, log, $"Job {JobId}");
 

@@ -95,6 +95,11 @@ public sealed class TenantQuotaGrain(
         return QuotaDecision.Grant(running.Count, maxConcurrent);
     }
 
+    public async Task ReleaseJobAsync(string jobId)
+    {
+        if (state.State.RunningJobs.Remove(jobId)) await state.WriteStateAsync();
+    }
+
     public Task<TenantUsage> GetUsageAsync()
     {
         RollDay(clock.GetUtcNow());

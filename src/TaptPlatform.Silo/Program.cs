@@ -8,8 +8,11 @@ using TaptPlatform.Silo.Hosting;
 //   Tapt:Models:Root        folder of model directories (default: the nearest "models" folder)
 //   Tapt:Storage:ConnectionString   Azure Storage (default: Azurite's development account)
 //   Orleans:ClusterId / Orleans:ServiceId, Orleans:AdvertisedIP (default 127.0.0.1), Orleans:SiloPort / Orleans:GatewayPort
+//   OTEL_EXPORTER_OTLP_ENDPOINT (or Tapt:Telemetry:OtlpEndpoint)   exports metrics, traces and logs over OTLP when set
+//   Logging:Console:FormatterName=json   JSON log lines with the tenant and job ids of their scopes
 var builder = Host.CreateApplicationBuilder(args);
 var storage = builder.Configuration.TaptStorage();
+builder.AddTaptTelemetry("tapt-silo");
 builder.UseOrleans(silo => silo
     .Configure<Orleans.Configuration.ClusterOptions>(o =>
     {
@@ -23,7 +26,8 @@ builder.UseOrleans(silo => silo
     .UseTaptAzureClustering(storage)
     .UseTaptAzureReminders(storage)
     .AddTaptStorage(storage)
-    .UseTaptRole(builder.Configuration));
+    .UseTaptRole(builder.Configuration)
+    .AddActivityPropagation());
 var host = builder.Build();
 // Read now: the lifetime cannot be asked once the host has been disposed.
 var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;

@@ -58,7 +58,12 @@ public sealed class CatalogAndKeyTests(GatewayFixture gateway)
         Assert.Equal(1, v1.GetProperty("version").GetInt32());
         var v2 = await Created(await http.PostAsJsonAsync("/api/prompt-configurations/fast/versions", new
         {
-            model = "tiny", views = 16, steps = 2, learningRate = 0.01, design = "VLI", flagging = new { minimumConfidence = 0.3, flagChangedPrediction = false },
+            model = "tiny",
+            views = 16,
+            steps = 2,
+            learningRate = 0.01,
+            design = "VLI",
+            flagging = new { minimumConfidence = 0.3, flagChangedPrediction = false },
         }));
         Assert.Equal(2, v2.GetProperty("version").GetInt32());
         Assert.Equal(new[] { 1, 2 }, (await http.GetFromJsonAsync<int[]>("/api/prompt-configurations/fast/versions"))!);

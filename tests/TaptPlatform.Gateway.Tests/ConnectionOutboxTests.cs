@@ -120,7 +120,7 @@ public sealed class ConnectionOutboxTests
     private static StepEvent Step(int image, int step) => new(Job, image, step, 1, 2, 3, 6, [new LabelProbability(0, "a", 0.6f)]);
 
     private static ImageCompletedEvent Result(int image) => new(Job,
-        new ResultView(image, $"{image}.png", null, 0, "a", 0.6f, 0, "a", 0, "a", false, [], [], DateTimeOffset.UtcNow));
+        new ResultView(image, $"{image}.png", null, 0, "a", 0.6f, 0, "a", 0, "a", false, [], [], DateTimeOffset.UtcNow), DateTimeOffset.UtcNow);
 
     private static JobProgressEvent Progress(int completed) => new(Job, JobState.Running, 100, completed, completed, 0, 0, null, null, null);
 

@@ -19,7 +19,14 @@ public sealed class EvaluationLiveTests(GatewayFixture gateway)
     {
         var created = await http.PostAsJsonAsync("/api/evaluations", new
         {
-            vocabulary = "fashion", promptConfiguration = "default", attack = "pgd", epsilons, steps, seed = 1, batchSize = 4, name,
+            vocabulary = "fashion",
+            promptConfiguration = "default",
+            attack = "pgd",
+            epsilons,
+            steps,
+            seed = 1,
+            batchSize = 4,
+            name,
         });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var jobId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("jobId").GetString()!;

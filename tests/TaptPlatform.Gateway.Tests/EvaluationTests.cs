@@ -29,7 +29,14 @@ public sealed class EvaluationTests(GatewayFixture gateway)
         var (_, _, http) = await gateway.TenantWithSetupAsync("ev");
         var created = await http.PostAsJsonAsync("/api/evaluations", new
         {
-            vocabulary = "fashion", promptConfiguration = "default", attack = "pgd", epsilons = Epsilons, steps = 3, seed = Seed, batchSize = 4, name = "tiny pgd",
+            vocabulary = "fashion",
+            promptConfiguration = "default",
+            attack = "pgd",
+            epsilons = Epsilons,
+            steps = 3,
+            seed = Seed,
+            batchSize = 4,
+            name = "tiny pgd",
         });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var jobId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("jobId").GetString()!;

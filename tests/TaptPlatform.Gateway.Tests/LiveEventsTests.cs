@@ -47,6 +47,12 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
             Assert.Contains(r.BaselineLabel, TestModels.FashionLabels);
             Assert.Equal(r.Flagged, r.Reasons.Length > 0);
         });
+        // Each result carries the gateway's time of sending: after the job recorded it, before this client got it (one clock).
+        Assert.All(client.Results, kv =>
+        {
+            var (server, received) = client.ResultTimes[kv.Key];
+            Assert.InRange(server, kv.Value.CompletedAt, received);
+        });
         // Steps: losses and the current top labels, for the images being tuned.
         Assert.NotEmpty(client.Steps);
         Assert.All(client.Steps, s =>
@@ -174,6 +180,7 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
         public HubConnection Connection { get; }
         public ConcurrentQueue<StepEvent> Steps { get; } = new();
         public ConcurrentDictionary<int, ResultView> Results { get; } = new();
+        public ConcurrentDictionary<int, (DateTimeOffset Server, DateTimeOffset Received)> ResultTimes { get; } = new();
         public ConcurrentQueue<JobProgressEvent> Progress { get; } = new();
         public TaskCompletionSource<JobProgressEvent> Final { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public TaskCompletionSource<ResyncEvent> Resync { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -189,8 +196,12 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
             connection.On<StepEvent[]>(JobsHubMethods.Steps, batch => { foreach (var s in batch) client.Steps.Enqueue(s); });
             connection.On<ImageCompletedEvent[]>(JobsHubMethods.ImagesCompleted, batch =>
             {
+                var received = DateTimeOffset.UtcNow;
                 foreach (var e in batch)
+                {
                     if (!client.Results.TryAdd(e.Result.Index, e.Result)) Interlocked.Increment(ref client.DuplicateResults);
+                    client.ResultTimes.TryAdd(e.Result.Index, (e.ServerTime, received));
+                }
             });
             connection.On<JobProgressEvent>(JobsHubMethods.JobProgress, p =>
             {

@@ -1,7 +1,10 @@
 using System.Collections.Immutable;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Grains.Tests.Infrastructure;
 using TaptPlatform.Grains.Tuning;
 using TaptPlatform.Vision.Clip;
@@ -60,6 +63,44 @@ public sealed class TuningEngineTests
             Assert.Equal(expected.BaselinePrediction, outcomes[i].BaselinePrediction);
             for (var c = 0; c < expected.Probabilities.Length; c++) Assert.Equal(expected.Probabilities[c], outcomes[i].Probabilities[c], 4);
         }
+    }
+
+    [Fact]
+    public async Task The_engine_reports_its_queue_depth_batches_steps_and_images_as_metrics()
+    {
+        const int capacity = 4, batch = 4, images = 16, steps = 2;
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        using var metrics = new ObservabilityTests.MetricRecorder(m => ReferenceEquals(m.Scope, factory));
+        using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }), NullLogger<ModelCatalog>.Instance);
+        using var engine = new TuningEngine(Options.Create(new TuningEngineOptions { Threads = 1, QueueCapacity = capacity, MaxBatchSize = batch }), catalog,
+            NullLogger<TuningEngine>.Instance, new TuningMetrics(factory));
+
+        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(i) with
+        {
+            Settings = new TuningSettings(null, "VLI", 16, steps, null),
+        }))).ToList();
+        tasks.Add(engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(images) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] })));
+        while (!tasks.All(t => t.IsCompleted))
+        {
+            metrics.Observe();
+            await Task.Delay(2);
+        }
+        await Task.WhenAll(tasks);
+        metrics.Observe();
+
+        // The gauge saw the bounded queue in use (at most the queue plus one carried batch) and empty at the end.
+        var depth = metrics.Values("tapt.tuning.queue.depth", tenant: null);
+        Assert.InRange(depth.Max(), 1, capacity + batch);
+        Assert.Equal(0, depth[^1]);
+        Assert.Equal(0, metrics.Values("tapt.tuning.pending", tenant: null)[^1]);
+        Assert.Equal(images, metrics.Sum("tapt.tuning.images", "engine-tests", ("outcome", "tuned"), ("model", TestModels.Tiny), ("design", "VLI")));
+        Assert.Equal(1, metrics.Sum("tapt.tuning.images", "engine-tests", ("outcome", "rejected")));
+        Assert.Equal(images, metrics.Values("tapt.tuning.image.duration", "engine-tests").Count);
+        var sizes = metrics.Values("tapt.tuning.batch.size", tenant: null);
+        Assert.Equal(images, sizes.Sum());
+        Assert.Equal(sizes.Count, metrics.Values("tapt.tuning.batch.duration", tenant: null).Count);
+        Assert.Equal(sizes.Count * steps, metrics.Values("tapt.tuning.step.duration", tenant: null).Count);
     }
 
     [Fact]

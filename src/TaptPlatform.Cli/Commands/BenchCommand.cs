@@ -99,8 +99,14 @@ public static class BenchCommand
                     foreach (var i in inputs) i.Image.Dispose();
                     rows.Add(new JsonObject
                     {
-                        ["model"] = modelName, ["design"] = design.ToString(), ["views"] = v, ["batch"] = b,
-                        ["images"] = done, ["images_per_second"] = done / seconds, ["ms_per_image"] = 1000 * seconds / done, ["peak_rss_mib"] = peak,
+                        ["model"] = modelName,
+                        ["design"] = design.ToString(),
+                        ["views"] = v,
+                        ["batch"] = b,
+                        ["images"] = done,
+                        ["images_per_second"] = done / seconds,
+                        ["ms_per_image"] = 1000 * seconds / done,
+                        ["peak_rss_mib"] = peak,
                     });
                     if (!json) Console.WriteLine($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {done / seconds,8:F2} {1000 * seconds / done,8:F1} {peak,12:F0}");
                 }

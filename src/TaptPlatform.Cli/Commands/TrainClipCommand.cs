@@ -8,6 +8,7 @@ public static class TrainClipCommand
 {
     public static readonly string Usage =
         "usage: tapt train-clip --out DIR [--epochs N] [--batch N] [--lr X] [--seed S] [--resume] [--threads N] [--holdout N] [--limit N] [--data DIR]\n" +
+        "                       [--image-size N] [--patch-size N] [--augment P] [--augment-min-scale S]\n" +
         "\n" +
         "Trains CLIP contrastively from scratch on the Fashion-MNIST training split (60 000 images, captions from\n" +
         "templates x class names) and writes a Hugging Face CLIP directory (config.json, model.safetensors, vocab.json,\n" +
@@ -22,6 +23,10 @@ public static class TrainClipCommand
         "  --holdout N   keep N training images out and report their zero-shot accuracy after each epoch (default 0)\n" +
         "  --limit N     train on a deterministic sample of N training images (default: all)\n" +
         "  --data DIR    Fashion-MNIST idx folder (default $TAPT_FASHION_MNIST or /usr/share/datasets/fashion-mnist)\n" +
+        $"  --image-size N  model input side; the 28x28 images are upsampled bilinearly (default {ClipTrainer.DefaultConfig().Vision.ImageSize})\n" +
+        $"  --patch-size N  ViT patch side, must divide the input side (default {ClipTrainer.DefaultConfig().Vision.PatchSize})\n" +
+        $"  --augment P     share of images given a random resized crop and flip (default {ClipTrainer.DefaultAugmentation.Probability.ToString(CultureInfo.InvariantCulture)})\n" +
+        $"  --augment-min-scale S  smallest crop area fraction (default {ClipTrainer.DefaultAugmentation.MinScale.ToString(CultureInfo.InvariantCulture)})\n" +
         "\n" +
         "The defaults reproduce models/fashion-clip-small (with --threads 2).";
 
@@ -39,13 +44,21 @@ public static class TrainClipCommand
         var holdout = a.Int("holdout", 0, 0, 59_999);
         var limit = a.Int("limit", 0, 0, int.MaxValue);
         var data = a.Optional("data");
+        var defaults = ClipTrainer.DefaultConfig();
+        var imageSize = a.Int("image-size", defaults.Vision.ImageSize, 8, 1024);
+        var patchSize = a.Int("patch-size", defaults.Vision.PatchSize, 1, 1024);
+        var augment = a.Double("augment", ClipTrainer.DefaultAugmentation.Probability, 0, 1);
+        var minScale = a.Double("augment-min-scale", ClipTrainer.DefaultAugmentation.MinScale, 0.01, 1);
         a.RejectUnknown();
+        if (imageSize % patchSize != 0) throw new CliException($"--patch-size {patchSize} does not divide --image-size {imageSize}");
         if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}' (see tapt train-clip --help)");
         if (File.Exists(output)) throw new CliException($"--out {output} is a file, not a directory");
 
         var options = new ClipTrainingOptions
         {
             OutputDirectory = output,
+            Config = defaults with { Vision = defaults.Vision with { ImageSize = imageSize, PatchSize = patchSize } },
+            Augmentation = ClipTrainer.DefaultAugmentation with { Probability = augment, MinScale = minScale },
             Epochs = epochs,
             BatchSize = batch,
             LearningRate = lr,

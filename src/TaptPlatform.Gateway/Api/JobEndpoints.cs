@@ -25,7 +25,7 @@ public static class JobEndpoints
         jobs.MapGet("/{jobId}", Get).WithSummary("A job's state, counts, throughput and ETA.");
         jobs.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds images (multipart/form-data, one file part per image). Each accepted image is stored before the answer.");
-        jobs.MapPost("/{jobId}/start", Start).WithSummary("Seals the job and starts classifying its images (429 past the concurrent-jobs quota).");
+        jobs.MapPost("/{jobId}/start", Start).WithSummary("Seals the job and starts classifying its images (429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit; the job keeps its images).");
         jobs.MapPost("/{jobId}/cancel", Cancel).WithSummary("Stops the job; images without a result stay without one.");
         jobs.MapGet("/{jobId}/results", Results).WithSummary("Results in image order, paged (offset, limit ≤ 1000).");
         jobs.MapGet("/{jobId}/results/{index:int}", ResultDetail).WithSummary("The full record of one image's result (every probability, every step).");
@@ -83,12 +83,22 @@ public static class JobEndpoints
                 return Problems.Result(409, ErrorCodes.JobNotStartable, "Job not startable", $"job '{jobId}' was cancelled");
         }
         if (status.Counts.Total == 0) return Problems.Result(409, ErrorCodes.JobNotStartable, "Job not startable", "add at least one image before starting the job");
-        var limits = options.CurrentValue.LimitsFor(tenantId);
-        var decision = await g.GetGrain<ITenantQuotaGrain>(tenantId).TryStartJobAsync(status.JobId, limits.MaxConcurrentJobs);
+        var o = options.CurrentValue;
+        var quota = g.GetGrain<ITenantQuotaGrain>(tenantId);
+        var decision = await quota.TryStartJobAsync(status.JobId, o.LimitsFor(tenantId).MaxConcurrentJobs);
         if (!decision.Granted)
         {
             metrics.Limited("concurrent_jobs");
             return Problems.TooMany(c, decision.RetryAfter, ErrorCodes.QuotaConcurrentJobs, decision.Reason ?? "too many running jobs");
+        }
+        // The tenant's own limit first (cheap, per tenant), then the cluster's; a refusal there gives the tenant's slot back.
+        var admission = await g.GetGrain<IJobAdmissionGrain>(IJobAdmissionGrain.ClusterKey).TryStartJobAsync(tenantId, status.JobId, o.MaxRunningJobs);
+        if (!admission.Granted)
+        {
+            await quota.ReleaseJobAsync(status.JobId);
+            metrics.Limited("cluster_running_jobs");
+            return Problems.TooMany(c, admission.RetryAfter, ErrorCodes.ClusterBusy, admission.Reason ?? "the cluster is busy",
+                new Dictionary<string, object?> { ["runningJobs"] = admission.Used, ["maxRunningJobs"] = admission.Limit });
         }
         return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId), clock.GetUtcNow()));
     }

@@ -28,6 +28,7 @@ public static class ErrorCodes
     public const string RateLimited = "rate_limited";
     public const string QuotaImagesPerDay = "quota_images_per_day";
     public const string QuotaConcurrentJobs = "quota_concurrent_jobs";
+    public const string ClusterBusy = "cluster_busy";
     public const string Unavailable = "unavailable";
     public const string Internal = "internal_error";
 

@@ -32,6 +32,13 @@ public sealed class GatewayOptions
     /// <summary>How long a validated API key is trusted before the tenant grain is asked again (revocations through this gateway apply at once).</summary>
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// Jobs running at once in the whole cluster, over every tenant (counted by one grain). A start past it answers 429
+    /// <c>cluster_busy</c> with <c>Retry-After</c>; the job keeps its images. This bounds the images in flight on the
+    /// accelerators (at most this × <c>Tapt:Jobs:MaxInFlight</c>) and so their memory, however many tenants submit.
+    /// </summary>
+    public int MaxRunningJobs { get; set; } = 64;
+
     /// <summary>Limits every tenant gets unless <see cref="Tenants"/> overrides them.</summary>
     public TenantLimits Limits { get; set; } = new();
 
@@ -49,6 +56,47 @@ public sealed class GatewayOptions
             o?.Burst ?? Limits.Burst ?? 200,
             o?.MaxConcurrentJobs ?? Limits.MaxConcurrentJobs ?? 4,
             o?.ImagesPerDay ?? Limits.ImagesPerDay ?? 100_000);
+    }
+}
+
+/// <summary>
+/// The Orleans Dashboard (configuration section <c>Tapt:Dashboard</c>): served by the gateway in the all-in-one mode
+/// only, at <see cref="Path"/>, to loopback clients only (it shows grain state and streams the logs, unauthenticated).
+/// </summary>
+public sealed class TaptDashboardOptions
+{
+    public const string Section = "Tapt:Dashboard";
+
+    /// <summary>Off unless set (<c>run.sh</c> sets it).</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>Where the dashboard is served.</summary>
+    public string Path { get; set; } = "/dashboard";
+
+    /// <summary>Turns off the dashboard's live log stream.</summary>
+    public bool HideTrace { get; set; }
+
+    /// <summary>Milliseconds between the dashboard's samples (at least 1000).</summary>
+    public int CounterUpdateIntervalMs { get; set; } = 1000;
+
+    /// <summary>Samples of history the dashboard keeps.</summary>
+    public int HistoryLength { get; set; } = 100;
+
+    public static TaptDashboardOptions Read(IConfiguration configuration)
+    {
+        var o = configuration.GetSection(Section).Get<TaptDashboardOptions>() ?? new TaptDashboardOptions();
+        if (!o.Path.StartsWith('/') || o.Path.Length < 2 || o.Path.EndsWith('/') || o.Path.Contains("//", StringComparison.Ordinal))
+            throw new InvalidOperationException($"{Section}:Path must be a path such as /dashboard (got '{o.Path}')");
+        if (o.CounterUpdateIntervalMs < 1000) throw new InvalidOperationException($"{Section}:CounterUpdateIntervalMs must be at least 1000");
+        if (o.HistoryLength is < 1 or > 10_000) throw new InvalidOperationException($"{Section}:HistoryLength must be in 1..10000");
+        return o;
+    }
+
+    public void Apply(Orleans.Dashboard.DashboardOptions o)
+    {
+        o.HideTrace = HideTrace;
+        o.CounterUpdateIntervalMs = CounterUpdateIntervalMs;
+        o.HistoryLength = HistoryLength;
     }
 }
 

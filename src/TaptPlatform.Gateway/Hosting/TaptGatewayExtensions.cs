@@ -6,6 +6,8 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
+using Orleans.Dashboard;
 using Orleans.Configuration;
 using TaptPlatform.Gateway.Api;
 using TaptPlatform.Gateway.Auth;
@@ -47,10 +49,15 @@ public static class TaptGatewayExtensions
                         o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
                         o.TableName = storage.ClusteringTable;
                     })
-                    .UseConnectionRetryFilter(RetryWhileStarting));
+                    .UseConnectionRetryFilter(RetryWhileStarting)
+                    .AddActivityPropagation());
                 break;
             case GatewayModes.AllInOne:
-                builder.UseOrleans(silo => silo.UseTaptAllInOneSilo(builder.Configuration));
+                builder.UseOrleans(silo =>
+                {
+                    silo.UseTaptAllInOneSilo(builder.Configuration);
+                    if (TaptDashboardOptions.Read(builder.Configuration) is { Enabled: true } dashboard) silo.AddDashboard(dashboard.Apply);
+                });
                 break;
             default:
                 throw new InvalidOperationException($"unknown {GatewayOptions.Section}:Mode '{mode}' (use {GatewayModes.Client} or {GatewayModes.AllInOne})");
@@ -74,7 +81,8 @@ public static class TaptGatewayExtensions
             .UseTaptAzureClustering(storage)
             .UseTaptAzureReminders(storage)
             .AddTaptStorage(storage)
-            .UseTaptRole(configuration);
+            .UseTaptRole(configuration)
+            .AddActivityPropagation();
     }
 
     private static void ConfigureCluster(ClusterOptions o, IConfiguration configuration)
@@ -105,6 +113,7 @@ public static class TaptGatewayExtensions
             .Validate(o => o.OperatorKey is null || o.OperatorKey.Length >= 16, $"{GatewayOptions.Section}:OperatorKey must have at least 16 characters")
             .Validate(o => o.MaxJsonBytes > 0 && o.MaxUploadBytes > 0 && o.MaxImageBytes > 0 && o.MaxImagesPerRequest > 0 && o.UploadChunkImages > 0,
                 $"{GatewayOptions.Section}: size limits must be positive")
+            .Validate(o => o.MaxRunningJobs is >= 1 and <= 10_000, $"{GatewayOptions.Section}:MaxRunningJobs must be in 1..10000")
             .ValidateOnStart();
         services.TryAddSingletonTimeProvider();
 
@@ -158,10 +167,11 @@ public static class TaptGatewayExtensions
             doc.Security.Add(new Microsoft.OpenApi.OpenApiSecurityRequirement { [new Microsoft.OpenApi.OpenApiSecuritySchemeReference(TaptAuth.Scheme, doc)] = [] });
             return Task.CompletedTask;
         }));
-        services.AddOpenTelemetry().WithMetrics(m => m
-            .AddAspNetCoreInstrumentation()
-            .AddMeter(GatewayMetrics.MeterName)
-            .AddPrometheusExporter());
+        // Metrics always (the /metrics scrape endpoint); traces and OTLP export when an OTLP endpoint is configured.
+        builder.AddTaptTelemetry("tapt-gateway",
+            metrics: m => m.AddAspNetCoreInstrumentation().AddMeter(GatewayMetrics.MeterName).AddPrometheusExporter(),
+            tracing: t => t.AddAspNetCoreInstrumentation(),
+            alwaysMeter: true);
         return builder;
     }
 
@@ -196,8 +206,31 @@ public static class TaptGatewayExtensions
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
         app.MapOpenApi();
         app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapTaptDashboard();
         return app;
     }
+
+    /// <summary>
+    /// The Orleans Dashboard at <c>Tapt:Dashboard:Path</c> when enabled in the all-in-one mode, answering loopback
+    /// clients only (others get 404): it has no authentication and shows grain state and live logs.
+    /// </summary>
+    private static void MapTaptDashboard(this WebApplication app)
+    {
+        var dashboard = TaptDashboardOptions.Read(app.Configuration);
+        if (!dashboard.Enabled) return;
+        var mode = (app.Configuration[$"{GatewayOptions.Section}:Mode"] ?? GatewayModes.Client).Trim().ToLowerInvariant();
+        if (mode != GatewayModes.AllInOne)
+        {
+            app.Logger.LogWarning("{Section}:Enabled is ignored: the Orleans Dashboard is served in the {Mode} mode only", TaptDashboardOptions.Section, GatewayModes.AllInOne);
+            return;
+        }
+        app.MapOrleansDashboard(dashboard.Path).AddEndpointFilter(async (context, next) =>
+            IsLoopback(context.HttpContext.Connection.RemoteIpAddress) ? await next(context) : Results.NotFound());
+        app.Logger.LogInformation("Orleans Dashboard at {Path}/ (loopback clients only)", dashboard.Path);
+    }
+
+    internal static bool IsLoopback(IPAddress? address) =>
+        address is not null && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
 
     private static Task SecurityHeaders(HttpContext context, Func<Task> next)
     {

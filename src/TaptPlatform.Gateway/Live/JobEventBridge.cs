@@ -161,10 +161,11 @@ public sealed class JobEventBridge(
     {
         if (_watches.TryGetValue(completed.JobId, out var w))
         {
-            w.Meter.Record(clock.GetUtcNow());
+            var now = clock.GetUtcNow();
+            w.Meter.Record(now);
             if (!w.Followers.IsEmpty)
             {
-                var e = new ImageCompletedEvent(completed.JobId, ResultView.From(completed.Result, w.Labels));
+                var e = new ImageCompletedEvent(completed.JobId, ResultView.From(completed.Result, w.Labels), now);
                 foreach (var f in w.Followers) f.PostResult(e);
             }
         }

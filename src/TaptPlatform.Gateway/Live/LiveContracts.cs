@@ -10,7 +10,7 @@ namespace TaptPlatform.Gateway.Live;
 /// Server → client methods (names are these constants):
 /// <list type="bullet">
 /// <item><c>steps</c>(<see cref="StepEvent"/>[]): the latest tuning step of images in progress (coalesced per image).</item>
-/// <item><c>imagesCompleted</c>(<see cref="ImageCompletedEvent"/>[]): final results, each once per subscription.</item>
+/// <item><c>imagesCompleted</c>(<see cref="ImageCompletedEvent"/>[]): final results, each once per subscription, with the gateway's time of sending.</item>
 /// <item><c>jobProgress</c>(<see cref="JobProgressEvent"/>): counts, throughput and ETA (latest only).</item>
 /// <item><c>resync</c>(<see cref="ResyncEvent"/>): events were dropped for this slow connection: subscribe again for a fresh snapshot.</item>
 /// </list>
@@ -44,8 +44,13 @@ public sealed record StepEvent(
         p.Step.AlignmentAdversarial, p.Step.AlignmentClean, p.Step.TotalLoss, p.Step.TopK.IsDefault ? [] : p.Step.TopK);
 }
 
-/// <summary>An image's final result: TAPT's prediction against plain CLIP's (baseline), flagged or not, and why.</summary>
-public sealed record ImageCompletedEvent(string JobId, ResultView Result);
+/// <summary>
+/// An image's final result: TAPT's prediction against plain CLIP's (baseline), flagged or not, and why.
+/// <see cref="ServerTime"/> is when the gateway received the result from its job and queued it for this connection
+/// (after <see cref="ResultView.CompletedAt"/>, when the job recorded it): a client on a synchronised clock measures
+/// its delivery delay from it.
+/// </summary>
+public sealed record ImageCompletedEvent(string JobId, ResultView Result, DateTimeOffset ServerTime);
 
 /// <summary>A job's progress: done of total, throughput (images per second, recent) and the estimated seconds left.</summary>
 public sealed record JobProgressEvent(

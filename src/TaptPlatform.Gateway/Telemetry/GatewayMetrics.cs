@@ -4,7 +4,7 @@ namespace TaptPlatform.Gateway.Telemetry;
 
 /// <summary>
 /// The gateway's own instruments (meter <c>TaptPlatform.Gateway</c>), scraped with the ASP.NET Core ones at
-/// <c>/metrics</c>. No tag carries a tenant or job id: those would leak across tenants and explode cardinality.
+/// <c>/metrics</c>. No tag carries a tenant or job id (the per-tenant series are the silo's, on its own meters).
 /// </summary>
 public sealed class GatewayMetrics
 {

@@ -257,6 +257,7 @@ public sealed class EvaluationJobGrain(
     private async Task RunAsync()
     {
         var def = S.Definition!;
+        using var scope = log.BeginScope("Tenant {TenantId} evaluation {JobId}", def.TenantId, JobId);
         var worker = GrainFactory.GetGrain<IEvaluationWorkerGrain>(def.Configuration.Model);
         var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
         var prompts = def.Vocabulary.Labels.Select(l => l.PromptText ?? string.Format(CultureInfo.InvariantCulture, def.Vocabulary.Template, l.Label)).ToImmutableArray();

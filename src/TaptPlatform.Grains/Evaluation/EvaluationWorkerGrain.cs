@@ -123,8 +123,15 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         var indices = EvaluationOrder(inputs.Length, req.Seed);
         var attackSettings = new JsonObject
         {
-            ["attack"] = req.Attack, ["name"] = settings.Create().Name, ["epsilon"] = epsilon, ["steps"] = req.Steps, ["stepSize"] = settings.Alpha,
-            ["restarts"] = req.Restarts, ["protocol"] = req.Protocol, ["eot"] = req.EotSamples, ["seed"] = req.Seed,
+            ["attack"] = req.Attack,
+            ["name"] = settings.Create().Name,
+            ["epsilon"] = epsilon,
+            ["steps"] = req.Steps,
+            ["stepSize"] = settings.Alpha,
+            ["restarts"] = req.Restarts,
+            ["protocol"] = req.Protocol,
+            ["eot"] = req.EotSamples,
+            ["seed"] = req.Seed,
         };
 
         EvaluationReport report;
@@ -153,12 +160,18 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
                     if (batch.TaptAdversarial is { } t) Adversarial("tapt", t[i]);
                     JsonObject Method(int clean, int robust, string image) => new()
                     {
-                        ["clean"] = work.Labels[clean], ["robust"] = work.Labels[robust],
-                        ["cleanCorrect"] = clean == o.Label, ["robustCorrect"] = robust == o.Label, ["adversarialImage"] = image,
+                        ["clean"] = work.Labels[clean],
+                        ["robust"] = work.Labels[robust],
+                        ["cleanCorrect"] = clean == o.Label,
+                        ["robustCorrect"] = robust == o.Label,
+                        ["adversarialImage"] = image,
                     };
                     var record = new JsonObject
                     {
-                        ["jobId"] = work.JobId, ["image"] = o.Index, ["label"] = work.Labels[o.Label], ["epsilonIndex"] = work.EpsilonIndex,
+                        ["jobId"] = work.JobId,
+                        ["image"] = o.Index,
+                        ["label"] = work.Labels[o.Label],
+                        ["epsilonIndex"] = work.EpsilonIndex,
                         ["settings"] = attackSettings.DeepClone(),
                         ["original"] = $"inputs/{o.Index.ToString("D5", CultureInfo.InvariantCulture)}",
                         ["clip"] = Method(o.ClipClean, o.ClipRobust, "clip.png"),

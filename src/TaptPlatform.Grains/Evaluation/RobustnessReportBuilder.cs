@@ -83,8 +83,12 @@ public static class RobustnessReportBuilder
                 var o = byEps.GetValueOrDefault(k)?.FirstOrDefault(x => x.Index == i);
                 perEps.Add(o is null ? null : new JsonObject
                 {
-                    ["clipClean"] = labels[o.ClipClean], ["aptClean"] = labels[o.AptClean], ["taptClean"] = labels[o.TaptClean],
-                    ["clipRobust"] = labels[o.ClipRobust], ["aptRobust"] = labels[o.AptRobust], ["taptRobust"] = labels[o.TaptRobust],
+                    ["clipClean"] = labels[o.ClipClean],
+                    ["aptClean"] = labels[o.AptClean],
+                    ["taptClean"] = labels[o.TaptClean],
+                    ["clipRobust"] = labels[o.ClipRobust],
+                    ["aptRobust"] = labels[o.AptRobust],
+                    ["taptRobust"] = labels[o.TaptRobust],
                 });
             }
             var label = byEps.Values.SelectMany(x => x).FirstOrDefault(x => x.Index == i)?.Label;

@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Vision;
 using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Prompts;
@@ -30,16 +31,22 @@ public sealed class TuningEngine : IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, DateTime> _cancelledJobs = new(StringComparer.Ordinal);
     private readonly Device _device;
+    private readonly TuningMetrics _metrics;
+    private readonly bool _ownsMetrics;
+    private readonly int[] _carried;
     private long _batches, _images;
     private int _largestBatch, _queued;
     private bool _disposed;
 
-    public TuningEngine(IOptions<TuningEngineOptions> options, ModelCatalog catalog, ILogger<TuningEngine> log)
+    public TuningEngine(IOptions<TuningEngineOptions> options, ModelCatalog catalog, ILogger<TuningEngine> log, TuningMetrics? metrics = null)
     {
         _options = options.Value;
         _options.Validate();
         _catalog = catalog;
         _log = log;
+        _ownsMetrics = metrics is null;
+        _metrics = metrics ?? new TuningMetrics();
+        _carried = new int[_options.Threads];
         _device = ComputeDevice.Parse(_options.Device);
         if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
         _queue = Channel.CreateBounded<TuningWorkItem>(new BoundedChannelOptions(_options.QueueCapacity)
@@ -53,6 +60,7 @@ public sealed class TuningEngine : IDisposable
             IsBackground = true,
             Name = $"tapt-tuning-{i}",
         }).ToArray();
+        _metrics.ObserveQueue(() => Queued, () => Pending);
         foreach (var t in _threads) t.Start();
         _log.LogInformation("Tuning engine started: {Threads} thread(s) on {Device}, queue {Capacity}, batches of up to {Batch}",
             _options.Threads, _options.Device, _options.QueueCapacity, _options.MaxBatchSize);
@@ -65,6 +73,17 @@ public sealed class TuningEngine : IDisposable
 
     /// <summary>Images accepted but not finished (queued or being tuned).</summary>
     public int Pending => Volatile.Read(ref _queued);
+
+    /// <summary>Images waiting for a tuning thread: in the queue, or taken from it and carried to a later batch.</summary>
+    public int Queued
+    {
+        get
+        {
+            var n = _queue.Reader.Count;
+            for (var i = 0; i < _carried.Length; i++) n += Volatile.Read(ref _carried[i]);
+            return n;
+        }
+    }
 
     /// <summary>Queues an image (waiting while the queue is full) and completes with its outcome.</summary>
     public async Task<TuningOutcome> EnqueueAsync(TuningWorkItem item)
@@ -111,7 +130,9 @@ public sealed class TuningEngine : IDisposable
             {
                 batch = null;
             }
+            Volatile.Write(ref _carried[threadIndex], carry.Count);
             if (batch is null) break;
+            using var scope = BatchLogScope(batch);
             try
             {
                 Process(batch);
@@ -120,7 +141,8 @@ public sealed class TuningEngine : IDisposable
             {
                 _log.LogError(e, "Tuning thread {Thread} failed a batch of {Count}", threadIndex, batch.Count);
                 var error = e as TuningFailedException ?? new TuningFailedException($"tuning failed: {e.GetType().Name}: {e.Message}");
-                foreach (var item in batch) item.Completion.TrySetException(error);
+                foreach (var item in batch)
+                    if (item.Completion.TrySetException(error)) _metrics.Image(item.Request.TenantId, item.Model, DesignOf(item), "failed");
             }
         }
         foreach (var item in carry) item.Completion.TrySetException(new TuningFailedException("the tuning engine stopped", transient: true));
@@ -159,23 +181,68 @@ public sealed class TuningEngine : IDisposable
         return batch;
     }
 
+    /// <summary>The tenants and jobs of a batch as a logging scope (a batch may mix jobs that share model and settings).</summary>
+    private IDisposable? BatchLogScope(List<TuningWorkItem> batch) =>
+        _log.BeginScope("Tuning batch of {Images} image(s) for tenant {TenantId} job {JobId}", batch.Count,
+            Distinct(batch, i => i.Request.TenantId), Distinct(batch, i => i.Request.JobId));
+
+    private static string Distinct(IEnumerable<TuningWorkItem> items, Func<TuningWorkItem, string> value) =>
+        string.Join(',', items.Select(value).Distinct(StringComparer.Ordinal));
+
+    /// <summary>The design tag of an item before its artifact is known: the one its settings ask for, if any.</summary>
+    private static string DesignOf(TuningWorkItem item) => JobMetrics.DesignOf(item.Request.Settings.Design);
+
     private void Process(List<TuningWorkItem> batch)
     {
         var live = new List<TuningWorkItem>(batch.Count);
         foreach (var item in batch)
         {
-            if (_stopping.IsCancellationRequested) item.Completion.TrySetException(new TuningFailedException("the tuning engine is stopping", transient: true));
-            else if (_cancelledJobs.ContainsKey(item.JobKey)) item.Completion.TrySetCanceled();
+            if (_stopping.IsCancellationRequested)
+            {
+                if (item.Completion.TrySetException(new TuningFailedException("the tuning engine is stopping", transient: true)))
+                    _metrics.Image(item.Request.TenantId, item.Model, DesignOf(item), "failed");
+            }
+            else if (_cancelledJobs.ContainsKey(item.JobKey))
+            {
+                if (item.Completion.TrySetCanceled()) _metrics.Image(item.Request.TenantId, item.Model, DesignOf(item), "cancelled");
+            }
             else live.Add(item);
         }
         if (live.Count == 0) return;
 
+        // One span per batch: a child of the first image's trace, linked to every other image's.
+        var first = live[0];
+        using var activity = TaptTelemetry.Tuning.StartActivity("tapt.tuning.batch", ActivityKind.Internal, first.ParentContext,
+            links: live.Skip(1).Select(i => i.ParentContext).Where(c => c != default && c != first.ParentContext).Distinct()
+                .Select(c => new ActivityLink(c)));
+        if (activity is not null)
+        {
+            activity.SetTag(TaptTelemetry.TenantAttribute, Distinct(live, i => i.Request.TenantId));
+            activity.SetTag(TaptTelemetry.JobAttribute, Distinct(live, i => i.Request.JobId));
+            activity.SetTag(TaptTelemetry.ModelAttribute, first.Model);
+            activity.SetTag(TaptTelemetry.ImagesAttribute, live.Count);
+        }
+        try
+        {
+            Tune(live, activity);
+        }
+        catch (Exception e)
+        {
+            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+            throw;
+        }
+    }
+
+    private void Tune(List<TuningWorkItem> live, Activity? activity)
+    {
         var head = live[0];
         var model = _catalog.Get(head.Model, _device);          // loads once, outside any dispose scope
         var (artifactName, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
+        var design = artifact.Shape.Design.ToString();
+        activity?.SetTag(TaptTelemetry.DesignAttribute, design);
         var s = head.Request.Settings;
-        if (s.Design is { } design && PromptShape.ParseDesign(design) != artifact.Shape.Design)
-            throw new TuningFailedException($"prompt configuration expects design {design.ToUpperInvariant()} but artifact '{artifactName}' of model '{model.Name}' is {artifact.Shape.Design}");
+        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
+            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model.Name}' is {artifact.Shape.Design}");
         TaptOptions options;
         try
         {
@@ -207,12 +274,15 @@ public sealed class TuningEngine : IDisposable
             }
             catch (ImageRejectedException e)
             {
-                item.Completion.TrySetResult(TuningOutcome.Rejected(item.Request.ImageIndex, model.Name, $"{e.Reason}: {e.Message}"));
+                if (item.Completion.TrySetResult(TuningOutcome.Rejected(item.Request.ImageIndex, model.Name, $"{e.Reason}: {e.Message}")))
+                    _metrics.Image(item.Request.TenantId, model.Name, design, "rejected");
             }
         }
+        activity?.SetTag("tapt.images.rejected", live.Count - accepted.Count);
         if (accepted.Count == 0) return;
 
         var clock = Stopwatch.StartNew();
+        var lastStep = TimeSpan.Zero;
         IReadOnlyList<TaptResult> results;
         using (var scope = NewDisposeScope())
         {
@@ -221,6 +291,13 @@ public sealed class TuningEngine : IDisposable
             var defense = new TaptDefense(model.Clip, artifact, options);
             results = defense.Classify(inputs, vocabulary, report =>
             {
+                // The first image's report of a step comes right after the step's work for the whole batch.
+                if (report.ImageIndex == 0)
+                {
+                    var now = clock.Elapsed;
+                    _metrics.Step(model.Name, design, (now - lastStep).TotalMilliseconds);
+                    lastStep = now;
+                }
                 var item = accepted[report.ImageIndex];
                 if (item.OnStep is null) return;
                 try
@@ -233,19 +310,22 @@ public sealed class TuningEngine : IDisposable
                 }
             });
         }
+        var batchTime = clock.Elapsed;
+        _metrics.Batch(model.Name, design, accepted.Count, batchTime.TotalMilliseconds);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _images, accepted.Count);
         var largest = _largestBatch;
         while (accepted.Count > largest && Interlocked.CompareExchange(ref _largestBatch, accepted.Count, largest) != largest) largest = _largestBatch;
-        _log.LogDebug("Tuned {Count} image(s) of {Model} in {Seconds:F2}s", accepted.Count, model.Name, clock.Elapsed.TotalSeconds);
+        _log.LogDebug("Tuned {Count} image(s) of {Model} in {Seconds:F2}s", accepted.Count, model.Name, batchTime.TotalSeconds);
 
         for (var i = 0; i < accepted.Count; i++)
         {
             var r = results[i];
             var item = accepted[i];
             var d = r.Distances;
+            _metrics.ImageTuned(item.Request.TenantId, model.Name, design, r.Seconds * 1000);
             item.Completion.TrySetResult(new TuningOutcome(
-                item.Request.ImageIndex, model.Name, model.Checkpoint.Checksum, artifactName, artifact.Shape.Design.ToString(),
+                item.Request.ImageIndex, model.Name, model.Checkpoint.Checksum, artifactName, design,
                 options.Views, options.Steps, options.LearningRate,
                 r.BaselinePrediction, [.. r.BaselineProbabilities],
                 r.AptPrediction, [.. r.AptProbabilities],
@@ -271,5 +351,6 @@ public sealed class TuningEngine : IDisposable
         foreach (var t in _threads)
             if (!t.Join(TimeSpan.FromMinutes(2))) _log.LogWarning("Tuning thread {Thread} did not stop in time", t.Name);
         while (_queue.Reader.TryRead(out var item)) item.Completion.TrySetException(new TuningFailedException("the tuning engine stopped", transient: true));
+        if (_ownsMetrics) _metrics.Dispose();
     }
 }

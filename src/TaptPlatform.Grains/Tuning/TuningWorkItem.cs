@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TaptPlatform.Contracts;
 
 namespace TaptPlatform.Grains.Tuning;
@@ -10,6 +11,9 @@ public sealed class TuningWorkItem(string model, TuningRequest request, Action<S
 
     /// <summary>Called on the tuning thread after each step: must return at once (post, never block).</summary>
     public Action<StepMetrics>? OnStep { get; } = onStep;
+
+    /// <summary>The trace context of the call that queued the image (its batch's span joins that trace).</summary>
+    public ActivityContext ParentContext { get; } = Activity.Current?.Context ?? default;
 
     /// <summary>Completed off the tuning thread (continuations run asynchronously).</summary>
     public TaskCompletionSource<TuningOutcome> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

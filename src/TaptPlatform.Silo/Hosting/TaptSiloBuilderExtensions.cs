@@ -10,6 +10,7 @@ using Orleans.Storage;
 using TaptPlatform.Grains;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Grains.Tuning;
 
 namespace TaptPlatform.Silo.Hosting;
@@ -43,7 +44,7 @@ public static class TaptSiloBuilderExtensions
 
     /// <summary>
     /// Grain state (tenants in Azure Table, jobs in Azure Blob, both with the Orleans serializer) and the per-tenant
-    /// blob artifact store, all on one storage account; plus the job scheduling options.
+    /// blob artifact store, all on one storage account; plus the job scheduling options and the job metrics.
     /// </summary>
     public static ISiloBuilder AddTaptStorage(this ISiloBuilder silo, TaptStorageOptions storage, Action<JobOptions>? jobs = null)
     {
@@ -62,6 +63,8 @@ public static class TaptSiloBuilderExtensions
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.Services.TryAddSingleton(TimeProvider.System);
+        silo.Services.AddMetrics();
+        silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(new BlobServiceClient(storage.ConnectionString)));
         var jobOptions = silo.Services.AddOptions<JobOptions>();
         if (jobs is not null) jobOptions.Configure(jobs);
@@ -88,6 +91,8 @@ public static class TaptSiloBuilderExtensions
         if (SiloRoles.HasAccelerator(role))
         {
             silo.Services.AddSingleton<ModelCatalog>();
+            silo.Services.AddMetrics();
+            silo.Services.TryAddSingleton<TuningMetrics>();
             silo.Services.AddSingleton<TuningEngine>();
             silo.Services.AddSingleton<TaptPlatform.Grains.Evaluation.EvaluationEngine>();
         }

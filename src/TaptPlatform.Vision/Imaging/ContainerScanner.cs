@@ -299,25 +299,25 @@ internal static class ContainerScanner
                     if (!SkipSubBlocks(d, ref pos)) { r.Truncated = $"GIF ends at byte {d.Length} inside an extension"; return; }
                     break;
                 case 0x2C: // image descriptor
-                {
-                    if (pos + 9 > d.Length) { r.Truncated = $"GIF ends at byte {d.Length} inside an image descriptor"; return; }
-                    var fw = (long)BinaryPrimitives.ReadUInt16LittleEndian(d[((int)pos + 4)..]);
-                    var fh = (long)BinaryPrimitives.ReadUInt16LittleEndian(d[((int)pos + 6)..]);
-                    var packed = d[(int)pos + 8];
-                    pos += 9;
-                    if ((packed & 0x80) != 0) pos += 3L << ((packed & 7) + 1);
-                    if (pos >= d.Length) { r.Truncated = $"GIF ends at byte {d.Length} inside frame {r.FrameCount + 1}"; return; }
-                    pos++; // LZW minimum code size
-                    if (!SkipSubBlocks(d, ref pos)) { r.Truncated = $"GIF ends at byte {d.Length} inside the data of frame {r.FrameCount + 1}"; return; }
-                    r.FrameCount++;
-                    if (fw * fh > r.MaxFramePixels)
                     {
-                        r.MaxFramePixels = fw * fh;
-                        r.MaxFrameSize = $"{fw}x{fh}";
+                        if (pos + 9 > d.Length) { r.Truncated = $"GIF ends at byte {d.Length} inside an image descriptor"; return; }
+                        var fw = (long)BinaryPrimitives.ReadUInt16LittleEndian(d[((int)pos + 4)..]);
+                        var fh = (long)BinaryPrimitives.ReadUInt16LittleEndian(d[((int)pos + 6)..]);
+                        var packed = d[(int)pos + 8];
+                        pos += 9;
+                        if ((packed & 0x80) != 0) pos += 3L << ((packed & 7) + 1);
+                        if (pos >= d.Length) { r.Truncated = $"GIF ends at byte {d.Length} inside frame {r.FrameCount + 1}"; return; }
+                        pos++; // LZW minimum code size
+                        if (!SkipSubBlocks(d, ref pos)) { r.Truncated = $"GIF ends at byte {d.Length} inside the data of frame {r.FrameCount + 1}"; return; }
+                        r.FrameCount++;
+                        if (fw * fh > r.MaxFramePixels)
+                        {
+                            r.MaxFramePixels = fw * fh;
+                            r.MaxFrameSize = $"{fw}x{fh}";
+                        }
+                        if (r.FrameCount > maxFrames) return; // enough to reject; do not walk the rest
+                        break;
                     }
-                    if (r.FrameCount > maxFrames) return; // enough to reject; do not walk the rest
-                    break;
-                }
                 default:
                     // Decoders (and browsers) stop at an unknown block; fine after a frame, garbage before one.
                     if (r.FrameCount == 0) r.Corrupt = $"GIF has an unknown block 0x{block:X2} at byte {pos - 1}";

@@ -66,6 +66,8 @@ public sealed class GatewayFixture : IAsyncLifetime
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:ImagesPerDay"] = "5",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:MaxConcurrentJobs"] = "1",
             ["Tapt:Gateway:Live:RenewInterval"] = "00:00:10",
+            // As run.sh does: the Orleans Dashboard on (every test then runs with its grain-call profiler and log stream).
+            ["Tapt:Dashboard:Enabled"] = "true",
             ["Tapt:Accelerator"] = "cpu",
             // Two tuning threads: one deliberately slow batch (the quota test) must not starve the other tests' jobs.
             ["Tapt:Engine:Threads"] = "2",

@@ -68,8 +68,11 @@ public sealed class TaptCluster : IAsyncDisposable
                         m.Root = TestModels.RepositoryModels;
                         m.Directories[TestModels.Tiny] = TestModels.TinyDirectory;
                         m.Directories[TestModels.Default] = TestModels.DefaultDirectory;
-                    });
+                    })
+                .AddActivityPropagation();
         });
+        // Trace context flows client → silos as in the deployed hosts (the observability tests follow a trace).
+        builder.ConfigureClient(client => client.AddActivityPropagation());
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return new TaptCluster(cluster, storage);

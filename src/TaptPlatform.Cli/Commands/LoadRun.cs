@@ -1,0 +1,431 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.SignalR.Client;
+
+namespace TaptPlatform.Cli.Commands;
+
+/// <summary>The hub's <c>imagesCompleted</c> event, as far as the load test reads it.</summary>
+public sealed record ImageCompletedInfo(string JobId, LiveResultInfo Result, DateTimeOffset ServerTime);
+
+public sealed record LiveResultInfo(int Index, string? Error, DateTimeOffset CompletedAt);
+
+/// <summary>One run of <c>tapt loadtest</c> against a gateway (see <see cref="LoadTestCommand.Usage"/>).</summary>
+public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, TextWriter log)
+{
+    private readonly HttpClient _http = new(new SocketsHttpHandler { MaxConnectionsPerServer = 512 })
+    {
+        BaseAddress = settings.Server,
+        Timeout = TimeSpan.FromMinutes(5),
+    };
+    private readonly ConcurrentDictionary<string, int> _tooMany = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<JobRun> _jobs = new();
+    private readonly ConcurrentQueue<string> _errors = new();
+    private int _nextJob;
+
+    private sealed class Tenant(string id, string key)
+    {
+        public string Id { get; } = id;
+        public string Key { get; } = key;
+        public HubConnection Hub { get; set; } = null!;
+        public ConcurrentDictionary<string, JobRun> Jobs { get; } = new(StringComparer.Ordinal);
+        public int Resyncs;
+    }
+
+    private sealed class JobRun(Tenant tenant, string jobId)
+    {
+        public Tenant Tenant { get; } = tenant;
+        public string JobId { get; } = jobId;
+        public DateTimeOffset UploadStart { get; set; }
+        public HashSet<int> Accepted { get; set; } = [];
+        public bool Started { get; set; }
+
+        /// <summary>Image index → (arrival, the gateway's send time, the job's record time) of its first live result.</summary>
+        public ConcurrentDictionary<int, (DateTimeOffset Received, DateTimeOffset Server, DateTimeOffset Recorded)> Live { get; } = new();
+
+        /// <summary>Images whose result came in a snapshot after a resync instead of live.</summary>
+        public ConcurrentDictionary<int, bool> FromSnapshot { get; } = new();
+
+        public int LiveDuplicates;
+        public TaskCompletionSource AllReceived { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void CheckAll()
+        {
+            if (Accepted.Count > 0 && Accepted.All(i => Live.ContainsKey(i) || FromSnapshot.ContainsKey(i))) AllReceived.TrySetResult();
+        }
+    }
+
+    public async Task<LoadReport> RunAsync(CancellationToken ct)
+    {
+        var runId = Guid.NewGuid().ToString("N")[..6];
+        log.WriteLine($"setting up {settings.Tenants} tenants ({settings.TenantPrefix}-{runId}-N) on {settings.Server}");
+        using var setupGate = new SemaphoreSlim(4);
+        var tenants = await Task.WhenAll(Enumerable.Range(0, settings.Tenants).Select(async i =>
+        {
+            await setupGate.WaitAsync(ct);
+            try { return await SetupTenantAsync($"{settings.TenantPrefix}-{runId}-{i.ToString(CultureInfo.InvariantCulture)}", ct); }
+            finally { setupGate.Release(); }
+        }));
+        foreach (var t in tenants) t.Hub = await ConnectAsync(t, ct);
+        using var processes = new ProcessSampler(settings.Pids);
+        try
+        {
+            log.WriteLine("warm-up job (not counted)");
+            await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
+
+            var t0 = DateTimeOffset.UtcNow;
+            processes.MarkStart();
+            var submitUntil = t0 + settings.Duration;
+            var drainUntil = submitUntil + settings.Drain;
+            log.WriteLine(FormattableString.Invariant($"submitting for {settings.Duration.TotalSeconds:0} s, then draining (at most {settings.Drain.TotalSeconds:0} s)"));
+            var workers = tenants.SelectMany(t => Enumerable.Range(0, settings.JobsPerTenant).Select(async _ =>
+            {
+                try
+                {
+                    while (DateTimeOffset.UtcNow < submitUntil && !ct.IsCancellationRequested)
+                        await RunJobAsync(t, settings.ImagesPerJob, drainUntil, counted: true, ct);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _errors.Enqueue($"tenant {t.Id}: {e.GetType().Name}: {e.Message}");
+                }
+            })).ToList();
+            using (var progress = new Timer(_ => log.WriteLine(FormattableString.Invariant(
+                $"  {(DateTimeOffset.UtcNow - t0).TotalSeconds,5:0} s: {_jobs.Count} jobs, {_jobs.Sum(j => j.Live.Count)} results live")), null, 10_000, 10_000))
+                await Task.WhenAll(workers);
+            var finished = DateTimeOffset.UtcNow;
+            var usage = processes.Stop();
+            log.WriteLine("verifying every result through the REST API");
+            return await ReportAsync(tenants, t0, submitUntil, finished, usage, ct);
+        }
+        finally
+        {
+            foreach (var t in tenants) await t.Hub.DisposeAsync();
+            _http.Dispose();
+            foreach (var e in _errors.Take(10)) log.WriteLine($"error: {e}");
+        }
+    }
+
+    // ---- one job --------------------------------------------------------------------------------------------------
+
+    private async Task RunJobAsync(Tenant t, int images, DateTimeOffset deadline, bool counted, CancellationToken ct)
+    {
+        var created = await SendAsync(t.Key, () => new HttpRequestMessage(HttpMethod.Post, "api/jobs")
+        {
+            Content = JsonContent.Create(new { vocabulary = "fashion", promptConfiguration = "default" }),
+        }, deadline, ct);
+        var job = new JobRun(t, created.GetProperty("jobId").GetString()!);
+        t.Jobs[job.JobId] = job;
+        try
+        {
+            // Subscribed before the upload: no event can come before the subscription.
+            await t.Hub.InvokeAsync<JsonElement>("Subscribe", job.JobId, ct);
+            var first = Interlocked.Add(ref _nextJob, 1) * images;
+            job.UploadStart = DateTimeOffset.UtcNow;
+            var receipt = await SendAsync(t.Key, () =>
+            {
+                var content = new MultipartFormDataContent();
+                for (var i = 0; i < images; i++)
+                {
+                    var n = (first + i) % pngs.Count;
+                    var part = new ByteArrayContent(pngs[n]);
+                    part.Headers.ContentType = new MediaTypeHeaderValue("image/png");
+                    content.Add(part, "images", $"fashion-test-{n.ToString(CultureInfo.InvariantCulture)}.png");
+                }
+                return new HttpRequestMessage(HttpMethod.Post, $"api/jobs/{job.JobId}/images") { Content = content };
+            }, deadline, ct);
+            job.Accepted = receipt.GetProperty("accepted").EnumerateArray().Select(a => a.GetProperty("index").GetInt32()).ToHashSet();
+            if (counted) _jobs.Enqueue(job);
+            try
+            {
+                await SendAsync(t.Key, () => new HttpRequestMessage(HttpMethod.Post, $"api/jobs/{job.JobId}/start"), deadline, ct);
+                job.Started = true;
+            }
+            catch (DeadlineException)
+            {
+                return;   // refused (429) until the deadline: the job stays open with its images, reported as unfinished
+            }
+            job.CheckAll();
+            while (!job.AllReceived.Task.IsCompleted && DateTimeOffset.UtcNow < deadline)
+            {
+                await Task.WhenAny(job.AllReceived.Task, Task.Delay(TimeSpan.FromSeconds(5), ct));
+                if (job.AllReceived.Task.IsCompleted) break;
+                // A safety net, not the measurement: a job that is final on the server gets a moment for its last events.
+                var status = await SendAsync(t.Key, () => new HttpRequestMessage(HttpMethod.Get, $"api/jobs/{job.JobId}"), deadline, ct);
+                if (status.GetProperty("state").GetString() is "completed" or "cancelled")
+                {
+                    await Task.WhenAny(job.AllReceived.Task, Task.Delay(TimeSpan.FromSeconds(2), ct));
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            if (t.Hub.State == HubConnectionState.Connected)
+            {
+                try { await t.Hub.InvokeAsync("Unsubscribe", job.JobId, ct); }
+                catch (Exception e) when (e is not OperationCanceledException) { _errors.Enqueue($"unsubscribe {job.JobId}: {e.Message}"); }
+            }
+            if (!counted) t.Jobs.TryRemove(job.JobId, out _);
+        }
+    }
+
+    // ---- tenants and hubs -----------------------------------------------------------------------------------------
+
+    private async Task<Tenant> SetupTenantAsync(string id, CancellationToken ct)
+    {
+        var deadline = DateTimeOffset.UtcNow.AddMinutes(2);
+        var created = await SendAsync(settings.OperatorKey, () => new HttpRequestMessage(HttpMethod.Post, "api/tenants")
+        {
+            Content = JsonContent.Create(new { id, keyName = "loadtest" }),
+        }, deadline, ct);
+        var t = new Tenant(id, created.GetProperty("key").GetProperty("secret").GetString()!);
+        await SendAsync(t.Key, () => new HttpRequestMessage(HttpMethod.Post, "api/vocabularies")
+        {
+            Content = JsonContent.Create(new { name = "fashion", labels = LoadTestCommand.Labels }),
+        }, deadline, ct);
+        await SendAsync(t.Key, () => new HttpRequestMessage(HttpMethod.Post, "api/prompt-configurations")
+        {
+            // The artifact's own test-time settings (design, views, steps, lr); flags as run.sh's default configuration.
+            Content = JsonContent.Create(new
+            {
+                name = "default",
+                model = settings.PlatformModel,
+                flagging = new { minimumConfidence = 0.5, flagChangedPrediction = true, flagCloserToAttacked = false },
+            }),
+        }, deadline, ct);
+        return t;
+    }
+
+    private async Task<HubConnection> ConnectAsync(Tenant t, CancellationToken ct)
+    {
+        var hub = new HubConnectionBuilder()
+            .WithUrl(new Uri(settings.Server, "hubs/jobs"), o => o.Headers["X-Api-Key"] = t.Key)
+            .Build();
+        hub.On<ImageCompletedInfo[]>("imagesCompleted", batch =>
+        {
+            var received = DateTimeOffset.UtcNow;
+            foreach (var e in batch)
+            {
+                if (!t.Jobs.TryGetValue(e.JobId, out var job)) continue;
+                if (!job.Live.TryAdd(e.Result.Index, (received, e.ServerTime, e.Result.CompletedAt))) Interlocked.Increment(ref job.LiveDuplicates);
+                job.CheckAll();
+            }
+        });
+        hub.On<JsonElement>("resync", async r =>
+        {
+            // Live results were dropped for this connection: the snapshot has them (without an arrival time to measure).
+            var jobId = r.GetProperty("jobId").GetString()!;
+            if (!t.Jobs.TryGetValue(jobId, out var job)) return;
+            Interlocked.Increment(ref t.Resyncs);
+            var snapshot = await hub.InvokeAsync<JsonElement>("Subscribe", jobId);
+            foreach (var result in snapshot.GetProperty("results").EnumerateArray())
+            {
+                var index = result.GetProperty("index").GetInt32();
+                if (!job.Live.ContainsKey(index)) job.FromSnapshot.TryAdd(index, true);
+            }
+            job.CheckAll();
+        });
+        await hub.StartAsync(ct);
+        return hub;
+    }
+
+    // ---- HTTP -----------------------------------------------------------------------------------------------------
+
+    private sealed class DeadlineException(string message) : Exception(message);
+
+    /// <summary>Sends a request; a 429 is counted by its code and waited out (Retry-After) until <paramref name="deadline"/>.</summary>
+    private async Task<JsonElement> SendAsync(string key, Func<HttpRequestMessage> request, DateTimeOffset deadline, CancellationToken ct)
+    {
+        while (true)
+        {
+            using var message = request();
+            message.Headers.Add("X-Api-Key", key);
+            HttpResponseMessage response;
+            try
+            {
+                response = await _http.SendAsync(message, ct);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new GatewayException($"cannot reach {settings.Server}: {e.Message}");
+            }
+            using (response)
+            {
+                var body = await response.Content.ReadAsStringAsync(ct);
+                if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                {
+                    var code = ProblemCode(body) ?? "429";
+                    _tooMany.AddOrUpdate(code, 1, (_, n) => n + 1);
+                    var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
+                    wait = TimeSpan.FromTicks(Math.Clamp(wait.Ticks, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(30).Ticks));
+                    if (DateTimeOffset.UtcNow + wait > deadline) throw new DeadlineException($"{message.RequestUri}: still 429 ({code}) at the deadline");
+                    await Task.Delay(wait, ct);
+                    continue;
+                }
+                if (!response.IsSuccessStatusCode)
+                    throw new GatewayException($"{message.Method} {message.RequestUri}: {(int)response.StatusCode} {ProblemCode(body)} {Shorten(body)}");
+                return JsonDocument.Parse(body).RootElement.Clone();
+            }
+        }
+    }
+
+    private static string? ProblemCode(string body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return doc.RootElement.TryGetProperty("code", out var c) ? c.GetString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static string Shorten(string s) => s.Length <= 300 ? s : s[..300] + "…";
+
+    // ---- the report -----------------------------------------------------------------------------------------------
+
+    private async Task<LoadReport> ReportAsync(Tenant[] tenants, DateTimeOffset t0, DateTimeOffset submitUntil, DateTimeOffset finished,
+        (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) usage, CancellationToken ct)
+    {
+        var jobs = _jobs.ToList();
+        int started = 0, done = 0, unfinished = 0, submitted = 0, results = 0, lost = 0, duplicates = 0, failed = 0, liveMissing = 0, liveDuplicates = 0;
+        var latency = new List<double>();
+        var delivery = new List<double>();
+        var recorded = new List<double>();
+        var last = t0;
+        var inWindow = 0;
+        var verifyDeadline = DateTimeOffset.UtcNow.AddMinutes(5);
+        foreach (var job in jobs)
+        {
+            submitted += job.Accepted.Count;
+            liveDuplicates += job.LiveDuplicates;
+            if (job.Started) started++;
+            var status = await SendAsync(job.Tenant.Key, () => new HttpRequestMessage(HttpMethod.Get, $"api/jobs/{job.JobId}"), verifyDeadline, ct);
+            if (status.GetProperty("state").GetString() != "completed")
+            {
+                unfinished++;
+                continue;
+            }
+            done++;
+            // Every result of the job, through the REST API: each accepted image exactly once.
+            var seen = new Dictionary<int, int>();
+            int? offset = 0;
+            while (offset is { } o)
+            {
+                var page = await SendAsync(job.Tenant.Key, () => new HttpRequestMessage(HttpMethod.Get,
+                    $"api/jobs/{job.JobId}/results?offset={o.ToString(CultureInfo.InvariantCulture)}&limit=1000"), verifyDeadline, ct);
+                foreach (var r in page.GetProperty("items").EnumerateArray())
+                {
+                    var index = r.GetProperty("index").GetInt32();
+                    seen[index] = seen.GetValueOrDefault(index) + 1;
+                    if (r.TryGetProperty("error", out var err) && err.ValueKind == JsonValueKind.String) failed++;
+                }
+                offset = page.TryGetProperty("nextOffset", out var next) && next.ValueKind == JsonValueKind.Number && next.GetInt32() > o ? next.GetInt32() : null;
+            }
+            results += seen.Count;
+            lost += job.Accepted.Count(i => !seen.ContainsKey(i));
+            duplicates += seen.Values.Sum(n => n - 1) + seen.Keys.Count(i => !job.Accepted.Contains(i));   // twice, or for an image never sent
+            foreach (var index in seen.Keys)
+            {
+                if (!job.Live.TryGetValue(index, out var live))
+                {
+                    if (!job.FromSnapshot.ContainsKey(index)) liveMissing++;
+                    continue;
+                }
+                latency.Add((live.Received - job.UploadStart).TotalSeconds);
+                delivery.Add((live.Received - live.Server).TotalMilliseconds);
+                recorded.Add((live.Received - live.Recorded).TotalMilliseconds);
+                if (live.Received > last) last = live.Received;
+                if (live.Received <= submitUntil) inWindow++;
+            }
+        }
+        if (last == t0) last = finished;
+        var seconds = (last - t0).TotalSeconds;
+        var windowSeconds = (submitUntil - t0).TotalSeconds;
+        return new LoadReport(started, done, unfinished, submitted, results, lost, duplicates, failed, liveMissing, liveDuplicates,
+            tenants.Sum(t => t.Resyncs), seconds, results / seconds, inWindow / windowSeconds,
+            Percentiles.Of(latency), Percentiles.Of(delivery), Percentiles.Of(recorded),
+            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds);
+    }
+
+    /// <summary>
+    /// Samples the resident memory of processes on this machine once a second (Linux /proc), and their CPU time (and
+    /// this client's) between <see cref="MarkStart"/> and <see cref="Stop"/>.
+    /// </summary>
+    private sealed class ProcessSampler : IDisposable
+    {
+        private readonly Dictionary<int, (double Start, double Peak, double End)> _memory = [];
+        private readonly Dictionary<int, TimeSpan> _cpuStart = [];
+        private readonly Timer _timer;
+        private readonly Lock _gate = new();
+        private readonly IReadOnlyList<int> _pids;
+        private TimeSpan _clientCpuStart;
+
+        public ProcessSampler(IReadOnlyList<int> pids)
+        {
+            _pids = pids;
+            Sample();
+            _timer = new Timer(_ => Sample(), null, 1000, 1000);
+        }
+
+        public void MarkStart()
+        {
+            foreach (var pid in _pids)
+                if (Cpu(pid) is { } t) _cpuStart[pid] = t;
+            _clientCpuStart = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+        }
+
+        private static TimeSpan? Cpu(int pid)
+        {
+            try
+            {
+                using var p = System.Diagnostics.Process.GetProcessById(pid);
+                return p.TotalProcessorTime;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                return null;   // the process ended
+            }
+        }
+
+        private void Sample()
+        {
+            foreach (var pid in _pids)
+            {
+                double mib;
+                try
+                {
+                    var line = File.ReadLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+                    if (line is null) continue;
+                    mib = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+                }
+                catch (IOException)
+                {
+                    continue;   // the process ended
+                }
+                lock (_gate)
+                    _memory[pid] = _memory.TryGetValue(pid, out var s) ? (s.Start, Math.Max(s.Peak, mib), mib) : (mib, mib, mib);
+            }
+        }
+
+        /// <summary>Memory per process; CPU seconds since <see cref="MarkStart"/> per process and of this client.</summary>
+        public (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) Stop()
+        {
+            _timer.Change(Timeout.Infinite, Timeout.Infinite);
+            Sample();
+            var cpu = new Dictionary<int, double>();
+            foreach (var (pid, start) in _cpuStart)
+                if (Cpu(pid) is { } end) cpu[pid] = (end - start).TotalSeconds;
+            var client = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - _clientCpuStart).TotalSeconds;
+            lock (_gate) return (_memory.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End)), cpu, client);
+        }
+
+        public void Dispose() => _timer.Dispose();
+    }
+}
