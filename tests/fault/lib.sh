@@ -3,12 +3,14 @@
 #   fault_init NAME GATEWAY_PORT AZURITE_PORT   its own cluster folder (.data/fault-NAME) and ports; cleanup on exit
 #   fault_cluster_start                          infra/local-cluster.sh start (builds Release unless TAPT_CLUSTER_NO_BUILD=1)
 #   fault_tenant                                 a tenant, the "fashion" vocabulary and a prompt configuration "fault"
-#   fault_job N                                  a job of N Fashion-MNIST test images, uploaded and started ($JOB)
+#   fault_job N                                  a job of N Fashion-MNIST test images, uploaded ($JOB)
+#   fault_start_job                              starts it
 #   fault_wait_completed K | fault_wait_done     wait for K results | for the final state, failing after $TIMEOUT s
 #   fault_kill9 NAME                             kill -9 a cluster process by its recorded pid
+#   fault_recovery WHAT                          waits for the job to answer and record a new result; prints both delays
 #   fault_verify N [CLIENT_SUMMARY]              the checks of tools.cjs verify (PASS/FAIL lines)
 #   fault_finish                                 prints the verdict; exits 1 if anything failed
-# Settings (environment): TAPT_FAULT_IMAGES, TAPT_FAULT_VIEWS (per-image workload: TAPT views per image),
+# Settings (environment): TAPT_FAULT_IMAGES, TAPT_FAULT_VIEWS (per-image workload: TAPT views per image, 64),
 #   TAPT_FAULT_TIMEOUT (seconds for the whole job), TAPT_CLUSTER_DIR / TAPT_CLUSTER_PORT / TAPT_CLUSTER_AZURITE_PORT.
 FAULT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$FAULT_ROOT" || exit 1
@@ -132,6 +134,10 @@ fault_kill9() {
   [ "$POLL_STATE" = completed ] && die "the job finished before the kill of $name: use more images (TAPT_FAULT_IMAGES) or views (TAPT_FAULT_VIEWS)"
   kill -9 "$pid"
   FAULT_KILLED_AT=$(date +%s)
+  # SIGKILL is delivered asynchronously: wait until the process is gone (or a zombie), so a replacement of the same
+  # name is not mistaken for still running.
+  for _ in $(seq 1 300); do ps -o stat= -p "$pid" 2>/dev/null | grep -qv '^Z' || break; sleep 0.1; done
+  ps -o stat= -p "$pid" 2>/dev/null | grep -qv '^Z' && die "$name (pid $pid) still runs 30 s after kill -9"
   say "kill -9 $name (pid $pid) at $POLL_DONE results"
 }
 
