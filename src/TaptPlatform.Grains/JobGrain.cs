@@ -39,8 +39,13 @@ public sealed class JobGrainState
 /// and only then returns.</para>
 /// <para><b>Exactly one result per image</b>: a result is recorded by creating its blob only if none exists
 /// (the first record wins; a recomputation after a crash finds it and adopts it), then adding it to the state's
-/// index-keyed results. On activation the state is reconciled with the result blobs, so results written just
-/// before a crash are not computed again.</para>
+/// index-keyed results. The result blobs are the source of truth and are stored before a result is reported; the
+/// state summarises them and is written every <see cref="JobOptions.StateWriteResults"/> results, on every watchdog
+/// tick with unsaved results, and whenever the job's state changes. On activation the state is reconciled with the
+/// result blobs, so results recorded after the last state write are adopted, not computed again.</para>
+/// <para><b>Inputs pass once</b>: accepted image bytes stay in memory (within the silo's
+/// <see cref="JobOptions.InputMemoryBytes"/>) until their image has a result, so dispatching does not read back the
+/// blob just written; after a reactivation, or past the budget, images are read from their blobs.</para>
 /// <para><b>Resume</b>: while running, a reminder brings the job back after its silo dies, and a keep-alive timer
 /// keeps it active. Its dispatcher hands up to <see cref="JobOptions.MaxInFlight"/> images without a result to the
 /// model grain and retries, with backoff, whatever fails for lack of an accelerator silo (the job waits until one
@@ -49,6 +54,7 @@ public sealed class JobGrainState
 public sealed class JobGrain(
     [PersistentState("job", GrainStorageNames.Jobs)] IPersistentState<JobGrainState> state,
     IArtifactStore store,
+    InputMemory inputMemory,
     IOptions<JobOptions> jobOptions,
     TimeProvider clock,
     JobMetrics metrics,
@@ -56,11 +62,13 @@ public sealed class JobGrain(
 {
     private readonly JobOptions _options = jobOptions.Value;
     private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
+    private readonly Dictionary<int, byte[]> _inputs = [];
     private CancellationTokenSource? _dispatchCts;
     private Task? _dispatch;
     private IGrainTimer? _watchdog;
     private Task? _writing;
     private bool _dirty, _saveFailed;
+    private int _unsavedResults;
     private string? _waiting;
 
     private string JobId => this.GetPrimaryKeyString();
@@ -79,8 +87,9 @@ public sealed class JobGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _dispatchCts?.Cancel();
+        ReleaseInputs();
         using var scope = LogScope();
-        if (_dirty || _saveFailed || _writing is { IsCompleted: false })
+        if (_dirty || _saveFailed || _unsavedResults > 0 || _writing is { IsCompleted: false })
         {
             try
             {
@@ -159,6 +168,8 @@ public sealed class JobGrain(
         }
         S.Images.AddRange(accepted.Select(a => a.Entry));
         await SaveAsync();
+        foreach (var a in accepted)
+            if (inputMemory.TryReserve(a.Image.Content.LongLength)) _inputs[a.Index] = a.Image.Content;
         return new AddImagesReceipt(accepted.Select(a => a.Index).ToImmutableArray(), rejected.ToImmutable(), S.Images.Count);
     }
 
@@ -192,6 +203,7 @@ public sealed class JobGrain(
         S.State = JobState.Cancelled;
         S.FinishedAt = clock.GetUtcNow();
         _dispatchCts?.Cancel();
+        ReleaseInputs();
         await SaveAsync();
         metrics.JobFinished(def.TenantId, JobState.Cancelled, S.StartedAt, S.FinishedAt.Value);
         log.LogInformation("Job {Job} cancelled: {Counts}", JobId, Counts());
@@ -306,7 +318,7 @@ public sealed class JobGrain(
     {
         if (S.State != JobState.Running) return;
         StartDispatching();
-        if (_saveFailed) await SaveAsync();
+        if (_saveFailed || _unsavedResults > 0) await SaveAsync();
     }
 
     private async Task DispatchAsync(CancellationToken ct)
@@ -360,14 +372,18 @@ public sealed class JobGrain(
         {
             try
             {
-                var bytes = await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct);
-                if (bytes is null)
+                if (!_inputs.TryGetValue(index, out var image))
                 {
-                    await RecordAsync(index, null, "the stored input image is missing");
-                    return;
+                    var stored = await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct);
+                    if (stored is null)
+                    {
+                        await RecordAsync(index, null, "the stored input image is missing");
+                        return;
+                    }
+                    image = stored.ToArray();
                 }
                 activity?.AddEvent(new ActivityEvent("tune"));
-                var outcome = await model.TuneAsync(template with { Image = bytes.ToArray() });
+                var outcome = await model.TuneAsync(template with { Image = image });
                 if (ct.IsCancellationRequested) return;
                 await RecordAsync(index, outcome.Rejection is null ? outcome : null, outcome.Rejection is null ? null : "image rejected: " + outcome.Rejection);
                 await SetWaitingAsync(null);
@@ -409,7 +425,10 @@ public sealed class JobGrain(
         }
     }
 
-    /// <summary>Records an image's result once: audit blob (if flagged), result blob (create-only), then state.</summary>
+    /// <summary>
+    /// Records an image's result once: audit blob (if flagged), result blob (create-only), then the in-memory state
+    /// and the observers; the state is written with the next batch of results (see <see cref="JobOptions.StateWriteResults"/>).
+    /// </summary>
     private async Task RecordAsync(int index, TuningOutcome? outcome, string? error)
     {
         if (S.Results.ContainsKey(index)) return;
@@ -429,13 +448,16 @@ public sealed class JobGrain(
             if (existing is not null) summary = ResultRecords.Deserialize(existing).Summary;
         }
         if (!S.Results.TryAdd(index, summary)) return;
+        ForgetInput(index);
+        _unsavedResults++;
         metrics.ImageRecorded(def.TenantId, def.Configuration.Model, outcome?.Design ?? def.Configuration.Design, summary);
         if (_observers.Count > 0)
         {
             await _observers.Notify(o => o.OnImageCompleted(new ImageCompleted(JobId, summary)));
             await NotifyProgressAsync();
         }
-        await SaveAsync();
+        // The result blob is the record; the state catches up in batches while running (a late record of a cancelled job at once).
+        if (S.State != JobState.Running || _unsavedResults >= Math.Max(1, _options.StateWriteResults)) await SaveAsync();
     }
 
     private async Task CompleteAsync()
@@ -444,6 +466,7 @@ public sealed class JobGrain(
         S.State = JobState.Completed;
         S.FinishedAt = clock.GetUtcNow();
         _waiting = null;
+        ReleaseInputs();
         await SaveAsync();
         metrics.JobFinished(S.Definition!.TenantId, JobState.Completed, S.StartedAt, S.FinishedAt.Value);
         Activity.Current?.AddEvent(new ActivityEvent("completed"));
@@ -499,6 +522,9 @@ public sealed class JobGrain(
 
     private async Task WriteOnceAsync()
     {
+        // The write serialises the state as it is now: every result recorded so far is in it.
+        var including = _unsavedResults;
+        _unsavedResults = 0;
         try
         {
             try
@@ -517,9 +543,21 @@ public sealed class JobGrain(
         }
         catch
         {
+            _unsavedResults += including;
             _saveFailed = true;
             throw;
         }
+    }
+
+    private void ForgetInput(int index)
+    {
+        if (_inputs.Remove(index, out var bytes)) inputMemory.Release(bytes.LongLength);
+    }
+
+    private void ReleaseInputs()
+    {
+        foreach (var bytes in _inputs.Values) inputMemory.Release(bytes.LongLength);
+        _inputs.Clear();
     }
 
     private static void Merge(JobGrainState stored, JobGrainState mine)

@@ -23,6 +23,22 @@ public sealed class JobOptions
     /// <summary>Attempts before an image whose tuning fails permanently (unknown model, bad artifact) gets a failed result.</summary>
     public int MaxAttempts { get; set; } = 3;
 
-    /// <summary>How often a running job checks that it is dispatching and that its state is saved.</summary>
+    /// <summary>
+    /// How often a running job checks that it is dispatching and writes the results recorded since its last state
+    /// write (each result's own blob is stored before it is reported; the state only summarises those blobs).
+    /// </summary>
     public TimeSpan WatchdogPeriod { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Results a running job records before it writes its state without waiting for the watchdog (its state is also
+    /// written at every change of the job's state). After a crash the results recorded since the last write are
+    /// adopted from their blobs on activation, so this bounds that work, not what survives.
+    /// </summary>
+    public int StateWriteResults { get; set; } = 256;
+
+    /// <summary>
+    /// Bytes of accepted images the job grains of one silo keep in memory until each has a result, so dispatching an
+    /// image does not read back the blob just written (0: always read the blobs). Past it, images are read from storage.
+    /// </summary>
+    public long InputMemoryBytes { get; set; } = 128L << 20;
 }

@@ -25,7 +25,7 @@ builder.UseOrleans(silo => silo
         gatewayPort: int.Parse(builder.Configuration["Orleans:GatewayPort"] ?? "30000", System.Globalization.CultureInfo.InvariantCulture))
     .UseTaptAzureClustering(storage)
     .UseTaptAzureReminders(storage)
-    .AddTaptStorage(storage)
+    .AddTaptStorage(storage, builder.Configuration.TaptJobs())
     .UseTaptRole(builder.Configuration)
     .AddActivityPropagation());
 var host = builder.Build();

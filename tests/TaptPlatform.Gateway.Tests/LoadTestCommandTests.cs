@@ -33,5 +33,11 @@ public sealed class LoadTestCommandTests(GatewayFixture gateway)
         Assert.Equal(report.Results, report.Delivery.Count);
         Assert.True(report.Delivery.P50 >= 0 && report.Latency.P50 > 0);
         Assert.True(report.Memory[Environment.ProcessId].PeakMiB > 0);
+        // The test gateway's silo tunes in this process: its engine threads' CPU is counted apart from the rest.
+        Assert.True(report.TuningCpuSeconds.GetValueOrDefault(Environment.ProcessId) > 0, "no CPU time of tapt-tuning threads");
+        Assert.True(report.TuningCpuSeconds[Environment.ProcessId] <= report.CpuSeconds[Environment.ProcessId]);
+        // JIT and GC of the gateway's process during the load, from its /metrics.
+        Assert.NotNull(report.GatewayRuntime);
+        Assert.True(report.GatewayRuntime.JitSeconds >= 0 && report.GatewayRuntime.GcPauseSeconds >= 0);
     }
 }

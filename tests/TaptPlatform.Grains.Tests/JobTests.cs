@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Azure.Storage.Blobs;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Core.Internal;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Storage;
@@ -23,10 +24,17 @@ public sealed class JobTests(PlatformFixture platform)
         var reference = cluster.Client.CreateObjectReference<IJobObserver>(observer);
         await job.SubscribeAsync(tenantId, reference);
 
-        var receipt = await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(0, 24)));
+        var inputMemory = cluster.Cluster.Silos.Select(s => s.ServiceProvider.GetRequiredService<InputMemory>()).ToList();
+        long Held() => inputMemory.Sum(m => m.Used);
+        var heldBefore = Held();
+        var images = PlatformFixture.FashionImages(Enumerable.Range(0, 24));
+        var receipt = await job.AddImagesAsync(tenantId, images);
         Assert.Equal(Enumerable.Range(0, 24), receipt.AcceptedIndices.AsEnumerable());
+        // The accepted bytes stay in memory for dispatch until each image has its result.
+        Assert.Equal(heldBefore + images.Sum(i => (long)i.Content.Length), Held());
         await job.StartAsync(tenantId);
         var done = await PlatformFixture.WaitForJobAsync(job, tenantId, TimeSpan.FromMinutes(2));
+        Assert.Equal(heldBefore, Held());
 
         Assert.Equal(JobState.Completed, done.State);
         Assert.Equal(new JobCounts(24, 24, 0, done.Counts.Flagged), done.Counts);

@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Storage;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tests.Infrastructure;
 using Xunit.Abstractions;
@@ -70,5 +73,92 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
         Assert.Equal(images, results.Distinct().Count());
         var host = await client.GetGrain<IModelGrain>(TestModels.Tiny).DescribeAsync();
         Assert.Equal(joined.SiloAddress.ToString(), host.Silo);
+    }
+
+    [Fact]
+    public async Task A_job_whose_silo_dies_between_state_writes_ends_with_exactly_one_result_per_image_keeping_those_reported_before()
+    {
+        // Two accelerator silos; the job's state is written when the job's state changes, never between results.
+        await using var cluster = await TaptCluster.StartAsync(platform.Storage.ConnectionString, roleOf: _ => SiloRoles.Cpu, jobs: o =>
+        {
+            o.StateWriteResults = 100_000;
+            o.WatchdogPeriod = TimeSpan.FromMinutes(30);
+            o.InputMemoryBytes = 16 * 1024;   // some images dispatched from memory, the rest read from their blobs
+        });
+        var client = cluster.Client;
+        var tenantId = PlatformFixture.NewTenant("batch");
+        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(client, tenantId, TestModels.Tiny, views: 64, steps: 4);
+        var job = client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default", Seed: 12))).JobId);
+        const int images = 80;
+        await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(300, images)));
+        var clock = Stopwatch.StartNew();
+        await job.StartAsync(tenantId);
+
+        JobStatus status;
+        do
+        {
+            await Task.Delay(50);
+            status = await job.GetStatusAsync(tenantId);
+        } while (status.Counts.Completed < 5);
+        var reported = (await job.GetResultsAsync(tenantId, 0, 1000)).Items;
+        var silo = await client.GetGrain<IManagementGrain>(0).GetActivationAddress(job);
+        var dying = cluster.Cluster.Silos.Single(s => s.SiloAddress.Equals(silo));
+        var survivor = cluster.Cluster.Silos.First(s => s != dying);
+        // Reported results exist as blobs only: the stored state is still the one written at the start.
+        var stored = await ReadJobStateAsync(survivor, job);
+        Assert.Equal(JobState.Running, stored.State);
+        Assert.Empty(stored.Results);
+        Assert.True(status.Counts.Remaining > 0, "the job finished before its silo could be killed");
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: killing {dying.Name}, the job's silo, at {status.Counts} ({reported.Length} results read, none in the stored state)");
+        await cluster.Cluster.KillSiloAsync(dying);
+
+        // The next call activates the job on the surviving silo: it adopts the recorded results and finishes the rest.
+        var done = await WaitThroughSiloLossAsync(job, tenantId, TimeSpan.FromMinutes(4));
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: {done.State} {done.Counts}");
+        Assert.Equal(JobState.Completed, done.State);
+        Assert.Equal(new JobCounts(images, images, 0, done.Counts.Flagged), done.Counts);
+        var page = await job.GetResultsAsync(tenantId, 0, 1000);
+        Assert.Equal(Enumerable.Range(0, images), page.Items.Select(r => r.Index));
+        var final = page.Items.ToDictionary(r => r.Index);
+        foreach (var r in reported)
+        {
+            Assert.Equal(r.CompletedAt, final[r.Index].CompletedAt);
+            Assert.Equal(r.Prediction, final[r.Index].Prediction);
+        }
+        var container = new BlobServiceClient(platform.Storage.ConnectionString).GetBlobContainerClient(BlobArtifactStore.ContainerName(tenantId));
+        var results = new List<string>();
+        await foreach (var b in container.GetBlobsAsync(new GetBlobsOptions { Prefix = $"jobs/{job.GetPrimaryKeyString()}/{ArtifactKinds.Results}/" })) results.Add(b.Name);
+        Assert.Equal(images, results.Count);
+        // Completion wrote the state with every result.
+        var completed = await ReadJobStateAsync(survivor, job);
+        Assert.Equal(JobState.Completed, completed.State);
+        Assert.Equal(images, completed.Results.Count);
+    }
+
+    /// <summary>The job's state as stored, read through the silo's own grain storage provider.</summary>
+    private static async Task<JobGrainState> ReadJobStateAsync(Orleans.TestingHost.InProcessSiloHandle silo, IJobGrain job)
+    {
+        var storage = silo.ServiceProvider.GetRequiredKeyedService<IGrainStorage>(GrainStorageNames.Jobs);
+        var state = new GrainState<JobGrainState>(new JobGrainState());
+        await storage.ReadStateAsync("job", job.GetGrainId(), state);
+        return state.State ?? throw new InvalidOperationException("no stored job state");
+    }
+
+    /// <summary>Polls the job until it is final; calls fail while the cluster is still declaring its silo dead.</summary>
+    private async Task<JobStatus> WaitThroughSiloLossAsync(IJobGrain job, string tenantId, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                return await PlatformFixture.WaitForJobAsync(job, tenantId, deadline - DateTime.UtcNow);
+            }
+            catch (Exception e) when (e is not TimeoutException && DateTime.UtcNow < deadline)
+            {
+                output.WriteLine($"waiting for the cluster: {e.GetType().Name}: {e.Message}");
+                await Task.Delay(500);
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@
 # Environment (defaults):
 #   LOAD_MODE (all-in-one | cluster)   LOAD_PORT (6741)   LOAD_AZURITE_PORT (12741; +1, +2 too)
 #   LOAD_TENANTS (20)  LOAD_DURATION (60 s)  LOAD_IMAGES (16 per job)  LOAD_JOBS_PER_TENANT (1)  LOAD_DRAIN (300 s)
+#   LOAD_WARMUP (0: one warm-up job; S: every tenant runs jobs for S s first, not counted, so that JIT compilation is over)
 #   LOAD_DASHBOARD (0: run.sh's Orleans Dashboard off; its statistics collection is not on the data path)
 #   LOAD_BASELINE_IMAGES (160)  LOAD_OUT (artifacts/load: load-TIMESTAMP.json, .txt and the platform's logs)
 #   The TAPT engine, for the platform and the engine-alone baseline alike: LOAD_ENGINE_THREADS (1), LOAD_TORCH_THREADS (1),
@@ -29,6 +30,7 @@ DURATION=${LOAD_DURATION:-60}
 IMAGES=${LOAD_IMAGES:-16}
 JOBS_PER_TENANT=${LOAD_JOBS_PER_TENANT:-1}
 DRAIN=${LOAD_DRAIN:-300}
+WARMUP=${LOAD_WARMUP:-0}
 BASELINE_IMAGES=${LOAD_BASELINE_IMAGES:-160}
 ENGINE_THREADS=${LOAD_ENGINE_THREADS:-1}
 TORCH_THREADS=${LOAD_TORCH_THREADS:-1}
@@ -95,10 +97,10 @@ else
   for pid in $(pgrep -P "$RUN_PID" -f 'TaptPlatform.Gateway.dll|azurite' || true); do PIDS+=(--pid "$pid"); done
 fi
 
-say "load test: $TENANTS tenants x $JOBS_PER_TENANT job(s), $IMAGES images per job, $DURATION s; engine $ENGINE_THREADS thread(s), torch $TORCH_THREADS, batch $BATCH, max running jobs $MAX_RUNNING"
+say "load test: $TENANTS tenants x $JOBS_PER_TENANT job(s), $IMAGES images per job, $DURATION s after $WARMUP s of warm-up; engine $ENGINE_THREADS thread(s), torch $TORCH_THREADS, batch $BATCH, max running jobs $MAX_RUNNING"
 set +e
 dotnet "$TAPT" loadtest --server "$URL" --operator-key "$OPERATOR_KEY" --tenants "$TENANTS" --duration "$DURATION" \
-  --images "$IMAGES" --jobs-per-tenant "$JOBS_PER_TENANT" --drain "$DRAIN" \
+  --images "$IMAGES" --jobs-per-tenant "$JOBS_PER_TENANT" --drain "$DRAIN" --warmup "$WARMUP" \
   --baseline --baseline-images "$BASELINE_IMAGES" --batch "$BATCH" --engine-threads "$ENGINE_THREADS" --threads "$TORCH_THREADS" \
   "${PIDS[@]}" --json-file "$OUT/load-$STAMP.json" | tee "$OUT/load-$STAMP.txt"
 status=${PIPESTATUS[0]}

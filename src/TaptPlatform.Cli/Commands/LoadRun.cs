@@ -73,10 +73,25 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         using var processes = new ProcessSampler(settings.Pids);
         try
         {
-            log.WriteLine("warm-up job (not counted)");
-            await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
+            if (settings.Warmup > TimeSpan.Zero)
+            {
+                // A freshly started platform JIT-compiles and tiers up its code for a minute or so: not its steady cost.
+                log.WriteLine(FormattableString.Invariant($"warm-up: every tenant runs jobs for {settings.Warmup.TotalSeconds:0} s (not counted)"));
+                var warmUntil = DateTimeOffset.UtcNow + settings.Warmup;
+                await Task.WhenAll(tenants.Select(async t =>
+                {
+                    while (DateTimeOffset.UtcNow < warmUntil && !ct.IsCancellationRequested)
+                        await RunJobAsync(t, settings.ImagesPerJob, warmUntil + settings.Drain, counted: false, ct);
+                }));
+            }
+            else
+            {
+                log.WriteLine("warm-up job (not counted)");
+                await RunJobAsync(tenants[0], Math.Min(8, settings.ImagesPerJob), DateTimeOffset.UtcNow.AddMinutes(5), counted: false, ct);
+            }
 
             var t0 = DateTimeOffset.UtcNow;
+            var runtimeStart = await GatewayRuntimeAsync(ct);
             processes.MarkStart();
             var submitUntil = t0 + settings.Duration;
             var drainUntil = submitUntil + settings.Drain;
@@ -98,6 +113,8 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                 await Task.WhenAll(workers);
             var finished = DateTimeOffset.UtcNow;
             var usage = processes.Stop();
+            var runtimeEnd = await GatewayRuntimeAsync(ct);
+            usage = usage with { GatewayRuntime = runtimeStart is null || runtimeEnd is null ? null : runtimeEnd - runtimeStart };
             log.WriteLine("verifying every result through the REST API");
             return await ReportAsync(tenants, t0, submitUntil, finished, usage, ct);
         }
@@ -290,8 +307,39 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
 
     // ---- the report -----------------------------------------------------------------------------------------------
 
+    /// <summary>
+    /// The gateway process's JIT and GC totals from its Prometheus <c>/metrics</c> (the .NET runtime's meter), or null
+    /// when it does not serve them. In the all-in-one mode that process is also the silo and the engine.
+    /// </summary>
+    private async Task<RuntimeTotals?> GatewayRuntimeAsync(CancellationToken ct)
+    {
+        try
+        {
+            using var response = await _http.GetAsync("metrics", ct);
+            if (!response.IsSuccessStatusCode) return null;
+            var text = await response.Content.ReadAsStringAsync(ct);
+            double? Value(string name)
+            {
+                foreach (var line in text.AsSpan().EnumerateLines())
+                {
+                    if (!line.StartsWith(name) || line.Length <= name.Length || line[name.Length] is not ('{' or ' ')) continue;
+                    var space = line.LastIndexOf(' ');
+                    if (double.TryParse(line[(space + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) return v;
+                }
+                return null;
+            }
+            return Value("dotnet_jit_compilation_time_seconds_total") is { } jit && Value("dotnet_gc_pause_time_seconds_total") is { } gc
+                ? new RuntimeTotals(jit, gc, Value("dotnet_jit_compiled_methods_total") ?? double.NaN)
+                : null;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
+
     private async Task<LoadReport> ReportAsync(Tenant[] tenants, DateTimeOffset t0, DateTimeOffset submitUntil, DateTimeOffset finished,
-        (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) usage, CancellationToken ct)
+        ProcessUsage usage, CancellationToken ct)
     {
         var jobs = _jobs.ToList();
         int started = 0, done = 0, unfinished = 0, submitted = 0, results = 0, lost = 0, duplicates = 0, failed = 0, liveMissing = 0, liveDuplicates = 0;
@@ -351,17 +399,30 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         return new LoadReport(started, done, unfinished, submitted, results, lost, duplicates, failed, liveMissing, liveDuplicates,
             tenants.Sum(t => t.Resyncs), seconds, results / seconds, inWindow / windowSeconds,
             Percentiles.Of(latency), Percentiles.Of(delivery), Percentiles.Of(recorded),
-            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds);
+            new Dictionary<string, int>(_tooMany), usage.Memory, _errors.Count, usage.CpuSeconds, usage.ClientCpuSeconds, usage.TuningCpuSeconds)
+        {
+            GatewayRuntime = usage.GatewayRuntime,
+        };
+    }
+
+    /// <summary>What the watched processes used between the start and the end of the load.</summary>
+    private sealed record ProcessUsage(IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds,
+        IReadOnlyDictionary<int, double> TuningCpuSeconds)
+    {
+        public RuntimeTotals? GatewayRuntime { get; init; }
     }
 
     /// <summary>
     /// Samples the resident memory of processes on this machine once a second (Linux /proc), and their CPU time (and
-    /// this client's) between <see cref="MarkStart"/> and <see cref="Stop"/>.
+    /// this client's) between <see cref="MarkStart"/> and <see cref="Stop"/>, with the share of the TAPT engine's own
+    /// threads (named <c>tapt-tuning-N</c>; they live as long as their process) counted apart.
     /// </summary>
     private sealed class ProcessSampler : IDisposable
     {
+        private const string TuningThreadPrefix = "tapt-tuning-";
         private readonly Dictionary<int, (double Start, double Peak, double End)> _memory = [];
         private readonly Dictionary<int, TimeSpan> _cpuStart = [];
+        private readonly Dictionary<int, double> _tuningStart = [];
         private readonly Timer _timer;
         private readonly Lock _gate = new();
         private readonly IReadOnlyList<int> _pids;
@@ -377,7 +438,10 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         public void MarkStart()
         {
             foreach (var pid in _pids)
+            {
                 if (Cpu(pid) is { } t) _cpuStart[pid] = t;
+                if (ThreadsCpuSeconds(pid, TuningThreadPrefix) is { } tuning) _tuningStart[pid] = tuning;
+            }
             _clientCpuStart = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
         }
 
@@ -393,6 +457,35 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                 return null;   // the process ended
             }
         }
+
+        /// <summary>CPU seconds of the process's threads whose name starts with the prefix (Linux /proc), or null when it is gone.</summary>
+        private static double? ThreadsCpuSeconds(int pid, string prefix)
+        {
+            try
+            {
+                var ticks = 0L;
+                foreach (var task in Directory.EnumerateDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"))
+                {
+                    string stat;
+                    try { stat = File.ReadAllText(Path.Combine(task, "stat")); }
+                    catch (IOException) { continue; }   // the thread ended
+                    // pid (comm) state ppid ... utime stime: the name may hold spaces, so fields are counted after its ')'.
+                    var open = stat.IndexOf('(');
+                    var close = stat.LastIndexOf(')');
+                    if (open < 0 || close < open || !stat.AsSpan(open + 1, close - open - 1).StartsWith(prefix, StringComparison.Ordinal)) continue;
+                    var fields = stat[(close + 2)..].Split(' ');
+                    ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                }
+                return ticks / ClockTicksPerSecond;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture .NET runs on.</summary>
+        private const double ClockTicksPerSecond = 100.0;
 
         private void Sample()
         {
@@ -415,15 +508,19 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         }
 
         /// <summary>Memory per process; CPU seconds since <see cref="MarkStart"/> per process and of this client.</summary>
-        public (IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds) Stop()
+        public ProcessUsage Stop()
         {
             _timer.Change(Timeout.Infinite, Timeout.Infinite);
             Sample();
             var cpu = new Dictionary<int, double>();
             foreach (var (pid, start) in _cpuStart)
                 if (Cpu(pid) is { } end) cpu[pid] = (end - start).TotalSeconds;
+            var tuning = new Dictionary<int, double>();
+            foreach (var (pid, start) in _tuningStart)
+                if (ThreadsCpuSeconds(pid, TuningThreadPrefix) is { } end && end > 0) tuning[pid] = end - start;
             var client = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - _clientCpuStart).TotalSeconds;
-            lock (_gate) return (_memory.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End)), cpu, client);
+            lock (_gate)
+                return new ProcessUsage(_memory.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End)), cpu, client, tuning);
         }
 
         public void Dispose() => _timer.Dispose();

@@ -15,7 +15,7 @@ public static class LoadTestCommand
 {
     public const string Usage = """
         usage: tapt loadtest --server URL --operator-key KEY [--tenants 20] [--duration 60] [--images 16] [--jobs-per-tenant 1]
-                             [--drain 300] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
+                             [--drain 300] [--warmup 0] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
                              [--baseline] [--baseline-images 160] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
                              [--json] [--json-file FILE]
         Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
@@ -23,12 +23,15 @@ public static class LoadTestCommand
         per tenant, and lets each tenant run --jobs-per-tenant jobs at a time, each of --images Fashion-MNIST test
         images (upload, start, wait for every result), starting new jobs for --duration seconds; then waits up to
         --drain seconds for the jobs in flight. A 429 is counted and waited out (Retry-After). One warm-up job runs first
-        and is not counted. Every image of every job is then checked through GET /api/jobs/{id}/results.
+        and is not counted; with --warmup S every tenant runs jobs for S seconds first, not counted either, so that a
+        freshly started platform's JIT compilation is over before the measurement. Every image of every job is then
+        checked through GET /api/jobs/{id}/results.
         Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
         SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
         and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
         platform's: gateway, silos, Azurite) and so the platform's CPU per image, which other load on the machine
-        distorts far less than images per second.
+        distorts far less than images per second, split into the TAPT engine's own threads (tapt-tuning-N) and the
+        rest (HTTP, grains, storage clients, Azurite, JIT, GC).
         --baseline measures the engine alone in this process, before and after the load (the platform idle): the model directory --model
         (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
         --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
@@ -58,7 +61,8 @@ public static class LoadTestCommand
             TimeSpan.FromSeconds(a.Int("drain", 300, 1, 7200)),
             a.Optional("tenant-prefix") ?? "load",
             a.Optional("platform-model") ?? ModelLocator.DefaultModelName,
-            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList());
+            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList(),
+            TimeSpan.FromSeconds(a.Int("warmup", 0, 0, 3600)));
         var baseline = a.Flag("baseline");
         var baselineImages = a.Int("baseline-images", 160, 1, 100_000);
         var batch = a.Int("batch", 8, 1, 256);
@@ -140,8 +144,9 @@ public static class LoadTestCommand
 
     private static void PrintTable(TextWriter w, LoadSettings s, LoadReport r, EngineRuns? engine)
     {
+        var warmup = s.Warmup > TimeSpan.Zero ? FormattableString.Invariant($" after {s.Warmup.TotalSeconds:0} s of warm-up") : "";
         w.WriteLine(FormattableString.Invariant(
-            $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain)"));
+            $"load: {s.Tenants} tenants x {s.JobsPerTenant} job(s) at a time, {s.ImagesPerJob} images per job, {s.Duration.TotalSeconds:0} s of submissions (+ drain){warmup}"));
         var rows = new List<IReadOnlyList<string>>
         {
             new[] { "jobs started / finished / unfinished", $"{r.JobsStarted} / {r.JobsFinished} / {r.UnfinishedJobs}" },
@@ -161,6 +166,13 @@ public static class LoadTestCommand
             rows.Add(new[] { $"{ProcessLabel(pid)} (pid {pid}) memory MiB start / peak / end", $"{F(m.StartMiB, "0")} / {F(m.PeakMiB, "0")} / {F(m.EndMiB, "0")}" +
                 (r.CpuSeconds.TryGetValue(pid, out var cpu) ? FormattableString.Invariant($"; CPU {cpu:0.0} s") : "") });
         rows.Add(new[] { "CPU per image (ms): platform processes / load client", $"{F(r.PlatformCpuMsPerImage, "0")} / {F(r.ClientCpuMsPerImage, "0")}" });
+        if (!double.IsNaN(r.TuningCpuMsPerImage))
+            rows.Add(new[] { "CPU per image (ms): platform's engine threads / the rest", FormattableString.Invariant(
+                $"{r.TuningCpuMsPerImage:0.0} / {r.NonEngineCpuMsPerImage:0.0}  (rest = {100 * r.NonEngineCpuMsPerImage / r.TuningCpuMsPerImage:0.0}% of the engine threads)") });
+        if (r.GatewayRuntime is { } rt && r.Results > 0)
+            // The runtime times JIT compilation by the clock: on contended cores that is more than its CPU time.
+            rows.Add(new[] { "gateway process: methods JIT-compiled / JIT time / GC pauses", FormattableString.Invariant(
+                $"{rt.MethodsCompiled:0} / {rt.JitSeconds:0.0} s / {rt.GcPauseSeconds:0.00} s  (elapsed, not CPU time)") });
         if (engine is not null)
         {
             var e = engine.Before;
@@ -188,6 +200,7 @@ public static class LoadTestCommand
                 ["jobsPerTenant"] = s.JobsPerTenant,
                 ["imagesPerJob"] = s.ImagesPerJob,
                 ["durationSeconds"] = s.Duration.TotalSeconds,
+                ["warmupSeconds"] = s.Warmup.TotalSeconds,
                 ["platformModel"] = s.PlatformModel,
             },
             ["jobsStarted"] = r.JobsStarted,
@@ -213,6 +226,15 @@ public static class LoadTestCommand
             ["clientCpuSeconds"] = N(r.ClientCpuSeconds),
             ["platformCpuMsPerImage"] = N(r.PlatformCpuMsPerImage),
             ["clientCpuMsPerImage"] = N(r.ClientCpuMsPerImage),
+            ["tuningThreadCpuSeconds"] = new JsonObject(r.TuningCpuSeconds.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), N(kv.Value)))),
+            ["tuningThreadCpuMsPerImage"] = N(r.TuningCpuMsPerImage),
+            ["nonEngineCpuMsPerImage"] = N(r.NonEngineCpuMsPerImage),
+            ["gatewayRuntime"] = r.GatewayRuntime is { } rt ? new JsonObject
+            {
+                ["jitSeconds"] = N(rt.JitSeconds),
+                ["methodsCompiled"] = N(rt.MethodsCompiled),
+                ["gcPauseSeconds"] = N(rt.GcPauseSeconds),
+            } : null,
             ["memory"] = new JsonObject(r.Memory.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)new JsonObject
             {
                 ["name"] = ProcessLabel(kv.Key),
@@ -253,7 +275,7 @@ public static class LoadTestCommand
 }
 
 public sealed record LoadSettings(Uri Server, string OperatorKey, int Tenants, TimeSpan Duration, int ImagesPerJob, int JobsPerTenant,
-    TimeSpan Drain, string TenantPrefix, string PlatformModel, IReadOnlyList<int> Pids);
+    TimeSpan Drain, string TenantPrefix, string PlatformModel, IReadOnlyList<int> Pids, TimeSpan Warmup = default);
 
 /// <summary>Nearest-rank percentiles of a sample (NaN when empty).</summary>
 public sealed record Percentiles(double P50, double P95, double P99, double Max, int Count)
@@ -280,14 +302,31 @@ public sealed record EngineRuns(BaselineResult Before, BaselineResult After)
 
 public sealed record MemoryUse(double StartMiB, double PeakMiB, double EndMiB);
 
+/// <summary>Cumulative .NET runtime totals of one process (seconds of JIT compilation and of GC pauses, methods compiled).</summary>
+public sealed record RuntimeTotals(double JitSeconds, double GcPauseSeconds, double MethodsCompiled)
+{
+    public static RuntimeTotals operator -(RuntimeTotals end, RuntimeTotals start) =>
+        new(end.JitSeconds - start.JitSeconds, end.GcPauseSeconds - start.GcPauseSeconds, end.MethodsCompiled - start.MethodsCompiled);
+}
+
 public sealed record LoadReport(
     int JobsStarted, int JobsFinished, int UnfinishedJobs, int ImagesSubmitted, int Results, int Lost, int Duplicates, int FailedResults,
     int LiveMissing, int LiveDuplicates, int Resyncs, double Seconds, double ImagesPerSecond, double WindowImagesPerSecond,
     Percentiles Latency, Percentiles Delivery, Percentiles RecordedToClient, IReadOnlyDictionary<string, int> TooMany,
-    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds)
+    IReadOnlyDictionary<int, MemoryUse> Memory, int Errors, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds,
+    IReadOnlyDictionary<int, double> TuningCpuSeconds)
 {
     /// <summary>CPU milliseconds per result of the watched processes (the platform), or NaN without any.</summary>
     public double PlatformCpuMsPerImage => CpuSeconds.Count == 0 || Results == 0 ? double.NaN : 1000 * CpuSeconds.Values.Sum() / Results;
+
+    /// <summary>Of <see cref="PlatformCpuMsPerImage"/>, the TAPT engine's own threads (NaN when no watched process has any).</summary>
+    public double TuningCpuMsPerImage => TuningCpuSeconds.Count == 0 || Results == 0 ? double.NaN : 1000 * TuningCpuSeconds.Values.Sum() / Results;
+
+    /// <summary>The platform's CPU per image besides its engine threads: gateway, grains, storage clients, Azurite, JIT, GC.</summary>
+    public double NonEngineCpuMsPerImage => PlatformCpuMsPerImage - TuningCpuMsPerImage;
+
+    /// <summary>JIT compilation and GC pauses of the gateway's process during the load (its /metrics), when it serves them.</summary>
+    public RuntimeTotals? GatewayRuntime { get; init; }
 
     public double ClientCpuMsPerImage => Results == 0 ? double.NaN : 1000 * ClientCpuSeconds / Results;
 }

@@ -80,7 +80,7 @@ public static class TaptGatewayExtensions
                 gatewayPort: int.Parse(configuration["Orleans:GatewayPort"] ?? "30000", CultureInfo.InvariantCulture))
             .UseTaptAzureClustering(storage)
             .UseTaptAzureReminders(storage)
-            .AddTaptStorage(storage)
+            .AddTaptStorage(storage, configuration.TaptJobs())
             .UseTaptRole(configuration)
             .AddActivityPropagation();
     }

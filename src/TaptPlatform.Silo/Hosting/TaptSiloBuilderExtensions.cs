@@ -65,6 +65,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
+        silo.Services.TryAddSingleton<InputMemory>();
         silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(new BlobServiceClient(storage.ConnectionString)));
         var jobOptions = silo.Services.AddOptions<JobOptions>();
         if (jobs is not null) jobOptions.Configure(jobs);
@@ -115,6 +116,10 @@ public static class TaptSiloBuilderExtensions
                 models.Root ??= DefaultModelRoot();
             });
     }
+
+    /// <summary>The job scheduling options from <c>Tapt:Jobs</c> (see <see cref="JobOptions"/>).</summary>
+    public static Action<JobOptions> TaptJobs(this IConfiguration configuration) =>
+        jobs => configuration.GetSection("Tapt:Jobs").Bind(jobs);
 
     /// <summary>The storage settings from <c>Tapt:Storage</c> (Azurite's development account by default).</summary>
     public static TaptStorageOptions TaptStorage(this IConfiguration configuration)
