@@ -3,6 +3,13 @@
 # role, the HTTP API, the SignalR hub and the web console), running the default model models/fashion-clip-small.
 # Prints the console URL and a ready tenant key. Ctrl+C stops everything; a restart keeps tenants, jobs and results.
 #
+#   ./run.sh          start (stays in the foreground; Ctrl+C or SIGTERM stops the gateway, then Azurite)
+#   ./run.sh stop     stop the processes of a run.sh of this data folder (by their pid files in $TAPT_DATA/pids)
+#
+# Azurite and the gateway run in their own sessions; each writes its pid (also its process group) to $TAPT_DATA/pids
+# itself. A watcher, in its own session too, runs `./run.sh stop` if this script dies without stopping them
+# (SIGKILL, `timeout -s KILL`, a closed terminal), so they are never left behind.
+#
 # Needs the .NET SDK and Node.js (npm); installs Azurite into .tools/azurite on first use.
 # Settings (environment):
 #   TAPT_PORT (5000)            the gateway's HTTP port (loopback; TAPT_HOST=0.0.0.0 to listen on every interface)
@@ -39,10 +46,75 @@ die() { say "error: $*"; exit 1; }
 json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let v=JSON.parse(s);for(const k of process.argv[1].split("."))v=v?.[k];if(v!==undefined&&v!==null)console.log(v)})' "$1"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+PIDS=$DATA/pids
+# running PID: the process exists and is not a zombie.
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+# pid_of NAME: the pid of NAME (azurite, gateway, watcher, run) of this data folder while that process runs, else nothing.
+pid_of() {
+  local pid args
+  [ -s "$PIDS/$1" ] || return 0
+  pid=$(cat "$PIDS/$1")
+  running "$pid" || return 0
+  # A pid file can outlive its process (a reboot): only a process that is what the file says counts.
+  args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  case "$1:$args" in
+    azurite:*"$DATA/azurite"* | gateway:*TaptPlatform.Gateway.dll* | watcher:*run-sh-watcher* | run:*run.sh*) echo "$pid" ;;
+  esac
+  return 0
+}
+# stop_process NAME SECONDS: SIGTERM to its process group, SIGKILL after SECONDS; forgets its pid file.
+stop_process() {
+  local name=$1 seconds=$2 pid
+  pid=$(pid_of "$name")
+  if [ -n "$pid" ]; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((seconds * 10))); do running "$pid" || break; sleep 0.1; done
+    if running "$pid"; then
+      say "$name did not stop in ${seconds}s: killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$PIDS/$name"
+}
+# stop_all: the gateway first (its silo leaves the cluster while storage is still up), Azurite last.
+stop_all() {
+  stop_process gateway 30
+  stop_process azurite 15
+}
+# spawn NAME LOG COMMAND...: COMMAND in a new session; the pid file holds COMMAND's own pid (it writes it, then execs).
+spawn() {
+  local name=$1 log=$2; shift 2
+  rm -f "$PIDS/$name"
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name" "$@" >"$log" 2>&1 </dev/null &
+  for _ in $(seq 1 100); do [ -s "$PIDS/$name" ] && return 0; sleep 0.05; done
+  die "$name did not start"
+}
+
+case "${1:-}" in
+  "") ;;
+  stop)
+    [ -d "$PIDS" ] || exit 0
+    # The watcher itself execs `run.sh stop` when the script it watched died: then this is the watcher.
+    [ "$(pid_of watcher)" = $$ ] || stop_process watcher 1
+    stop_all
+    rm -f "$PIDS/watcher" "$PIDS/run"
+    exit 0 ;;
+  *) echo "usage: $0 [stop]" >&2; exit 2 ;;
+esac
+
 command -v dotnet >/dev/null || die "the .NET SDK is required (https://dot.net)"
 command -v npm >/dev/null || die "Node.js and npm are required (apt-get install nodejs npm)"
-mkdir -p "$DATA/azurite" "$DATA/logs"
+mkdir -p "$DATA/azurite" "$DATA/logs" "$PIDS"
 chmod 700 "$DATA"
+# A run.sh of this data folder still runs, or one was killed without its watcher: refuse, or clean up after it.
+if [ -n "$(pid_of run)" ] && [ "$(pid_of run)" != $$ ]; then
+  die "run.sh already runs with $DATA (pid $(pid_of run)); stop it with Ctrl+C there or ./run.sh stop"
+fi
+if [ -n "$(pid_of gateway)$(pid_of azurite)" ]; then
+  say "stopping the gateway and Azurite left running by an earlier run.sh"
+  stop_all
+fi
+echo $$ >"$PIDS/run"
 
 # ---- install what is missing ------------------------------------------------------------------------------------
 AZURITE=$ROOT/.tools/azurite/node_modules/.bin/azurite
@@ -68,35 +140,41 @@ OPERATOR_KEY=$(cat "$DATA/operator-key")
 
 # ---- start ---------------------------------------------------------------------------------------------------------
 # Azurite and the gateway run in their own sessions (setsid), so Ctrl+C reaches only this script, which then stops
-# the gateway first (its silo leaves the cluster while storage is still up) and Azurite last.
-AZ_PID="" GW_PID=""
+# them: the gateway first, Azurite last. Further Ctrl+C during the stop are ignored so it cannot be cut short.
+STOPPING=""
 stop() {
-  trap - INT TERM EXIT
+  local code=${1:-0}
+  [ -n "$STOPPING" ] && exit "$code"
+  STOPPING=1
+  trap '' INT TERM HUP
   say "stopping"
-  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$GW_PID" 2>/dev/null || true
-  fi
-  if [ -n "$AZ_PID" ] && kill -0 "$AZ_PID" 2>/dev/null; then
-    kill -TERM "$AZ_PID" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$AZ_PID" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$AZ_PID" 2>/dev/null || true
-  fi
-  wait 2>/dev/null || true
-  say "stopped (data kept in $DATA)"
+  stop_all
+  local status=""
+  # The gateway is this script's child: its exit status tells whether it stopped cleanly (0) or was killed.
+  if [ -n "${GW_PID:-}" ]; then wait "$GW_PID" 2>/dev/null && status=0 || status=$?; [ "$status" = 127 ] && status=""; fi
+  stop_process watcher 1
+  rm -f "$PIDS/run"
+  say "stopped${status:+ (the gateway exited with status $status)}; data kept in $DATA"
+  exit "$code"
 }
-trap stop INT TERM EXIT
+trap 'stop 130' INT
+trap 'stop 143' TERM
+trap 'stop 129' HUP
+trap 'stop $?' EXIT
+
+# The watcher: if this script disappears without stopping (SIGKILL), it stops what this script started.
+TAPT_DATA=$DATA spawn watcher /dev/null bash -c 'while ps -o stat= -p "$1" 2>/dev/null | grep -qv "^Z"; do sleep 1; done; exec "$2" stop' \
+  run-sh-watcher $$ "$ROOT/run.sh"
 
 for p in "$BLOB" "$QUEUE" "$TABLE"; do port_busy "$p" && die "port $p is in use (another Azurite?); set TAPT_AZURITE_PORT"; done
 port_busy "$PORT" && die "port $PORT is in use; set TAPT_PORT"
 
 say "starting Azurite on 127.0.0.1:$BLOB-$TABLE (data in $DATA/azurite)"
-setsid "$AZURITE" --silent --skipApiVersionCheck --loose --location "$DATA/azurite" \
+spawn azurite "$DATA/logs/azurite.log" "$AZURITE" --silent --skipApiVersionCheck --loose --disableTelemetry --location "$DATA/azurite" \
   --blobHost 127.0.0.1 --blobPort "$BLOB" --queueHost 127.0.0.1 --queuePort "$QUEUE" \
-  --tableHost 127.0.0.1 --tablePort "$TABLE" >"$DATA/logs/azurite.log" 2>&1 &
-AZ_PID=$!
-for _ in $(seq 1 120); do port_busy "$BLOB" && port_busy "$TABLE" && break; kill -0 "$AZ_PID" 2>/dev/null || die "Azurite exited (see $DATA/logs/azurite.log)"; sleep 0.5; done
+  --tableHost 127.0.0.1 --tablePort "$TABLE"
+AZ_PID=$(cat "$PIDS/azurite")
+for _ in $(seq 1 120); do port_busy "$BLOB" && port_busy "$TABLE" && break; running "$AZ_PID" || die "Azurite exited (see $DATA/logs/azurite.log)"; sleep 0.5; done
 port_busy "$TABLE" || die "Azurite did not start"
 
 ACCOUNT=devstoreaccount1
@@ -116,11 +194,11 @@ TAPT__DASHBOARD__ENABLED="$DASHBOARD" \
 LOGGING__CONSOLE__FORMATTERNAME="$LOG_FORMAT" \
 ORLEANS__CLUSTERID=tapt-local \
 ORLEANS__SERVICEID=tapt-platform \
-  setsid dotnet "$GATEWAY_DLL" >"$DATA/logs/gateway.log" 2>&1 &
-GW_PID=$!
+  spawn gateway "$DATA/logs/gateway.log" dotnet "$GATEWAY_DLL"
+GW_PID=$(cat "$PIDS/gateway")
 for i in $(seq 1 240); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health/ready" || true)" = 200 ] && break
-  kill -0 "$GW_PID" 2>/dev/null || { tail -n 30 "$DATA/logs/gateway.log" >&2; die "the gateway exited (see $DATA/logs/gateway.log)"; }
+  running "$GW_PID" || { tail -n 30 "$DATA/logs/gateway.log" >&2; die "the gateway exited (see $DATA/logs/gateway.log)"; }
   [ "$i" = 240 ] && die "the gateway did not become ready in 2 minutes (see $DATA/logs/gateway.log)"
   sleep 0.5
 done
@@ -180,8 +258,9 @@ cat >&2 <<EOF
   Try it:
     dotnet run --project src/TaptPlatform.Cli -- submit --server $URL --key \$(cat $DATA/tenant-key) --vocabulary fashion IMAGES_DIR --watch
 
-  Ctrl+C stops everything; ./run.sh again resumes with the same tenants, jobs and results.
+  Ctrl+C (or ./run.sh stop) stops everything; ./run.sh again resumes with the same tenants, jobs and results.
 
 EOF
-# Stay in the foreground until the gateway ends or Ctrl+C (the trap stops both processes).
-wait "$GW_PID" || true
+# Stay in the foreground until the gateway ends or Ctrl+C (the traps stop both processes). `wait` returns at a signal.
+while running "$GW_PID"; do wait "$GW_PID" 2>/dev/null || sleep 1; done
+say "the gateway exited (see $DATA/logs/gateway.log)"

@@ -177,7 +177,8 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// <summary>A stored artifact by its path under the job (e.g. <c>adversarial/eps0/00003/apt.png</c>).</summary>
     Task<EvaluationFile> GetArtifactAsync(string tenantId, string path);
 
-    Task SubscribeAsync(string tenantId, IJobObserver observer);
+    /// <summary>Subscribes (or renews) a progress observer; true when this activation already had it (as <see cref="IJobGrain.SubscribeAsync"/>).</summary>
+    Task<bool> SubscribeAsync(string tenantId, IJobObserver observer);
 
     Task UnsubscribeAsync(string tenantId, IJobObserver observer);
 

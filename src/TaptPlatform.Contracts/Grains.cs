@@ -113,8 +113,12 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>The job's stored artifacts (inputs, results, audit records).</summary>
     Task<ImmutableArray<ArtifactInfo>> ListArtifactsAsync(string tenantId);
 
-    /// <summary>Subscribes (or renews) a progress observer.</summary>
-    Task SubscribeAsync(string tenantId, IJobObserver observer);
+    /// <summary>
+    /// Subscribes (or renews) a progress observer. True when this activation already had it (a renewal); false when it
+    /// did not: a first subscription, or the job was reactivated since (its silo died, or it moved), so the events
+    /// of the meantime never reached the observer.
+    /// </summary>
+    Task<bool> SubscribeAsync(string tenantId, IJobObserver observer);
 
     Task UnsubscribeAsync(string tenantId, IJobObserver observer);
 

@@ -12,7 +12,16 @@ builder.AddTaptOrleans();
 builder.AddTaptGateway();
 var app = builder.Build();
 app.MapTaptGateway();
-app.Run();
+// Read now: the lifetime cannot be asked once the host has been disposed.
+var stopping = app.Lifetime.ApplicationStopping;
+try
+{
+    app.Run();
+}
+catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+{
+    // Asked to stop (SIGTERM, Ctrl+C) while still starting: the start was cancelled, which is no crash.
+}
 
 /// <summary>The entry point, visible to the integration tests' WebApplicationFactory.</summary>
 public partial class Program;

@@ -79,6 +79,7 @@ public sealed class JobGrain(
         if (S.Definition is null || S.State != JobState.Running) return;
         using var scope = LogScope();
         await ReconcileResultsAsync(cancellationToken);
+        log.LogInformation("Job {Job} resumes: {Results} of {Images} images have a result", JobId, S.Results.Count, S.Images.Count);
         if (S.Results.Count >= S.Images.Count) await CompleteAsync();
         else StartDispatching();
     }
@@ -269,11 +270,12 @@ public sealed class JobGrain(
         return [.. await store.ListAsync(def.TenantId, JobId)];
     }
 
-    public Task SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
+        var known = _observers.Observers.ContainsKey(observer);
         _observers.Subscribe(observer, observer);
-        return Task.CompletedTask;
+        return Task.FromResult(known);
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
@@ -406,10 +408,10 @@ public sealed class JobGrain(
             }
             catch (Exception e)
             {
-                // No accelerator silo (placement fails), the model's silo died, a timeout: wait and try again.
+                // No accelerator silo (placement fails), the model's silo died, storage is down, a timeout: wait and try again.
                 activity?.AddEvent(new ActivityEvent("retry", tags: new ActivityTagsCollection { ["exception.type"] = e.GetType().Name }));
                 log.LogDebug(e, "Job {Job}: image {Index} waits ({Error})", JobId, index, e.Message);
-                await SetWaitingAsync($"waiting for an accelerator silo ({e.GetType().Name})");
+                await SetWaitingAsync(WaitReasons.For(e));
             }
             try
             {
@@ -579,6 +581,9 @@ public sealed class JobGrain(
     private async Task SetWaitingAsync(string? waiting)
     {
         if (_waiting == waiting) return;
+        // Transitions only: one line when the job starts waiting and one when it dispatches again.
+        if (waiting is null) log.LogInformation("Job {Job} dispatches again after waiting ({Waiting})", JobId, _waiting);
+        else if (_waiting is null) log.LogInformation("Job {Job} waits: {Waiting}", JobId, waiting);
         _waiting = waiting;
         await NotifyProgressAsync();
     }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using TaptPlatform.Silo.Hosting;
 
@@ -27,4 +28,14 @@ builder.UseOrleans(silo => silo
     .AddTaptStorage(storage, builder.Configuration.TaptJobs())
     .UseTaptRole(builder.Configuration)
     .AddActivityPropagation());
-await builder.Build().RunAsync();
+var host = builder.Build();
+// Read now: the lifetime cannot be asked once the host has been disposed.
+var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+try
+{
+    await host.RunAsync();
+}
+catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+{
+    // Asked to stop (SIGTERM, Ctrl+C) while still starting: the start was cancelled, which is no crash.
+}

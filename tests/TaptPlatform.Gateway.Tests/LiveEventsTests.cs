@@ -4,6 +4,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Core.Internal;
+using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Api;
 using TaptPlatform.Gateway.Live;
 using TaptPlatform.Gateway.Tests.Infrastructure;
@@ -143,6 +145,31 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
         }
     }
 
+    [Fact]
+    public async Task Followers_of_a_job_reactivated_without_their_subscription_get_a_resync_and_catch_up_from_a_fresh_snapshot()
+    {
+        var (_, key, http) = await gateway.TenantWithSetupAsync("moved", steps: 1, views: 8);
+        using var _ = http;
+        var jobId = await GatewayFixture.CreateJobAsync(http, "moved");
+        await GatewayFixture.UploadAsync(http, jobId, GatewayFixture.FashionImages(Enumerable.Range(0, 6)));
+        await using var client = await LiveClient.ConnectAsync(gateway, key);
+        await client.SubscribeAsync(jobId);
+
+        // The job grain is reactivated without the gateway's observer (as after its silo died) and runs to the end.
+        var grains = gateway.Factory.Services.GetRequiredService<IGrainFactory>();
+        await grains.GetGrain<IJobGrain>(jobId).AsReference<IGrainManagementExtension>().DeactivateOnIdle();
+        (await http.PostAsync($"/api/jobs/{jobId}/start", null)).EnsureSuccessStatusCode();
+        await GatewayFixture.WaitForJobAsync(http, jobId, TimeSpan.FromMinutes(1));
+
+        // The next renewal finds out and tells the follower, whose fresh snapshot holds every result.
+        await gateway.Factory.Services.GetRequiredService<JobEventBridge>().RenewAsync(CancellationToken.None);
+        var resync = await client.Resync.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(jobId, resync.JobId);
+        var snapshot = await client.SubscribeAsync(jobId);
+        Assert.Equal(JobState.Completed, snapshot.Job.State);
+        Assert.Equal(Enumerable.Range(0, 6), snapshot.Results.Select(r => r.Index).Order());
+    }
+
     private static string JobStateName(string s) => s;
 
     /// <summary>A .NET SignalR client following jobs and recording what it receives.</summary>
@@ -156,6 +183,7 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
         public ConcurrentDictionary<int, (DateTimeOffset Server, DateTimeOffset Received)> ResultTimes { get; } = new();
         public ConcurrentQueue<JobProgressEvent> Progress { get; } = new();
         public TaskCompletionSource<JobProgressEvent> Final { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<ResyncEvent> Resync { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public int DuplicateResults;
 
         public static async Task<LiveClient> ConnectAsync(GatewayFixture gateway, string key, Uri? baseAddress = null)
@@ -180,6 +208,7 @@ public sealed class LiveEventsTests(GatewayFixture gateway)
                 client.Progress.Enqueue(p);
                 if (p.IsFinal) client.Final.TrySetResult(p);
             });
+            connection.On<ResyncEvent>(JobsHubMethods.Resync, e => client.Resync.TrySetResult(e));
             await connection.StartAsync();
             return client;
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Azure.Storage.Blobs;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Core.Internal;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tests.Infrastructure;
@@ -60,6 +61,24 @@ public sealed class JobTests(PlatformFixture platform)
         await WaitUntil(() => observer.Completed.Count == 24 && observer.Progress.LastOrDefault()?.State == JobState.Completed, TimeSpan.FromSeconds(10));
         Assert.Equal(Enumerable.Range(0, 24), observer.Completed.Keys.Order());
         Assert.Equal(Enumerable.Range(0, 24), observer.Steps.Select(s => s.ImageIndex).Distinct().Order());
+    }
+
+    [Fact]
+    public async Task Subscribing_tells_a_renewal_from_a_job_reactivated_since_which_lost_its_observers()
+    {
+        var cluster = await platform.ClusterAsync();
+        var tenantId = PlatformFixture.NewTenant();
+        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(cluster.Client, tenantId, TestModels.Tiny);
+        var job = cluster.Client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default"))).JobId);
+        var reference = cluster.Client.CreateObjectReference<IJobObserver>(new RecordingObserver());
+
+        Assert.False(await job.SubscribeAsync(tenantId, reference));   // first subscription
+        Assert.True(await job.SubscribeAsync(tenantId, reference));    // renewal
+
+        // As when its silo dies: a new activation of the job knows no observer, so the next renewal says so.
+        await job.AsReference<IGrainManagementExtension>().DeactivateOnIdle();
+        Assert.False(await job.SubscribeAsync(tenantId, reference));
+        Assert.True(await job.SubscribeAsync(tenantId, reference));
     }
 
     [Fact]

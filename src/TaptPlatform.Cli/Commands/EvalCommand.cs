@@ -85,6 +85,8 @@ public static class EvalCommand
                 ["seconds_per_image"] = report.SecondsPerImage,
                 ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["design"] = artifact.Shape.Design.ToString() },
             };
+            if (report.ViewsVote is var (voteClean, voteRobust))
+                o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };
             Console.WriteLine(o.ToJsonString());
             return 0;
         }
@@ -93,6 +95,8 @@ public static class EvalCommand
         Console.WriteLine($"{"CLIP",-8} {report.Clean.Clip,8:P1} {report.Robust.Clip,8:P1}");
         Console.WriteLine($"{"APT",-8} {report.Clean.Apt,8:P1} {report.Robust.Apt,8:P1}");
         Console.WriteLine($"{"TAPT",-8} {report.Clean.Tapt,8:P1} {report.Robust.Tapt,8:P1}");
+        if (report.ViewsVote is var (vClean, vRobust))
+            Console.WriteLine($"{"(views)",-8} {vClean,8:P1} {vRobust,8:P1}   the selected views' vote before tuning; a step pulls TAPT towards it");
         Console.WriteLine($"gradient: {report.Gradient}");
         Console.WriteLine($"{report.SecondsPerImage:F2} s per image (all methods and attacks)");
         return 0;

@@ -142,8 +142,12 @@ public sealed class LiveOptions
     /// <summary>A connection whose single send takes longer than this is closed (it is not reading).</summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How often the gateway renews its observer subscriptions (the job grains forget them after 5 minutes).</summary>
-    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromMinutes(1);
+    /// <summary>
+    /// How often the gateway renews its observer subscriptions (the job grains forget them after 5 minutes). A renewal
+    /// also finds a job that was reactivated elsewhere (its silo died) and lost its observers: its followers get a
+    /// <c>resync</c>, so this is also the longest a follower waits for live events again after a silo failure.
+    /// </summary>
+    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Most results a snapshot carries (the rest are a paged HTTP request away).</summary>
     public int SnapshotResults { get; set; } = 2000;

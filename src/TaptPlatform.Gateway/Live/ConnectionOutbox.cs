@@ -163,6 +163,17 @@ public sealed class ConnectionOutbox : IAsyncDisposable
         Wake();
     }
 
+    /// <summary>Tells the connection to subscribe to the job again for a fresh snapshot (live events of the job were missed).</summary>
+    public void PostResync(string jobId, string reason)
+    {
+        lock (_gate)
+        {
+            if (!_jobs.Contains(jobId)) return;
+            _resync.TryAdd(jobId, reason);
+        }
+        Wake();
+    }
+
     public void PostProgress(JobProgressEvent progress)
     {
         lock (_gate)

@@ -124,7 +124,7 @@ public sealed class JobEventBridge(
         }
     }
 
-    private Task SubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
+    private Task<bool> SubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
         ? grains.GetGrain<IEvaluationJobGrain>(jobId).SubscribeAsync(tenantId, observer)
         : grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(tenantId, observer);
 
@@ -220,7 +220,10 @@ public sealed class JobEventBridge(
         }
     }
 
-    /// <summary>Renews the subscriptions of followed jobs and drops the rest.</summary>
+    /// <summary>
+    /// Renews the subscriptions of followed jobs and drops the rest. A job that no longer knew the subscription was
+    /// reactivated since (its silo died, or it moved) and sent its events to no one: its followers get a resync.
+    /// </summary>
     internal async Task RenewAsync(CancellationToken ct)
     {
         foreach (var (jobId, watch) in _watches)
@@ -233,9 +236,10 @@ public sealed class JobEventBridge(
                     _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
                     if (_reference is not null) await UnsubscribeGrainAsync(jobId, watch.TenantId, _reference);
                 }
-                else
+                else if (!await SubscribeGrainAsync(jobId, watch.TenantId, await ReferenceAsync()))
                 {
-                    await SubscribeGrainAsync(jobId, watch.TenantId, await ReferenceAsync());
+                    log.LogInformation("Job {Job} had lost this gateway's subscription (reactivated elsewhere); its {Followers} follower(s) resync", jobId, watch.Followers.Length);
+                    foreach (var f in watch.Followers) f.PostResync(jobId, "the job was reactivated and live events were missed: subscribe again for a fresh snapshot");
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -174,11 +174,12 @@ public sealed class EvaluationJobGrain(
         return new EvaluationFile(f.Content.ToArray(), f.ContentType);
     }
 
-    public Task SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
+        var known = _observers.Observers.ContainsKey(observer);
         _observers.Subscribe(observer, observer);
-        return Task.CompletedTask;
+        return Task.FromResult(known);
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
@@ -285,7 +286,7 @@ public sealed class EvaluationJobGrain(
                     catch (Exception e)
                     {
                         log.LogInformation("Evaluation {Job}: ε#{K} waits ({Error})", JobId, k, e.Message);
-                        _waiting = $"waiting for an accelerator silo ({e.GetType().Name})";
+                        _waiting = WaitReasons.For(e);
                         await NotifyAsync();
                         await Task.Delay(delay);
                         delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));

@@ -20,7 +20,12 @@ public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol
 public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
 
 /// <summary>One image's outcome: label and the prediction of each method, clean and attacked.</summary>
-public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptClean, int TaptClean, int ClipRobust, int AptRobust, int TaptRobust);
+public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptClean, int TaptClean, int ClipRobust, int AptRobust, int TaptRobust)
+{
+    /// <summary>The selected views' vote before tuning (<see cref="TaptResult.ViewsPrediction"/>) on the clean and the attacked image; −1 without steps.</summary>
+    public int ViewsClean { get; init; } = -1;
+    public int ViewsRobust { get; init; } = -1;
+}
 
 /// <summary>
 /// One evaluated batch: outcomes and the pixels (CHW floats in [0,1], <paramref name="Height"/>×<paramref name="Width"/>) of the clean
@@ -46,7 +51,11 @@ public sealed record EvaluationReport(
     MethodAccuracies Robust,
     string Gradient,
     double SecondsPerImage,
-    IReadOnlyList<ImageOutcome> Images);
+    IReadOnlyList<ImageOutcome> Images)
+{
+    /// <summary>Accuracy of the selected views' vote before tuning (clean, attacked), a diagnostic of TAPT's signal; null without steps.</summary>
+    public (double Clean, double Robust)? ViewsVote { get; init; }
+}
 
 /// <summary>
 /// Clean and robust accuracy of plain CLIP (hand-crafted prompts), the pre-trained prompts alone
@@ -89,8 +98,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             LogitsFunction clipFn = img => clip.Classify(img, vocabulary, null);
             LogitsFunction aptFn = img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial);
             int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
-            int[] Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary)
-                .Select(r => r.Prediction).ToArray();
+            IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
 
             var batchClock = Stopwatch.StartNew();
             var clipClean = Predict(clipFn, x);
@@ -102,7 +110,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var advApt = attack.Perturb(aptFn, x, y, generator);
             var aptRobust = Predict(aptFn, advApt);
 
-            int[] taptRobust;
+            IReadOnlyList<TaptResult> taptRobust;
             Tensor? advTaptImages = null;
             if (options.Protocol == EvaluationProtocol.NonAdaptive)
             {
@@ -130,7 +138,11 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                 advTaptImages = advTapt;
             }
             for (var i = 0; i < batch.Length; i++)
-                outcomes.Add(new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i], clipRobust[i], aptRobust[i], taptRobust[i]));
+                outcomes.Add(new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i].Prediction, clipRobust[i], aptRobust[i], taptRobust[i].Prediction)
+                {
+                    ViewsClean = taptClean[i].ViewsPrediction ?? -1,
+                    ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
+                });
             if (onBatch is not null)
             {
                 static float[][] Rows(Tensor t)
@@ -156,6 +168,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
             options.Protocol == EvaluationProtocol.Adaptive ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples) : NonAdaptiveGradient,
             clock.Elapsed.TotalSeconds / Math.Max(1, outcomes.Count),
-            outcomes);
+            outcomes)
+        {
+            ViewsVote = outcomes.Count > 0 && outcomes.All(o => o.ViewsClean >= 0 && o.ViewsRobust >= 0) ? (Acc(o => o.ViewsClean), Acc(o => o.ViewsRobust)) : null,
+        };
     }
 }

@@ -92,6 +92,7 @@ public sealed class TaptDefense
         float[][]? apt = null;
         float[][]? current;
         StatisticsDistances[]? distances = null;
+        long[]? votes = null;
         var layers = _alignAdv is null || _alignClean is null ? 0
             : Math.Min(o.AlignmentLayers, Math.Min(_alignAdv.Layers, _alignClean.Layers));
 
@@ -121,6 +122,7 @@ public sealed class TaptDefense
                     var all = GroupedLogits(views, vocabulary, prompts, k, v, null, 0);
                     if (step == 1) apt = Rows(all.select(1, 0).softmax(-1));
                     selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+                    if (step == 1) votes = Vote(all, selected);
                 }
                 var chosen = Gather(views, selected, v);
                 logitsSel = GroupedLogits(chosen, vocabulary, prompts, k, sel, blocks, layers);
@@ -130,7 +132,11 @@ public sealed class TaptDefense
                 // The straightforward form: every view with autograd, then select.
                 var allBlocks = new List<Tensor>();
                 var all = GroupedLogits(views, vocabulary, prompts, k, v, allBlocks, layers);
-                using (no_grad()) selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+                using (no_grad())
+                {
+                    selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+                    if (step == 1) votes = Vote(all.detach(), selected);
+                }
                 var index = selected.unsqueeze(-1).expand(-1, -1, c);
                 logitsSel = all.gather(1, index);
                 foreach (var b in allBlocks)
@@ -212,7 +218,15 @@ public sealed class TaptDefense
         return Enumerable.Range(0, k).Select(i => new TaptResult(i,
             ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
             reports[i], distances?[i], seconds)
-        { TunedPrompts = tunedValues?[i] }).ToArray();
+        { TunedPrompts = tunedValues?[i], ViewsPrediction = votes is null ? null : (int)votes[i] }).ToArray();
+    }
+
+    /// <summary>Per image, argmax of the mean probability of its selected views: [K, V, C] logits, [K, sel] indices.</summary>
+    private static long[] Vote(Tensor logits, Tensor selected)
+    {
+        using var scope = NewDisposeScope();
+        var index = selected.unsqueeze(-1).expand(-1, -1, logits.shape[2]);
+        return logits.gather(1, index).softmax(-1).mean([1]).argmax(-1).cpu().data<long>().ToArray();
     }
 
     /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice.</summary>

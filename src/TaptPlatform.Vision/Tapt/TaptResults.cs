@@ -40,4 +40,10 @@ public sealed record TaptResult(
 
     /// <summary>The tuned prompts by name (e.g. "visual.0", "text.3"), when <see cref="TaptOptions.ReturnTunedPrompts"/> is set; for audit records.</summary>
     public IReadOnlyDictionary<string, float[]>? TunedPrompts { get; init; }
+
+    /// <summary>
+    /// The selected views' vote before tuning: argmax of their mean probability under P_adv (null without steps).
+    /// Entropy minimisation can only pull the original image's prediction towards it, so it bounds what a step can fix.
+    /// </summary>
+    public int? ViewsPrediction { get; init; }
 }

@@ -44,12 +44,31 @@ public class TaptDefenseTests
         for (var i = 0; i < inputs.Length; i++)
         {
             AssertSameProbabilities(plain[i], fast[i]);
+            Assert.Equal(plain[i].ViewsPrediction, fast[i].ViewsPrediction);
             for (var s = 0; s < Fast.Steps; s++)
             {
                 Assert.Equal(plain[i].Steps[s].SelectedViews, fast[i].Steps[s].SelectedViews);
                 Assert.Equal(plain[i].Steps[s].TotalLoss, fast[i].Steps[s].TotalLoss, 4);
             }
         }
+    }
+
+    [Fact]
+    public void Views_prediction_is_the_vote_of_the_selected_views_under_the_pretrained_prompts()
+    {
+        using var t = new TinyTapt();
+        var options = Fast with { Views = 8, SelectionFraction = 1, Steps = 1 };
+        var input = new TaptInput(t.Image(4), 17);
+        var result = new TaptDefense(t.Clip, t.Artifact, options).Classify([input], t.Vocabulary)[0];
+
+        using var scope = NewDisposeScope();
+        var views = new ViewAugmenter().Views(input.Image, options.Views, new Random(input.Seed));
+        using var _ = no_grad();
+        var vote = t.Clip.Classify(views, t.Vocabulary, t.Artifact.Adversarial).softmax(-1).mean([0]).argmax().item<long>();
+        Assert.Equal((int)vote, result.ViewsPrediction);
+
+        var untuned = new TaptDefense(t.Clip, t.Artifact, options with { Steps = 0 }).Classify([input], t.Vocabulary)[0];
+        Assert.Null(untuned.ViewsPrediction);
     }
 
     [Fact]
