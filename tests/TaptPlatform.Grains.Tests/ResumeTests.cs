@@ -21,21 +21,11 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
     {
         await using var cluster = await TaptCluster.StartAsync(platform.Storage.ConnectionString);
         var client = cluster.Client;
-        var tenantId = PlatformFixture.NewTenant("crash");
-        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(client, tenantId, TestModels.Tiny, views: 64, steps: 4);
-        var job = client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default", Seed: 11))).JobId);
         const int images = 120;
-        await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(100, images)));
-        var clock = Stopwatch.StartNew();
-        await job.StartAsync(tenantId);
+        var (tenantId, job, clock) = await StartJobAsync(client, "crash", seed: 11, firstImage: 100, images);
 
         // Crash (or stop) the accelerator silo mid-job.
-        JobStatus status;
-        do
-        {
-            await Task.Delay(50);
-            status = await job.GetStatusAsync(tenantId);
-        } while (status.Counts.Completed < 5);
+        var status = await WaitForCompletedAsync(job, tenantId, 5);
         Assert.Equal(JobState.Running, status.State);
         Assert.True(status.Counts.Remaining > 0, "the job finished before the silo could be stopped");
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: {(crash ? "killing" : "stopping")} the accelerator silo at {status.Counts}");
@@ -64,13 +54,7 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
 
         Assert.Equal(JobState.Completed, done.State);
         Assert.Equal(new JobCounts(images, images, 0, done.Counts.Flagged), done.Counts);
-        var page = await job.GetResultsAsync(tenantId, 0, 1000);
-        Assert.Equal(Enumerable.Range(0, images), page.Items.Select(r => r.Index));
-        var container = new BlobServiceClient(platform.Storage.ConnectionString).GetBlobContainerClient(BlobArtifactStore.ContainerName(tenantId));
-        var results = new List<string>();
-        await foreach (var b in container.GetBlobsAsync(new GetBlobsOptions { Prefix = $"jobs/{job.GetPrimaryKeyString()}/{ArtifactKinds.Results}/" })) results.Add(b.Name);
-        Assert.Equal(images, results.Count);
-        Assert.Equal(images, results.Distinct().Count());
+        await AssertOneResultPerImageAsync(job, tenantId, images);
         var host = await client.GetGrain<IModelGrain>(TestModels.Tiny).DescribeAsync();
         Assert.Equal(joined.SiloAddress.ToString(), host.Silo);
     }
@@ -86,20 +70,9 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
             o.InputMemoryBytes = 16 * 1024;   // some images dispatched from memory, the rest read from their blobs
         });
         var client = cluster.Client;
-        var tenantId = PlatformFixture.NewTenant("batch");
-        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(client, tenantId, TestModels.Tiny, views: 64, steps: 4);
-        var job = client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default", Seed: 12))).JobId);
         const int images = 80;
-        await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(300, images)));
-        var clock = Stopwatch.StartNew();
-        await job.StartAsync(tenantId);
-
-        JobStatus status;
-        do
-        {
-            await Task.Delay(50);
-            status = await job.GetStatusAsync(tenantId);
-        } while (status.Counts.Completed < 5);
+        var (tenantId, job, clock) = await StartJobAsync(client, "batch", seed: 12, firstImage: 300, images);
+        var status = await WaitForCompletedAsync(job, tenantId, 5);
         var reported = (await job.GetResultsAsync(tenantId, 0, 1000)).Items;
         var silo = await client.GetGrain<IManagementGrain>(0).GetActivationAddress(job);
         var dying = cluster.Cluster.Silos.Single(s => s.SiloAddress.Equals(silo));
@@ -117,22 +90,53 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: {done.State} {done.Counts}");
         Assert.Equal(JobState.Completed, done.State);
         Assert.Equal(new JobCounts(images, images, 0, done.Counts.Flagged), done.Counts);
-        var page = await job.GetResultsAsync(tenantId, 0, 1000);
-        Assert.Equal(Enumerable.Range(0, images), page.Items.Select(r => r.Index));
+        var page = await AssertOneResultPerImageAsync(job, tenantId, images);
         var final = page.Items.ToDictionary(r => r.Index);
         foreach (var r in reported)
         {
             Assert.Equal(r.CompletedAt, final[r.Index].CompletedAt);
             Assert.Equal(r.Prediction, final[r.Index].Prediction);
         }
-        var container = new BlobServiceClient(platform.Storage.ConnectionString).GetBlobContainerClient(BlobArtifactStore.ContainerName(tenantId));
-        var results = new List<string>();
-        await foreach (var b in container.GetBlobsAsync(new GetBlobsOptions { Prefix = $"jobs/{job.GetPrimaryKeyString()}/{ArtifactKinds.Results}/" })) results.Add(b.Name);
-        Assert.Equal(images, results.Count);
         // Completion wrote the state with every result.
         var completed = await ReadJobStateAsync(survivor, job);
         Assert.Equal(JobState.Completed, completed.State);
         Assert.Equal(images, completed.Results.Count);
+    }
+
+    /// <summary>A tenant with the fashion setup and a started job over Fashion-MNIST images firstImage.., with the clock started at the start.</summary>
+    private static async Task<(string TenantId, IJobGrain Job, Stopwatch Clock)> StartJobAsync(IClusterClient client, string prefix, int seed, int firstImage, int images)
+    {
+        var tenantId = PlatformFixture.NewTenant(prefix);
+        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(client, tenantId, TestModels.Tiny, views: 64, steps: 4);
+        var job = client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default", Seed: seed))).JobId);
+        await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(firstImage, images)));
+        var clock = Stopwatch.StartNew();
+        await job.StartAsync(tenantId);
+        return (tenantId, job, clock);
+    }
+
+    private static async Task<JobStatus> WaitForCompletedAsync(IJobGrain job, string tenantId, int completed)
+    {
+        JobStatus status;
+        do
+        {
+            await Task.Delay(50);
+            status = await job.GetStatusAsync(tenantId);
+        } while (status.Counts.Completed < completed);
+        return status;
+    }
+
+    /// <summary>Results listed for indices 0..images−1 in order, and exactly one distinct result blob per image.</summary>
+    private async Task<ResultPage> AssertOneResultPerImageAsync(IJobGrain job, string tenantId, int images)
+    {
+        var page = await job.GetResultsAsync(tenantId, 0, 1000);
+        Assert.Equal(Enumerable.Range(0, images), page.Items.Select(r => r.Index));
+        var container = new BlobServiceClient(platform.Storage.ConnectionString).GetBlobContainerClient(BlobArtifactStore.ContainerName(tenantId));
+        var results = new List<string>();
+        await foreach (var b in container.GetBlobsAsync(new GetBlobsOptions { Prefix = $"jobs/{job.GetPrimaryKeyString()}/{ArtifactKinds.Results}/" })) results.Add(b.Name);
+        Assert.Equal(images, results.Count);
+        Assert.Equal(images, results.Distinct().Count());
+        return page;
     }
 
     /// <summary>The job's state as stored, read through the silo's own grain storage provider.</summary>
