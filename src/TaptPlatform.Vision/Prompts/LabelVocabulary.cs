@@ -20,12 +20,13 @@ public sealed record LabelVocabulary
         PromptTexts = promptTexts is null
             ? labels.Select(l => string.Format(System.Globalization.CultureInfo.InvariantCulture, template, l)).ToArray()
             : promptTexts.Select((p, i) => string.IsNullOrWhiteSpace(p) ? string.Format(System.Globalization.CultureInfo.InvariantCulture, template, labels[i]) : p).ToArray();
+        Key = string.Join("\u001f", PromptTexts);
     }
 
     public IReadOnlyList<string> Labels { get; }
     public IReadOnlyList<string> PromptTexts { get; }
     public int Count => Labels.Count;
 
-    /// <summary>Identity for caches: equal prompt texts give equal text features.</summary>
-    public string Key => string.Join("\u001f", PromptTexts);
+    /// <summary>Identity for caches: equal prompt texts give equal text features (built once: every text-feature call looks it up).</summary>
+    public string Key { get; }
 }
