@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -34,6 +35,8 @@ public sealed class TuningEngine : IDisposable
     private readonly TuningMetrics _metrics;
     private readonly bool _ownsMetrics;
     private readonly int[] _carried;
+    // One defense per (artifact, settings): building one copies the reference statistics to the device.
+    private readonly ConditionalWeakTable<PromptArtifact, ConcurrentDictionary<TaptOptions, TaptDefense>> _defenses = new();
     private long _batches, _images;
     private int _largestBatch, _queued;
     private bool _disposed;
@@ -281,6 +284,7 @@ public sealed class TuningEngine : IDisposable
         activity?.SetTag("tapt.images.rejected", live.Count - accepted.Count);
         if (accepted.Count == 0) return;
 
+        var defense = _defenses.GetOrCreateValue(artifact).GetOrAdd(options, o => new TaptDefense(model.Clip, artifact, o));
         var clock = Stopwatch.StartNew();
         var lastStep = TimeSpan.Zero;
         IReadOnlyList<TaptResult> results;
@@ -288,7 +292,6 @@ public sealed class TuningEngine : IDisposable
         {
             var x = model.Preprocessor.ToTensor(pixels);
             var inputs = accepted.Select((item, i) => new TaptInput(x[i], item.Request.Seed)).ToList();
-            var defense = new TaptDefense(model.Clip, artifact, options);
             results = defense.Classify(inputs, vocabulary, report =>
             {
                 // The first image's report of a step comes right after the step's work for the whole batch.

@@ -9,8 +9,8 @@ namespace TaptPlatform.Vision.Tapt;
 /// vocabulary. For every image: reset to P_adv, build views, keep the most confident ones, minimise
 /// marginal entropy + L1 alignment of block statistics with AdamW, then classify the original image
 /// with the tuned prompts. Several images can be tuned in one batched pass; each keeps its own prompts
-/// and optimiser state, so the results equal one-at-a-time tuning. Not thread-safe per call site:
-/// call from one tuning thread; the shared model is only read.
+/// and optimiser state, so the results equal one-at-a-time tuning. Every call keeps its prompts,
+/// optimiser and tensors to itself and the instance is only read, so tuning threads can share one.
 /// </summary>
 public sealed class TaptDefense
 {
