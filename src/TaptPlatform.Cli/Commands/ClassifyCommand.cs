@@ -28,9 +28,6 @@ public static class ClassifyCommand
         var seed = a.Int("seed", 0);
         var batch = a.Int("batch", 8, 1, 256);
         var promptsPath = a.Optional("prompts");
-        var views = a.Optional("views");
-        var steps = a.Optional("steps");
-        var lr = a.Optional("lr");
         if (images.Count == 0) throw new CliException("give at least one --image");
         if (labels.Count < 2) throw new CliException("give at least two --label values");
         foreach (var p in images) if (!File.Exists(p)) throw new CliException($"image not found: {p}");
@@ -41,12 +38,7 @@ public static class ClassifyCommand
         var (ckpt, clip) = Session.LoadModel(a, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
-        var options = artifact.Settings with
-        {
-            Views = views is null ? artifact.Settings.Views : a.Int("views", 64, 1, 1024),
-            Steps = steps is null ? artifact.Settings.Steps : a.Int("steps", 1, 0, 100),
-            LearningRate = lr is null ? artifact.Settings.LearningRate : a.Double("lr", 5e-4, 0, 10),
-        };
+        var options = TaptSettingOverrides.Apply(a, artifact.Settings, "");
         a.RejectUnknown();
         var pre = new ImagePreprocessor(new ImagePreprocessorOptions(ckpt.Preprocessor.ShortestEdge, ckpt.Preprocessor.CropHeight, ckpt.Preprocessor.CropWidth));
         var pixels = images.Select(p =>

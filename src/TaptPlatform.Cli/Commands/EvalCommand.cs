@@ -13,7 +13,7 @@ public static class EvalCommand
     public const string Usage = """
         usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
-                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--batch 16] [--json]
+                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
         TAPT settings default to the prompt artifact's.
         """;
 
@@ -45,18 +45,10 @@ public static class EvalCommand
         var batch = a.Int("batch", 16, 1, 1024);
         var json = a.Flag("json");
         var promptsPath = a.Optional("prompts");
-        var views = a.Optional("views");
-        var taptSteps = a.Optional("tapt-steps");
-        var taptLr = a.Optional("tapt-lr");
         var (ckpt, clip) = Session.LoadModel(a, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
-        var options = artifact.Settings with
-        {
-            Views = views is null ? artifact.Settings.Views : a.Int("views", 64, 1, 1024),
-            Steps = taptSteps is null ? artifact.Settings.Steps : a.Int("tapt-steps", 1, 0, 100),
-            LearningRate = taptLr is null ? artifact.Settings.LearningRate : a.Double("tapt-lr", 5e-4, 0, 10),
-        };
+        var options = TaptSettingOverrides.Apply(a, artifact.Settings, "tapt-", viewsOption: "views");
         a.RejectUnknown();
 
         var data = Session.LoadDataset(datasetName, split, clip.ImageSize);

@@ -19,7 +19,8 @@ public static class PromptsCommand
                                   [--eps 1/255] [--attack-steps 2] [--seed 1] [--only adv|clean] [--resume] [--threads N]
                tapt prompts calibrate [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--images 2000]
                                   [--no-augment] [--attacked] [--eps 1/255] [--seed 2] [--threads N]
-                                  [--tapt-lr 5e-4] [--tapt-steps 1] [--tapt-views 64] [--reference clean-images|pgd-images]
+                                  [--tapt-lr 5e-4] [--tapt-steps 1] [--tapt-views 64] [--tapt-alignment-weight 11.11]
+                                  [--reference clean-images|pgd-images]
                tapt prompts show [--model DIR] [--prompts FILE]
         Training uses the train split only; the artifact defaults to MODEL/tapt-prompts.safetensors.
         """;
@@ -139,14 +140,13 @@ public static class PromptsCommand
         var attacked = a.Flag("attacked");
         var eps = a.Double("eps", 1.0 / 255, 0, 1);
         var seed = a.Int("seed", 2);
-        var taptLr = a.Optional("tapt-lr") is null ? (double?)null : a.Double("tapt-lr", 5e-4, 0, 10);
-        var taptSteps = a.Optional("tapt-steps") is null ? (int?)null : a.Int("tapt-steps", 1, 0, 100);
-        var taptViews = a.Optional("tapt-views") is null ? (int?)null : a.Int("tapt-views", 64, 1, 1024);
         var reference = a.Optional("reference");
-        a.RejectUnknown();
         if (reference is not (null or "clean-images" or "pgd-images")) throw new CliException("--reference must be clean-images or pgd-images");
         if (reference == "pgd-images" && !attacked) throw new CliException("--reference pgd-images needs --attacked");
         using var artifact = Session.LoadArtifact(path, ckpt);
+        // The test-time settings recorded for this model; the library defaults stay the paper's.
+        var settings = TaptSettingOverrides.Apply(a, artifact.Settings, "tapt-");
+        a.RejectUnknown();
         if (artifact.Clean is null) throw new CliException($"{path} has no clean prompts; run 'tapt prompts train' without --only");
         var data = Session.LoadDataset(datasetName, "train", clip.ImageSize);
         var vocabulary = Session.Vocabulary(data);
@@ -216,12 +216,7 @@ public static class PromptsCommand
             CleanStatistics = cleanStats,
             AttackedStatistics = attackedStats ?? artifact.AttackedStatistics,
             AdversarialReferenceSource = reference ?? artifact.AdversarialReferenceSource,
-            Settings = artifact.Settings with
-            {
-                LearningRate = taptLr ?? artifact.Settings.LearningRate,
-                Steps = taptSteps ?? artifact.Settings.Steps,
-                Views = taptViews ?? artifact.Settings.Views,
-            },
+            Settings = settings,
             Provenance = provenance,
         };
         updated.Save(path);

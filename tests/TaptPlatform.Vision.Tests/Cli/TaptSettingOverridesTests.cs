@@ -1,0 +1,37 @@
+using TaptPlatform.Cli;
+using TaptPlatform.Vision.Tapt;
+
+namespace TaptPlatform.Vision.Tests.Cli;
+
+public sealed class TaptSettingOverridesTests
+{
+    private static readonly TaptOptions Recorded = new() { Views = 32, Steps = 2, LearningRate = 0.01, AlignmentWeight = 0 };
+
+    [Fact]
+    public void Options_not_given_keep_the_settings_recorded_in_the_artifact()
+    {
+        var a = new CliArgs([], []);
+        Assert.Equal(Recorded, TaptSettingOverrides.Apply(a, Recorded, "tapt-"));
+    }
+
+    [Fact]
+    public void Given_options_replace_only_their_own_settings()
+    {
+        var a = new CliArgs(["--tapt-lr", "5e-4", "--tapt-alignment-weight", "100/9", "--views", "64"], []);
+        var s = TaptSettingOverrides.Apply(a, Recorded, "tapt-", viewsOption: "views");
+        Assert.Equal(Recorded with { LearningRate = 5e-4, AlignmentWeight = 100.0 / 9, Views = 64 }, s);
+        a.RejectUnknown();
+    }
+
+    [Theory]
+    [InlineData("--lr", "-1")]
+    [InlineData("--steps", "101")]
+    [InlineData("--views", "0")]
+    [InlineData("--alignment-weight", "x")]
+    public void Out_of_range_values_are_refused_with_the_option_named(string option, string value)
+    {
+        var a = new CliArgs([option, value], []);
+        var e = Assert.Throws<CliException>(() => TaptSettingOverrides.Apply(a, Recorded, ""));
+        Assert.Contains(option, e.Message);
+    }
+}
