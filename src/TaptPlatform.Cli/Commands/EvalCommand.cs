@@ -13,7 +13,7 @@ public static class EvalCommand
     public const string Usage = """
         usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
-                         [--protocol nonadaptive|adaptive] [--eot 1] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
+                         [--protocol nonadaptive|adaptive] [--eot 1] [--attack-views 0] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
         TAPT settings default to the prompt artifact's.
         """;
 
@@ -42,6 +42,8 @@ public static class EvalCommand
             _ => throw new CliException("--protocol must be nonadaptive or adaptive"),
         };
         var eot = a.Int("eot", 1, 1, 100);
+        var attackViews = a.Int("attack-views", 0, 0, 1024);
+        if (attackViews > 0 && protocol != EvaluationProtocol.Adaptive) throw new CliException("--attack-views attacks through the defense; it needs --protocol adaptive");
         var batch = a.Int("batch", 16, 1, 1024);
         var json = a.Flag("json");
         var promptsPath = a.Optional("prompts");
@@ -56,7 +58,7 @@ public static class EvalCommand
         var indices = DatasetSampling.Sample(data.Count, sample, seed);
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
         var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
-        var report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, eot),
+        var report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, eot, attackViews),
             (done, total) => Console.Error.Write($"\r  {done}/{total} images   "));
         Console.Error.WriteLine();
 
@@ -75,7 +77,7 @@ public static class EvalCommand
                 ["split"] = split,
                 ["seed"] = seed,
                 ["seconds_per_image"] = report.SecondsPerImage,
-                ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["design"] = artifact.Shape.Design.ToString() },
+                ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["alignment_weight"] = options.AlignmentWeight, ["design"] = artifact.Shape.Design.ToString() },
             };
             if (report.ViewsVote is var (voteClean, voteRobust))
                 o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };

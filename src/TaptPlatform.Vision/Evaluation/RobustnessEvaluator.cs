@@ -15,7 +15,11 @@ public enum EvaluationProtocol
     Adaptive,
 }
 
-public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1);
+/// <param name="AttackViews">
+/// Adaptive protocol only: besides the defended output, the attack's logits average in those of this many fresh random
+/// views (TAPT's augmentation) under P_adv, so the perturbation must also survive the crops TAPT learns from (0 = off).
+/// </param>
+public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1, int AttackViews = 0);
 
 public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
 
@@ -69,6 +73,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         "adaptive: each attack step re-runs the full test-time tuning on the current adversarial image with fresh random views " +
         "(EOT over {0} tuning run(s) per step, logits averaged) and back-propagates the loss of the defended prediction to the pixels with the tuned prompts held fixed; " +
         "the one-step AdamW update lr*g/(|g|+eps) has zero derivative almost everywhere and the view selection is a discrete choice, so this is the gradient of the defense's output (BPDA identity for the update)";
+    public const string AttackViewsGradient =
+        "; the attacked logits are the mean of the defended output's and those of {0} fresh random views (RandomResizedCrop/flip, as TAPT's) of the current image under P_adv, " +
+        "so the perturbation is also pushed through the crops whose vote TAPT's step follows (EOT over views)";
     public const string NonAdaptiveGradient = "non-adaptive: adversarial images made once against the APT model (gradients of CLIP with the pre-trained prompts), then defended by TAPT";
 
     public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress = null) =>
@@ -86,11 +93,13 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var clock = Stopwatch.StartNew();
         var generator = new Generator((ulong)(options.Seed + 1));
         var eotCall = 0;
+        var augmenter = new ViewAugmenter();
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
             using var scope = NewDisposeScope();
             var batch = indices.Skip(start).Take(options.BatchSize).ToArray();
             var x = data.Images(batch, clip.ImageSize).to(clip.Device);
+            var size = clip.ImageSize;
             var labels = batch.Select(data.Label).ToArray();
             var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
             var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
@@ -129,6 +138,14 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                         var features = clip.ImageFeatures(img, tuned).unsqueeze(1);      // group i = image i
                         var text = clip.TextFeatures(vocabulary, tuned);
                         var logits = clip.Logits(features, text).squeeze(1);
+                        if (options.AttackViews > 0)
+                        {
+                            // EOT over TAPT's views: the same crops for every image of the call, differentiable in the pixels.
+                            var rng = new Random(unchecked(options.Seed * 7_919 + call));
+                            var crops = Enumerable.Range(0, options.AttackViews).Select(_ => augmenter.Sample(size, size, rng)).ToArray();
+                            var viewLogits = crops.Select(c => aptFn(ViewAugmenter.ApplyToBatch(img, c, size, size))).ToArray();
+                            logits = (logits + stack(viewLogits).mean([0])) / 2;
+                        }
                         sum = sum is null ? logits : sum + logits;
                     }
                     return sum! / options.EotSamples;
@@ -166,7 +183,10 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             options.Protocol == EvaluationProtocol.Adaptive ? "adaptive" : "nonadaptive",
             new MethodAccuracies(Acc(o => o.ClipClean), Acc(o => o.AptClean), Acc(o => o.TaptClean)),
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
-            options.Protocol == EvaluationProtocol.Adaptive ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples) : NonAdaptiveGradient,
+            options.Protocol == EvaluationProtocol.Adaptive
+                ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples)
+                    + (options.AttackViews > 0 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AttackViewsGradient, options.AttackViews) : "")
+                : NonAdaptiveGradient,
             clock.Elapsed.TotalSeconds / Math.Max(1, outcomes.Count),
             outcomes)
         {

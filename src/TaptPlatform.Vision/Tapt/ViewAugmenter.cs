@@ -53,6 +53,15 @@ public sealed record ViewAugmenter(double MinScale = 0.08, double MaxScale = 1.0
         return result;
     }
 
+    /// <summary>The same crop of every image of a [B, C, H, W] batch, resized to outHeight×outWidth (differentiable).</summary>
+    public static Tensor ApplyToBatch(Tensor images, Crop c, int outHeight, int outWidth)
+    {
+        using var crop = images.narrow(2, c.Top, c.Height).narrow(3, c.Left, c.Width);
+        var resized = nn.functional.interpolate(crop, [outHeight, outWidth], mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
+        if (!c.Flip) return resized;
+        using (resized) return resized.flip(3);
+    }
+
     public static Tensor Apply(Tensor image, Crop c, int outHeight, int outWidth)
     {
         using var crop = image.narrow(1, c.Top, c.Height).narrow(2, c.Left, c.Width).unsqueeze(0);

@@ -52,4 +52,25 @@ public class RobustnessEvaluatorTests
         // With eps = 0 the "adversarial" images are the clean ones, so robust equals clean for every method.
         Assert.Equal(report.Clean, report.Robust);
     }
+
+    [Fact]
+    public void Adaptive_attack_with_views_also_attacks_the_crops_and_says_so()
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var defense = new TaptDefense(t.Clip, t.Artifact, new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 });
+        var evaluator = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary);
+        float[][] Adversarial(int attackViews)
+        {
+            float[][]? images = null;
+            var options = new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 8.0 / 255, 3, 2.0 / 255), EvaluationProtocol.Adaptive, Seed: 1, BatchSize: 6, AttackViews: attackViews);
+            var report = evaluator.Evaluate(data, Enumerable.Range(0, 6).ToArray(), options, null, b => images = b.TaptAdversarial);
+            Assert.Equal(attackViews > 0, report.Gradient.Contains($"{attackViews} fresh random views", StringComparison.Ordinal));
+            return images!;
+        }
+        var plain = Adversarial(0);
+        var withViews = Adversarial(4);
+        // Same seeds: only the views term differs, so the perturbations must differ.
+        Assert.NotEqual(plain.SelectMany(r => r), withViews.SelectMany(r => r));
+    }
 }
