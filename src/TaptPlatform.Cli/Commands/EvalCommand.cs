@@ -14,7 +14,9 @@ public static class EvalCommand
         usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
                          [--protocol nonadaptive|adaptive] [--eot 1] [--attack-views 0] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
-        TAPT settings default to the prompt artifact's.
+                         [--tapt-sweep LR:STEPS:WEIGHT[,LR:STEPS:WEIGHT...]]
+        TAPT settings default to the prompt artifact's. --tapt-sweep (non-adaptive) also runs TAPT under each listed
+        setting (learning rate, steps, alignment weight) on the same clean and adversarial images.
         """;
 
     public static int Run(string[] argv)
@@ -45,6 +47,8 @@ public static class EvalCommand
         var attackViews = a.Int("attack-views", 0, 0, 1024);
         if (attackViews > 0 && protocol != EvaluationProtocol.Adaptive) throw new CliException("--attack-views attacks through the defense; it needs --protocol adaptive");
         var batch = a.Int("batch", 16, 1, 1024);
+        var sweepText = a.Optional("tapt-sweep");
+        if (sweepText is not null && protocol != EvaluationProtocol.NonAdaptive) throw new CliException("--tapt-sweep compares settings on the same adversarial images; it needs --protocol nonadaptive");
         var json = a.Flag("json");
         var promptsPath = a.Optional("prompts");
         var (ckpt, clip) = Session.LoadModel(a, device);
@@ -58,8 +62,9 @@ public static class EvalCommand
         var indices = DatasetSampling.Sample(data.Count, sample, seed);
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
         var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
+        var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
         var report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, eot, attackViews),
-            (done, total) => Console.Error.Write($"\r  {done}/{total} images   "));
+            (done, total) => Console.Error.Write($"\r  {done}/{total} images   "), sweep is null ? null : sweep.Add);
         Console.Error.WriteLine();
 
         if (json)
@@ -81,6 +86,16 @@ public static class EvalCommand
             };
             if (report.ViewsVote is var (voteClean, voteRobust))
                 o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };
+            if (sweep is not null)
+                o["tapt_sweep"] = new JsonArray(sweep.Results.Select(r => (JsonNode)new JsonObject
+                {
+                    ["lr"] = r.Settings.LearningRate,
+                    ["steps"] = r.Settings.Steps,
+                    ["alignment_weight"] = r.Settings.AlignmentWeight,
+                    ["clean"] = r.Clean,
+                    ["robust"] = r.Robust,
+                    ["views_vote_robust"] = r.VoteRobust,
+                }).ToArray());
             Console.WriteLine(o.ToJsonString());
             return 0;
         }
@@ -91,8 +106,33 @@ public static class EvalCommand
         Console.WriteLine($"{"TAPT",-8} {report.Clean.Tapt,8:P1} {report.Robust.Tapt,8:P1}");
         if (report.ViewsVote is var (vClean, vRobust))
             Console.WriteLine($"{"(views)",-8} {vClean,8:P1} {vRobust,8:P1}   the selected views' vote before tuning; a step pulls TAPT towards it");
+        if (sweep is not null)
+        {
+            Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");
+            Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"clean",8} {"robust",8} {"(views)",8}");
+            foreach (var r in sweep.Results)
+                Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1}");
+        }
         Console.WriteLine($"gradient: {report.Gradient}");
         Console.WriteLine($"{report.SecondsPerImage:F2} s per image (all methods and attacks)");
         return 0;
+    }
+
+    /// <summary>"LR:STEPS:WEIGHT,..." → settings derived from <paramref name="baseline"/>; weights accept fractions such as 100/9.</summary>
+    public static IReadOnlyList<TaptOptions> ParseSweep(string text, TaptOptions baseline)
+    {
+        var list = new List<TaptOptions>();
+        foreach (var item in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = item.Split(':');
+            double? lr = parts.Length == 3 ? CliArgs.ParseNumber(parts[0]) : null;
+            var steps = parts.Length == 3 && int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : -1;
+            double? weight = parts.Length == 3 ? CliArgs.ParseNumber(parts[2]) : null;
+            if (lr is not >= 0 || steps is < 0 or > 100 || weight is not >= 0)
+                throw new CliException($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT (e.g. 0.02:1:0 or 5e-4:1:100/9)");
+            list.Add(baseline with { LearningRate = lr.Value, Steps = steps, AlignmentWeight = weight.Value });
+        }
+        if (list.Count == 0) throw new CliException("--tapt-sweep lists no setting");
+        return list;
     }
 }

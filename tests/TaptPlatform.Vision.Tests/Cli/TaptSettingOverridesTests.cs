@@ -1,4 +1,5 @@
 using TaptPlatform.Cli;
+using TaptPlatform.Cli.Commands;
 using TaptPlatform.Vision.Tapt;
 
 namespace TaptPlatform.Vision.Tests.Cli;
@@ -34,4 +35,20 @@ public sealed class TaptSettingOverridesTests
         var e = Assert.Throws<CliException>(() => TaptSettingOverrides.Apply(a, Recorded, ""));
         Assert.Contains(option, e.Message);
     }
+
+    [Fact]
+    public void Sweep_list_gives_one_setting_per_item_on_top_of_the_recorded_ones()
+    {
+        var list = EvalCommand.ParseSweep("5e-4:1:100/9, 0.02:3:0", Recorded);
+        Assert.Equal([Recorded with { LearningRate = 5e-4, Steps = 1, AlignmentWeight = 100.0 / 9 }, Recorded with { LearningRate = 0.02, Steps = 3, AlignmentWeight = 0 }], list);
+    }
+
+    [Theory]
+    [InlineData("0.02:1")]
+    [InlineData("x:1:0")]
+    [InlineData("0.02:-1:0")]
+    [InlineData("0.02:1:-3")]
+    [InlineData(",")]
+    public void Malformed_sweep_items_are_refused(string text) =>
+        Assert.Throws<CliException>(() => EvalCommand.ParseSweep(text, Recorded));
 }

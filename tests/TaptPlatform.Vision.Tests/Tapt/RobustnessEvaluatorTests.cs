@@ -73,4 +73,25 @@ public class RobustnessEvaluatorTests
         // Same seeds: only the views term differs, so the perturbations must differ.
         Assert.NotEqual(plain.SelectMany(r => r), withViews.SelectMany(r => r));
     }
+
+    [Fact]
+    public void Settings_sweep_reproduces_the_evaluations_own_tapt_figures_and_keeps_each_setting()
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var options = new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 };
+        var evaluator = new RobustnessEvaluator(t.Clip, new TaptDefense(t.Clip, t.Artifact, options), t.Vocabulary);
+        var sweep = new TaptSettingsSweep(t.Clip, t.Artifact, t.Vocabulary, [options, options with { LearningRate = 0.5, Steps = 3 }], seed: 2);
+        var report = evaluator.Evaluate(data, Enumerable.Range(0, 6).ToArray(),
+            new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 16.0 / 255, 5, 4.0 / 255), EvaluationProtocol.NonAdaptive, Seed: 2, BatchSize: 4),
+            null, sweep.Add);
+        var results = sweep.Results;
+        Assert.Equal(2, results.Count);
+        Assert.Equal(6, results[0].N);
+        Assert.Equal(report.Clean.Tapt, results[0].Clean);
+        Assert.Equal(report.Robust.Tapt, results[0].Robust);
+        Assert.Equal(report.ViewsVote!.Value.Robust, results[0].VoteRobust);
+        Assert.Equal(0.5, results[1].Settings.LearningRate);
+        Assert.Equal(3, results[1].Settings.Steps);
+    }
 }
