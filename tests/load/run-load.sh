@@ -16,7 +16,7 @@
 #   The TAPT engine, for the platform and the engine-alone baseline alike: LOAD_ENGINE_THREADS (1), LOAD_TORCH_THREADS (1),
 #   LOAD_BATCH (8 = Tapt:Engine:MaxBatchSize); the cluster's running-jobs limit: LOAD_MAX_RUNNING_JOBS (64).
 #   The test-time settings (design, views, steps, lr) are those of models/fashion-clip-small/tapt-prompts.safetensors
-#   (VLI, 64 views, 1 step, lr 5e-4): the tenants' prompt configuration leaves them unset.
+#   (VLI, 64 views, 1 step, lr 0.02, alignment weight 0): the tenants' prompt configuration leaves them unset.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
