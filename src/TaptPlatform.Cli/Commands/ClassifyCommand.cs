@@ -11,8 +11,10 @@ public static class ClassifyCommand
 {
     public const string Usage = """
         usage: tapt classify [--model DIR] [--prompts FILE] --image FILE [--image FILE ...] --label TEXT [--label TEXT ...]
-                             [--template "a photo of a {0}."] [--views 64] [--steps 1] [--lr 5e-4] [--seed 0] [--batch 8] [--json] [--device cpu|cuda]
+                             [--template "a photo of a {0}."] [--views N] [--steps N] [--lr X] [--alignment-weight W] [--view-min-scale S]
+                             [--seed 0] [--batch 8] [--json] [--device cpu|cuda]
         Labels are class names; each is read through the template. Every image starts from the pre-trained prompts.
+        The test-time settings default to those recorded in the prompt artifact.
         """;
 
     public static int Run(string[] argv)

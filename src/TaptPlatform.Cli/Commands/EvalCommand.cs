@@ -14,9 +14,9 @@ public static class EvalCommand
         usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
                          [--protocol nonadaptive|adaptive] [--eot 1] [--attack-views 0] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
-                         [--tapt-sweep LR:STEPS:WEIGHT[,LR:STEPS:WEIGHT...]]
+                         [--tapt-view-min-scale 0.08] [--tapt-sweep LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]]
         TAPT settings default to the prompt artifact's. --tapt-sweep (non-adaptive) also runs TAPT under each listed
-        setting (learning rate, steps, alignment weight) on the same clean and adversarial images.
+        setting (learning rate, steps, alignment weight, smallest view crop area) on the same clean and adversarial images.
         """;
 
     public static int Run(string[] argv)
@@ -82,7 +82,7 @@ public static class EvalCommand
                 ["split"] = split,
                 ["seed"] = seed,
                 ["seconds_per_image"] = report.SecondsPerImage,
-                ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["alignment_weight"] = options.AlignmentWeight, ["design"] = artifact.Shape.Design.ToString() },
+                ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["alignment_weight"] = options.AlignmentWeight, ["view_min_scale"] = options.ViewMinScale, ["design"] = artifact.Shape.Design.ToString() },
             };
             if (report.ViewsVote is var (voteClean, voteRobust))
                 o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };
@@ -92,6 +92,7 @@ public static class EvalCommand
                     ["lr"] = r.Settings.LearningRate,
                     ["steps"] = r.Settings.Steps,
                     ["alignment_weight"] = r.Settings.AlignmentWeight,
+                    ["view_min_scale"] = r.Settings.ViewMinScale,
                     ["clean"] = r.Clean,
                     ["robust"] = r.Robust,
                     ["views_vote_robust"] = r.VoteRobust,
@@ -109,9 +110,9 @@ public static class EvalCommand
         if (sweep is not null)
         {
             Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");
-            Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"clean",8} {"robust",8} {"(views)",8}");
+            Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"min crop",8} {"clean",8} {"robust",8} {"(views)",8}");
             foreach (var r in sweep.Results)
-                Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1}");
+                Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Settings.ViewMinScale,8:G4} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1}");
         }
         Console.WriteLine($"gradient: {report.Gradient}");
         Console.WriteLine($"{report.SecondsPerImage:F2} s per image (all methods and attacks)");
@@ -125,12 +126,14 @@ public static class EvalCommand
         foreach (var item in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
             var parts = item.Split(':');
-            double? lr = parts.Length == 3 ? CliArgs.ParseNumber(parts[0]) : null;
-            var steps = parts.Length == 3 && int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : -1;
-            double? weight = parts.Length == 3 ? CliArgs.ParseNumber(parts[2]) : null;
-            if (lr is not >= 0 || steps is < 0 or > 100 || weight is not >= 0)
-                throw new CliException($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT (e.g. 0.02:1:0 or 5e-4:1:100/9)");
-            list.Add(baseline with { LearningRate = lr.Value, Steps = steps, AlignmentWeight = weight.Value });
+            var shape = parts.Length is 3 or 4;
+            double? lr = shape ? CliArgs.ParseNumber(parts[0]) : null;
+            var steps = shape && int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : -1;
+            double? weight = shape ? CliArgs.ParseNumber(parts[2]) : null;
+            double? minScale = parts.Length == 4 ? CliArgs.ParseNumber(parts[3]) : baseline.ViewMinScale;
+            if (lr is not >= 0 || steps is < 0 or > 100 || weight is not >= 0 || minScale is not (> 0 and <= 1))
+                throw new CliException($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE] (e.g. 0.02:1:0 or 5e-4:1:100/9:0.08)");
+            list.Add(baseline with { LearningRate = lr.Value, Steps = steps, AlignmentWeight = weight.Value, ViewMinScale = minScale.Value });
         }
         if (list.Count == 0) throw new CliException("--tapt-sweep lists no setting");
         return list;

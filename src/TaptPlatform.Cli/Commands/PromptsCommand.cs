@@ -19,7 +19,7 @@ public static class PromptsCommand
                                   [--eps 1/255] [--attack-steps 2] [--seed 1] [--only adv|clean] [--resume] [--threads N]
                tapt prompts calibrate [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--images 2000]
                                   [--no-augment] [--attacked] [--eps 1/255] [--seed 2] [--threads N]
-                                  [--tapt-lr 5e-4] [--tapt-steps 1] [--tapt-views 64] [--tapt-alignment-weight 11.11]
+                                  [--tapt-lr 5e-4] [--tapt-steps 1] [--tapt-views 64] [--tapt-alignment-weight 11.11] [--tapt-view-min-scale 0.08]
                                   [--reference clean-images|pgd-images]
                tapt prompts show [--model DIR] [--prompts FILE]
         Training uses the train split only; the artifact defaults to MODEL/tapt-prompts.safetensors.

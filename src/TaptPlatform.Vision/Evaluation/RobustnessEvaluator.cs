@@ -93,7 +93,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var clock = Stopwatch.StartNew();
         var generator = new Generator((ulong)(options.Seed + 1));
         var eotCall = 0;
-        var augmenter = new ViewAugmenter();
+        var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
             using var scope = NewDisposeScope();

@@ -16,7 +16,7 @@ public sealed class TaptDefense
 {
     private readonly PromptedClip _clip;
     private readonly PromptArtifact _artifact;
-    private readonly ViewAugmenter _augmenter = new();
+    private readonly ViewAugmenter _augmenter;
 
     private readonly DeviceReference? _alignAdv, _alignClean, _adversarial, _attacked;
 
@@ -26,6 +26,7 @@ public sealed class TaptDefense
         _artifact = artifact;
         Options = options ?? artifact.Settings;
         Options.Validate();
+        _augmenter = new ViewAugmenter(MinScale: Options.ViewMinScale);
         // The references move to the model's device once, not on every step of every image.
         _adversarial = DeviceReference.Of(artifact.AdversarialStatistics, clip.Device);
         _attacked = DeviceReference.Of(artifact.AttackedStatistics, clip.Device);

@@ -13,6 +13,8 @@ public enum AlignmentForm
 public sealed record TaptOptions
 {
     public int Views { get; init; } = 64;
+    /// <summary>Smallest crop area of a view, as a fraction of the image (RandomResizedCrop's default: 0.08).</summary>
+    public double ViewMinScale { get; init; } = 0.08;
     public double SelectionFraction { get; init; } = 0.1;
     public int Steps { get; init; } = 1;
     public double LearningRate { get; init; } = 5e-4;
@@ -36,6 +38,7 @@ public sealed record TaptOptions
     public void Validate()
     {
         if (Views < 1 || Views > 1024) throw new ArgumentException("views must be in 1..1024");
+        if (!(ViewMinScale > 0 && ViewMinScale <= 1)) throw new ArgumentException("the smallest view crop area must be in (0, 1]");
         if (SelectionFraction <= 0 || SelectionFraction > 1) throw new ArgumentException("selection fraction must be in (0, 1]");
         if (Steps < 0 || Steps > 100) throw new ArgumentException("steps must be in 0..100");
         if (LearningRate < 0 || WeightDecay < 0 || AlignmentWeight < 0) throw new ArgumentException("learning rate, weight decay and alignment weight must be non-negative");

@@ -43,7 +43,15 @@ public sealed class TaptSettingOverridesTests
         Assert.Equal([Recorded with { LearningRate = 5e-4, Steps = 1, AlignmentWeight = 100.0 / 9 }, Recorded with { LearningRate = 0.02, Steps = 3, AlignmentWeight = 0 }], list);
     }
 
+    [Fact]
+    public void Sweep_item_may_also_set_the_smallest_view_crop()
+    {
+        var list = EvalCommand.ParseSweep("0.02:1:0:0.5", Recorded);
+        Assert.Equal(0.5, Assert.Single(list).ViewMinScale);
+    }
+
     [Theory]
+    [InlineData("0.02:1:0:0")]
     [InlineData("0.02:1")]
     [InlineData("x:1:0")]
     [InlineData("0.02:-1:0")]

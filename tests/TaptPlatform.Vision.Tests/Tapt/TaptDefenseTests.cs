@@ -53,22 +53,38 @@ public class TaptDefenseTests
         }
     }
 
-    [Fact]
-    public void Views_prediction_is_the_vote_of_the_selected_views_under_the_pretrained_prompts()
+    [Theory]
+    [InlineData(0.08)]
+    [InlineData(0.6)]
+    public void Views_prediction_is_the_vote_of_the_selected_views_under_the_pretrained_prompts(double viewMinScale)
     {
         using var t = new TinyTapt();
-        var options = Fast with { Views = 8, SelectionFraction = 1, Steps = 1 };
+        var options = Fast with { Views = 8, SelectionFraction = 1, Steps = 1, ViewMinScale = viewMinScale };
         var input = new TaptInput(t.Image(4), 17);
         var result = new TaptDefense(t.Clip, t.Artifact, options).Classify([input], t.Vocabulary)[0];
 
         using var scope = NewDisposeScope();
-        var views = new ViewAugmenter().Views(input.Image, options.Views, new Random(input.Seed));
+        var views = new ViewAugmenter(MinScale: viewMinScale).Views(input.Image, options.Views, new Random(input.Seed));
         using var _ = no_grad();
         var vote = t.Clip.Classify(views, t.Vocabulary, t.Artifact.Adversarial).softmax(-1).mean([0]).argmax().item<long>();
         Assert.Equal((int)vote, result.ViewsPrediction);
 
         var untuned = new TaptDefense(t.Clip, t.Artifact, options with { Steps = 0 }).Classify([input], t.Vocabulary)[0];
         Assert.Null(untuned.ViewsPrediction);
+    }
+
+    [Fact]
+    public void Views_are_crops_of_at_least_the_smallest_area_asked_for()
+    {
+        var augmenter = new ViewAugmenter(MinScale: 0.5);
+        var rng = new Random(3);
+        for (var i = 0; i < 500; i++)
+        {
+            var c = augmenter.Sample(56, 56, rng);
+            // Rounding the side lengths can lose at most about one row and one column.
+            Assert.True((c.Height + 1) * (c.Width + 1) >= 0.5 * 56 * 56, $"{c.Height}x{c.Width}");
+        }
+        Assert.Throws<ArgumentException>(() => new TaptOptions { ViewMinScale = 0 }.Validate());
     }
 
     [Fact]
