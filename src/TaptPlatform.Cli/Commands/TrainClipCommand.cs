@@ -8,7 +8,7 @@ public static class TrainClipCommand
 {
     public static readonly string Usage =
         "usage: tapt train-clip --out DIR [--epochs N] [--batch N] [--lr X] [--seed S] [--resume] [--threads N] [--holdout N] [--limit N] [--data DIR]\n" +
-        "                       [--image-size N] [--patch-size N] [--augment P] [--augment-min-scale S]\n" +
+        "                       [--image-size N] [--patch-size N] [--augment P] [--augment-min-scale S] [--vision-width N] [--vision-layers N]\n" +
         "\n" +
         "Trains CLIP contrastively from scratch on the Fashion-MNIST training split (60 000 images, captions from\n" +
         "templates x class names) and writes a Hugging Face CLIP directory (config.json, model.safetensors, vocab.json,\n" +
@@ -27,6 +27,8 @@ public static class TrainClipCommand
         $"  --patch-size N  ViT patch side, must divide the input side (default {ClipTrainer.DefaultConfig().Vision.PatchSize})\n" +
         $"  --augment P     share of images given a random resized crop and flip (default {ClipTrainer.DefaultAugmentation.Probability.ToString(CultureInfo.InvariantCulture)})\n" +
         $"  --augment-min-scale S  smallest crop area fraction (default {ClipTrainer.DefaultAugmentation.MinScale.ToString(CultureInfo.InvariantCulture)})\n" +
+        $"  --vision-width N  ViT width, a multiple of 32; MLP 4x, heads of 32 channels (default {ClipTrainer.DefaultConfig().Vision.HiddenSize})\n" +
+        $"  --vision-layers N ViT blocks (default {ClipTrainer.DefaultConfig().Vision.NumHiddenLayers})\n" +
         "\n" +
         "The defaults, with --holdout 2000 --threads 2, reproduce models/fashion-clip-small.";
 
@@ -49,7 +51,11 @@ public static class TrainClipCommand
         var patchSize = a.Int("patch-size", defaults.Vision.PatchSize, 1, 1024);
         var augment = a.Double("augment", ClipTrainer.DefaultAugmentation.Probability, 0, 1);
         var minScale = a.Double("augment-min-scale", ClipTrainer.DefaultAugmentation.MinScale, 0.01, 1);
+        var width = a.Int("vision-width", defaults.Vision.HiddenSize, 8, 4096);
+        var layers = a.Int("vision-layers", defaults.Vision.NumHiddenLayers, 1, 64);
         a.RejectUnknown();
+        // Heads of 32 channels as the shipped model (128 / 4); the MLP is 4× the width as in CLIP.
+        if (width % 32 != 0) throw new CliException($"--vision-width {width} must be a multiple of 32 (heads of 32 channels)");
         if (imageSize % patchSize != 0) throw new CliException($"--patch-size {patchSize} does not divide --image-size {imageSize}");
         if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}' (see tapt train-clip --help)");
         if (File.Exists(output)) throw new CliException($"--out {output} is a file, not a directory");
@@ -57,7 +63,18 @@ public static class TrainClipCommand
         var options = new ClipTrainingOptions
         {
             OutputDirectory = output,
-            Config = defaults with { Vision = defaults.Vision with { ImageSize = imageSize, PatchSize = patchSize } },
+            Config = defaults with
+            {
+                Vision = defaults.Vision with
+                {
+                    ImageSize = imageSize,
+                    PatchSize = patchSize,
+                    HiddenSize = width,
+                    IntermediateSize = 4 * width,
+                    NumAttentionHeads = width / 32,
+                    NumHiddenLayers = layers,
+                },
+            },
             Augmentation = ClipTrainer.DefaultAugmentation with { Probability = augment, MinScale = minScale },
             Epochs = epochs,
             BatchSize = batch,

@@ -27,8 +27,19 @@ public sealed class TrainClipCommandTests : IDisposable
     }
 
     [Fact]
+    public void Vision_width_and_depth_options_shape_the_trained_tower()
+    {
+        var dir = Path.Combine(_out, "narrow");
+        Assert.Equal(0, TrainClipCommand.Run(["--out", dir, "--epochs", "1", "--batch", "64", "--limit", "64", "--data", _data,
+            "--image-size", "28", "--patch-size", "7", "--vision-width", "64", "--vision-layers", "2"]));
+        using var ckpt = ClipCheckpoint.Load(dir);
+        Assert.Equal((64, 256, 2, 2), (ckpt.Config.Vision.HiddenSize, ckpt.Config.Vision.IntermediateSize, ckpt.Config.Vision.NumAttentionHeads, ckpt.Config.Vision.NumHiddenLayers));
+    }
+
+    [Fact]
     public void Bad_options_are_usage_errors()
     {
+        Assert.Throws<CliException>(() => TrainClipCommand.Run(["--out", _out, "--vision-width", "100"]));
         Assert.Throws<CliException>(() => TrainClipCommand.Run(["--epochs", "2"]));
         Assert.Throws<CliException>(() => TrainClipCommand.Run(["--out", _out, "--batch", "1"]));
         Assert.Throws<CliException>(() => TrainClipCommand.Run(["--out", _out, "--bogus", "1"]));
