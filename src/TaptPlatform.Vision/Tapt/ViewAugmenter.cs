@@ -62,11 +62,10 @@ public sealed record ViewAugmenter(double MinScale = 0.08, double MaxScale = 1.0
         using (resized) return resized.flip(3);
     }
 
+    /// <summary>One crop of one [C, H, W] image, as [1, C, outHeight, outWidth].</summary>
     public static Tensor Apply(Tensor image, Crop c, int outHeight, int outWidth)
     {
-        using var crop = image.narrow(1, c.Top, c.Height).narrow(2, c.Left, c.Width).unsqueeze(0);
-        var resized = nn.functional.interpolate(crop, [outHeight, outWidth], mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
-        if (!c.Flip) return resized;
-        using (resized) return resized.flip(3);
+        using var batch = image.unsqueeze(0);
+        return ApplyToBatch(batch, c, outHeight, outWidth);
     }
 }
