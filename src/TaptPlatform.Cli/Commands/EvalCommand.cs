@@ -125,15 +125,19 @@ public static class EvalCommand
         var list = new List<TaptOptions>();
         foreach (var item in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
+            CliException Malformed() => new($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE] (e.g. 0.02:1:0 or 5e-4:1:100/9:0.08)");
             var parts = item.Split(':');
-            var shape = parts.Length is 3 or 4;
-            double? lr = shape ? CliArgs.ParseNumber(parts[0]) : null;
-            var steps = shape && int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : -1;
-            double? weight = shape ? CliArgs.ParseNumber(parts[2]) : null;
-            double? minScale = parts.Length == 4 ? CliArgs.ParseNumber(parts[3]) : baseline.ViewMinScale;
-            if (lr is not >= 0 || steps is < 0 or > 100 || weight is not >= 0 || minScale is not (> 0 and <= 1))
-                throw new CliException($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE] (e.g. 0.02:1:0 or 5e-4:1:100/9:0.08)");
-            list.Add(baseline with { LearningRate = lr.Value, Steps = steps, AlignmentWeight = weight.Value, ViewMinScale = minScale.Value });
+            if (parts.Length is not (3 or 4)
+                || CliArgs.ParseNumber(parts[0]) is not { } lr
+                || !int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var steps)
+                || CliArgs.ParseNumber(parts[2]) is not { } weight)
+                throw Malformed();
+            var minScale = parts.Length == 4 ? CliArgs.ParseNumber(parts[3]) ?? throw Malformed() : baseline.ViewMinScale;
+            var setting = baseline with { LearningRate = lr, Steps = steps, AlignmentWeight = weight, ViewMinScale = minScale };
+            // The ranges are TaptOptions' own.
+            try { setting.Validate(); }
+            catch (ArgumentException e) { throw new CliException($"--tapt-sweep: '{item}': {e.Message}"); }
+            list.Add(setting);
         }
         if (list.Count == 0) throw new CliException("--tapt-sweep lists no setting");
         return list;

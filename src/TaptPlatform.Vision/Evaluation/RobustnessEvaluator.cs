@@ -94,12 +94,12 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var generator = new Generator((ulong)(options.Seed + 1));
         var eotCall = 0;
         var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
+        var size = clip.ImageSize;
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
             using var scope = NewDisposeScope();
             var batch = indices.Skip(start).Take(options.BatchSize).ToArray();
-            var x = data.Images(batch, clip.ImageSize).to(clip.Device);
-            var size = clip.ImageSize;
+            var x = data.Images(batch, size).to(clip.Device);
             var labels = batch.Select(data.Label).ToArray();
             var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
             var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
@@ -143,8 +143,10 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                             // EOT over TAPT's views: the same crops for every image of the call, differentiable in the pixels.
                             var rng = new Random(unchecked(options.Seed * 7_919 + call));
                             var crops = Enumerable.Range(0, options.AttackViews).Select(_ => augmenter.Sample(size, size, rng)).ToArray();
-                            var viewLogits = crops.Select(c => aptFn(ViewAugmenter.ApplyToBatch(img, c, size, size))).ToArray();
-                            logits = (logits + stack(viewLogits).mean([0])) / 2;
+                            // One forward pass for all crops: [V·B, 3, S, S] → [V, B, C], averaged over the views.
+                            var views = cat(crops.Select(c => ViewAugmenter.ApplyToBatch(img, c, size, size)).ToArray(), 0);
+                            var viewLogits = aptFn(views).view(options.AttackViews, img.shape[0], -1).mean([0]);
+                            logits = (logits + viewLogits) / 2;
                         }
                         sum = sum is null ? logits : sum + logits;
                     }
