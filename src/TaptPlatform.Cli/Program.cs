@@ -20,9 +20,11 @@ if (!commands.TryGetValue(args[0], out var command))
     Console.Error.WriteLine($"tapt: unknown command '{args[0]}' (see 'tapt --help')");
     return 2;
 }
+// "--help" anywhere after the command (e.g. `tapt prompts train --help`) prints that command's usage, never an option error.
+var commandArgs = args[1..].Any(a => a is "--help" or "-h") ? ["--help"] : args[1..];
 try
 {
-    return command.Run(args[1..]);
+    return command.Run(commandArgs);
 }
 catch (CliException e)
 {

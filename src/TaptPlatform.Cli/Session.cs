@@ -30,14 +30,14 @@ public static class Session
     }
 
     /// <summary>"fashion-mnist" (Debian's dataset-fashion-mnist) or a folder with one sub-folder per label.</summary>
-    public static IImageDataset LoadDataset(string name, string split, int imageSize)
+    public static IImageDataset LoadDataset(string name, string split, ClipCheckpoint checkpoint)
     {
         if (name.Equals("fashion-mnist", StringComparison.OrdinalIgnoreCase))
         {
             if (split is not ("train" or "test")) throw new CliException($"--split must be train or test, got '{split}'");
             return new GreyImageDataset(FashionMnist.Load(split));
         }
-        if (Directory.Exists(name)) return ImageFolderDataset.Open(name).Decode(imageSize);
+        if (Directory.Exists(name)) return ImageFolderDataset.Open(name).Decode(checkpoint.Preprocessor.ImageOptions);
         throw new CliException($"--dataset must be fashion-mnist or an existing folder with one sub-folder per label, got '{name}'");
     }
 

@@ -143,7 +143,7 @@ public sealed class EvaluationTests(GatewayFixture gateway)
         using var checkpoint = ClipCheckpoint.Load(TestModels.TinyDirectory);
         var clip = new PromptedClip(checkpoint);
         using var artifact = PromptArtifact.Load(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"), checkpoint);
-        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+        var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
         var labels = TestModels.FashionLabels;
         var data = new InMemoryImageDataset(labels, images.Select(i => pre.Load(TestModels.FashionPng(i))).ToArray(),
             images.Select(i => TestModels.FashionTest.Labels[i]).ToArray(), clip.ImageSize);

@@ -58,7 +58,7 @@ public sealed class FashionMnistAcceptanceTests(PlatformFixture platform, ITestO
         using (var artifact = PromptArtifact.Load(artifactPath, checkpoint))
         {
             var clip = new PromptedClip(checkpoint);
-            var pre = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+            var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
             var defense = new TaptDefense(clip, artifact, artifact.Settings);
             var vocabulary = new LabelVocabulary(TestModels.FashionLabels);
             foreach (var chunk in pngs.Chunk(8))

@@ -52,7 +52,7 @@ public sealed class TuningEngineTests
         var clip = new PromptedClip(checkpoint);
         using var artifact = PromptArtifact.Load(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"), checkpoint);
         var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = 16, Steps = 2 });
-        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+        var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
         var vocabulary = new LabelVocabulary(TestModels.FashionLabels);
         foreach (var i in new[] { 0, 5, 23 })
         {

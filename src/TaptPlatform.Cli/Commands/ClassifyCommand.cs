@@ -42,7 +42,7 @@ public static class ClassifyCommand
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
         var options = TaptSettingOverrides.Apply(a, artifact.Settings, "");
         a.RejectUnknown();
-        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(ckpt.Preprocessor.ShortestEdge, ckpt.Preprocessor.CropHeight, ckpt.Preprocessor.CropWidth));
+        var pre = new ImagePreprocessor(ckpt.Preprocessor.ImageOptions);
         var pixels = images.Select(p =>
         {
             try { return pre.LoadFile(p); }

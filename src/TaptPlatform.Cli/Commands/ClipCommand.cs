@@ -30,7 +30,7 @@ public static class ClipCommand
         var modelDir = ModelLocator.Resolve(modelOption);
 
         using var ckpt = ClipCheckpoint.Load(modelDir, device);
-        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(ckpt.Preprocessor.ShortestEdge, ckpt.Preprocessor.CropHeight, ckpt.Preprocessor.CropWidth));
+        var pre = new ImagePreprocessor(ckpt.Preprocessor.ImageOptions);
         var pixels = images.Select(p =>
         {
             try { return pre.LoadFile(p); }

@@ -29,7 +29,7 @@ public static class EngineBaseline
         var clip = new PromptedClip(checkpoint, CPU);
         using var artifact = Session.LoadArtifact(null, checkpoint);
         var options = artifact.Settings with { ReturnTunedPrompts = true };
-        var pre = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+        var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
         var vocabulary = new LabelVocabulary(labels);
 
         void RunBatch(int first, int count)

@@ -57,7 +57,7 @@ public static class EvalCommand
         var options = TaptSettingOverrides.Apply(a, artifact.Settings, "tapt-", viewsOption: "views");
         a.RejectUnknown();
 
-        var data = Session.LoadDataset(datasetName, split, clip.ImageSize);
+        var data = Session.LoadDataset(datasetName, split, ckpt);
         var vocabulary = Session.Vocabulary(data);
         var indices = DatasetSampling.Sample(data.Count, sample, seed);
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);

@@ -65,7 +65,7 @@ public static class PromptsCommand
         a.RejectUnknown();
         if (only is not (null or "adv" or "clean")) throw new CliException("--only must be adv or clean");
 
-        var data = Session.LoadDataset(datasetName, "train", clip.ImageSize);
+        var data = Session.LoadDataset(datasetName, "train", ckpt);
         var vocabulary = Session.Vocabulary(data);
         var indices = DatasetSampling.PerClass(data, shots, seed);
         var shape = PromptShape.For(design, ckpt.Config.Vision.NumHiddenLayers, ckpt.Config.Text.NumHiddenLayers, tokens, depth);
@@ -148,7 +148,7 @@ public static class PromptsCommand
         var settings = TaptSettingOverrides.Apply(a, artifact.Settings, "tapt-");
         a.RejectUnknown();
         if (artifact.Clean is null) throw new CliException($"{path} has no clean prompts; run 'tapt prompts train' without --only");
-        var data = Session.LoadDataset(datasetName, "train", clip.ImageSize);
+        var data = Session.LoadDataset(datasetName, "train", ckpt);
         var vocabulary = Session.Vocabulary(data);
         var indices = DatasetSampling.Sample(data.Count, count, seed);
         var layers = ckpt.Config.Vision.NumHiddenLayers;

@@ -20,7 +20,7 @@ public sealed class LoadedModel : IDisposable
         Name = name;
         Checkpoint = checkpoint;
         Clip = new PromptedClip(checkpoint, device);
-        Preprocessor = new ImagePreprocessor(new ImagePreprocessorOptions(checkpoint.Preprocessor.ShortestEdge, checkpoint.Preprocessor.CropHeight, checkpoint.Preprocessor.CropWidth));
+        Preprocessor = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
     }
 
     public string Name { get; }

@@ -1,11 +1,16 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaptPlatform.Vision.Imaging;
 
 namespace TaptPlatform.Vision.Clip;
 
 /// <summary>The parts of transformers' <c>preprocessor_config.json</c> that CLIP uses.</summary>
-public sealed record PreprocessorConfig(int ShortestEdge, int CropHeight, int CropWidth, float[] ImageMean, float[] ImageStd)
+public sealed record PreprocessorConfig(int ShortestEdge, int CropHeight, int CropWidth, float[] ImageMean, float[] ImageStd,
+    ImageResampling Resampling = ImageResampling.Bicubic)
 {
+    /// <summary>The image pipeline's geometry and filter for this model.</summary>
+    public ImagePreprocessorOptions ImageOptions => new(ShortestEdge, CropHeight, CropWidth, Resampling);
+
     public static readonly float[] ClipMean = [0.48145466f, 0.4578275f, 0.40821073f];
     public static readonly float[] ClipStd = [0.26862954f, 0.26130258f, 0.27577711f];
 
@@ -34,11 +39,15 @@ public sealed record PreprocessorConfig(int ShortestEdge, int CropHeight, int Cr
             };
             var mean = o["image_mean"] is JsonArray m ? m.Select(x => x!.GetValue<float>()).ToArray() : ClipMean;
             var std = o["image_std"] is JsonArray s2 ? s2.Select(x => x!.GetValue<float>()).ToArray() : ClipStd;
+            // transformers' CLIPImageProcessor defaults to bicubic; 5 (Hamming) has no ImageSharp counterpart.
+            var resample = o["resample"] is JsonValue r ? r.GetValue<int>() : (int)ImageResampling.Bicubic;
+            if (!Enum.IsDefined((ImageResampling)resample))
+                throw new FormatException($"resample {resample} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box)");
             if (ch != imageSize || cw != imageSize)
                 throw new FormatException($"crop_size {ch}x{cw} differs from the model's image_size {imageSize}");
             if (shortest < ch || shortest < cw) throw new FormatException($"size {shortest} is smaller than the crop");
             if (mean.Length != 3 || std.Length != 3 || std.Any(x => x <= 0)) throw new FormatException("image_mean/image_std need 3 values, std positive");
-            return new PreprocessorConfig(shortest, ch, cw, mean, std);
+            return new PreprocessorConfig(shortest, ch, cw, mean, std, (ImageResampling)resample);
         }
         catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
         {
@@ -51,7 +60,7 @@ public sealed record PreprocessorConfig(int ShortestEdge, int CropHeight, int Cr
         ["image_processor_type"] = "CLIPImageProcessor",
         ["do_resize"] = true,
         ["size"] = new JsonObject { ["shortest_edge"] = ShortestEdge },
-        ["resample"] = 3,
+        ["resample"] = (int)Resampling,
         ["do_center_crop"] = true,
         ["crop_size"] = new JsonObject { ["height"] = CropHeight, ["width"] = CropWidth },
         ["do_rescale"] = true,

@@ -66,10 +66,10 @@ public sealed class ImageFolderDataset
     /// Decodes every image once through the hardened pipeline into an in-memory dataset (evaluation on a user's folder).
     /// A rejected image fails the whole set, naming the file.
     /// </summary>
-    public InMemoryImageDataset Decode(int imageSize, ImageLimits? limits = null)
+    public InMemoryImageDataset Decode(ImagePreprocessorOptions options, ImageLimits? limits = null)
     {
         if (ClassNames.Count < 2) throw new DatasetException($"{Root} needs at least two label folders with images");
-        var pre = new ImagePreprocessor(ImagePreprocessorOptions.ForImageSize(imageSize), limits);
+        var pre = new ImagePreprocessor(options, limits);
         var pixels = new float[Count][];
         for (var i = 0; i < Count; i++)
         {
@@ -82,7 +82,7 @@ public sealed class ImageFolderDataset
                 throw new DatasetException($"{Items[i].Path}: {e.Message}", e);
             }
         }
-        return new InMemoryImageDataset(ClassNames, pixels, Labels, imageSize);
+        return new InMemoryImageDataset(ClassNames, pixels, Labels, options.CropHeight);
     }
 
     /// <summary>Decodes the images at the indices into a [n, 3, H, W] tensor.</summary>

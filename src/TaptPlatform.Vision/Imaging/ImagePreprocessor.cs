@@ -1,6 +1,7 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
+using SixLabors.ImageSharp.Processing.Processors.Transforms;
 using TorchSharp;
 
 namespace TaptPlatform.Vision.Imaging;
@@ -24,6 +25,7 @@ public sealed class ImagePreprocessor
 
     private readonly ImageLimits _limits;
     private readonly Configuration _config;
+    private readonly IResampler _resampler;
 
     public ImagePreprocessor(ImagePreprocessorOptions options, ImageLimits? limits = null)
     {
@@ -33,6 +35,14 @@ public sealed class ImagePreprocessor
         _limits.Validate();
         Options = options;
         _config = DecoderConfiguration.For(_limits);
+        _resampler = options.Resampling switch
+        {
+            ImageResampling.Nearest => KnownResamplers.NearestNeighbor,
+            ImageResampling.Bilinear => KnownResamplers.Triangle,
+            ImageResampling.Lanczos => KnownResamplers.Lanczos3,
+            ImageResampling.Box => KnownResamplers.Box,
+            _ => KnownResamplers.Bicubic,
+        };
     }
 
     public ImagePreprocessorOptions Options { get; }
@@ -190,7 +200,7 @@ public sealed class ImagePreprocessor
         return (newW, newH);
     }
 
-    /// <summary>Resize (bicubic, shorter side), centre crop (HF semantics incl. zero padding), to CHW [0,1].</summary>
+    /// <summary>Resize (shorter side, the configured filter), centre crop (HF semantics incl. zero padding), to CHW [0,1].</summary>
     private float[] Process(Image<Rgb24> image, bool ownsImage)
     {
         var (newW, newH) = CheckResizeBudget(image.Width, image.Height);
@@ -199,10 +209,10 @@ public sealed class ImagePreprocessor
         {
             if (ownsImage)
             {
-                image.Mutate(ctx => ctx.Resize(newW, newH, KnownResamplers.Bicubic));
+                image.Mutate(ctx => ctx.Resize(newW, newH, _resampler));
                 return CropToChw(image);
             }
-            using var resized = image.Clone(_config, ctx => ctx.Resize(newW, newH, KnownResamplers.Bicubic));
+            using var resized = image.Clone(_config, ctx => ctx.Resize(newW, newH, _resampler));
             return CropToChw(resized);
         }
         catch (Exception e) when (e is not (ImageRejectedException or OutOfMemoryException))

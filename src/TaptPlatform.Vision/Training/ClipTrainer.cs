@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Checkpoints;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Text;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -232,7 +233,9 @@ public static class ClipTrainer
         }
 
         model.eval();
-        WriteModel(o.OutputDirectory, model, bpe, new PreprocessorConfig(config.Vision.ImageSize, config.Vision.ImageSize, config.Vision.ImageSize, o.ImageMean, o.ImageStd));
+        // Bilinear: the filter the training images were upsampled with, so served images look like trained ones.
+        WriteModel(o.OutputDirectory, model, bpe, new PreprocessorConfig(config.Vision.ImageSize, config.Vision.ImageSize, config.Vision.ImageSize,
+            o.ImageMean, o.ImageStd, ImageResampling.Bilinear));
         if (Directory.Exists(stateRoot)) Directory.Delete(stateRoot, recursive: true);
         log.WriteLine($"wrote {o.OutputDirectory} after {totalSteps} steps in {Format(wall.Elapsed)}");
         return new ClipTrainingResult(o.OutputDirectory, totalSteps, totalSteps, true, startStep, progress.EpochLosses, lastLoss, holdoutAccuracy, wall.Elapsed, parameterCount);

@@ -17,11 +17,14 @@ public static class ZeroShot
 {
     public const string DefaultTemplate = "a photo of a {0}.";
 
-    public static double Accuracy(ClipCheckpoint checkpoint, LabelledImages data, string template = DefaultTemplate, int batch = 500) =>
-        Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch).Accuracy;
+    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500) =>
+        Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch);
 
     public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, LabelledImages data, string template = DefaultTemplate, int batch = 500) =>
-        Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch);
+        Evaluate(checkpoint.Model, checkpoint.Tokenizer, new GreyImageDataset(data), template, batch);
+
+    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, LabelledImages data, string template = DefaultTemplate, int batch = 500) =>
+        Evaluate(model, tokenizer, new GreyImageDataset(data), template, batch);
 
     public static IReadOnlyList<string> Prompts(IReadOnlyList<string> classNames, string template)
     {
@@ -29,7 +32,7 @@ public static class ZeroShot
         return classNames.Select(n => string.Format(CultureInfo.InvariantCulture, template, n.ToLowerInvariant())).ToArray();
     }
 
-    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, LabelledImages data, string template = DefaultTemplate, int batch = 500)
+    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = DefaultTemplate, int batch = 500)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         var prompts = Prompts(data.ClassNames, template);
@@ -39,8 +42,9 @@ public static class ZeroShot
         var totals = new int[classes];
         for (var i = 0; i < data.Count; i++)
         {
-            totals[data.Labels[i]]++;
-            if (predictions[i] == data.Labels[i]) hits[data.Labels[i]]++;
+            var label = data.Label(i);
+            totals[label]++;
+            if (predictions[i] == label) hits[label]++;
         }
         var correct = hits.Sum();
         return new ZeroShotResult(data.Count == 0 ? 0 : (double)correct / data.Count, correct, data.Count, prompts,
@@ -48,7 +52,7 @@ public static class ZeroShot
     }
 
     /// <summary>The index of the best-matching prompt for every image.</summary>
-    public static int[] Predict(ClipModel model, ClipTokenizer tokenizer, LabelledImages data, IReadOnlyList<string> prompts, int batch = 500)
+    public static int[] Predict(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, IReadOnlyList<string> prompts, int batch = 500)
     {
         var device = model.parameters().First().device;
         var size = model.Config.Vision.ImageSize;
@@ -61,7 +65,7 @@ public static class ZeroShot
         {
             using var scope = NewDisposeScope();
             var n = Math.Min(batch, data.Count - start);
-            var x = data.ToTensor(Enumerable.Range(start, n).ToArray(), size).to(device);
+            var x = data.Images(Enumerable.Range(start, n).ToArray(), size).to(device);
             var img = nn.functional.normalize(model.EncodeImage(x), dim: -1);
             var best = img.matmul(text.t()).argmax(-1).cpu().data<long>().ToArray();
             for (var i = 0; i < n; i++) predictions[start + i] = (int)best[i];

@@ -55,6 +55,18 @@ public sealed class CliTests : IDisposable
                 Assert.Equal(logits[i][j], scale * img[i].Zip(txt[j], (a, b) => a * b).Sum(), 3);
     }
 
+    [Theory]
+    [InlineData("prompts", "train", "--help")]
+    [InlineData("prompts", "calibrate", "--model", "x", "--help")]
+    [InlineData("submit", "--server", "http://127.0.0.1:1", "-h")]
+    public void Help_after_a_sub_command_or_its_options_prints_the_usage_and_exits_0(params string[] args)
+    {
+        var (code, stdout, stderr) = Tapt(args);
+        Assert.True(code == 0, stderr);
+        Assert.StartsWith("usage: tapt " + args[0], stdout.TrimStart());
+        Assert.Equal("", stderr);
+    }
+
     [Fact]
     public void Missing_image_gives_a_one_line_error_and_exit_code_2()
     {

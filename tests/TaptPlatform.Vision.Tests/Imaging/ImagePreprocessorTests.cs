@@ -1,5 +1,6 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Imaging;
 using TorchSharp;
 
@@ -327,5 +328,33 @@ public class ImagePreprocessorTests
         });
 
         for (var i = 0; i < results.Length; i++) Assert.Equal(expected[i % inputs.Length], results[i]);
+    }
+
+    [Fact]
+    public void Bilinear_resampling_of_a_grey_png_matches_the_training_upsampling_and_bicubic_does_not()
+    {
+        // The default model was trained on 28x28 images upsampled by torch (bilinear, align_corners = false);
+        // served with resample 2, an uploaded PNG of the same image must reach the model as the same pixels.
+        var rng = new Random(5);
+        var grey = new byte[28 * 28];
+        rng.NextBytes(grey);
+        using var png = new MemoryStream();
+        using (var img = new Image<L8>(28, 28))
+        {
+            for (var y = 0; y < 28; y++)
+                for (var x = 0; x < 28; x++) img[x, y] = new L8(grey[y * 28 + x]);
+            img.SaveAsPng(png);
+        }
+        using var expected = new LabelledImages(["a"], grey, [0], 28, 28).ToTensor([0], 56);
+        var reference = expected.contiguous().data<float>().ToArray();
+
+        float MaxError(ImageResampling resampling)
+        {
+            var served = new ImagePreprocessor(new ImagePreprocessorOptions(56, 56, 56, resampling)).Load(png.ToArray());
+            return served.Zip(reference, (a, b) => Math.Abs(a - b)).Max();
+        }
+
+        Assert.True(MaxError(ImageResampling.Bilinear) <= 1.01f / 255, $"bilinear differs by {MaxError(ImageResampling.Bilinear) * 255:F2}/255");
+        Assert.True(MaxError(ImageResampling.Bicubic) > 5f / 255, "bicubic should differ visibly on noise");
     }
 }
