@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Independent plain-PyTorch reference of TAPT's test-time step (Wang et al., CVPR 2025) on the default model.
+
+Written from tapt-method.md, not from the C# code: its own CLIP forward with VLI prompt hooks (visual tokens appended
+after the patches and replaced before deeper blocks; text context tokens replacing "a photo" after the start token),
+its own views (bilinear crops given as data), confidence selection, marginal entropy, L1 alignment of block-input
+statistics, torch.optim.AdamW, and the prediction of the original image with the tuned prompts.
+
+    /usr/bin/python3 tests/golden-generator/tapt_reference.py golden CROPS.json
+        writes tests/TaptPlatform.Vision.Tests/Golden/tapt-default-model/{input,expected}.json. CROPS.json holds the
+        crops (top, left, height, width, flip) that the C# ViewAugmenter draws for each seed; the C# test checks that
+        they are still the ones it draws, then compares its TaptDefense with expected.json.
+    /usr/bin/python3 tests/golden-generator/tapt_reference.py bench [--threads 2] [--images 32] [--views 64]
+        seconds per image of the same step (one image at a time), efficient (scoring without autograd, gradients only
+        through the selected views) and straightforward (every view with autograd), for comparison with `tapt bench`.
+
+Needs Debian's python3-torch and python3-regex (the tokenizer of generate_clip_golden.py).
+"""
+
+import gzip
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+MODEL = os.path.join(ROOT, "models", "fashion-clip-small")
+OUT = os.path.join(ROOT, "tests", "TaptPlatform.Vision.Tests", "Golden", "tapt-default-model")
+sys.path.insert(0, HERE)
+from generate_clip_golden import ClipBpeTokenizer, act_fn, layer_norm, linear, self_attention  # noqa: E402
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TEMPLATE = "a photo of a {}."
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, info in header.items():
+        assert info["dtype"] == "F32", name
+        s, e = info["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(raw[8 + n + s:8 + n + e], dtype=np.float32).reshape(info["shape"]).copy())
+    return out, meta
+
+
+class Model:
+    def __init__(self):
+        self.cfg = json.load(open(os.path.join(MODEL, "config.json")))
+        self.p, _ = read_safetensors(os.path.join(MODEL, "model.safetensors"))
+        pre = json.load(open(os.path.join(MODEL, "preprocessor_config.json")))
+        self.mean = torch.tensor(pre["image_mean"]).view(1, 3, 1, 1)
+        self.std = torch.tensor(pre["image_std"]).view(1, 3, 1, 1)
+        self.tok = ClipBpeTokenizer.from_files(os.path.join(MODEL, "vocab.json"), os.path.join(MODEL, "merges.txt"))
+        art, meta = read_safetensors(os.path.join(MODEL, "tapt-prompts.safetensors"))
+        self.artifact_header = json.loads(meta["tapt"])
+        self.p_adv = {k[len("prompts.adv."):]: v for k, v in art.items() if k.startswith("prompts.adv.")}
+        self.stats = {name: (art[f"stats.{name}.mean"], art[f"stats.{name}.var"]) for name in ("adv", "clean")}
+
+    def block(self, x, i, c, prefix, causal):
+        p, eps, act = self.p, c["layer_norm_eps"], act_fn(c["hidden_act"])
+        lp = f"{prefix}.encoder.layers.{i}"
+        h = layer_norm(x, p[lp + ".layer_norm1.weight"], p[lp + ".layer_norm1.bias"], eps)
+        x = x + self_attention(h, p, lp + ".self_attn", c["num_attention_heads"], causal)
+        h = layer_norm(x, p[lp + ".layer_norm2.weight"], p[lp + ".layer_norm2.bias"], eps)
+        return x + linear(act(linear(h, p[lp + ".mlp.fc1.weight"], p[lp + ".mlp.fc1.bias"])), p[lp + ".mlp.fc2.weight"], p[lp + ".mlp.fc2.bias"])
+
+    def image_features(self, pixels01, prompts=None, capture=0):
+        """Normalised projected features; prompts: {"visual.l": [n, D]}; returns (features, block inputs of the first `capture` blocks)."""
+        c, p = self.cfg["vision_config"], self.p
+        x = (pixels01 - self.mean) / self.std
+        n, ch, hh, ww = x.shape
+        ps, d = c["patch_size"], c["hidden_size"]
+        gh, gw = hh // ps, ww // ps
+        patches = x.reshape(n, ch, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, ch * ps * ps)
+        emb = patches @ p["vision_model.embeddings.patch_embedding.weight"].reshape(d, -1).t()
+        cls = p["vision_model.embeddings.class_embedding"].view(1, 1, d).expand(n, 1, d)
+        h = torch.cat([cls, emb], 1) + p["vision_model.embeddings.position_embedding.weight"].unsqueeze(0)
+        k = 0
+        if prompts is not None:
+            k = prompts["visual.0"].shape[0]
+            h = torch.cat([h, prompts["visual.0"].unsqueeze(0).expand(n, -1, -1)], 1)
+        h = layer_norm(h, p["vision_model.pre_layrnorm.weight"], p["vision_model.pre_layrnorm.bias"], c["layer_norm_eps"])
+        blocks = []
+        for i in range(c["num_hidden_layers"]):
+            if i > 0 and prompts is not None and f"visual.{i}" in prompts:
+                h = torch.cat([h[:, :-k], prompts[f"visual.{i}"].unsqueeze(0).expand(n, -1, -1)], 1)
+            if i < capture:
+                blocks.append(h)
+            h = self.block(h, i, c, "vision_model", causal=False)
+        pooled = layer_norm(h[:, 0], p["vision_model.post_layernorm.weight"], p["vision_model.post_layernorm.bias"], c["layer_norm_eps"])
+        f = linear(pooled, p["visual_projection.weight"])
+        return f / f.norm(dim=-1, keepdim=True), blocks
+
+    def text_features(self, prompts=None):
+        c, p = self.cfg["text_config"], self.p
+        rows = []
+        for label in CLASSES:
+            ids, _ = self.tok.encode(TEMPLATE.format(label.lower()))
+            ids_t = torch.tensor(ids)
+            h = p["text_model.embeddings.token_embedding.weight"][ids_t]
+            if prompts is not None:
+                k = prompts["text.0"].shape[0]
+                h = torch.cat([h[:1], prompts["text.0"], h[1 + k:]], 0)
+            h = (h + p["text_model.embeddings.position_embedding.weight"][: len(ids)]).unsqueeze(0)
+            for i in range(c["num_hidden_layers"]):
+                if i > 0 and prompts is not None and f"text.{i}" in prompts:
+                    h = torch.cat([h[:, :1], prompts[f"text.{i}"].unsqueeze(0), h[:, 1 + k:]], 1)
+                h = self.block(h, i, c, "text_model", causal=True)
+            h = layer_norm(h, p["text_model.final_layer_norm.weight"], p["text_model.final_layer_norm.bias"], c["layer_norm_eps"])
+            rows.append(h[0, ids.index(c["eos_token_id"])])
+        f = linear(torch.stack(rows), p["text_projection.weight"])
+        return f / f.norm(dim=-1, keepdim=True)
+
+    def logits(self, img, txt):
+        return self.p["logit_scale"].exp() * img @ txt.t()
+
+
+def views_of(image, crops, size):
+    """The original image, then each crop resized bilinearly (antialiased, as torchvision's RandomResizedCrop) and flipped."""
+    out = [image.unsqueeze(0)]
+    for top, left, h, w, flip in crops:
+        v = torch.nn.functional.interpolate(image[:, top:top + h, left:left + w].unsqueeze(0), size=(size, size),
+                                            mode="bilinear", align_corners=False, antialias=True)
+        out.append(v.flip(3) if flip else v)
+    return torch.cat(out, 0)
+
+
+def entropy(logits):
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def tapt(model, image, crops, s, efficient=True):
+    """One image: reset to P_adv, `s["steps"]` AdamW steps on the selected views, then classify the original."""
+    size = model.cfg["vision_config"]["image_size"]
+    layers = min(s["alignment_layers"], model.cfg["vision_config"]["num_hidden_layers"])
+    with torch.no_grad():
+        views = views_of(image, crops, size)
+        baseline = model.logits(model.image_features(image.unsqueeze(0))[0], model.text_features()).softmax(-1)[0]
+    prompts = {k: v.clone().requires_grad_(True) for k, v in model.p_adv.items()}
+    opt = torch.optim.AdamW(list(prompts.values()), lr=s["lr"], weight_decay=s["weight_decay"])
+    n_sel = max(1, int(s["selection_fraction"] * len(views)))
+    steps, apt, vote = [], None, None
+    for step in range(s["steps"]):
+        txt = model.text_features(prompts)
+        if efficient:
+            with torch.no_grad():
+                all_logits = model.logits(model.image_features(views, prompts)[0], txt)
+            sel = entropy(all_logits).topk(n_sel, largest=False, sorted=True).indices
+            img, blocks = model.image_features(views[sel], prompts, capture=layers)
+            sel_logits = model.logits(img, txt)
+        else:
+            img, all_blocks = model.image_features(views, prompts, capture=layers)
+            all_logits = model.logits(img, txt)
+            sel = entropy(all_logits.detach()).topk(n_sel, largest=False, sorted=True).indices
+            sel_logits, blocks = all_logits[sel], [b[sel] for b in all_blocks]
+        if step == 0:
+            apt = all_logits[0].detach().softmax(-1)
+            vote = int(all_logits.detach()[sel].softmax(-1).mean(0).argmax())
+        avg = sel_logits.log_softmax(-1).logsumexp(0) - math.log(n_sel)
+        ent = -(avg.exp() * avg).sum()
+
+        def distance(ref):
+            total = 0
+            for l in range(layers):
+                mu, var = blocks[l].mean(0), blocks[l].var(0, unbiased=False)
+                total = total + 0.5 * (mu - ref[0][l]).abs().mean() + 0.5 * (var - ref[1][l]).abs().mean()
+            return total
+
+        d_adv, d_clean = distance(model.stats["adv"]), distance(model.stats["clean"])
+        loss = ent + s["alignment_weight"] * (s["gamma"] * d_adv + (1 - s["gamma"]) * d_clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps.append({"selected": sel.tolist(), "entropy": ent.item(), "alignment_adversarial": float(d_adv),
+                      "alignment_clean": float(d_clean), "total": loss.item()})
+    with torch.no_grad():
+        probs = model.logits(model.image_features(image.unsqueeze(0), prompts)[0], model.text_features(prompts)).softmax(-1)[0]
+    return {"baseline": baseline.tolist(), "apt": apt.tolist(), "probabilities": probs.tolist(), "views_vote": vote, "steps": steps}
+
+
+def test_images(indices):
+    raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()[16:]
+    labels = gzip.open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").read()[8:]
+    return [(list(raw[i * 784:(i + 1) * 784]), labels[i]) for i in indices]
+
+
+def upsample(pixels, size):
+    """28x28 bytes -> [3, size, size] in [0,1], bilinear (align_corners=False), as the training and evaluation data path."""
+    g = torch.tensor(pixels, dtype=torch.float32).view(1, 1, 28, 28) / 255
+    g = torch.nn.functional.interpolate(g, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return g[0].expand(3, -1, -1).contiguous()
+
+
+# gamma 0: at the first step the prompt tokens of block 0 equal, under P_adv, the adversarial reference's mean there
+# exactly (they do not depend on the image), so |mu - mu_ref| sits on its kink and the sign of float rounding noise picks
+# the subgradient; Adam's first step (lr * g / |g|) turns that into +-lr moves that differ between any two
+# implementations. The clean reference has no kink (P_clean differs from P_adv); the adversarial distance is still
+# compared as a value.
+SETTINGS = {"views": 64, "selection_fraction": 0.1, "steps": 2, "lr": 0.02, "weight_decay": 0.01, "alignment_layers": 8,
+            "alignment_weight": 100 / 9, "gamma": 0.0}
+CASES = [(17, 11), (4242, 12)]  # (test image index, view seed)
+
+
+def golden(crops_path):
+    torch.manual_seed(0)
+    crops = json.load(open(crops_path))
+    model = Model()
+    size = model.cfg["vision_config"]["image_size"]
+    images = test_images([i for i, _ in CASES])
+    cases, expected = [], []
+    for (index, seed), (pixels, label) in zip(CASES, images):
+        c = crops[str(seed)]
+        assert len(c) == SETTINGS["views"] - 1
+        cases.append({"index": index, "label": label, "seed": seed, "pixels": pixels, "crops": c})
+        r = tapt(model, upsample(pixels, size), c, SETTINGS)
+        r2 = tapt(model, upsample(pixels, size), c, SETTINGS, efficient=False)
+        assert r["steps"][0]["selected"] == r2["steps"][0]["selected"]
+        assert max(abs(a - b) for a, b in zip(r["probabilities"], r2["probabilities"])) < 1e-5
+        expected.append(r)
+    os.makedirs(OUT, exist_ok=True)
+    checksum = model.artifact_header["model_checksum"]
+    json.dump({"model_checksum": checksum, "settings": SETTINGS, "classes": CLASSES, "template": TEMPLATE, "images": cases},
+              open(os.path.join(OUT, "input.json"), "w"), separators=(",", ":"))
+    json.dump({"generator": "tests/golden-generator/tapt_reference.py (torch " + torch.__version__ + ")", "results": expected},
+              open(os.path.join(OUT, "expected.json"), "w"), indent=1)
+    for r in expected:
+        print("apt", np.argmax(r["apt"]), "tapt", np.argmax(r["probabilities"]), [round(s["total"], 5) for s in r["steps"]])
+
+
+def bench(argv):
+    threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 2
+    n = int(argv[argv.index("--images") + 1]) if "--images" in argv else 32
+    views = int(argv[argv.index("--views") + 1]) if "--views" in argv else 64
+    torch.set_num_threads(threads)
+    model = Model()
+    size = model.cfg["vision_config"]["image_size"]
+    images = [upsample(p, size) for p, _ in test_images(range(n))]
+    rng = np.random.default_rng(0)
+
+    def random_crops():
+        out = []
+        for _ in range(views - 1):
+            a = rng.uniform(0.08, 1) * size * size
+            r = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = min(size, max(1, round(math.sqrt(a * r)))), min(size, max(1, round(math.sqrt(a / r))))
+            out.append((int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1)), h, w, int(rng.random() < 0.5)))
+        return out
+
+    settings = dict(SETTINGS, views=views, steps=1)
+    for efficient in (True, False):
+        tapt(model, images[0], random_crops(), settings, efficient)  # warm-up
+        t = time.perf_counter()
+        for img in images:
+            tapt(model, img, random_crops(), settings, efficient)
+        per = (time.perf_counter() - t) / n
+        print(f"python torch {torch.__version__}, {threads} threads, {views} views, 1 step, VLI, "
+              f"{'efficient' if efficient else 'straightforward'}: {per * 1000:.1f} ms/image ({1 / per:.1f} img/s, {n} images)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "golden":
+        golden(sys.argv[2])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "bench":
+        bench(sys.argv[2:])
+    else:
+        print(__doc__)
+        sys.exit(2)
