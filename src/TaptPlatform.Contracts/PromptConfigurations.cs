@@ -1,14 +1,16 @@
 namespace TaptPlatform.Contracts;
 
 /// <summary>
-/// When a result is flagged for audit. TAPT changing the plain-CLIP prediction and statistics sitting closer to
-/// attacked images than to clean ones always flag; a confidence below <see cref="MinimumConfidence"/> flags too.
+/// When a result is flagged for audit: TAPT changing the plain-CLIP prediction, a confidence below
+/// <see cref="MinimumConfidence"/>, and (opt-in) the image's block statistics sitting closer to the PGD-image reference
+/// than to the clean one. The last is off by default: on the default model it fires on every image, clean or attacked
+/// (README, "Statistics flag"; `tapt eval` reports its rates for any model).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record FlaggingPolicy(
     [property: Id(0)] double MinimumConfidence = 0.5,
     [property: Id(1)] bool FlagChangedPrediction = true,
-    [property: Id(2)] bool FlagCloserToAttacked = true);
+    [property: Id(2)] bool FlagCloserToAttacked = false);
 
 /// <summary>
 /// How a tenant's images are defended: which model (a name in the accelerator silos' model catalog), which prompt

@@ -86,6 +86,8 @@ public static class EvalCommand
             };
             if (report.ViewsVote is var (voteClean, voteRobust))
                 o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };
+            if (report.FlagRates is var (flagClean, flagRobust))
+                o["statistics_flag_rate"] = new JsonObject { ["clean"] = flagClean, ["robust"] = flagRobust };
             if (sweep is not null)
                 o["tapt_sweep"] = new JsonArray(sweep.Results.Select(r => (JsonNode)new JsonObject
                 {
@@ -107,6 +109,8 @@ public static class EvalCommand
         Console.WriteLine($"{"TAPT",-8} {report.Clean.Tapt,8:P1} {report.Robust.Tapt,8:P1}");
         if (report.ViewsVote is var (vClean, vRobust))
             Console.WriteLine($"{"(views)",-8} {vClean,8:P1} {vRobust,8:P1}   the selected views' vote before tuning; a step pulls TAPT towards it");
+        if (report.FlagRates is var (fClean, fRobust))
+            Console.WriteLine($"{"(flag)",-8} {fClean,8:P1} {fRobust,8:P1}   images the statistics flag (closer to the PGD-image reference) fires on");
         if (sweep is not null)
         {
             Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");

@@ -29,6 +29,10 @@ public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptCl
     /// <summary>The selected views' vote before tuning (<see cref="TaptResult.ViewsPrediction"/>) on the clean and the attacked image; −1 without steps.</summary>
     public int ViewsClean { get; init; } = -1;
     public int ViewsRobust { get; init; } = -1;
+
+    /// <summary>Whether the statistics flag (<see cref="StatisticsDistances.CloserToAttacked"/>) fired on the clean and on the attacked image; null without a PGD-image reference.</summary>
+    public bool? FlagClean { get; init; }
+    public bool? FlagRobust { get; init; }
 }
 
 /// <summary>
@@ -59,6 +63,12 @@ public sealed record EvaluationReport(
 {
     /// <summary>Accuracy of the selected views' vote before tuning (clean, attacked), a diagnostic of TAPT's signal; null without steps.</summary>
     public (double Clean, double Robust)? ViewsVote { get; init; }
+
+    /// <summary>
+    /// Share of clean and of attacked images on which the statistics flag fires (a detector is only useful if the second is
+    /// well above the first); null when the artifact has no PGD-image statistics or TAPT ran without steps.
+    /// </summary>
+    public (double Clean, double Robust)? FlagRates { get; init; }
 }
 
 /// <summary>
@@ -161,6 +171,8 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                 {
                     ViewsClean = taptClean[i].ViewsPrediction ?? -1,
                     ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
+                    FlagClean = Flag(taptClean[i]),
+                    FlagRobust = Flag(taptRobust[i]),
                 });
             if (onBatch is not null)
             {
@@ -193,6 +205,11 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             outcomes)
         {
             ViewsVote = outcomes.Count > 0 && outcomes.All(o => o.ViewsClean >= 0 && o.ViewsRobust >= 0) ? (Acc(o => o.ViewsClean), Acc(o => o.ViewsRobust)) : null,
+            FlagRates = outcomes.Count > 0 && outcomes.All(o => o.FlagClean.HasValue && o.FlagRobust.HasValue)
+                ? (outcomes.Count(o => o.FlagClean == true) / (double)outcomes.Count, outcomes.Count(o => o.FlagRobust == true) / (double)outcomes.Count)
+                : null,
         };
     }
+
+    private static bool? Flag(TaptResult r) => r.Distances is { ToAttackedImages: not null } d ? d.CloserToAttacked : null;
 }

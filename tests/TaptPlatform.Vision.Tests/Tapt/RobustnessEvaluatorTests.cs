@@ -8,9 +8,9 @@ namespace TaptPlatform.Vision.Tests.Tapt;
 
 public class RobustnessEvaluatorTests
 {
-    private static (TinyTapt T, GreyImageDataset Data) Setup()
+    private static (TinyTapt T, GreyImageDataset Data) Setup(bool attackedStatistics = false)
     {
-        var t = new TinyTapt();
+        var t = new TinyTapt(attacked: attackedStatistics);
         var rng = new Random(5);
         var pixels = new byte[6 * 24 * 24];
         rng.NextBytes(pixels);
@@ -38,6 +38,31 @@ public class RobustnessEvaluatorTests
         Assert.True(report.Robust.Clip < 1.0);
         Assert.All(new[] { report.Clean.Apt, report.Clean.Tapt, report.Robust.Apt, report.Robust.Tapt }, v => Assert.InRange(v, 0, 1));
         Assert.Contains(protocol == EvaluationProtocol.Adaptive ? "adaptive:" : "non-adaptive:", report.Gradient);
+    }
+
+    [Fact]
+    public void Statistics_flag_rates_count_the_images_the_flag_fires_on_and_need_pgd_image_statistics()
+    {
+        var (t, data) = Setup(attackedStatistics: true);
+        using var _ = t;
+        var options = new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 };
+        var defense = new TaptDefense(t.Clip, t.Artifact, options);
+        var settings = new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 8.0 / 255, 3), EvaluationProtocol.NonAdaptive, Seed: 3, BatchSize: 6);
+        var indices = Enumerable.Range(0, 6).ToArray();
+        var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, indices, settings);
+
+        // The clean images' flags are those of a direct run (same seeds as the evaluator's).
+        using var x = data.Images(indices, t.Clip.ImageSize);
+        var direct = defense.Classify(indices.Select(i => new TaptInput(x[i], 3 * 1_000_003 + i)).ToList(), t.Vocabulary);
+        Assert.Equal(direct.Select(r => (bool?)r.Distances!.CloserToAttacked), report.Images.Select(o => o.FlagClean));
+        Assert.Equal(direct.Count(r => r.Distances!.CloserToAttacked) / 6.0, report.FlagRates!.Value.Clean);
+        Assert.Equal(report.Images.Count(o => o.FlagRobust == true) / 6.0, report.FlagRates!.Value.Robust);
+
+        var (plain, plainData) = Setup();
+        using var __ = plain;
+        var withoutReference = new RobustnessEvaluator(plain.Clip, new TaptDefense(plain.Clip, plain.Artifact, options), plain.Vocabulary)
+            .Evaluate(plainData, indices, settings);
+        Assert.Null(withoutReference.FlagRates);
     }
 
     [Fact]

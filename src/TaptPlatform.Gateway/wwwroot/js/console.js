@@ -268,7 +268,7 @@ function fillPrompt(c) {
   $("prompt-views").value = c.views ?? "";
   $("prompt-steps").value = c.steps ?? "";
   $("prompt-lr").value = c.learningRate ?? "";
-  const f = c.flagging ?? { minimumConfidence: 0.5, flagChangedPrediction: true, flagCloserToAttacked: true };
+  const f = c.flagging ?? { minimumConfidence: 0.5, flagChangedPrediction: true, flagCloserToAttacked: false };
   $("prompt-minconf").value = f.minimumConfidence;
   $("prompt-flag-changed").checked = f.flagChangedPrediction;
   $("prompt-flag-attacked").checked = f.flagCloserToAttacked;
