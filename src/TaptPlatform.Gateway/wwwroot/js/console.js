@@ -431,7 +431,9 @@ async function connection() {
   if (!state.connection) {
     const c = new signalR.HubConnectionBuilder()
       .withUrl("/hubs/jobs", { accessTokenFactory: () => state.key })
-      .withAutomaticReconnect()
+      // Keep retrying (the default policy gives up after four tries, ~42 s): a gateway restart or a long network blip
+      // must not leave an open console silently without live events. 0, 2, 5, 10 s, then every 30 s.
+      .withAutomaticReconnect({ nextRetryDelayInMilliseconds: (ctx) => [0, 2000, 5000, 10000][ctx.previousRetryCount] ?? 30000 })
       .configureLogging(signalR.LogLevel.Warning)
       .build();
     c.on("steps", (batch) => { for (const s of batch) applyStep(s); });
