@@ -14,7 +14,8 @@ statistics, torch.optim.AdamW, and the prediction of the original image with the
         seconds per image of the same step (one image at a time), efficient (scoring without autograd, gradients only
         through the selected views) and straightforward (every view with autograd), for comparison with `tapt bench`.
 
-Needs Debian's python3-torch and python3-regex (the tokenizer of generate_clip_golden.py).
+Needs Debian's python3-torch and python3-regex (the tokenizer of generate_clip_golden.py); for `bench`, also
+libopenblas0-pthread: Debian's torch is built against the generic reference BLAS, 5x slower on these matrix sizes.
 """
 
 import gzip
@@ -25,15 +26,24 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
+# Debian's torch calls the system BLAS (libblas.so.3): install libopenblas0-pthread for a fast one, and give it the same
+# thread count as torch, or its own threads fight torch's for the cores.
+if "--threads" in sys.argv:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[sys.argv.index("--threads") + 1])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "fashion-clip-small")
 OUT = os.path.join(ROOT, "tests", "TaptPlatform.Vision.Tests", "Golden", "tapt-default-model")
 sys.path.insert(0, HERE)
-from generate_clip_golden import ClipBpeTokenizer, act_fn, layer_norm, linear, self_attention  # noqa: E402
+from generate_clip_golden import ClipBpeTokenizer, act_fn, linear, self_attention  # noqa: E402
+
+
+def layer_norm(x, w, b, eps):
+    return torch.nn.functional.layer_norm(x, w.shape, w, b, eps)
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 TEMPLATE = "a photo of a {}."
@@ -60,6 +70,13 @@ class Model:
         self.mean = torch.tensor(pre["image_mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(pre["image_std"]).view(1, 3, 1, 1)
         self.tok = ClipBpeTokenizer.from_files(os.path.join(MODEL, "vocab.json"), os.path.join(MODEL, "merges.txt"))
+        # The label prompts, tokenised once and padded: the causal mask keeps padding out of the end-of-text token.
+        rows = [self.tok.encode(TEMPLATE.format(label.lower()))[0] for label in CLASSES]
+        tc = self.cfg["text_config"]
+        self.ids = torch.full((len(rows), max(map(len, rows))), tc["pad_token_id"], dtype=torch.long)
+        for r, ids in enumerate(rows):
+            self.ids[r, :len(ids)] = torch.tensor(ids)
+        self.eos = torch.tensor([ids.index(tc["eos_token_id"]) for ids in rows])
         art, meta = read_safetensors(os.path.join(MODEL, "tapt-prompts.safetensors"))
         self.artifact_header = json.loads(meta["tapt"])
         self.p_adv = {k[len("prompts.adv."):]: v for k, v in art.items() if k.startswith("prompts.adv.")}
@@ -102,22 +119,18 @@ class Model:
 
     def text_features(self, prompts=None):
         c, p = self.cfg["text_config"], self.p
-        rows = []
-        for label in CLASSES:
-            ids, _ = self.tok.encode(TEMPLATE.format(label.lower()))
-            ids_t = torch.tensor(ids)
-            h = p["text_model.embeddings.token_embedding.weight"][ids_t]
-            if prompts is not None:
-                k = prompts["text.0"].shape[0]
-                h = torch.cat([h[:1], prompts["text.0"], h[1 + k:]], 0)
-            h = (h + p["text_model.embeddings.position_embedding.weight"][: len(ids)]).unsqueeze(0)
-            for i in range(c["num_hidden_layers"]):
-                if i > 0 and prompts is not None and f"text.{i}" in prompts:
-                    h = torch.cat([h[:, :1], prompts[f"text.{i}"].unsqueeze(0), h[:, 1 + k:]], 1)
-                h = self.block(h, i, c, "text_model", causal=True)
-            h = layer_norm(h, p["text_model.final_layer_norm.weight"], p["text_model.final_layer_norm.bias"], c["layer_norm_eps"])
-            rows.append(h[0, ids.index(c["eos_token_id"])])
-        f = linear(torch.stack(rows), p["text_projection.weight"])
+        n, length = self.ids.shape
+        h = p["text_model.embeddings.token_embedding.weight"][self.ids]
+        if prompts is not None:
+            k = prompts["text.0"].shape[0]
+            h = torch.cat([h[:, :1], prompts["text.0"].unsqueeze(0).expand(n, -1, -1), h[:, 1 + k:]], 1)
+        h = h + p["text_model.embeddings.position_embedding.weight"][:length]
+        for i in range(c["num_hidden_layers"]):
+            if i > 0 and prompts is not None and f"text.{i}" in prompts:
+                h = torch.cat([h[:, :1], prompts[f"text.{i}"].unsqueeze(0).expand(n, -1, -1), h[:, 1 + k:]], 1)
+            h = self.block(h, i, c, "text_model", causal=True)
+        h = layer_norm(h, p["text_model.final_layer_norm.weight"], p["text_model.final_layer_norm.bias"], c["layer_norm_eps"])
+        f = linear(h[torch.arange(n), self.eos], p["text_projection.weight"])
         return f / f.norm(dim=-1, keepdim=True)
 
     def logits(self, img, txt):
