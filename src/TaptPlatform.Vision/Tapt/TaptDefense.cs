@@ -118,21 +118,24 @@ public sealed class TaptDefense
             List<Tensor> blocks = [];
             if (o.EfficientSelection)
             {
+                // One text pass per step serves both the scoring (detached) and the gradient pass: with large
+                // vocabularies the text tower costs as much as the views.
+                var text = _clip.TextFeatures(vocabulary, prompts);
                 using (no_grad())
                 {
-                    var all = GroupedLogits(views, vocabulary, prompts, k, v, null, 0);
+                    var all = GroupedLogits(views, text.detach(), prompts, k, v, null, 0);
                     if (step == 1) apt = Rows(all.select(1, 0).softmax(-1));
                     selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
                     if (step == 1) votes = Vote(all, selected);
                 }
                 var chosen = Gather(views, selected, v);
-                logitsSel = GroupedLogits(chosen, vocabulary, prompts, k, sel, blocks, layers);
+                logitsSel = GroupedLogits(chosen, text, prompts, k, sel, blocks, layers);
             }
             else
             {
                 // The straightforward form: every view with autograd, then select.
                 var allBlocks = new List<Tensor>();
-                var all = GroupedLogits(views, vocabulary, prompts, k, v, allBlocks, layers);
+                var all = GroupedLogits(views, _clip.TextFeatures(vocabulary, prompts), prompts, k, v, allBlocks, layers);
                 using (no_grad())
                 {
                     selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
@@ -230,12 +233,11 @@ public sealed class TaptDefense
         return logits.gather(1, index).softmax(-1).mean([1]).argmax(-1).cpu().data<long>().ToArray();
     }
 
-    /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice.</summary>
-    private Tensor GroupedLogits(Tensor views, LabelVocabulary vocabulary, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers)
+    /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice; <paramref name="text"/> is [K, C, P] (or [C, P]).</summary>
+    private Tensor GroupedLogits(Tensor views, Tensor text, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers)
     {
         var img = _clip.ImageFeatures(views, prompts, blocks, layers).view(k, n, -1);
-        var txt = _clip.TextFeatures(vocabulary, prompts);
-        return _clip.Logits(img, txt);
+        return _clip.Logits(img, text);
     }
 
     private static Tensor Gather(Tensor views, Tensor selected, int viewsPerImage)
