@@ -11,12 +11,15 @@ namespace TaptPlatform.Cli.Commands;
 public static class EvalCommand
 {
     public const string Usage = """
-        usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S]
+        usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S] [--from K] [--sample-count N]
                          [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
                          [--protocol nonadaptive|adaptive] [--eot 1] [--attack-views 0] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
                          [--tapt-view-min-scale 0.08] [--tapt-sweep LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]]
         TAPT settings default to the prompt artifact's. --tapt-sweep (non-adaptive) also runs TAPT under each listed
         setting (learning rate, steps, alignment weight, smallest view crop area) on the same clean and adversarial images.
+        --from K evaluates the sample from its K-th image (0-based) on, so a long evaluation can run as several processes
+        on disjoint parts of one sample (e.g. --sample 1000 --from 500 --sample-count 500); their accuracies combine by
+        weighting with n. The attacks' random starts differ from a single run's.
         """;
 
     public static int Run(string[] argv)
@@ -29,6 +32,8 @@ public static class EvalCommand
         var split = a.Optional("split") ?? "test";
         var sample = a.Int("sample", 1000, 1, 1_000_000);
         var seed = a.Int("seed", 0);
+        var from = a.Int("from", 0, 0, 1_000_000);
+        var count = a.Optional("sample-count") is null ? (int?)null : a.Int("sample-count", 1, 1, 1_000_000);
         AttackKind kind;
         try { kind = AttackSettings.ParseKind(a.Optional("attack") ?? "pgd"); }
         catch (FormatException e) { throw new CliException(e.Message); }
@@ -59,7 +64,9 @@ public static class EvalCommand
 
         var data = Session.LoadDataset(datasetName, split, ckpt);
         var vocabulary = Session.Vocabulary(data);
-        var indices = DatasetSampling.Sample(data.Count, sample, seed);
+        var drawn = DatasetSampling.Sample(data.Count, sample, seed);
+        if (from >= drawn.Length) throw new CliException($"--from {from} is past the sample's {drawn.Length} images");
+        var indices = drawn[from..Math.Min(drawn.Length, from + (count ?? drawn.Length))];
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
         var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
@@ -81,6 +88,8 @@ public static class EvalCommand
                 ["dataset"] = datasetName,
                 ["split"] = split,
                 ["seed"] = seed,
+                ["sample"] = sample,
+                ["from"] = from,
                 ["seconds_per_image"] = report.SecondsPerImage,
                 ["tapt"] = new JsonObject { ["views"] = options.Views, ["steps"] = options.Steps, ["lr"] = options.LearningRate, ["alignment_weight"] = options.AlignmentWeight, ["view_min_scale"] = options.ViewMinScale, ["design"] = artifact.Shape.Design.ToString() },
             };
@@ -102,7 +111,8 @@ public static class EvalCommand
             Console.WriteLine(o.ToJsonString());
             return 0;
         }
-        Console.WriteLine($"{report.N} images from {datasetName}/{split} (seed {seed}); attack {report.Attack} ({AttackSettings.Describe(kind)}), eps {eps * 255:G4}/255, protocol {report.Protocol}");
+        var part = from > 0 || indices.Length < drawn.Length ? $", images {from}..{from + indices.Length - 1} of a {drawn.Length}-image sample" : "";
+        Console.WriteLine($"{report.N} images from {datasetName}/{split} (seed {seed}{part}); attack {report.Attack} ({AttackSettings.Describe(kind)}), eps {eps * 255:G4}/255, protocol {report.Protocol}");
         Console.WriteLine($"{"method",-8} {"clean",8} {"robust",8}");
         Console.WriteLine($"{"CLIP",-8} {report.Clean.Clip,8:P1} {report.Robust.Clip,8:P1}");
         Console.WriteLine($"{"APT",-8} {report.Clean.Apt,8:P1} {report.Robust.Apt,8:P1}");

@@ -68,6 +68,23 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Eval_from_and_sample_count_evaluate_a_disjoint_part_of_the_sample_and_refuse_one_past_its_end()
+    {
+        string[] common = ["eval", "--split", "test", "--sample", "5", "--seed", "3", "--steps", "1", "--views", "4", "--batch", "5", "--json"];
+        var (code, stdout, stderr) = Tapt([.. common, "--from", "3"]);
+        Assert.True(code == 0, stderr);
+        var o = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(2, o.GetProperty("n").GetInt32());
+        Assert.Equal(3, o.GetProperty("from").GetInt32());
+        (code, stdout, stderr) = Tapt([.. common, "--from", "1", "--sample-count", "1"]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(1, JsonDocument.Parse(stdout).RootElement.GetProperty("n").GetInt32());
+        (code, _, stderr) = Tapt([.. common, "--from", "5"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--from 5 is past the sample's 5 images", stderr);
+    }
+
+    [Fact]
     public void Missing_image_gives_a_one_line_error_and_exit_code_2()
     {
         var (code, stdout, stderr) = Tapt("clip", "--model", GoldenFiles.Case("tiny-gelu-new-eos"), "--image", Path.Combine(_dir, "nope.png"), "--label", "x");
