@@ -6,10 +6,11 @@ after the patches and replaced before deeper blocks; text context tokens replaci
 its own views (bilinear crops given as data), confidence selection, marginal entropy, L1 alignment of block-input
 statistics, torch.optim.AdamW, and the prediction of the original image with the tuned prompts.
 
-    /usr/bin/python3 tests/golden-generator/tapt_reference.py golden CROPS.json
+    /usr/bin/python3 tests/golden-generator/tapt_reference.py golden [CROPS.json]
         writes tests/TaptPlatform.Vision.Tests/Golden/tapt-default-model/{input,expected}.json. CROPS.json holds the
-        crops (top, left, height, width, flip) that the C# ViewAugmenter draws for each seed; the C# test checks that
-        they are still the ones it draws, then compares its TaptDefense with expected.json.
+        crops (top, left, height, width, flip) that the C# ViewAugmenter draws for each seed (default: those already in
+        input.json); the C# test checks that they are still the ones it draws, then compares its TaptDefense with
+        expected.json.
     /usr/bin/python3 tests/golden-generator/tapt_reference.py bench [--threads 2] [--images 32] [--views 64]
         seconds per image of the same step (one image at a time), efficient (scoring without autograd, gradients only
         through the selected views) and straightforward (every view with autograd), for comparison with `tapt bench`.
@@ -226,7 +227,10 @@ CASES = [(17, 11), (4242, 12)]  # (test image index, view seed)
 
 def golden(crops_path):
     torch.manual_seed(0)
-    crops = json.load(open(crops_path))
+    if crops_path is None:  # regenerate with the crops already recorded (the view sampler has not changed)
+        crops = {str(c["seed"]): c["crops"] for c in json.load(open(os.path.join(OUT, "input.json")))["images"]}
+    else:
+        crops = json.load(open(crops_path))
     model = Model()
     size = model.cfg["vision_config"]["image_size"]
     images = test_images([i for i, _ in CASES])
@@ -281,8 +285,8 @@ def bench(argv):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "golden":
-        golden(sys.argv[2])
+    if len(sys.argv) >= 2 and sys.argv[1] == "golden":
+        golden(sys.argv[2] if len(sys.argv) >= 3 else None)
     elif len(sys.argv) >= 2 and sys.argv[1] == "bench":
         bench(sys.argv[2:])
     else:
