@@ -1,5 +1,7 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using System.Globalization;
+using Orleans.Runtime;
 using Orleans.TestingHost;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Tuning;
@@ -46,6 +48,10 @@ public sealed class TaptCluster : IAsyncDisposable
         builder.ConfigureSilo((options, silo) =>
         {
             var instance = int.Parse(options.SiloName[(options.SiloName.LastIndexOf('_') + 1)..], CultureInfo.InvariantCulture);
+            // Random placement for grains without a strategy of their own. Orleans' default (resource-optimised) scores
+            // two silos that share one process on one loaded machine alike and may keep choosing the same one, so whether
+            // a tenant grain ever landed on the cpu-only silo depended on the machine's load.
+            silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
             silo.AddTaptStorage(storage, o =>
                 {
                     o.RetryDelay = TimeSpan.FromMilliseconds(200);
