@@ -11,12 +11,18 @@ public static class ModelLocator
             return Directory.Exists(option) ? option : throw new CliException($"model directory not found: {option}");
         var env = Environment.GetEnvironmentVariable("TAPT_MODEL");
         if (!string.IsNullOrEmpty(env)) return env;
+        return Shipped() ?? throw new CliException($"no --model given and the default model models/{DefaultModelName} was not found");
+    }
+
+    /// <summary>The shipped default model's directory (models/fashion-clip-small above the executable or the working directory), or null.</summary>
+    public static string? Shipped()
+    {
         foreach (var root in Roots())
         {
             var candidate = Path.Combine(root, "models", DefaultModelName);
             if (File.Exists(Path.Combine(candidate, "config.json"))) return candidate;
         }
-        throw new CliException($"no --model given and the default model models/{DefaultModelName} was not found");
+        return null;
     }
 
     /// <summary>The executable's folder and its parents, then the working directory and its parents.</summary>

@@ -498,22 +498,29 @@ def self_attention(x, p, prefix, heads, causal):
     return linear(out, p[prefix + ".out_proj.weight"], p[prefix + ".out_proj.bias"])
 
 
-def run_encoder(x, p, prefix, c, causal):
+def encoder_layer(x, p, prefix, i, c, causal, norm=None):
+    """One pre-LN encoder block; `norm` replaces this file's float64-friendly layer_norm (tapt_reference.py)."""
+    norm = norm or layer_norm
     act = act_fn(c["hidden_act"])
     eps = c["layer_norm_eps"]
+    lp = f"{prefix}.encoder.layers.{i}"
+    h = norm(x, p[lp + ".layer_norm1.weight"], p[lp + ".layer_norm1.bias"], eps)
+    x = x + self_attention(h, p, lp + ".self_attn", c["num_attention_heads"], causal)
+    h = norm(x, p[lp + ".layer_norm2.weight"], p[lp + ".layer_norm2.bias"], eps)
+    h = act(linear(h, p[lp + ".mlp.fc1.weight"], p[lp + ".mlp.fc1.bias"]))
+    return x + linear(h, p[lp + ".mlp.fc2.weight"], p[lp + ".mlp.fc2.bias"])
+
+
+def run_encoder(x, p, prefix, c, causal):
     block_inputs = []
     for i in range(c["num_hidden_layers"]):
-        lp = f"{prefix}.encoder.layers.{i}"
         block_inputs.append(x)
-        h = layer_norm(x, p[lp + ".layer_norm1.weight"], p[lp + ".layer_norm1.bias"], eps)
-        x = x + self_attention(h, p, lp + ".self_attn", c["num_attention_heads"], causal)
-        h = layer_norm(x, p[lp + ".layer_norm2.weight"], p[lp + ".layer_norm2.bias"], eps)
-        h = act(linear(h, p[lp + ".mlp.fc1.weight"], p[lp + ".mlp.fc1.bias"]))
-        x = x + linear(h, p[lp + ".mlp.fc2.weight"], p[lp + ".mlp.fc2.bias"])
+        x = encoder_layer(x, p, prefix, i, c, causal)
     return x, block_inputs
 
 
-def vision_forward(p, c, pixels_normalized):
+def vision_embeddings(p, c, pixels_normalized):
+    """Class token + patch embeddings + positions, [n, 1 + patches, d] (before pre_layrnorm)."""
     n, ch, hh, ww = pixels_normalized.shape
     ps, d = c["patch_size"], c["hidden_size"]
     gh, gw = hh // ps, ww // ps
@@ -521,7 +528,11 @@ def vision_forward(p, c, pixels_normalized):
     patches = pixels_normalized.reshape(n, ch, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, ch * ps * ps)
     emb = patches @ p["vision_model.embeddings.patch_embedding.weight"].reshape(d, -1).t()
     cls = p["vision_model.embeddings.class_embedding"].view(1, 1, d).expand(n, 1, d)
-    x = torch.cat([cls, emb], dim=1) + p["vision_model.embeddings.position_embedding.weight"].unsqueeze(0)
+    return torch.cat([cls, emb], dim=1) + p["vision_model.embeddings.position_embedding.weight"].unsqueeze(0)
+
+
+def vision_forward(p, c, pixels_normalized):
+    x = vision_embeddings(p, c, pixels_normalized)
     x = layer_norm(x, p["vision_model.pre_layrnorm.weight"], p["vision_model.pre_layrnorm.bias"], c["layer_norm_eps"])
     x, block_inputs = run_encoder(x, p, "vision_model", c, causal=False)
     pooled = layer_norm(x[:, 0, :], p["vision_model.post_layernorm.weight"], p["vision_model.post_layernorm.bias"], c["layer_norm_eps"])

@@ -40,7 +40,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "fashion-clip-small")
 OUT = os.path.join(ROOT, "tests", "TaptPlatform.Vision.Tests", "Golden", "tapt-default-model")
 sys.path.insert(0, HERE)
-from generate_clip_golden import ClipBpeTokenizer, act_fn, linear, self_attention  # noqa: E402
+from generate_clip_golden import ClipBpeTokenizer, encoder_layer, linear, vision_embeddings  # noqa: E402
 
 
 def layer_norm(x, w, b, eps):
@@ -84,24 +84,13 @@ class Model:
         self.stats = {name: (art[f"stats.{name}.mean"], art[f"stats.{name}.var"]) for name in ("adv", "clean")}
 
     def block(self, x, i, c, prefix, causal):
-        p, eps, act = self.p, c["layer_norm_eps"], act_fn(c["hidden_act"])
-        lp = f"{prefix}.encoder.layers.{i}"
-        h = layer_norm(x, p[lp + ".layer_norm1.weight"], p[lp + ".layer_norm1.bias"], eps)
-        x = x + self_attention(h, p, lp + ".self_attn", c["num_attention_heads"], causal)
-        h = layer_norm(x, p[lp + ".layer_norm2.weight"], p[lp + ".layer_norm2.bias"], eps)
-        return x + linear(act(linear(h, p[lp + ".mlp.fc1.weight"], p[lp + ".mlp.fc1.bias"])), p[lp + ".mlp.fc2.weight"], p[lp + ".mlp.fc2.bias"])
+        return encoder_layer(x, self.p, prefix, i, c, causal, norm=layer_norm)
 
     def image_features(self, pixels01, prompts=None, capture=0):
         """Normalised projected features; prompts: {"visual.l": [n, D]}; returns (features, block inputs of the first `capture` blocks)."""
         c, p = self.cfg["vision_config"], self.p
-        x = (pixels01 - self.mean) / self.std
-        n, ch, hh, ww = x.shape
-        ps, d = c["patch_size"], c["hidden_size"]
-        gh, gw = hh // ps, ww // ps
-        patches = x.reshape(n, ch, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, ch * ps * ps)
-        emb = patches @ p["vision_model.embeddings.patch_embedding.weight"].reshape(d, -1).t()
-        cls = p["vision_model.embeddings.class_embedding"].view(1, 1, d).expand(n, 1, d)
-        h = torch.cat([cls, emb], 1) + p["vision_model.embeddings.position_embedding.weight"].unsqueeze(0)
+        h = vision_embeddings(p, c, (pixels01 - self.mean) / self.std)
+        n = h.shape[0]
         k = 0
         if prompts is not None:
             k = prompts["visual.0"].shape[0]

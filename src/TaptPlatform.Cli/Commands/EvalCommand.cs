@@ -33,7 +33,7 @@ public static class EvalCommand
         var sample = a.Int("sample", 1000, 1, 1_000_000);
         var seed = a.Int("seed", 0);
         var from = a.Int("from", 0, 0, 1_000_000);
-        var count = a.Optional("sample-count") is null ? (int?)null : a.Int("sample-count", 1, 1, 1_000_000);
+        var count = a.Int("sample-count", 1_000_000, 1, 1_000_000);
         AttackKind kind;
         try { kind = AttackSettings.ParseKind(a.Optional("attack") ?? "pgd"); }
         catch (FormatException e) { throw new CliException(e.Message); }
@@ -66,7 +66,7 @@ public static class EvalCommand
         var vocabulary = Session.Vocabulary(data);
         var drawn = DatasetSampling.Sample(data.Count, sample, seed);
         if (from >= drawn.Length) throw new CliException($"--from {from} is past the sample's {drawn.Length} images");
-        var indices = drawn[from..Math.Min(drawn.Length, from + (count ?? drawn.Length))];
+        var indices = drawn[from..Math.Min(drawn.Length, from + count)];
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
         var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);

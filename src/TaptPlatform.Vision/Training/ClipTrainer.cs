@@ -212,7 +212,7 @@ public static class ClipTrainer
                 if (holdout is not null)
                 {
                     model.eval();
-                    holdoutAccuracy = ZeroShot.Evaluate(model, tokenizer, holdout, ZeroShot.DefaultTemplate, 1000).Accuracy;
+                    holdoutAccuracy = ZeroShot.Evaluate(model, tokenizer, new GreyImageDataset(holdout), ZeroShot.DefaultTemplate, 1000).Accuracy;
                     model.train();
                     line += string.Create(CultureInfo.InvariantCulture, $", hold-out zero-shot accuracy {holdoutAccuracy:P2}");
                 }

@@ -20,12 +20,6 @@ public static class ZeroShot
     public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500) =>
         Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch);
 
-    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, LabelledImages data, string template = DefaultTemplate, int batch = 500) =>
-        Evaluate(checkpoint.Model, checkpoint.Tokenizer, new GreyImageDataset(data), template, batch);
-
-    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, LabelledImages data, string template = DefaultTemplate, int batch = 500) =>
-        Evaluate(model, tokenizer, new GreyImageDataset(data), template, batch);
-
     public static IReadOnlyList<string> Prompts(IReadOnlyList<string> classNames, string template)
     {
         if (!template.Contains("{0}", StringComparison.Ordinal)) throw new ArgumentException($"template '{template}' has no {{0}} placeholder", nameof(template));

@@ -1,3 +1,4 @@
+using TaptPlatform.Cli;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Imaging;
 
@@ -36,10 +37,8 @@ public sealed class PreprocessorConfigTests : IDisposable
     [Fact]
     public void The_shipped_default_model_is_served_with_the_filter_it_was_trained_with()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !Directory.Exists(Path.Combine(dir.FullName, "models", "fashion-clip-small"))) dir = dir.Parent;
-        Assert.NotNull(dir);
-        var path = Path.Combine(dir.FullName, "models", "fashion-clip-small", "preprocessor_config.json");
-        Assert.Equal(ImageResampling.Bilinear, PreprocessorConfig.Load(path, 56).Resampling);
+        var model = ModelLocator.Shipped();
+        Assert.NotNull(model);
+        Assert.Equal(ImageResampling.Bilinear, PreprocessorConfig.Load(Path.Combine(model, "preprocessor_config.json"), 56).Resampling);
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TaptPlatform.Cli;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Prompts;
@@ -15,14 +16,6 @@ public sealed class TaptReferenceTests
 {
     private static readonly string Case = GoldenFiles.Case("tapt-default-model");
 
-    private static string DefaultModel()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !Directory.Exists(Path.Combine(dir.FullName, "models", "fashion-clip-small"))) dir = dir.Parent;
-        Assert.NotNull(dir);
-        return Path.Combine(dir.FullName, "models", "fashion-clip-small");
-    }
-
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -30,7 +23,9 @@ public sealed class TaptReferenceTests
     {
         var input = JsonDocument.Parse(File.ReadAllText(Path.Combine(Case, "input.json"))).RootElement;
         var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(Case, "expected.json"))).RootElement.GetProperty("results");
-        using var checkpoint = ClipCheckpoint.Load(DefaultModel());
+        var model = ModelLocator.Shipped();
+        Assert.NotNull(model);
+        using var checkpoint = ClipCheckpoint.Load(model);
         Assert.True(checkpoint.Checksum == input.GetProperty("model_checksum").GetString(),
             "the default model changed: regenerate the golden files with tests/golden-generator/tapt_reference.py golden");
         using var artifact = PromptArtifact.Load(Path.Combine(checkpoint.Directory, "tapt-prompts.safetensors"), checkpoint);

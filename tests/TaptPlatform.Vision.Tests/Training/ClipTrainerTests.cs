@@ -57,7 +57,7 @@ public sealed class ClipTrainerTests : IDisposable
         Assert.Equal("pt", SafeTensorsFile.Open(Path.Combine(_out, "model.safetensors")).Metadata["format"]);
         Assert.InRange(ckpt.Model.LogitScale.item<float>(), 0f, (float)Math.Log(100) + 1e-5f);
 
-        var result = ZeroShot.Evaluate(ckpt, FashionMnist.Load("test", _data), batch: 50);
+        var result = ZeroShot.Evaluate(ckpt, new GreyImageDataset(FashionMnist.Load("test", _data)), batch: 50);
         Assert.Equal(128, result.Count);
         Assert.Equal("a photo of a t-shirt/top.", result.Prompts[0]);
         Assert.Equal("a photo of a ankle boot.", result.Prompts[9]);
