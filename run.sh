@@ -255,8 +255,9 @@ cat >&2 <<EOF
     metrics       $URL/metrics  (Prometheus; OTLP export: set OTEL_EXPORTER_OTLP_ENDPOINT)
     keys & data   $DATA   (logs in $DATA/logs)
 
-  Try it:
-    dotnet run --project src/TaptPlatform.Cli -- submit --server $URL --key \$(cat $DATA/tenant-key) --vocabulary fashion IMAGES_DIR --watch
+  Try it: open the console, sign in with the tenant key, and drop the images of $ROOT/samples/fashion on Jobs
+  (three of them are attacked at 4/255: plain CLIP gets them wrong, TAPT right, and they show up under Audit), or:
+    dotnet run --project $ROOT/src/TaptPlatform.Cli -- submit --server $URL --key \$(cat $DATA/tenant-key) --vocabulary fashion $ROOT/samples/fashion --watch
 
   Ctrl+C (or ./run.sh stop) stops everything; ./run.sh again resumes with the same tenants, jobs and results.
 

@@ -18,6 +18,7 @@ public static partial class CommandRegistry
         yield return ("submit", "upload a folder of images to a gateway as a job (--watch: live progress, then results)", Commands.SubmitCommand.Run);
         yield return ("loadtest", "many tenants submitting jobs to a gateway at once: throughput, latency, live delivery, none lost (against the engine alone)", Commands.LoadTestCommand.Run);
         yield return ("audit", "list a tenant's flagged images from a gateway", Commands.AuditCommand.Run);
+        yield return ("samples", "write sample images: Fashion-MNIST test images and attacked ones the defense recovers", Commands.SamplesCommand.Run);
         yield return ("zero-shot", "zero-shot accuracy of a CLIP model on a Fashion-MNIST split", Commands.ZeroShotCommand.Run);
     }
 }

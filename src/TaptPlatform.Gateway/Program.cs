@@ -7,7 +7,9 @@ using TaptPlatform.Gateway.Hosting;
 //   Tapt:Storage:ConnectionString, Orleans:ClusterId / Orleans:ServiceId, and in all-in-one mode the silo's settings
 //   Tapt:Dashboard:Enabled       the Orleans Dashboard at /dashboard/ (all-in-one mode, loopback clients only)
 //   OTEL_EXPORTER_OTLP_ENDPOINT  exports metrics, traces and logs over OTLP; Logging:Console:FormatterName=json for JSON logs
-var builder = WebApplication.CreateBuilder(args);
+// The content root is the application's own folder, so appsettings.json is found wherever the process is started from
+// (the console's files are embedded in the assembly).
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.AddTaptOrleans();
 builder.AddTaptGateway();
 var app = builder.Build();

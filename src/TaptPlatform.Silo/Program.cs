@@ -10,7 +10,8 @@ using TaptPlatform.Silo.Hosting;
 //   Orleans:ClusterId / Orleans:ServiceId, Orleans:AdvertisedIP (default 127.0.0.1), Orleans:SiloPort / Orleans:GatewayPort
 //   OTEL_EXPORTER_OTLP_ENDPOINT (or Tapt:Telemetry:OtlpEndpoint)   exports metrics, traces and logs over OTLP when set
 //   Logging:Console:FormatterName=json   JSON log lines with the tenant and job ids of their scopes
-var builder = Host.CreateApplicationBuilder(args);
+// The content root is the application's own folder, so appsettings*.json are found wherever the process is started from.
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 var storage = builder.Configuration.TaptStorage();
 builder.AddTaptTelemetry("tapt-silo");
 builder.UseOrleans(silo => silo

@@ -3,6 +3,7 @@ using System.Net;
 using Azure.Data.Tables;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.FileProviders;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
@@ -186,8 +187,7 @@ public static class TaptGatewayExtensions
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.Use(SecurityHeaders);
-        app.UseDefaultFiles();
-        app.UseStaticFiles();
+        app.UseTaptConsole();
         app.UseRouting();
         app.UseAuthentication();
         app.UseRateLimiter();
@@ -208,6 +208,18 @@ public static class TaptGatewayExtensions
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapTaptDashboard();
         return app;
+    }
+
+    /// <summary>
+    /// The web console (wwwroot), served from the files embedded in this assembly: the same files wherever the
+    /// gateway is started from (./run.sh from the repository root, a published folder, a container, the tests), with
+    /// no dependency on the content root or on the Development-only static web assets manifest.
+    /// </summary>
+    private static void UseTaptConsole(this WebApplication app)
+    {
+        var files = new ManifestEmbeddedFileProvider(typeof(TaptGatewayExtensions).Assembly, "wwwroot");
+        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = files });
+        app.UseStaticFiles(new StaticFileOptions { FileProvider = files });
     }
 
     /// <summary>
