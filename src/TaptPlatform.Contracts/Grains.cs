@@ -90,8 +90,12 @@ public interface IJobGrain : IGrainWithStringKey
     /// </summary>
     Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<JobImage> images);
 
-    /// <summary>Seals the job and starts classifying its images.</summary>
-    Task<JobStatus> StartAsync(string tenantId);
+    /// <summary>
+    /// Seals the job and starts classifying its images. The start takes the job's running slots under
+    /// <paramref name="limits"/> (none: counted, never refused) and throws <see cref="TaptQuotaException"/> when one
+    /// is refused; the job's end (completed or cancelled) gives them back.
+    /// </summary>
+    Task<JobStatus> StartAsync(string tenantId, JobLimits? limits = null);
 
     /// <summary>Stops the job: images without a result are not classified.</summary>
     Task<JobStatus> CancelAsync(string tenantId);

@@ -14,6 +14,50 @@ public sealed record QuotaDecision(
     public static QuotaDecision Grant(int used, int limit) => new(true, TimeSpan.Zero, null, used, limit);
 }
 
+/// <summary>
+/// The limits a job's start is held to (a gateway's configuration for the tenant): the tenant's jobs running at once
+/// and the cluster's. <see cref="None"/>: counted, never refused (callers inside the cluster, tests).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record JobLimits(
+    [property: Id(0)] int MaxConcurrentJobs,
+    [property: Id(1)] int MaxRunningJobs)
+{
+    public static JobLimits None { get; } = new(int.MaxValue, int.MaxValue);
+}
+
+/// <summary>Which limit refused a start.</summary>
+public enum QuotaKind
+{
+    /// <summary>The tenant's jobs running at once.</summary>
+    ConcurrentJobs,
+
+    /// <summary>The cluster's jobs running at once.</summary>
+    ClusterRunningJobs,
+}
+
+/// <summary>A start refused by a limit: try again after <see cref="RetryAfter"/>; the job keeps its images.</summary>
+[GenerateSerializer]
+public sealed class TaptQuotaException : Exception
+{
+    public TaptQuotaException() { }
+    public TaptQuotaException(string message) : base(message) { }
+    public TaptQuotaException(string message, Exception inner) : base(message, inner) { }
+
+    public TaptQuotaException(QuotaKind kind, QuotaDecision decision) : base(decision.Reason ?? "a limit refused the start")
+    {
+        Kind = kind;
+        RetryAfter = decision.RetryAfter;
+        Used = decision.Used;
+        Limit = decision.Limit;
+    }
+
+    [Id(0)] public QuotaKind Kind { get; init; }
+    [Id(1)] public TimeSpan RetryAfter { get; init; }
+    [Id(2)] public int Used { get; init; }
+    [Id(3)] public int Limit { get; init; }
+}
+
 /// <summary>What a tenant has used: images accepted today (UTC) and its running jobs.</summary>
 [GenerateSerializer, Immutable]
 public sealed record TenantUsage(
@@ -34,12 +78,16 @@ public interface ITenantQuotaGrain : IGrainWithStringKey
     Task ReleaseImagesAsync(int count);
 
     /// <summary>
-    /// Counts <paramref name="jobId"/> as running when fewer than <paramref name="maxConcurrent"/> of the tenant's
-    /// jobs are; finished jobs are dropped from the count by asking their job grains.
+    /// Leases a running-job slot to <paramref name="jobId"/> for <paramref name="lease"/> when fewer than
+    /// <paramref name="maxConcurrent"/> of the tenant's jobs hold one. The job renews its lease while it runs and
+    /// releases it when it ends; a lease nobody renews expires, so a job that dies for good frees its slot.
     /// </summary>
-    Task<QuotaDecision> TryStartJobAsync(string jobId, int maxConcurrent);
+    Task<QuotaDecision> TryStartJobAsync(string jobId, int maxConcurrent, TimeSpan lease);
 
-    /// <summary>Stops counting a job that was counted at start but did not start (another limit refused it).</summary>
+    /// <summary>Extends a running job's lease (taking a slot again, beyond the limit, if it had expired: the job runs).</summary>
+    Task RenewJobAsync(string jobId, TimeSpan lease);
+
+    /// <summary>Frees the job's slot (it ended, or another limit refused its start). Idempotent.</summary>
     Task ReleaseJobAsync(string jobId);
 
     Task<TenantUsage> GetUsageAsync();
@@ -54,12 +102,15 @@ public interface IJobAdmissionGrain : IGrainWithStringKey
 {
     const string ClusterKey = "cluster";
 
-    /// <summary>Counts the tenant's job as running when fewer than <paramref name="maxRunning"/> jobs run in the cluster.</summary>
-    Task<QuotaDecision> TryStartJobAsync(string tenantId, string jobId, int maxRunning);
+    /// <summary>Leases a slot to the tenant's job when fewer than <paramref name="maxRunning"/> jobs hold one in the cluster.</summary>
+    Task<QuotaDecision> TryStartJobAsync(string tenantId, string jobId, int maxRunning, TimeSpan lease);
 
-    /// <summary>Stops counting a job that was admitted but did not start (another limit refused it).</summary>
+    /// <summary>Extends a running job's lease (taking a slot again if it had expired).</summary>
+    Task RenewJobAsync(string tenantId, string jobId, TimeSpan lease);
+
+    /// <summary>Frees the job's slot (it ended, or another limit refused its start). Idempotent.</summary>
     Task ReleaseJobAsync(string jobId);
 
-    /// <summary>The jobs counted as running now (finished ones pruned first).</summary>
+    /// <summary>The jobs holding a slot now (expired leases dropped first).</summary>
     Task<int> GetRunningCountAsync();
 }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Storage;
 using Orleans.Utilities;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Slots;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Vision.Imaging;
@@ -71,8 +72,11 @@ public sealed class JobGrain(
     private int _unsavedResults;
     private string? _waiting;
 
+    private JobSlots? _slots;
+
     private string JobId => this.GetPrimaryKeyString();
     private JobGrainState S => state.State;
+    private JobSlots Slots => _slots ??= new JobSlots(GrainFactory, S.Definition!.TenantId, JobId, _options.SlotLease, clock, log);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -173,7 +177,7 @@ public sealed class JobGrain(
         return new AddImagesReceipt(accepted.Select(a => a.Index).ToImmutableArray(), rejected.ToImmutable(), S.Images.Count);
     }
 
-    public async Task<JobStatus> StartAsync(string tenantId)
+    public async Task<JobStatus> StartAsync(string tenantId, JobLimits? limits = null)
     {
         Authorize(tenantId);
         switch (S.State)
@@ -185,9 +189,21 @@ public sealed class JobGrain(
         }
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one image before starting the job");
         using var scope = LogScope();
+        await Slots.AcquireAsync(limits ?? JobLimits.None);
         S.State = JobState.Running;
         S.StartedAt = clock.GetUtcNow();
-        await SaveAsync();
+        try
+        {
+            await SaveAsync();
+        }
+        catch
+        {
+            // Not started: memory says what storage says, and the slots go back.
+            S.State = JobState.Open;
+            S.StartedAt = null;
+            await Slots.ReleaseAsync();
+            throw;
+        }
         await EnsureReminderAsync();
         StartDispatching();
         await NotifyProgressAsync();
@@ -208,6 +224,7 @@ public sealed class JobGrain(
         metrics.JobFinished(def.TenantId, JobState.Cancelled, S.StartedAt, S.FinishedAt.Value);
         log.LogInformation("Job {Job} cancelled: {Counts}", JobId, Counts());
         await StopBackgroundAsync();
+        await Slots.ReleaseAsync();
         try
         {
             await ModelGrainFor(def).CancelJobAsync(def.TenantId, JobId);
@@ -318,6 +335,7 @@ public sealed class JobGrain(
     {
         if (S.State != JobState.Running) return;
         StartDispatching();
+        await Slots.RenewIfDueAsync();
         if (_saveFailed || _unsavedResults > 0) await SaveAsync();
     }
 
@@ -463,6 +481,8 @@ public sealed class JobGrain(
     private async Task CompleteAsync()
     {
         if (S.State != JobState.Running) return;
+        // Slots first: whoever sees the job completed may start the next one.
+        await Slots.ReleaseAsync();
         S.State = JobState.Completed;
         S.FinishedAt = clock.GetUtcNow();
         _waiting = null;

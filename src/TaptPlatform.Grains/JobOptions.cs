@@ -30,6 +30,12 @@ public sealed class JobOptions
     public TimeSpan WatchdogPeriod { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// How long a running job's slots (its tenant's and the cluster's running-job limits) stay taken without renewal.
+    /// A running job renews them from its watchdog; a job that dies for good frees them within this time.
+    /// </summary>
+    public TimeSpan SlotLease { get; set; } = TimeSpan.FromMinutes(3);
+
+    /// <summary>
     /// Results a running job records before it writes its state without waiting for the watchdog (its state is also
     /// written at every change of the job's state). After a crash the results recorded since the last write are
     /// adopted from their blobs on activation, so this bounds that work, not what survives.

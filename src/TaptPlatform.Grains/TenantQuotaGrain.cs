@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Slots;
 
 namespace TaptPlatform.Grains;
 
@@ -13,28 +14,31 @@ public sealed class TenantQuotaState
 
     [Id(1)] public int ImagesToday { get; set; }
 
-    /// <summary>Job id → when it was counted as running.</summary>
-    [Id(2)] public Dictionary<string, DateTimeOffset> RunningJobs { get; set; } = new(StringComparer.Ordinal);
+    /// <summary>Read from state written before leases, never written: those jobs renew a lease within a watchdog period.</summary>
+    [Id(2)] public Dictionary<string, DateTimeOffset>? RunningJobs { get; set; }
+
+    /// <summary>Job id → its lease on one of the tenant's running-job slots.</summary>
+    [Id(3)] public Dictionary<string, SlotLease> Leases { get; set; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>
 /// A tenant's quota counters (key: tenant id). Not reentrant, so a reservation and the count it checks are one step.
-/// Running jobs are re-checked with their job grains on every start, so a finished job frees its slot without
-/// anyone telling this grain.
+/// Running jobs hold their slots under leases (<see cref="SlotLeases"/>): they release them when they end, and a lease
+/// nobody renews expires.
 /// </summary>
 public sealed class TenantQuotaGrain(
     [PersistentState("quota", GrainStorageNames.Tenants)] IPersistentState<TenantQuotaState> state,
     TimeProvider clock,
     ILogger<TenantQuotaGrain> log) : Grain, ITenantQuotaGrain
 {
-    /// <summary>How long a job counted at start may still be open (its start call on the way) before it stops counting.</summary>
-    private static readonly TimeSpan StartGrace = TimeSpan.FromMinutes(1);
-
     private string TenantId => this.GetPrimaryKeyString();
+
+    private SlotLeases Running => new(state.State.Leases);
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         Identifiers.RequireTenantId(TenantId);
+        state.State.RunningJobs = null;
         return Task.CompletedTask;
     }
 
@@ -64,46 +68,44 @@ public sealed class TenantQuotaGrain(
         await state.WriteStateAsync();
     }
 
-    public async Task<QuotaDecision> TryStartJobAsync(string jobId, int maxConcurrent)
+    public async Task<QuotaDecision> TryStartJobAsync(string jobId, int maxConcurrent, TimeSpan lease)
     {
         Identifiers.RequireJobId(jobId);
+        SlotLeases.RequireLease(lease);
         var now = clock.GetUtcNow();
-        var running = state.State.RunningJobs;
-        if (running.ContainsKey(jobId)) return QuotaDecision.Grant(running.Count, maxConcurrent);
-        foreach (var (id, since) in running.ToList())
+        var running = Running;
+        var pruned = running.Prune(now);
+        if (!running.TryAcquire(jobId, TenantId, maxConcurrent, now, lease))
         {
-            JobState? s;
-            try
-            {
-                s = (await GrainFactory.GetGrain<IJobGrain>(id).GetStatusAsync(TenantId)).State;
-            }
-            catch (TaptNotFoundException)
-            {
-                s = null;
-            }
-            if (s is null or JobState.Completed or JobState.Cancelled || (s == JobState.Open && now - since > StartGrace)) running.Remove(id);
-        }
-        if (running.Count >= maxConcurrent)
-        {
-            await state.WriteStateAsync();
+            if (pruned > 0) await state.WriteStateAsync();
             return new QuotaDecision(false, TimeSpan.FromSeconds(30),
                 $"at most {maxConcurrent} job(s) may run at once ({running.Count} running)", running.Count, maxConcurrent);
         }
-        running[jobId] = now;
         await state.WriteStateAsync();
         log.LogDebug("Tenant {Tenant} runs {Count} job(s)", TenantId, running.Count);
         return QuotaDecision.Grant(running.Count, maxConcurrent);
     }
 
+    public async Task RenewJobAsync(string jobId, TimeSpan lease)
+    {
+        Identifiers.RequireJobId(jobId);
+        SlotLeases.RequireLease(lease);
+        Running.Renew(jobId, TenantId, clock.GetUtcNow(), lease);
+        await state.WriteStateAsync();
+    }
+
     public async Task ReleaseJobAsync(string jobId)
     {
-        if (state.State.RunningJobs.Remove(jobId)) await state.WriteStateAsync();
+        if (Running.Release(jobId)) await state.WriteStateAsync();
     }
 
     public Task<TenantUsage> GetUsageAsync()
     {
-        RollDay(clock.GetUtcNow());
-        return Task.FromResult(new TenantUsage(state.State.Day, state.State.ImagesToday, state.State.RunningJobs.Keys.Order(StringComparer.Ordinal).ToImmutableArray()));
+        var now = clock.GetUtcNow();
+        RollDay(now);
+        var running = Running;
+        running.Prune(now);   // in memory only: the next write stores it
+        return Task.FromResult(new TenantUsage(state.State.Day, state.State.ImagesToday, running.JobIds.Order(StringComparer.Ordinal).ToImmutableArray()));
     }
 
     private void RollDay(DateTimeOffset now)

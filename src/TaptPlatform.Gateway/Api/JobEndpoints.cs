@@ -84,23 +84,22 @@ public static class JobEndpoints
         }
         if (status.Counts.Total == 0) return Problems.Result(409, ErrorCodes.JobNotStartable, "Job not startable", "add at least one image before starting the job");
         var o = options.CurrentValue;
-        var quota = g.GetGrain<ITenantQuotaGrain>(tenantId);
-        var decision = await quota.TryStartJobAsync(status.JobId, o.LimitsFor(tenantId).MaxConcurrentJobs);
-        if (!decision.Granted)
+        try
+        {
+            // The job grain takes its slots (the tenant's concurrent jobs, the cluster's running jobs) and gives them back when it ends.
+            return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId, new JobLimits(o.LimitsFor(tenantId).MaxConcurrentJobs, o.MaxRunningJobs)), clock.GetUtcNow()));
+        }
+        catch (TaptQuotaException e) when (e.Kind == QuotaKind.ConcurrentJobs)
         {
             metrics.Limited("concurrent_jobs");
-            return Problems.TooMany(c, decision.RetryAfter, ErrorCodes.QuotaConcurrentJobs, decision.Reason ?? "too many running jobs");
+            return Problems.TooMany(c, e.RetryAfter, ErrorCodes.QuotaConcurrentJobs, e.Message);
         }
-        // The tenant's own limit first (cheap, per tenant), then the cluster's; a refusal there gives the tenant's slot back.
-        var admission = await g.GetGrain<IJobAdmissionGrain>(IJobAdmissionGrain.ClusterKey).TryStartJobAsync(tenantId, status.JobId, o.MaxRunningJobs);
-        if (!admission.Granted)
+        catch (TaptQuotaException e)
         {
-            await quota.ReleaseJobAsync(status.JobId);
             metrics.Limited("cluster_running_jobs");
-            return Problems.TooMany(c, admission.RetryAfter, ErrorCodes.ClusterBusy, admission.Reason ?? "the cluster is busy",
-                new Dictionary<string, object?> { ["runningJobs"] = admission.Used, ["maxRunningJobs"] = admission.Limit });
+            return Problems.TooMany(c, e.RetryAfter, ErrorCodes.ClusterBusy, e.Message,
+                new Dictionary<string, object?> { ["runningJobs"] = e.Used, ["maxRunningJobs"] = e.Limit });
         }
-        return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId), clock.GetUtcNow()));
     }
 
     private static async Task<IResult> Cancel(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
