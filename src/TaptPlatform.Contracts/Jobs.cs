@@ -37,15 +37,33 @@ public sealed record RejectedImage(
     [property: Id(0)] string Name,
     [property: Id(1)] string Reason);
 
+/// <summary>What became of one offered image: its cleaned name and either its index in the job or why it was refused.</summary>
+[GenerateSerializer, Immutable]
+public sealed record OfferedImage(
+    [property: Id(0)] string Name,
+    [property: Id(1)] int? Index,
+    [property: Id(2)] string? Rejection);
+
 /// <summary>
 /// The acknowledgement of an upload. Every accepted image is already stored as a blob and recorded in the
-/// job's durable state when this is returned.
+/// job's durable state when this is returned. <see cref="Parts"/> says, per offered image and in the order offered,
+/// what became of it; <see cref="AcceptedIndices"/> and <see cref="Rejected"/> are the same, split.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record AddImagesReceipt(
     [property: Id(0)] ImmutableArray<int> AcceptedIndices,
     [property: Id(1)] ImmutableArray<RejectedImage> Rejected,
-    [property: Id(2)] int TotalImages);
+    [property: Id(2)] int TotalImages)
+{
+    [Id(3)] public ImmutableArray<OfferedImage> Parts { get; init; } = [];
+
+    /// <summary>The receipt of <paramref name="parts"/>, in the order offered.</summary>
+    public static AddImagesReceipt Of(ImmutableArray<OfferedImage> parts, int totalImages) => new(
+        [.. parts.Where(p => p.Index is not null).Select(p => p.Index!.Value)],
+        [.. parts.Where(p => p.Index is null).Select(p => new RejectedImage(p.Name, p.Rejection ?? "rejected"))],
+        totalImages)
+    { Parts = parts };
+}
 
 /// <summary>Where a job is in its life.</summary>
 [GenerateSerializer]

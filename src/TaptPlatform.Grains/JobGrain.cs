@@ -4,9 +4,9 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Orleans.Storage;
-using Orleans.Utilities;
+using Polly;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Grains.Slots;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Telemetry;
@@ -62,20 +62,21 @@ public sealed class JobGrain(
     ILogger<JobGrain> log) : Grain, IJobGrain, IRemindable
 {
     private readonly JobOptions _options = jobOptions.Value;
-    private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
+    private readonly JobObservers _observers = new(log);
     private readonly Dictionary<int, byte[]> _inputs = [];
     private CancellationTokenSource? _dispatchCts;
     private Task? _dispatch;
     private IGrainTimer? _watchdog;
-    private Task? _writing;
-    private bool _dirty, _saveFailed;
-    private int _unsavedResults;
     private string? _waiting;
 
     private JobSlots? _slots;
 
     private string JobId => this.GetPrimaryKeyString();
+    private BatchedState<JobGrainState>? _saved;
+    private ResiliencePipeline? _dispatchRetries;
+
     private JobGrainState S => state.State;
+    private BatchedState<JobGrainState> Saved => _saved ??= new(state, Merge) { UnsavedLimit = _options.StateWriteResults };
     private JobSlots Slots => _slots ??= new JobSlots(GrainFactory, S.Definition!.TenantId, JobId, _options.SlotLease, clock, log);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -93,7 +94,7 @@ public sealed class JobGrain(
         _dispatchCts?.Cancel();
         ReleaseInputs();
         using var scope = LogScope();
-        if (_dirty || _saveFailed || _unsavedResults > 0 || _writing is { IsCompleted: false })
+        if (Saved.Pending)
         {
             try
             {
@@ -136,45 +137,14 @@ public sealed class JobGrain(
         if (S.Images.Count + images.Length > IJobGrain.MaxImages)
             throw new TaptRequestException($"a job holds at most {IJobGrain.MaxImages} images ({S.Images.Count} already, {images.Length} more offered)");
 
-        var rejected = ImmutableArray.CreateBuilder<RejectedImage>();
-        var accepted = new List<(int Index, JobImage Image, JobImageEntry Entry)>();
-        var next = S.Images.Count;
-        foreach (var image in images)
-        {
-            var name = CleanName(image?.Name, next + accepted.Count);
-            if (image?.Content is not { Length: > 0 } content) { rejected.Add(new RejectedImage(name, "Empty: image has no bytes")); continue; }
-            try
-            {
-                var info = ImageProbe.Identify(content, ImageLimits.Default);
-                accepted.Add((next + accepted.Count, image, new JobImageEntry(name, info.Format, content.LongLength, Convert.ToHexStringLower(SHA256.HashData(content)))));
-            }
-            catch (ImageRejectedException e)
-            {
-                rejected.Add(new RejectedImage(name, $"{e.Reason}: {e.Message}"));
-            }
-        }
-
+        var (accepted, parts) = ImageIntake.Examine([.. images.Select(i => (i?.Name, i?.Content))], S.Images.Count);
         // Blobs first, then the state that refers to them: an acknowledged image is always stored.
-        using (var gate = new SemaphoreSlim(Math.Max(1, _options.UploadParallelism)))
-        {
-            await Task.WhenAll(accepted.Select(async a =>
-            {
-                await gate.WaitAsync();
-                try
-                {
-                    await store.PutAsync(def.TenantId, JobId, ArtifactKinds.Inputs, a.Index, BinaryData.FromBytes(a.Image.Content), ContentType(a.Entry.Format));
-                }
-                finally
-                {
-                    gate.Release();
-                }
-            }));
-        }
-        S.Images.AddRange(accepted.Select(a => a.Entry));
+        await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, _options.UploadParallelism);
+        S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, a.Sha256)));
         await SaveAsync();
         foreach (var a in accepted)
-            if (inputMemory.TryReserve(a.Image.Content.LongLength)) _inputs[a.Index] = a.Image.Content;
-        return new AddImagesReceipt(accepted.Select(a => a.Index).ToImmutableArray(), rejected.ToImmutable(), S.Images.Count);
+            if (inputMemory.TryReserve(a.Content.LongLength)) _inputs[a.Index] = a.Content;
+        return AddImagesReceipt.Of(parts, S.Images.Count);
     }
 
     public async Task<JobStatus> StartAsync(string tenantId, JobLimits? limits = null)
@@ -290,9 +260,7 @@ public sealed class JobGrain(
     public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
-        var known = _observers.Observers.ContainsKey(observer);
-        _observers.Subscribe(observer, observer);
-        return Task.FromResult(known);
+        return Task.FromResult(_observers.Subscribe(observer));
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
@@ -336,7 +304,7 @@ public sealed class JobGrain(
         if (S.State != JobState.Running) return;
         StartDispatching();
         await Slots.RenewIfDueAsync();
-        if (_saveFailed || _unsavedResults > 0) await SaveAsync();
+        await Saved.SaveIfPendingAsync();
     }
 
     private async Task DispatchAsync(CancellationToken ct)
@@ -384,12 +352,12 @@ public sealed class JobGrain(
         activity?.SetTag(TaptTelemetry.TenantAttribute, template.TenantId);
         activity?.SetTag(TaptTelemetry.JobAttribute, JobId);
         activity?.SetTag(TaptTelemetry.ImageAttribute, index);
-        var delay = _options.RetryDelay;
-        var permanentFailures = 0;
-        while (!ct.IsCancellationRequested && !S.Results.ContainsKey(index))
+        var context = Retries.Context(ct);
+        try
         {
-            try
+            await Dispatch.ExecuteAsync(async (_, _) =>
             {
+                if (ct.IsCancellationRequested || S.Results.ContainsKey(index)) return;
                 if (!_inputs.TryGetValue(index, out var image))
                 {
                     var stored = await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct);
@@ -405,43 +373,32 @@ public sealed class JobGrain(
                 if (ct.IsCancellationRequested) return;
                 await RecordAsync(index, outcome.Rejection is null ? outcome : null, outcome.Rejection is null ? null : "image rejected: " + outcome.Rejection);
                 await SetWaitingAsync(null);
-                return;
-            }
-            catch (Exception) when (ct.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (TuningFailedException e) when (!e.Transient)
-            {
-                if (++permanentFailures >= _options.MaxAttempts)
-                {
-                    await RecordAsync(index, null, e.Message);
-                    return;
-                }
-            }
-            catch (TaptRequestException e)
-            {
-                await RecordAsync(index, null, e.Message);
-                return;
-            }
-            catch (Exception e)
-            {
-                // No accelerator silo (placement fails), the model's silo died, storage is down, a timeout: wait and try again.
-                activity?.AddEvent(new ActivityEvent("retry", tags: new ActivityTagsCollection { ["exception.type"] = e.GetType().Name }));
-                log.LogDebug(e, "Job {Job}: image {Index} waits ({Error})", JobId, index, e.Message);
-                await SetWaitingAsync(WaitReasons.For(e));
-            }
-            try
-            {
-                await Task.Delay(delay, ct);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxRetryDelay.Ticks));
+            }, context, 0);
+        }
+        catch (Exception) when (ct.IsCancellationRequested)
+        {
+            // Cancelled: images without a result stay without one.
+        }
+        catch (Exception e) when (e is TaptRequestException or TuningFailedException)
+        {
+            // Refused, or failed permanently MaxAttempts times: the image gets a failed result.
+            await RecordAsync(index, null, e.Message);
+        }
+        finally
+        {
+            Retries.Return(context);
         }
     }
+
+    /// <summary>The dispatcher's retries; a transient failure (no accelerator silo, a silo died, storage down, a timeout) makes the job wait.</summary>
+    private ResiliencePipeline Dispatch => _dispatchRetries ??= Retries.Create(_options.RetryDelay, _options.MaxRetryDelay, _options.MaxAttempts,
+        onRetry: async e =>
+        {
+            if (e is TuningFailedException { Transient: false }) return;
+            Activity.Current?.AddEvent(new ActivityEvent("retry", tags: new ActivityTagsCollection { ["exception.type"] = e.GetType().Name }));
+            log.LogDebug(e, "Job {Job}: an image waits ({Error})", JobId, e.Message);
+            await SetWaitingAsync(WaitReasons.For(e));
+        });
 
     /// <summary>
     /// Records an image's result once: audit blob (if flagged), result blob (create-only), then the in-memory state
@@ -466,8 +423,8 @@ public sealed class JobGrain(
             if (existing is not null) summary = ResultRecords.Deserialize(existing).Summary;
         }
         if (!S.Results.TryAdd(index, summary)) return;
+        var batch = Saved.MarkUnsaved();   // counted before any await, so a concurrent write accounts for it
         ForgetInput(index);
-        _unsavedResults++;
         metrics.ImageRecorded(def.TenantId, def.Configuration.Model, outcome?.Design ?? def.Configuration.Design, summary);
         if (_observers.Count > 0)
         {
@@ -475,7 +432,8 @@ public sealed class JobGrain(
             await NotifyProgressAsync();
         }
         // The result blob is the record; the state catches up in batches while running (a late record of a cancelled job at once).
-        if (S.State != JobState.Running || _unsavedResults >= Math.Max(1, _options.StateWriteResults)) await SaveAsync();
+        if (S.State != JobState.Running) await SaveAsync();
+        await batch;
     }
 
     private async Task CompleteAsync()
@@ -524,50 +482,7 @@ public sealed class JobGrain(
     // ---- state, reminders, notifications ------------------------------------------------------------------
 
     /// <summary>Writes the state; concurrent callers share writes, and each returns after a write that includes its changes.</summary>
-    private async Task SaveAsync()
-    {
-        _dirty = true;
-        while (_dirty)
-        {
-            if (_writing is { IsCompleted: false } inProgress)
-            {
-                try { await inProgress; } catch { /* the next write retries */ }
-                continue;
-            }
-            _dirty = false;
-            _writing = WriteOnceAsync();
-            await _writing;
-        }
-    }
-
-    private async Task WriteOnceAsync()
-    {
-        // The write serialises the state as it is now: every result recorded so far is in it.
-        var including = _unsavedResults;
-        _unsavedResults = 0;
-        try
-        {
-            try
-            {
-                await state.WriteStateAsync();
-            }
-            catch (InconsistentStateException)
-            {
-                // Another activation (on a silo declared dead but still running) wrote meanwhile: merge and retry.
-                var mine = state.State;
-                await state.ReadStateAsync();
-                Merge(state.State, mine);
-                await state.WriteStateAsync();
-            }
-            _saveFailed = false;
-        }
-        catch
-        {
-            _unsavedResults += including;
-            _saveFailed = true;
-            throw;
-        }
-    }
+    private Task SaveAsync() => Saved.SaveAsync();
 
     private void ForgetInput(int index)
     {
@@ -641,21 +556,4 @@ public sealed class JobGrain(
             d.Configuration.Name, d.Configuration.Version, d.Configuration.Model, d.Seed, d.CreatedAt, S.StartedAt, S.FinishedAt,
             S.State == JobState.Running ? _waiting : null);
     }
-
-    private static string CleanName(string? name, int index)
-    {
-        var n = new string((name ?? "").Where(c => !char.IsControl(c)).ToArray()).Trim();
-        if (n.Length > 256) n = n[..256];
-        return n.Length == 0 ? $"image-{index.ToString(CultureInfo.InvariantCulture)}" : n;
-    }
-
-    private static string ContentType(string format) => format switch
-    {
-        "PNG" => "image/png",
-        "JPEG" => "image/jpeg",
-        "WEBP" => "image/webp",
-        "BMP" => "image/bmp",
-        "GIF" => "image/gif",
-        _ => "application/octet-stream",
-    };
 }

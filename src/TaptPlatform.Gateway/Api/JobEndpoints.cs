@@ -225,17 +225,9 @@ public static class JobEndpoints
             if (receipt.Rejected.Length > 0) await quota.ReleaseImagesAsync(receipt.Rejected.Length);
             metrics.ImagesAccepted(receipt.AcceptedIndices.Length);
             metrics.ImagesRejected(receipt.Rejected.Length);
-            // The grain keeps the order: walk the chunk, matching rejections by name in order.
-            int r = 0, a = 0;
-            foreach (var image in _pending)
-            {
-                if (r < receipt.Rejected.Length && SameName(receipt.Rejected[r].Name, image.Name)) { r++; continue; }
-                if (a < receipt.AcceptedIndices.Length)
-                {
-                    var index = receipt.AcceptedIndices[a++];
-                    _accepted.Add(new AcceptedImage(index, Clean(image.Name) is { Length: > 0 } n ? n : $"image-{index}"));
-                }
-            }
+            // The receipt says per offered image, in order, what became of it.
+            foreach (var part in receipt.Parts)
+                if (part.Index is { } index) _accepted.Add(new AcceptedImage(index, part.Name));
             _rejected.AddRange(receipt.Rejected);
             _total = receipt.TotalImages;
             _pending.Clear();
@@ -251,16 +243,6 @@ public static class JobEndpoints
             ["accepted"] = _accepted.ToArray(),
             ["rejected"] = _rejected.ToArray(),
         };
-
-        /// <summary>Whether the grain's cleaned name (no control characters, trimmed, at most 256, else <c>image-N</c>) is this upload's.</summary>
-        private static bool SameName(string cleaned, string original) =>
-            Clean(original) is { Length: > 0 } n ? cleaned == n : cleaned.StartsWith("image-", StringComparison.Ordinal);
-
-        private static string Clean(string name)
-        {
-            var n = new string(name.Where(ch => !char.IsControl(ch)).ToArray()).Trim();
-            return n.Length > 256 ? n[..256] : n;
-        }
     }
 
     /// <summary>The whole body, or null when it is longer than <paramref name="max"/> (the rest is skipped).</summary>

@@ -2,8 +2,9 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using Orleans.Utilities;
+using Polly;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Vision.Imaging;
 
@@ -50,12 +51,27 @@ public sealed class EvaluationJobGrain(
     /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
     public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
     private IGrainTimer? _keepAlive;
-    private readonly ObserverManager<IJobObserver> _observers = new(IJobGrain.ObserverExpiry, log);
+    private readonly JobObservers _observers = new(log);
     private Task? _running;
     private string? _waiting;
 
+    private BatchedState<EvaluationJobState>? _saved;
+    private ResiliencePipeline? _runs;
+
     private string JobId => this.GetPrimaryKeyString();
     private EvaluationJobState S => state.State;
+
+    /// <summary>Every write of the state: the run and the outcomes the worker records interleave, and share writes.</summary>
+    private BatchedState<EvaluationJobState> Saved => _saved ??= new(state);
+
+    /// <summary>An ε run is retried up to 20 times while no accelerator silo takes it; a refused or permanently failed one not.</summary>
+    private ResiliencePipeline Runs => _runs ??= Retries.Create(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), maxPermanentFailures: 1, maxAttempts: 20,
+        onRetry: async e =>
+        {
+            log.LogInformation("Evaluation {Job}: an ε run waits ({Error})", JobId, e.Message);
+            _waiting = WaitReasons.For(e);
+            await NotifyAsync();
+        });
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -78,7 +94,7 @@ public sealed class EvaluationJobGrain(
         if (definition.Vocabulary.Labels.Length < 2) throw new TaptRequestException("the vocabulary needs at least two labels");
         S.Definition = definition;
         S.State = JobState.Open;
-        await state.WriteStateAsync();
+        await Saved.SaveAsync();
         return Status();
     }
 
@@ -89,32 +105,13 @@ public sealed class EvaluationJobGrain(
         if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
         if (S.Images.Count + images.Length > IEvaluationJobGrain.MaxImages) throw new TaptRequestException($"an evaluation holds at most {IEvaluationJobGrain.MaxImages} images");
         var labels = def.Vocabulary.Labels.Select((l, i) => (l.Label, i)).ToDictionary(x => x.Label, x => x.i, StringComparer.Ordinal);
-        var rejected = ImmutableArray.CreateBuilder<RejectedImage>();
-        var accepted = new List<(int Index, byte[] Content, EvaluationImageEntry Entry)>();
-        foreach (var image in images)
-        {
-            var name = string.IsNullOrWhiteSpace(image?.Name) ? $"image-{S.Images.Count + accepted.Count}" : image.Name.Trim()[..Math.Min(200, image.Name.Trim().Length)];
-            if (image?.Content is not { Length: > 0 } content) { rejected.Add(new RejectedImage(name, "Empty: image has no bytes")); continue; }
-            if (image.Label is null || !labels.TryGetValue(image.Label, out var label))
-            {
-                rejected.Add(new RejectedImage(name, $"UnknownLabel: '{image.Label}' is not a label of vocabulary {def.Vocabulary.Name} v{def.Vocabulary.Version}"));
-                continue;
-            }
-            try
-            {
-                var info = ImageProbe.Identify(content, ImageLimits.Default);
-                accepted.Add((S.Images.Count + accepted.Count, content, new EvaluationImageEntry(name, label, info.Format)));
-            }
-            catch (ImageRejectedException e)
-            {
-                rejected.Add(new RejectedImage(name, $"{e.Reason}: {e.Message}"));
-            }
-        }
-        await Task.WhenAll(accepted.Select(a => store.PutAsync(def.TenantId, JobId, ArtifactKinds.Inputs, a.Index, BinaryData.FromBytes(a.Content),
-            "image/" + a.Entry.Format.ToLowerInvariant())));
-        S.Images.AddRange(accepted.Select(a => a.Entry));
-        await state.WriteStateAsync();
-        return new AddImagesReceipt([.. accepted.Select(a => a.Index)], rejected.ToImmutable(), S.Images.Count);
+        string? UnknownLabel(int position) => images[position] is { Label: { } l } && labels.ContainsKey(l) ? null
+            : $"UnknownLabel: '{images[position]?.Label}' is not a label of vocabulary {def.Vocabulary.Name} v{def.Vocabulary.Version}";
+        var (accepted, parts) = ImageIntake.Examine([.. images.Select(i => (i?.Name, i?.Content))], S.Images.Count, UnknownLabel);
+        await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, parallelism: 8);
+        S.Images.AddRange(accepted.Select(a => new EvaluationImageEntry(a.Name, labels[images[a.Position].Label], a.Info.Format)));
+        await Saved.SaveAsync();
+        return AddImagesReceipt.Of(parts, S.Images.Count);
     }
 
     public async Task<EvaluationStatus> StartAsync(string tenantId)
@@ -125,7 +122,7 @@ public sealed class EvaluationJobGrain(
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
         S.State = JobState.Running;
         S.StartedAt = clock.GetUtcNow();
-        await state.WriteStateAsync();
+        await Saved.SaveAsync();
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
@@ -177,9 +174,7 @@ public sealed class EvaluationJobGrain(
     public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
     {
         Authorize(tenantId);
-        var known = _observers.Observers.ContainsKey(observer);
-        _observers.Subscribe(observer, observer);
-        return Task.FromResult(known);
+        return Task.FromResult(_observers.Subscribe(observer));
     }
 
     public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
@@ -209,7 +204,7 @@ public sealed class EvaluationJobGrain(
             changed = true;
         }
         if (!changed) return;
-        await state.WriteStateAsync();
+        await Saved.SaveAsync();
         await NotifyAsync();
     }
 
@@ -268,36 +263,25 @@ public sealed class EvaluationJobGrain(
             {
                 var done = Enumerable.Range(0, S.Images.Count).Where(i => S.Outcomes.ContainsKey(Key(k, i))).ToImmutableArray();
                 if (S.Runs.ContainsKey(k) && done.Length == S.Images.Count) continue;
-                var delay = TimeSpan.FromSeconds(1);
-                for (var attempt = 1; ; attempt++)
+                var context = Retries.Context(CancellationToken.None);
+                try
                 {
-                    try
-                    {
-                        var info = await worker.RunAsync(new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, k, done));
-                        S.Runs[k] = info;
-                        _waiting = null;
-                        await state.WriteStateAsync();
-                        break;
-                    }
-                    catch (Exception e) when (e is TaptRequestException or TuningFailedException { Transient: false } || attempt >= 20)
-                    {
-                        throw;
-                    }
-                    catch (Exception e)
-                    {
-                        log.LogInformation("Evaluation {Job}: ε#{K} waits ({Error})", JobId, k, e.Message);
-                        _waiting = WaitReasons.For(e);
-                        await NotifyAsync();
-                        await Task.Delay(delay);
-                        delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
-                    }
+                    var info = await Runs.ExecuteAsync(async (_, eps) => await worker.RunAsync(
+                        new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, eps, done)), context, k);
+                    S.Runs[k] = info;
+                    _waiting = null;
+                    await Saved.SaveAsync();
+                }
+                finally
+                {
+                    Retries.Return(context);
                 }
             }
             if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
             S.State = JobState.Completed;
             S.FinishedAt = clock.GetUtcNow();
             await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true })), "application/json");
-            await state.WriteStateAsync();
+            await Saved.SaveAsync();
             log.LogInformation("Evaluation {Job} completed: {Images} image(s) × {Eps} ε", JobId, S.Images.Count, def.Request.Epsilons.Length);
         }
         catch (Exception e)
@@ -306,7 +290,7 @@ public sealed class EvaluationJobGrain(
             S.State = JobState.Cancelled;
             S.Error = e.Message;
             S.FinishedAt = clock.GetUtcNow();
-            try { await state.WriteStateAsync(); } catch (Exception w) { log.LogWarning(w, "Evaluation {Job}: state not saved", JobId); }
+            try { await Saved.SaveAsync(); } catch (Exception w) { log.LogWarning(w, "Evaluation {Job}: state not saved", JobId); }
         }
         await NotifyAsync();
         if (S.State != JobState.Running) await UnregisterReminderAsync();

@@ -1,0 +1,82 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Security.Cryptography;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Storage;
+using TaptPlatform.Vision.Imaging;
+
+namespace TaptPlatform.Grains.JobParts;
+
+/// <summary>An offered image that passed the checks, with the index it gets and what was learnt of it.</summary>
+public sealed record IntakeImage(int Position, int Index, string Name, byte[] Content, ImageInfo Info, string Sha256);
+
+/// <summary>
+/// The intake of uploaded images, shared by jobs and evaluations: one rule for names, the untrusted-image checks
+/// (<see cref="ImageProbe"/>) before anything is stored, the blob writes, and a receipt that says per offered image,
+/// in order, what became of it. Stored before acknowledged: the caller records the accepted images in its state only
+/// after <see cref="StoreAsync"/> returned.
+/// </summary>
+public static class ImageIntake
+{
+    public const int MaxNameLength = 256;
+
+    /// <summary>The stored name of an image: control characters removed, trimmed, at most 256 characters; <c>image-N</c> when nothing is left.</summary>
+    public static string CleanName(string? name, int index)
+    {
+        var n = new string((name ?? "").Where(c => !char.IsControl(c)).ToArray()).Trim();
+        if (n.Length > MaxNameLength) n = n[..MaxNameLength];
+        return n.Length == 0 ? "image-" + index.ToString(CultureInfo.InvariantCulture) : n;
+    }
+
+    /// <summary>
+    /// Checks the offered images in order; accepted ones are numbered from <paramref name="firstIndex"/>.
+    /// <paramref name="refuse"/> adds a caller's own check (an evaluation's labels): a reason, or null to accept.
+    /// </summary>
+    public static (List<IntakeImage> Accepted, ImmutableArray<OfferedImage> Parts) Examine(
+        IReadOnlyList<(string? Name, byte[]? Content)> offered, int firstIndex, Func<int, string?>? refuse = null)
+    {
+        var accepted = new List<IntakeImage>();
+        var parts = ImmutableArray.CreateBuilder<OfferedImage>(offered.Count);
+        for (var position = 0; position < offered.Count; position++)
+        {
+            var index = firstIndex + accepted.Count;
+            var (rawName, content) = offered[position];
+            var name = CleanName(rawName, index);
+            var reason = content is not { Length: > 0 } ? "Empty: image has no bytes" : refuse?.Invoke(position);
+            if (reason is null && content is not null)
+            {
+                try
+                {
+                    var info = ImageProbe.Identify(content, ImageLimits.Default);
+                    accepted.Add(new IntakeImage(position, index, name, content, info, Convert.ToHexStringLower(SHA256.HashData(content))));
+                    parts.Add(new OfferedImage(name, index, null));
+                    continue;
+                }
+                catch (ImageRejectedException e)
+                {
+                    reason = $"{e.Reason}: {e.Message}";
+                }
+            }
+            parts.Add(new OfferedImage(name, null, reason));
+        }
+        return (accepted, parts.MoveToImmutable());
+    }
+
+    /// <summary>Writes the accepted images' blobs (<c>inputs/{index}</c>), at most <paramref name="parallelism"/> at a time.</summary>
+    public static async Task StoreAsync(IArtifactStore store, string tenantId, string jobId, IReadOnlyList<IntakeImage> accepted, int parallelism)
+    {
+        using var gate = new SemaphoreSlim(Math.Max(1, parallelism));
+        await Task.WhenAll(accepted.Select(async a =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                await store.PutAsync(tenantId, jobId, ArtifactKinds.Inputs, a.Index, BinaryData.FromBytes(a.Content), ImageFormats.ContentType(a.Info.Format));
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+    }
+}
