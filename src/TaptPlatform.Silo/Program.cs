@@ -12,23 +12,8 @@ using TaptPlatform.Silo.Hosting;
 //   Logging:Console:FormatterName=json   JSON log lines with the tenant and job ids of their scopes
 // The content root is the application's own folder, so appsettings*.json are found wherever the process is started from.
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
-var storage = builder.Configuration.TaptStorage();
 builder.AddTaptTelemetry("tapt-silo");
-builder.UseOrleans(silo => silo
-    .Configure<Orleans.Configuration.ClusterOptions>(o =>
-    {
-        o.ClusterId = builder.Configuration["Orleans:ClusterId"] ?? "tapt";
-        o.ServiceId = builder.Configuration["Orleans:ServiceId"] ?? "tapt-platform";
-    })
-    .ConfigureEndpoints(
-        System.Net.IPAddress.Parse(builder.Configuration["Orleans:AdvertisedIP"] ?? "127.0.0.1"),
-        siloPort: int.Parse(builder.Configuration["Orleans:SiloPort"] ?? "11111", System.Globalization.CultureInfo.InvariantCulture),
-        gatewayPort: int.Parse(builder.Configuration["Orleans:GatewayPort"] ?? "30000", System.Globalization.CultureInfo.InvariantCulture))
-    .UseTaptAzureClustering(storage)
-    .UseTaptAzureReminders(storage)
-    .AddTaptStorage(storage, builder.Configuration.TaptJobs())
-    .UseTaptRole(builder.Configuration)
-    .AddActivityPropagation());
+builder.UseOrleans(silo => silo.UseTaptSilo(builder.Configuration));
 var host = builder.Build();
 // Read now: the lifetime cannot be asked once the host has been disposed.
 var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;

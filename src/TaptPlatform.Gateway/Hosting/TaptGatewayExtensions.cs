@@ -47,7 +47,7 @@ public static class TaptGatewayExtensions
                     .Configure<ClusterOptions>(o => ConfigureCluster(o, builder.Configuration))
                     .UseAzureStorageClustering((Orleans.Clustering.AzureStorage.AzureStorageGatewayOptions o) =>
                     {
-                        o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+                        o.TableServiceClient = storage.Tables;
                         o.TableName = storage.ClusteringTable;
                     })
                     .UseConnectionRetryFilter(RetryWhileStarting)
@@ -56,7 +56,7 @@ public static class TaptGatewayExtensions
             case GatewayModes.AllInOne:
                 builder.UseOrleans(silo =>
                 {
-                    silo.UseTaptAllInOneSilo(builder.Configuration);
+                    silo.UseTaptSilo(builder.Configuration);
                     if (TaptDashboardOptions.Read(builder.Configuration) is { Enabled: true } dashboard) silo.AddDashboard(dashboard.Apply);
                 });
                 break;
@@ -66,30 +66,11 @@ public static class TaptGatewayExtensions
         return builder;
     }
 
-    /// <summary>
-    /// A silo for the all-in-one mode: cluster and endpoints from <c>Orleans:*</c> (loopback, ports 11111/30000 by
-    /// default), Azure Table clustering and reminders, Azure grain storage and artifacts, and its role.
-    /// </summary>
-    public static ISiloBuilder UseTaptAllInOneSilo(this ISiloBuilder silo, IConfiguration configuration)
-    {
-        var storage = configuration.TaptStorage();
-        return silo
-            .Configure<ClusterOptions>(o => ConfigureCluster(o, configuration))
-            .ConfigureEndpoints(
-                IPAddress.Parse(configuration["Orleans:AdvertisedIP"] ?? "127.0.0.1"),
-                siloPort: int.Parse(configuration["Orleans:SiloPort"] ?? "11111", CultureInfo.InvariantCulture),
-                gatewayPort: int.Parse(configuration["Orleans:GatewayPort"] ?? "30000", CultureInfo.InvariantCulture))
-            .UseTaptAzureClustering(storage)
-            .UseTaptAzureReminders(storage)
-            .AddTaptStorage(storage, configuration.TaptJobs())
-            .UseTaptRole(configuration)
-            .AddActivityPropagation();
-    }
-
     private static void ConfigureCluster(ClusterOptions o, IConfiguration configuration)
     {
-        o.ClusterId = configuration["Orleans:ClusterId"] ?? "tapt";
-        o.ServiceId = configuration["Orleans:ServiceId"] ?? "tapt-platform";
+        var cluster = TaptClusterOptions.Read(configuration);
+        o.ClusterId = cluster.ClusterId;
+        o.ServiceId = cluster.ServiceId;
     }
 
     /// <summary>Keeps trying to reach the cluster while the gateway starts (silos may start after it).</summary>

@@ -26,11 +26,35 @@ namespace TaptPlatform.Silo.Hosting;
 /// </summary>
 public static class TaptSiloBuilderExtensions
 {
+    /// <summary>
+    /// A whole silo from configuration, as the silo host and the gateway's all-in-one mode run it: cluster and
+    /// endpoints from <c>Orleans:*</c> (<see cref="TaptClusterOptions"/>), Azure Table clustering and reminders, Azure
+    /// grain storage and artifacts (<c>Tapt:Storage</c>, <c>Tapt:Jobs</c>), and its role (<c>Tapt:Accelerator</c>,
+    /// <c>Tapt:Engine</c>, <c>Tapt:Models</c>).
+    /// </summary>
+    public static ISiloBuilder UseTaptSilo(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var cluster = TaptClusterOptions.Read(configuration);
+        var storage = configuration.TaptStorage();
+        return silo
+            .Configure<Orleans.Configuration.ClusterOptions>(o =>
+            {
+                o.ClusterId = cluster.ClusterId;
+                o.ServiceId = cluster.ServiceId;
+            })
+            .ConfigureEndpoints(System.Net.IPAddress.Parse(cluster.AdvertisedIP), cluster.SiloPort, cluster.GatewayPort)
+            .UseTaptAzureClustering(storage)
+            .UseTaptAzureReminders(storage)
+            .AddTaptStorage(storage, configuration.TaptJobs())
+            .UseTaptRole(configuration)
+            .AddActivityPropagation();
+    }
+
     /// <summary>Orleans membership in an Azure (or Azurite) table.</summary>
     public static ISiloBuilder UseTaptAzureClustering(this ISiloBuilder silo, TaptStorageOptions storage) =>
         silo.UseAzureStorageClustering(o =>
         {
-            o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+            o.TableServiceClient = storage.Tables;
             o.TableName = storage.ClusteringTable;
         });
 
@@ -38,7 +62,7 @@ public static class TaptSiloBuilderExtensions
     public static ISiloBuilder UseTaptAzureReminders(this ISiloBuilder silo, TaptStorageOptions storage) =>
         silo.UseAzureTableReminderService(o =>
         {
-            o.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+            o.TableServiceClient = storage.Tables;
             o.TableName = storage.ReminderTable;
         });
 
@@ -51,14 +75,14 @@ public static class TaptSiloBuilderExtensions
         silo.AddAzureTableGrainStorage(GrainStorageNames.Tenants, o => o
             .Configure<IServiceProvider>((options, sp) =>
             {
-                options.TableServiceClient = new TableServiceClient(storage.ConnectionString);
+                options.TableServiceClient = storage.Tables;
                 options.TableName = storage.TenantTable;
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.AddAzureBlobGrainStorage(GrainStorageNames.Jobs, o => o
             .Configure<IServiceProvider>((options, sp) =>
             {
-                options.BlobServiceClient = new BlobServiceClient(storage.ConnectionString);
+                options.BlobServiceClient = storage.Blobs;
                 options.ContainerName = storage.JobStateContainer;
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
@@ -66,7 +90,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton<InputMemory>();
-        silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(new BlobServiceClient(storage.ConnectionString)));
+        silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(storage.Blobs));
         var jobOptions = silo.Services.AddOptions<JobOptions>();
         if (jobs is not null) jobOptions.Configure(jobs);
         return silo;

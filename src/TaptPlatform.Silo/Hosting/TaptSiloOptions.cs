@@ -1,3 +1,6 @@
+using Azure.Data.Tables;
+using Azure.Storage.Blobs;
+
 namespace TaptPlatform.Silo.Hosting;
 
 /// <summary>Connection and names of the Azure Storage account (configuration section <c>Tapt:Storage</c>).</summary>
@@ -19,6 +22,15 @@ public sealed class TaptStorageOptions
 
     /// <summary>Job resume reminders (Azure Table).</summary>
     public string ReminderTable { get; set; } = "TaptReminders";
+
+    private TableServiceClient? _tables;
+    private BlobServiceClient? _blobs;
+
+    /// <summary>The account's table client, made once: clustering, reminders and tenant state share its pipeline.</summary>
+    public TableServiceClient Tables => _tables ??= new TableServiceClient(ConnectionString);
+
+    /// <summary>The account's blob client, made once: job state and artifacts share its pipeline.</summary>
+    public BlobServiceClient Blobs => _blobs ??= new BlobServiceClient(ConnectionString);
 }
 
 /// <summary>The silo's role (configuration section <c>Tapt</c>).</summary>
