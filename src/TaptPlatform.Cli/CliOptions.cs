@@ -13,7 +13,7 @@ public static class CliOptions
     public static Option<string?> Text(string name, string description, string helpName = "TEXT") =>
         new(name) { Description = description, HelpName = helpName };
 
-    public static Option<string> Text(string name, string fallback, string description, string helpName = "TEXT") =>
+    public static Option<string> Defaulted(string name, string fallback, string description, string helpName = "TEXT") =>
         new(name) { Description = description, HelpName = helpName, DefaultValueFactory = _ => fallback };
 
     public static Option<string> Required(string name, string description, string helpName = "TEXT") =>
@@ -28,7 +28,7 @@ public static class CliOptions
     /// <summary>One of a fixed set of words; completion offers them.</summary>
     public static Option<string> Choice(string name, string fallback, string description, params string[] values)
     {
-        var o = Text(name, fallback, description, string.Join('|', values));
+        var o = Defaulted(name, fallback, description, string.Join('|', values));
         o.CompletionSources.Add(values);
         o.Validators.Add(r =>
         {

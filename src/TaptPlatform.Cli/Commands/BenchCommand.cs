@@ -15,10 +15,10 @@ public static class BenchCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var designs = CliOptions.Text("--designs", "V,VLI,VLJ", "prompt designs, comma-separated", "V,VLI,VLJ");
-        var views = CliOptions.Text("--views", "16,64", "view counts, comma-separated", "N,...");
+        var designs = CliOptions.Defaulted("--designs", "V,VLI,VLJ", "prompt designs, comma-separated", "V,VLI,VLJ");
+        var views = CliOptions.Defaulted("--views", "16,64", "view counts, comma-separated", "N,...");
         var images = CliOptions.Int("--images", 8, "timed images per setting", 1, 10_000);
-        var batch = CliOptions.Text("--batch", "1,8", "batch sizes, comma-separated", "N,...");
+        var batch = CliOptions.Defaulted("--batch", "1,8", "batch sizes, comma-separated", "N,...");
         var labels = CliOptions.Int("--labels", 10, "labels in the vocabulary", 2, 100_000);
         var b32 = CliOptions.Flag("--vit-b32", "also time a ViT-B/32-sized CLIP with random weights");
         var b32Images = CliOptions.Int("--vit-b32-images", 2, "timed images per setting of the ViT-B/32", 1, 1000);

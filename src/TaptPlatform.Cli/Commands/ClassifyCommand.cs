@@ -16,7 +16,7 @@ public static class ClassifyCommand
         var prompts = CommonOptions.Prompts();
         var images = CliOptions.Many("--image", "an image file (repeatable)", "FILE");
         var labels = CliOptions.Many("--label", "a class name, read through the template (repeatable, at least two)");
-        var template = CliOptions.Text("--template", LabelVocabulary.DefaultTemplate, "the label template; {0} is the class name");
+        var template = CliOptions.Defaulted("--template", LabelVocabulary.DefaultTemplate, "the label template; {0} is the class name");
         var overrides = new TaptSettingOverrides("");
         var seed = CliOptions.Int("--seed", 0, "seed of the random views");
         var batch = CliOptions.Int("--batch", 8, "images per TAPT batch", 1, 256);

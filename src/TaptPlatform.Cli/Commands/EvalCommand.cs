@@ -20,13 +20,13 @@ public static class EvalCommand
     {
         var model = CommonOptions.Model();
         var prompts = CommonOptions.Prompts();
-        var dataset = CliOptions.Text("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
-        var split = CliOptions.Text("--split", "test", "the Fashion-MNIST split", "test|train");
+        var dataset = CliOptions.Defaulted("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
+        var split = CliOptions.Defaulted("--split", "test", "the Fashion-MNIST split", "test|train");
         var sample = CliOptions.Int("--sample", 1000, "images drawn (seeded) from the split", 1, 1_000_000);
         var seed = CliOptions.Int("--seed", 0, "seed of the draw, the attacks and the views");
         var from = CliOptions.Int("--from", 0, "evaluate the sample from its K-th image (0-based) on", 0, 1_000_000, "K");
         var count = CliOptions.Int("--sample-count", 1_000_000, "evaluate at most N images of the sample", 1, 1_000_000);
-        var attack = CliOptions.Text("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE) or apgd-t", "pgd|cw|di|apgd|apgd-t");
+        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE) or apgd-t", "pgd|cw|di|apgd|apgd-t");
         attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t");
         attack.Validators.Add(r =>
         {

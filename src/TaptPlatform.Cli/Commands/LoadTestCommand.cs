@@ -29,8 +29,8 @@ public static class LoadTestCommand
         var jobsPerTenant = CliOptions.Int("--jobs-per-tenant", 1, "jobs each tenant runs at a time", 1, 16);
         var drain = CliOptions.Int("--drain", 300, "seconds to wait at most for the jobs in flight", 1, 7200, "SECONDS");
         var warmup = CliOptions.Int("--warmup", 0, "seconds every tenant runs jobs first, not counted", 0, 3600, "SECONDS");
-        var prefix = CliOptions.Text("--tenant-prefix", "load", "prefix of the tenants' ids");
-        var platformModel = CliOptions.Text("--platform-model", ModelLocator.DefaultModelName, "the platform's model of the prompt configuration", "NAME");
+        var prefix = CliOptions.Defaulted("--tenant-prefix", "load", "prefix of the tenants' ids");
+        var platformModel = CliOptions.Defaulted("--platform-model", ModelLocator.DefaultModelName, "the platform's model of the prompt configuration", "NAME");
         var pids = new Option<int[]>("--pid") { Description = "a platform process to measure (repeatable)", HelpName = "PID", Arity = ArgumentArity.OneOrMore };
         pids.Validators.Add(r =>
         {

@@ -20,7 +20,7 @@ public static class PromptsCalibrateCommand
     {
         var model = CommonOptions.Model();
         var prompts = CommonOptions.Prompts();
-        var dataset = CliOptions.Text("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
+        var dataset = CliOptions.Defaulted("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
         var images = CliOptions.Int("--images", 2000, "training images the statistics are computed on", 2, 1_000_000);
         var noAugment = CliOptions.Flag("--no-augment", "use the images as they are instead of random resized crops and flips");
         var attacked = CliOptions.Flag("--attacked", "also compute the statistics of P_adv on PGD-2 images");

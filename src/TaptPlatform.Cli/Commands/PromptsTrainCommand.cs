@@ -19,11 +19,11 @@ public static class PromptsTrainCommand
     {
         var model = CommonOptions.Model();
         var output = CliOptions.Text("--out", $"the prompt artifact to write (default: MODEL/{Session.DefaultArtifactName})", "FILE");
-        var design = CliOptions.Text("--design", "VLI", "prompt design: V, VLI or VLJ", "V|VLI|VLJ");
+        var design = CliOptions.Defaulted("--design", "VLI", "prompt design: V, VLI or VLJ", "V|VLI|VLJ");
         design.CompletionSources.Add("V", "VLI", "VLJ");
         var tokens = CliOptions.Int("--tokens", 2, "prompt tokens per layer", 1, 64);
         var depth = CliOptions.Int("--depth", 9, "prompted layers", 1, 64);
-        var dataset = CliOptions.Text("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
+        var dataset = CliOptions.Defaulted("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
         var shots = CliOptions.Int("--shots", 16, "training images per class", 1, 100_000);
         var epochs = CliOptions.Int("--epochs", 10, "epochs", 1, 10_000);
         var batch = CliOptions.Int("--batch", 32, "images per batch", 2, 4096);

@@ -16,7 +16,7 @@ public static class SubmitCommand
         var server = CliOptions.Required("--server", "the gateway's URL", "URL");
         var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
         var vocabulary = CliOptions.Required("--vocabulary", "the vocabulary's name", "NAME");
-        var config = CliOptions.Text("--config", "default", "the prompt configuration's name", "NAME");
+        var config = CliOptions.Defaulted("--config", "default", "the prompt configuration's name", "NAME");
         var name = CliOptions.Text("--name", "the job's name", "JOB_NAME");
         var seed = CliOptions.Int("--seed", 0, "the job's seed of the TAPT views");
         var batch = CliOptions.Int("--batch", 200, "images per upload request", 1, 1000);

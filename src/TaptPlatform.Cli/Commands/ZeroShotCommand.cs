@@ -15,7 +15,7 @@ public static class ZeroShotCommand
     {
         var model = CommonOptions.Model();
         var split = CliOptions.Choice("--split", "test", "the Fashion-MNIST split", "test", "train");
-        var template = CliOptions.Text("--template", "a photo of a {}.", "the prompt; {} (or {0}) is the lower-cased class name");
+        var template = CliOptions.Defaulted("--template", "a photo of a {}.", "the prompt; {} (or {0}) is the lower-cased class name");
         var batch = CliOptions.Int("--batch", 500, "images per batch", 1, 100_000);
         var data = CliOptions.Text("--data", "Fashion-MNIST idx folder (default: $TAPT_FASHION_MNIST or /usr/share/datasets/fashion-mnist)", "DIR");
         var folder = CliOptions.Text("--dataset", "a folder with one sub-folder per label instead of Fashion-MNIST", "DIR");

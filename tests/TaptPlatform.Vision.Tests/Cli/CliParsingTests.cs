@@ -55,6 +55,31 @@ public sealed class CliParsingTests
         Assert.DoesNotContain("   at ", stderr);
     }
 
+    [Theory]
+    [InlineData("a photo of a {}.", "--template", "zero-shot")]
+    [InlineData("a photo of a {0}.", "--template", "classify")]
+    [InlineData("load", "--tenant-prefix", "loadtest", "--server", "http://x", "--operator-key", "k")]
+    [InlineData("default", "--config", "submit", "--server", "http://x", "--key", "k", "--vocabulary", "v", "dir")]
+    [InlineData("fashion-mnist", "--dataset", "eval")]
+    [InlineData("V,VLI,VLJ", "--designs", "bench")]
+    public void Text_options_keep_their_defaults(string expected, string option, params string[] args)
+    {
+        var result = TaptCli.CreateRoot().Parse(args);
+        Assert.Empty(result.Errors);
+        Assert.Equal(expected, result.GetValue<string>(option));
+    }
+
+    [Theory]
+    [InlineData(1.0 / 255, "--eps", "eval")]
+    [InlineData(4.0 / 255, "--eps", "samples", "--out", "x")]
+    [InlineData(0.0035, "--lr", "prompts", "train")]
+    public void Number_options_keep_their_defaults(double expected, string option, params string[] args)
+    {
+        var result = TaptCli.CreateRoot().Parse(args);
+        Assert.Empty(result.Errors);
+        Assert.Equal(expected, result.GetValue<double>(option));
+    }
+
     [Fact]
     public void Fractions_are_numbers_for_every_number_option()
     {
