@@ -11,9 +11,9 @@ public static class Session
 {
     public const string DefaultArtifactName = "tapt-prompts.safetensors";
 
-    public static (ClipCheckpoint Checkpoint, PromptedClip Clip) LoadModel(CliArgs a, Device device)
+    public static (ClipCheckpoint Checkpoint, PromptedClip Clip) LoadModel(string? modelOption, Device device)
     {
-        var dir = ModelLocator.Resolve(a.Optional("model"));
+        var dir = ModelLocator.Resolve(modelOption);
         var ckpt = ClipCheckpoint.Load(dir, device);
         return (ckpt, new PromptedClip(ckpt, device));
     }

@@ -1,25 +1,49 @@
+using System.CommandLine;
 using TaptPlatform.Vision.Tapt;
 
 namespace TaptPlatform.Cli;
 
 /// <summary>
 /// The test-time settings a command may override on top of a prompt artifact's recorded ones
-/// (views, steps, learning rate, alignment weight), so every command reads them the same way.
+/// (views, steps, learning rate, alignment weight, smallest view crop), so every command reads them the same way:
+/// <c>--{prefix}steps</c>, <c>--{prefix}lr</c>, <c>--{prefix}alignment-weight</c>, <c>--{prefix}view-min-scale</c> and the views option
+/// (<c>--{prefix}views</c> unless another name is given).
 /// </summary>
-public static class TaptSettingOverrides
+public sealed class TaptSettingOverrides
 {
-    /// <summary>
-    /// Reads <c>--{prefix}steps</c>, <c>--{prefix}lr</c>, <c>--{prefix}alignment-weight</c>, <c>--{prefix}view-min-scale</c> and the views option
-    /// (<c>--{prefix}views</c> unless <paramref name="viewsOption"/> names another).
-    /// </summary>
-    public static TaptOptions Apply(CliArgs a, TaptOptions recorded, string prefix, string? viewsOption = null)
+    private const string Recorded = " (default: the prompt artifact's)";
+
+    public TaptSettingOverrides(string prefix, string? viewsOption = null)
     {
-        viewsOption ??= prefix + "views";
-        var views = a.Optional(viewsOption) is null ? recorded.Views : a.Int(viewsOption, 64, 1, 1024);
-        var steps = a.Optional(prefix + "steps") is null ? recorded.Steps : a.Int(prefix + "steps", 1, 0, 100);
-        var lr = a.Optional(prefix + "lr") is null ? recorded.LearningRate : a.Double(prefix + "lr", 5e-4, 0, 10);
-        var weight = a.Optional(prefix + "alignment-weight") is null ? recorded.AlignmentWeight : a.Double(prefix + "alignment-weight", 100.0 / 9, 0, 1e6);
-        var minScale = a.Optional(prefix + "view-min-scale") is null ? recorded.ViewMinScale : a.Double(prefix + "view-min-scale", 0.08, 0.01, 1);
-        return recorded with { Views = views, Steps = steps, LearningRate = lr, AlignmentWeight = weight, ViewMinScale = minScale };
+        Views = CliOptions.OptionalInt("--" + (viewsOption ?? prefix + "views"), "TAPT views per image" + Recorded, 1, 1024);
+        Steps = CliOptions.OptionalInt($"--{prefix}steps", "TAPT tuning steps" + Recorded, 0, 100);
+        LearningRate = CliOptions.OptionalNumber($"--{prefix}lr", "TAPT learning rate" + Recorded, 0, 10);
+        AlignmentWeight = CliOptions.OptionalNumber($"--{prefix}alignment-weight", "weight of the statistics alignment loss, e.g. 100/9" + Recorded, 0, 1e6, "W");
+        ViewMinScale = CliOptions.OptionalNumber($"--{prefix}view-min-scale", "smallest view crop area fraction" + Recorded, 0.01, 1, "S");
     }
+
+    public Option<int?> Views { get; }
+    public Option<int?> Steps { get; }
+    public Option<double?> LearningRate { get; }
+    public Option<double?> AlignmentWeight { get; }
+    public Option<double?> ViewMinScale { get; }
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Views);
+        command.Options.Add(Steps);
+        command.Options.Add(LearningRate);
+        command.Options.Add(AlignmentWeight);
+        command.Options.Add(ViewMinScale);
+    }
+
+    /// <summary>The recorded settings with the given options replacing theirs.</summary>
+    public TaptOptions Apply(ParseResult r, TaptOptions recorded) => recorded with
+    {
+        Views = r.GetValue(Views) ?? recorded.Views,
+        Steps = r.GetValue(Steps) ?? recorded.Steps,
+        LearningRate = r.GetValue(LearningRate) ?? recorded.LearningRate,
+        AlignmentWeight = r.GetValue(AlignmentWeight) ?? recorded.AlignmentWeight,
+        ViewMinScale = r.GetValue(ViewMinScale) ?? recorded.ViewMinScale,
+    };
 }

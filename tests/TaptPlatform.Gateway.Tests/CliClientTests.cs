@@ -33,7 +33,7 @@ public sealed class CliClientTests(GatewayFixture gateway)
             Assert.True(exit == 0, $"exit {exit}\n{progress}\n{output}");
             Assert.Contains("uploaded 3/7", progress);
             Assert.Contains("uploaded 7/7", progress);
-            Assert.Contains("7/7 100.0%", progress);                 // the progress bar reached the end
+            Assert.Contains("7/7 images (100.0%)", progress);        // the progress display reached the end
             Assert.DoesNotContain("polling instead", progress);     // the hub was used
             foreach (var (name, _) in GatewayFixture.FashionImages(Enumerable.Range(0, 7))) Assert.Contains(name, output);
             Assert.Contains("completed: 7 succeeded, 0 failed, 7 flagged of 7", output);

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 
 namespace TaptPlatform.Cli.Commands;
@@ -5,32 +6,36 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt audit</c>: the tenant's flagged images (TAPT disagreed with plain CLIP, or other flag reasons).</summary>
 public static class AuditCommand
 {
-    public const string Usage = """
-        usage: tapt audit --server URL --key KEY [--job ID] [--reason changedPrediction|closerToAttacked|lowConfidence] [--limit 100]
-        Lists flagged images, newest jobs first (or of one job): why each was flagged, TAPT's label against plain CLIP's,
-        and where its audit record is (GET URL with the key).
-        """;
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Length > 0 && argv[0] is "--help" or "-h") { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, []);
-        var server = a.Required("server");
-        var key = a.Required("key");
-        var job = a.Optional("job");
-        var reason = a.Optional("reason");
-        var limit = a.Int("limit", 100, 1, 500);
-        a.RejectUnknown();
-        if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}'");
-        try
+        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
+        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
+        var job = CliOptions.Text("--job", "only this job's flagged images", "ID");
+        var reason = CliOptions.Text("--reason", "only images flagged for this reason", "changedPrediction|closerToAttacked|lowConfidence");
+        reason.CompletionSources.Add("changedPrediction", "closerToAttacked", "lowConfidence");
+        var limit = CliOptions.Int("--limit", 100, "flagged images at most", 1, 500);
+        var command = new Command("audit", """
+            Lists a tenant's flagged images from a gateway.
+            Lists flagged images, newest jobs first (or of one job): why each was flagged, TAPT's label against plain
+            CLIP's, and where its audit record is (GET URL with the key).
+            """)
         {
-            return RunAsync(server, key, job, reason, limit, Console.Out, CancellationToken.None).GetAwaiter().GetResult();
-        }
-        catch (GatewayException e)
+            server, key, job, reason, limit,
+        };
+        command.SetAction(r =>
         {
-            Console.Error.WriteLine($"tapt audit: {e.Message}");
-            return 1;
-        }
+            try
+            {
+                return RunAsync(r.GetValue(server)!, r.GetValue(key)!, r.GetValue(job), r.GetValue(reason), r.GetValue(limit), Console.Out, CancellationToken.None)
+                    .GetAwaiter().GetResult();
+            }
+            catch (GatewayException e)
+            {
+                Console.Error.WriteLine($"tapt audit: {e.Message}");
+                return 1;
+            }
+        });
+        return command;
     }
 
     public static async Task<int> RunAsync(string server, string key, string? job, string? reason, int limit, TextWriter stdout, CancellationToken ct)

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using TaptPlatform.Cli.Progress;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Clip;
@@ -10,29 +12,47 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt bench</c>: TAPT images per second and peak memory per design, view count and batch.</summary>
 public static class BenchCommand
 {
-    public const string Usage = """
-        usage: tapt bench [--model DIR] [--designs V,VLI,VLJ] [--views 16,64] [--images 8] [--batch 1,8] [--labels 10]
-                          [--vit-b32] [--vit-b32-images 2] [--threads N] [--json]
-        Times the full per-image defense (views, selection, one AdamW step, prediction) after one warm-up image.
-        --vit-b32 adds a ViT-B/32-sized CLIP with random weights (the prompts and statistics are random too).
-        """;
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, ["vit-b32", "json"]);
-        var device = DeviceOption.Parse(a.Optional("device"));
-        Threads.Apply(a);
-        var designs = (a.Optional("designs") ?? "V,VLI,VLJ").Split(',').Select(PromptShape.ParseDesign).ToArray();
-        var views = (a.Optional("views") ?? "16,64").Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad --views value '{v}'")).ToArray();
-        var batches = (a.Optional("batch") ?? "1,8").Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad --batch value '{v}'")).ToArray();
-        var images = a.Int("images", 8, 1, 10_000);
-        var labels = a.Int("labels", 10, 2, 100_000);
-        var b32 = a.Flag("vit-b32");
-        var b32Images = a.Int("vit-b32-images", 2, 1, 1000);
-        var json = a.Flag("json");
-        var (ckpt, clip) = Session.LoadModel(a, device);
-        a.RejectUnknown();
+        var model = CommonOptions.Model();
+        var designs = CliOptions.Defaulted("--designs", "V,VLI,VLJ", "prompt designs, comma-separated", "V,VLI,VLJ");
+        var views = CliOptions.Defaulted("--views", "16,64", "view counts, comma-separated", "N,...");
+        var images = CliOptions.Int("--images", 8, "timed images per setting", 1, 10_000);
+        var batch = CliOptions.Defaulted("--batch", "1,8", "batch sizes, comma-separated", "N,...");
+        var labels = CliOptions.Int("--labels", 10, "labels in the vocabulary", 2, 100_000);
+        var b32 = CliOptions.Flag("--vit-b32", "also time a ViT-B/32-sized CLIP with random weights");
+        var b32Images = CliOptions.Int("--vit-b32-images", 2, "timed images per setting of the ViT-B/32", 1, 1000);
+        var json = CommonOptions.Json();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("bench", """
+            Throughput and peak memory of TAPT per design, view count and batch.
+            Times the full per-image defense (views, selection, one AdamW step, prediction) after one warm-up image.
+            --vit-b32 adds a ViT-B/32-sized CLIP with random weights (the prompts and statistics are random too).
+            """)
+        {
+            model, designs, views, images, batch, labels, b32, b32Images, json, device, threads,
+        };
+        command.SetAction(r =>
+        {
+            var dev = DeviceOption.Parse(r.GetValue(device));
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var setup = new Setup(r.GetValue(designs)!.Split(',').Select(PromptShape.ParseDesign).ToArray(), Counts(r.GetValue(views)!, "--views"),
+                Counts(r.GetValue(batch)!, "--batch"), r.GetValue(images), r.GetValue(labels), r.GetValue(json));
+            return Execute(setup, r.GetValue(model), dev, r.GetValue(b32), r.GetValue(b32Images));
+        });
+        return command;
+    }
+
+    private sealed record Setup(PromptDesign[] Designs, int[] Views, int[] Batches, int Images, int Labels, bool Json);
+
+    private static int[] Counts(string list, string option) =>
+        list.Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad {option} value '{v}'")).ToArray();
+
+    private static int Execute(Setup setup, string? modelOption, Device device, bool b32, int b32Images)
+    {
+        var (designs, views, batches, images, labels, json) = setup;
+        var (ckpt, clip) = Session.LoadModel(modelOption, device);
         var rows = new JsonArray();
         Console.Error.WriteLine($"torch threads: {get_num_threads()}, device {device}");
         using (ckpt)
@@ -62,55 +82,70 @@ public static class BenchCommand
         var vocabulary = new LabelVocabulary(Enumerable.Range(0, labels).Select(i => $"class {i}").ToArray());
         var size = cfg.Vision.ImageSize;
         if (!json) Console.WriteLine($"{modelName}: {"design",-6} {"views",5} {"batch",5} {"img/s",8} {"ms/img",8} {"peak RSS MiB",12}");
-        foreach (var design in designs)
+        // The table rows wait for the display to end, so a live display on the same terminal does not overwrite them.
+        var lines = new List<string>();
+        var total = designs.Length * views.Length * batches.Sum(b => (long)Math.Max(images, b));
+        var timed = 0L;
+        var progress = CliProgress.Start("bench " + modelName, "images");
+        try
         {
-            var shape = PromptShape.For(design, cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers);
-            var gen = new Generator(1);
-            var adv = PromptSet.Initialise(shape, clip.Model, clip.Checkpoint.Tokenizer, gen);
-            var tokens = cfg.Vision.NumPositions + shape.TokensPerLayer;
-            ReferenceStatistics RandomStats() => new(randn([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen),
-                rand([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen), 0, "random");
-            using var artifact = new PromptArtifact
+            foreach (var design in designs)
             {
-                Shape = shape,
-                ModelChecksum = clip.Checkpoint.Checksum,
-                Adversarial = adv,
-                AdversarialStatistics = RandomStats(),
-                CleanStatistics = RandomStats(),
-            };
-            foreach (var v in views)
-                foreach (var b in batches)
+                var shape = PromptShape.For(design, cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers);
+                var gen = new Generator(1);
+                var adv = PromptSet.Initialise(shape, clip.Model, clip.Checkpoint.Tokenizer, gen);
+                var tokens = cfg.Vision.NumPositions + shape.TokensPerLayer;
+                ReferenceStatistics RandomStats() => new(randn([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen),
+                    rand([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen), 0, "random");
+                using var artifact = new PromptArtifact
                 {
-                    var defense = new TaptDefense(clip, artifact, new TaptOptions { Views = v });
-                    var inputs = Enumerable.Range(0, Math.Max(images, b)).Select(i => new TaptInput(rand([3, size, size], generator: gen), i)).ToList();
-                    defense.Classify(inputs.Take(b).ToList(), vocabulary);      // warm-up
-                    GC.Collect();
-                    PeakMemory.Reset();
-                    var clock = Stopwatch.StartNew();
-                    var done = 0;
-                    for (var s = 0; s < inputs.Count; s += b)
+                    Shape = shape,
+                    ModelChecksum = clip.Checkpoint.Checksum,
+                    Adversarial = adv,
+                    AdversarialStatistics = RandomStats(),
+                    CleanStatistics = RandomStats(),
+                };
+                foreach (var v in views)
+                    foreach (var b in batches)
                     {
-                        var chunk = inputs.Skip(s).Take(b).ToList();
-                        defense.Classify(chunk, vocabulary);
-                        done += chunk.Count;
+                        var defense = new TaptDefense(clip, artifact, new TaptOptions { Views = v });
+                        var inputs = Enumerable.Range(0, Math.Max(images, b)).Select(i => new TaptInput(rand([3, size, size], generator: gen), i)).ToList();
+                        defense.Classify(inputs.Take(b).ToList(), vocabulary);      // warm-up
+                        GC.Collect();
+                        PeakMemory.Reset();
+                        var clock = Stopwatch.StartNew();
+                        var done = 0;
+                        for (var s = 0; s < inputs.Count; s += b)
+                        {
+                            var chunk = inputs.Skip(s).Take(b).ToList();
+                            defense.Classify(chunk, vocabulary);
+                            done += chunk.Count;
+                            progress.Report(timed + done, total, $"{design}, {v} views, batch {b}");
+                        }
+                        timed += done;
+                        var seconds = clock.Elapsed.TotalSeconds;
+                        var peak = PeakMemory.MiB();
+                        foreach (var i in inputs) i.Image.Dispose();
+                        rows.Add(new JsonObject
+                        {
+                            ["model"] = modelName,
+                            ["design"] = design.ToString(),
+                            ["views"] = v,
+                            ["batch"] = b,
+                            ["images"] = done,
+                            ["images_per_second"] = done / seconds,
+                            ["ms_per_image"] = 1000 * seconds / done,
+                            ["peak_rss_mib"] = peak,
+                        });
+                        if (!json) lines.Add($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {done / seconds,8:F2} {1000 * seconds / done,8:F1} {peak,12:F0}");
                     }
-                    var seconds = clock.Elapsed.TotalSeconds;
-                    var peak = PeakMemory.MiB();
-                    foreach (var i in inputs) i.Image.Dispose();
-                    rows.Add(new JsonObject
-                    {
-                        ["model"] = modelName,
-                        ["design"] = design.ToString(),
-                        ["views"] = v,
-                        ["batch"] = b,
-                        ["images"] = done,
-                        ["images_per_second"] = done / seconds,
-                        ["ms_per_image"] = 1000 * seconds / done,
-                        ["peak_rss_mib"] = peak,
-                    });
-                    if (!json) Console.WriteLine($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {done / seconds,8:F2} {1000 * seconds / done,8:F1} {peak,12:F0}");
-                }
+            }
         }
+        finally
+        {
+            progress.Dispose();
+        }
+        foreach (var line in lines) Console.WriteLine(line);
     }
 }
 

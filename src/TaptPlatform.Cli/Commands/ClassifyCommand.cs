@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Imaging;
@@ -9,39 +10,54 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt classify</c>: TAPT-defended classification of images against labels.</summary>
 public static class ClassifyCommand
 {
-    public const string Usage = """
-        usage: tapt classify [--model DIR] [--prompts FILE] --image FILE [--image FILE ...] --label TEXT [--label TEXT ...]
-                             [--template "a photo of a {0}."] [--views N] [--steps N] [--lr X] [--alignment-weight W] [--view-min-scale S]
-                             [--seed 0] [--batch 8] [--json] [--device cpu|cuda]
-        Labels are class names; each is read through the template. Every image starts from the pre-trained prompts.
-        The test-time settings default to those recorded in the prompt artifact.
-        """;
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, ["json"]);
-        var device = DeviceOption.Parse(a.Optional("device"));
-        Threads.Apply(a);
-        var images = a.All("image");
-        var labels = a.All("label");
-        var template = a.Optional("template") ?? LabelVocabulary.DefaultTemplate;
-        var json = a.Flag("json");
-        var seed = a.Int("seed", 0);
-        var batch = a.Int("batch", 8, 1, 256);
-        var promptsPath = a.Optional("prompts");
-        if (images.Count == 0) throw new CliException("give at least one --image");
-        if (labels.Count < 2) throw new CliException("give at least two --label values");
+        var model = CommonOptions.Model();
+        var prompts = CommonOptions.Prompts();
+        var images = CliOptions.Many("--image", "an image file (repeatable)", "FILE");
+        var labels = CliOptions.Many("--label", "a class name, read through the template (repeatable, at least two)");
+        var template = CliOptions.Defaulted("--template", LabelVocabulary.DefaultTemplate, "the label template; {0} is the class name");
+        var overrides = new TaptSettingOverrides("");
+        var seed = CliOptions.Int("--seed", 0, "seed of the random views");
+        var batch = CliOptions.Int("--batch", 8, "images per TAPT batch", 1, 256);
+        var json = CommonOptions.Json();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("classify", """
+            Classifies images with the TAPT defense, against plain CLIP and APT.
+            Labels are class names; each is read through the template. Every image starts from the pre-trained prompts.
+            The test-time settings default to those recorded in the prompt artifact.
+            """)
+        {
+            model, prompts, images, labels, template, seed, batch, json, device, threads,
+        };
+        overrides.AddTo(command);
+        command.SetAction(r =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var input = new Input(r.GetValue(images) ?? [], r.GetValue(labels) ?? [], r.GetValue(template)!, r.GetValue(seed), r.GetValue(batch), r.GetValue(json));
+            return Execute(r.GetValue(model), r.GetValue(prompts), r.GetValue(device), input, recorded => overrides.Apply(r, recorded));
+        });
+        return command;
+    }
+
+    private sealed record Input(string[] Images, string[] Labels, string Template, int Seed, int Batch, bool Json);
+
+    private static int Execute(string? modelOption, string? promptsPath, string? deviceOption, Input input, Func<TaptOptions, TaptOptions> settings)
+    {
+        var device = DeviceOption.Parse(deviceOption);
+        var (images, labels, template, seed, batch, json) = input;
+        if (images.Length == 0) throw new CliException("give at least one --image");
+        if (labels.Length < 2) throw new CliException("give at least two --label values");
         foreach (var p in images) if (!File.Exists(p)) throw new CliException($"image not found: {p}");
         LabelVocabulary vocabulary;
         try { vocabulary = new LabelVocabulary(labels, template: template); }
         catch (ArgumentException e) { throw new CliException(e.Message); }
 
-        var (ckpt, clip) = Session.LoadModel(a, device);
+        var (ckpt, clip) = Session.LoadModel(modelOption, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
-        var options = TaptSettingOverrides.Apply(a, artifact.Settings, "");
-        a.RejectUnknown();
+        var options = settings(artifact.Settings);
         var pre = new ImagePreprocessor(ckpt.Preprocessor.ImageOptions);
         var pixels = images.Select(p =>
         {

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Clip;
@@ -9,21 +10,26 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt clip</c>: plain CLIP scores of images against label texts (no template added).</summary>
 public static class ClipCommand
 {
-    public const string Usage = "usage: tapt clip [--model DIR] --image FILE [--image FILE ...] --label TEXT [--label TEXT ...] [--json] [--device cpu|cuda]";
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, ["json"]);
-        var modelOption = a.Optional("model");
-        var images = a.All("image");
-        var labels = a.All("label");
-        var json = a.Flag("json");
-        var device = DeviceOption.Parse(a.Optional("device"));
-        a.RejectUnknown();
-        if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}' ({Usage})");
-        if (images.Count == 0) throw new CliException("give at least one --image");
-        if (labels.Count == 0) throw new CliException("give at least one --label");
+        var model = CommonOptions.Model();
+        var images = CliOptions.Many("--image", "an image file (repeatable)", "FILE");
+        var labels = CliOptions.Many("--label", "a label text, used as it is (repeatable)");
+        var json = CommonOptions.Json();
+        var device = CommonOptions.Device();
+        var command = new Command("clip", "Scores images against label texts with plain CLIP (no template added): the probabilities and logits per image.")
+        {
+            model, images, labels, json, device,
+        };
+        command.SetAction(r => Execute(r.GetValue(model), r.GetValue(images) ?? [], r.GetValue(labels) ?? [], r.GetValue(json), r.GetValue(device)));
+        return command;
+    }
+
+    private static int Execute(string? modelOption, string[] images, string[] labels, bool json, string? deviceOption)
+    {
+        var device = DeviceOption.Parse(deviceOption);
+        if (images.Length == 0) throw new CliException("give at least one --image");
+        if (labels.Length == 0) throw new CliException("give at least one --label");
         if (labels.Any(string.IsNullOrWhiteSpace)) throw new CliException("labels must not be empty");
         foreach (var path in images)
             if (!File.Exists(path)) throw new CliException($"image not found: {path}");
@@ -71,7 +77,7 @@ public static class ClipCommand
             Console.WriteLine(path);
             var row = probs[i].data<float>().ToArray();
             var best = Array.IndexOf(row, row.Max());
-            for (var j = 0; j < labels.Count; j++)
+            for (var j = 0; j < labels.Length; j++)
             {
                 var label = labels[j].Length > width ? labels[j][..(width - 1)] + "…" : labels[j];
                 Console.WriteLine($"  {(j == best ? "*" : " ")} {label.PadRight(width)}  {row[j],7:P2}  logit {logits[i, j].item<float>(),8:F3}  {new string('█', (int)Math.Round(row[j] * 30))}");

@@ -1,8 +1,11 @@
+using System.CommandLine;
+using TaptPlatform.Cli.Progress;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Evaluation;
+using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
 
 namespace TaptPlatform.Cli.Commands;
@@ -10,57 +13,75 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt eval</c>: clean and robust accuracy of CLIP, APT and TAPT.</summary>
 public static class EvalCommand
 {
-    public const string Usage = """
-        usage: tapt eval [--model DIR] [--prompts FILE] [--dataset fashion-mnist|DIR] [--split test] [--sample N] [--seed S] [--from K] [--sample-count N]
-                         [--attack pgd|cw|di|apgd|apgd-t] [--eps 1/255] [--steps 100] [--step-size 1/255] [--restarts 1]
-                         [--protocol nonadaptive|adaptive] [--eot 1] [--attack-views 0] [--views 64] [--tapt-steps 1] [--tapt-lr X] [--tapt-alignment-weight W] [--batch 16] [--json]
-                         [--tapt-view-min-scale 0.08] [--tapt-sweep LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]]
-        TAPT settings default to the prompt artifact's. --tapt-sweep (non-adaptive) also runs TAPT under each listed
-        setting (learning rate, steps, alignment weight, smallest view crop area) on the same clean and adversarial images.
-        --from K evaluates the sample from its K-th image (0-based) on, so a long evaluation can run as several processes
-        on disjoint parts of one sample (e.g. --sample 1000 --from 500 --sample-count 500); their accuracies combine by
-        weighting with n. The attacks' random starts differ from a single run's.
-        """;
+    private sealed record Options(string Dataset, string Split, int Sample, int Seed, int From, int Count, AttackKind Kind, double Eps, int Steps,
+        double? StepSize, int Restarts, EvaluationProtocol Protocol, int Eot, int AttackViews, int Batch, string? Sweep, bool Json);
 
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, ["json"]);
-        var device = DeviceOption.Parse(a.Optional("device"));
-        Threads.Apply(a);
-        var datasetName = a.Optional("dataset") ?? "fashion-mnist";
-        var split = a.Optional("split") ?? "test";
-        var sample = a.Int("sample", 1000, 1, 1_000_000);
-        var seed = a.Int("seed", 0);
-        var from = a.Int("from", 0, 0, 1_000_000);
-        var count = a.Int("sample-count", 1_000_000, 1, 1_000_000);
-        AttackKind kind;
-        try { kind = AttackSettings.ParseKind(a.Optional("attack") ?? "pgd"); }
-        catch (FormatException e) { throw new CliException(e.Message); }
-        var eps = a.Double("eps", 1.0 / 255, 0, 1);
-        var steps = a.Int("steps", 100, 1, 100_000);
-        var stepSize = a.Optional("step-size") is null ? (double?)null : a.Double("step-size", 1.0 / 255, 0, 1);
-        var restarts = a.Int("restarts", 1, 1, 100);
-        var protocolText = a.Optional("protocol") ?? "nonadaptive";
-        var protocol = protocolText switch
+        var model = CommonOptions.Model();
+        var prompts = CommonOptions.Prompts();
+        var dataset = CliOptions.Defaulted("--dataset", "fashion-mnist", "fashion-mnist, or a folder with one sub-folder per label", "fashion-mnist|DIR");
+        var split = CliOptions.Defaulted("--split", "test", "the Fashion-MNIST split", "test|train");
+        var sample = CliOptions.Int("--sample", 1000, "images drawn (seeded) from the split", 1, 1_000_000);
+        var seed = CliOptions.Int("--seed", 0, "seed of the draw, the attacks and the views");
+        var from = CliOptions.Int("--from", 0, "evaluate the sample from its K-th image (0-based) on", 0, 1_000_000, "K");
+        var count = CliOptions.Int("--sample-count", 1_000_000, "evaluate at most N images of the sample", 1, 1_000_000);
+        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE) or apgd-t", "pgd|cw|di|apgd|apgd-t");
+        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t");
+        attack.Validators.Add(r =>
         {
-            "nonadaptive" or "non-adaptive" => EvaluationProtocol.NonAdaptive,
-            "adaptive" => EvaluationProtocol.Adaptive,
-            _ => throw new CliException("--protocol must be nonadaptive or adaptive"),
+            try { AttackSettings.ParseKind(r.GetValueOrDefault<string>()); }
+            catch (FormatException e) { r.AddError("--attack: " + e.Message); }
+        });
+        var eps = CliOptions.Number("--eps", 1.0 / 255, "attack budget (L-inf), e.g. 1/255", 0, 1);
+        var steps = CliOptions.Int("--steps", 100, "attack steps", 1, 100_000);
+        var stepSize = CliOptions.OptionalNumber("--step-size", "attack step size (default: the attack's own)", 0, 1);
+        var restarts = CliOptions.Int("--restarts", 1, "attack restarts", 1, 100);
+        var protocol = CliOptions.Choice("--protocol", "nonadaptive", "attack plain CLIP (nonadaptive) or through the defense (adaptive)",
+            "nonadaptive", "non-adaptive", "adaptive");
+        var eot = CliOptions.Int("--eot", 1, "expectation over transformation samples per attack step", 1, 100);
+        var attackViews = CliOptions.Int("--attack-views", 0, "views the adaptive attack goes through (needs --protocol adaptive)", 0, 1024);
+        var overrides = new TaptSettingOverrides("tapt-", viewsOption: "views");
+        var sweep = CliOptions.Text("--tapt-sweep", "also run TAPT under each listed setting (non-adaptive)", "LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]");
+        var batch = CliOptions.Int("--batch", 16, "images per batch", 1, 1024);
+        var json = CommonOptions.Json();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("eval", """
+            Clean and robust accuracy of CLIP, APT and TAPT under an attack.
+            TAPT settings default to the prompt artifact's. --tapt-sweep (non-adaptive) also runs TAPT under each listed
+            setting (learning rate, steps, alignment weight, smallest view crop area) on the same clean and adversarial images.
+            --from K evaluates the sample from its K-th image (0-based) on, so a long evaluation can run as several processes
+            on disjoint parts of one sample (e.g. --sample 1000 --from 500 --sample-count 500); their accuracies combine by
+            weighting with n. The attacks' random starts differ from a single run's.
+            """)
+        {
+            model, prompts, dataset, split, sample, seed, from, count, attack, eps, steps, stepSize, restarts, protocol, eot, attackViews,
+            sweep, batch, json, device, threads,
         };
-        var eot = a.Int("eot", 1, 1, 100);
-        var attackViews = a.Int("attack-views", 0, 0, 1024);
+        overrides.AddTo(command);
+        command.SetAction(r =>
+        {
+            var o = new Options(r.GetValue(dataset)!, r.GetValue(split)!, r.GetValue(sample), r.GetValue(seed), r.GetValue(from), r.GetValue(count),
+                AttackSettings.ParseKind(r.GetValue(attack)!), r.GetValue(eps), r.GetValue(steps), r.GetValue(stepSize), r.GetValue(restarts),
+                r.GetValue(protocol) == "adaptive" ? EvaluationProtocol.Adaptive : EvaluationProtocol.NonAdaptive,
+                r.GetValue(eot), r.GetValue(attackViews), r.GetValue(batch), r.GetValue(sweep), r.GetValue(json));
+            var dev = DeviceOption.Parse(r.GetValue(device));
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            return Execute(o, r.GetValue(model), r.GetValue(prompts), dev, recorded => overrides.Apply(r, recorded));
+        });
+        return command;
+    }
+
+    private static int Execute(Options o, string? modelOption, string? promptsPath, TorchSharp.torch.Device device, Func<TaptOptions, TaptOptions> settingsOf)
+    {
+        var (datasetName, split, sample, seed, from, count, kind, eps, _, _, _, protocol, _, attackViews, batch, sweepText, json) = o;
         if (attackViews > 0 && protocol != EvaluationProtocol.Adaptive) throw new CliException("--attack-views attacks through the defense; it needs --protocol adaptive");
-        var batch = a.Int("batch", 16, 1, 1024);
-        var sweepText = a.Optional("tapt-sweep");
         if (sweepText is not null && protocol != EvaluationProtocol.NonAdaptive) throw new CliException("--tapt-sweep compares settings on the same adversarial images; it needs --protocol nonadaptive");
-        var json = a.Flag("json");
-        var promptsPath = a.Optional("prompts");
-        var (ckpt, clip) = Session.LoadModel(a, device);
+        var (ckpt, clip) = Session.LoadModel(modelOption, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
-        var options = TaptSettingOverrides.Apply(a, artifact.Settings, "tapt-", viewsOption: "views");
-        a.RejectUnknown();
+        var options = settingsOf(artifact.Settings);
 
         var data = Session.LoadDataset(datasetName, split, ckpt);
         var vocabulary = Session.Vocabulary(data);
@@ -68,12 +89,18 @@ public static class EvalCommand
         if (from >= drawn.Length) throw new CliException($"--from {from} is past the sample's {drawn.Length} images");
         var indices = drawn[from..Math.Min(drawn.Length, from + count)];
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
-        var settings = new AttackSettings(kind, eps, steps, stepSize, Restarts: restarts);
+        var settings = new AttackSettings(kind, eps, o.Steps, o.StepSize, Restarts: o.Restarts);
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
-        var report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, eot, attackViews),
-            (done, total) => Console.Error.Write($"\r  {done}/{total} images   "), sweep is null ? null : sweep.Add);
-        Console.Error.WriteLine();
+        EvaluationReport report;
+        using (var progress = CliProgress.Start("eval", "images"))
+            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, o.Eot, attackViews),
+                (done, total) => progress.Report(done, total), sweep is null ? null : sweep.Add);
+        return Print(o, report, options, artifact, sweep, indices.Length, drawn.Length);
+    }
 
+    private static int Print(Options run, EvaluationReport report, TaptOptions options, PromptArtifact artifact, TaptSettingsSweep? sweep, int evaluated, int drawn)
+    {
+        var (datasetName, split, sample, seed, from, _, kind, eps, _, _, _, _, _, _, _, _, json) = run;
         if (json)
         {
             var o = new JsonObject
@@ -111,7 +138,7 @@ public static class EvalCommand
             Console.WriteLine(o.ToJsonString());
             return 0;
         }
-        var part = from > 0 || indices.Length < drawn.Length ? $", images {from}..{from + indices.Length - 1} of a {drawn.Length}-image sample" : "";
+        var part = from > 0 || evaluated < drawn ? $", images {from}..{from + evaluated - 1} of a {drawn}-image sample" : "";
         Console.WriteLine($"{report.N} images from {datasetName}/{split} (seed {seed}{part}); attack {report.Attack} ({AttackSettings.Describe(kind)}), eps {eps * 255:G4}/255, protocol {report.Protocol}");
         Console.WriteLine($"{"method",-8} {"clean",8} {"robust",8}");
         Console.WriteLine($"{"CLIP",-8} {report.Clean.Clip,8:P1} {report.Robust.Clip,8:P1}");
@@ -142,11 +169,11 @@ public static class EvalCommand
             CliException Malformed() => new($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE] (e.g. 0.02:1:0 or 5e-4:1:100/9:0.08)");
             var parts = item.Split(':');
             if (parts.Length is not (3 or 4)
-                || CliArgs.ParseNumber(parts[0]) is not { } lr
+                || CliOptions.ParseNumber(parts[0]) is not { } lr
                 || !int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var steps)
-                || CliArgs.ParseNumber(parts[2]) is not { } weight)
+                || CliOptions.ParseNumber(parts[2]) is not { } weight)
                 throw Malformed();
-            var minScale = parts.Length == 4 ? CliArgs.ParseNumber(parts[3]) ?? throw Malformed() : baseline.ViewMinScale;
+            var minScale = parts.Length == 4 ? CliOptions.ParseNumber(parts[3]) ?? throw Malformed() : baseline.ViewMinScale;
             var setting = baseline with { LearningRate = lr, Steps = steps, AlignmentWeight = weight, ViewMinScale = minScale };
             // The ranges are TaptOptions' own.
             try { setting.Validate(); }

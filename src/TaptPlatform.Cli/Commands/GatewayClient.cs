@@ -1,9 +1,9 @@
 using System.Globalization;
-using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Polly;
 
 namespace TaptPlatform.Cli.Commands;
 
@@ -21,6 +21,7 @@ public sealed class GatewayClient : IDisposable
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
+    private readonly GatewayHttp _gateway;
     private readonly HttpClient _http;
 
     public GatewayClient(string server, string key, HttpMessageHandler? handler = null)
@@ -30,9 +31,8 @@ public sealed class GatewayClient : IDisposable
             throw new CliException($"--server must be an http(s) URL, got '{server}'");
         Server = baseAddress;
         Key = key;
-        _http = handler is null ? new HttpClient() : new HttpClient(handler);
-        _http.BaseAddress = baseAddress;
-        _http.Timeout = TimeSpan.FromMinutes(5);
+        _gateway = new GatewayHttp(baseAddress, GatewayRetry.Interactive, handler is null ? null : () => handler);
+        _http = _gateway.Client;
         _http.DefaultRequestHeaders.Add("X-Api-Key", key);
     }
 
@@ -88,31 +88,26 @@ public sealed class GatewayClient : IDisposable
         return SendAsync<AuditPageInfo>(() => new HttpRequestMessage(HttpMethod.Get, "api/audit?" + string.Join('&', q)), ct);
     }
 
-    /// <summary>Sends a request; waits out 429 (Retry-After, at most 10 times) and turns problems into <see cref="GatewayException"/>.</summary>
+    /// <summary>Sends a request (retried as <see cref="GatewayHttp"/> says) and turns problems into <see cref="GatewayException"/>.</summary>
     private async Task<T> SendAsync<T>(Func<HttpRequestMessage> request, CancellationToken ct)
     {
-        for (var attempt = 0; ; attempt++)
+        HttpResponseMessage response;
+        try
         {
-            HttpResponseMessage response;
-            try
-            {
-                response = await _http.SendAsync(request(), ct);
-            }
-            catch (HttpRequestException e)
-            {
-                throw new GatewayException($"cannot reach {Server}: {e.Message}");
-            }
-            using (response)
-            {
-                if (response.StatusCode == HttpStatusCode.TooManyRequests && attempt < 10)
-                {
-                    var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
-                    await Task.Delay(wait < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : wait > TimeSpan.FromSeconds(30) ? TimeSpan.FromSeconds(30) : wait, ct);
-                    continue;
-                }
-                if (!response.IsSuccessStatusCode) throw new GatewayException(await DescribeAsync(response, ct));
-                return await response.Content.ReadFromJsonAsync<T>(Json, ct) ?? throw new GatewayException("empty answer from the gateway");
-            }
+            response = await _http.SendAsync(request(), ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new GatewayException($"cannot reach {Server}: {e.Message}");
+        }
+        catch (ExecutionRejectedException e)
+        {
+            throw new GatewayException($"{Server}: {e.Message}");   // a timeout, or the circuit open after repeated failures
+        }
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode) throw new GatewayException(await DescribeAsync(response, ct));
+            return await response.Content.ReadFromJsonAsync<T>(Json, ct) ?? throw new GatewayException("empty answer from the gateway");
         }
     }
 
@@ -144,7 +139,7 @@ public sealed class GatewayClient : IDisposable
         _ => "application/octet-stream",
     };
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose() => _gateway.Dispose();
 }
 
 // ---- the API's JSON, as far as the CLI reads it ------------------------------------------------------------------

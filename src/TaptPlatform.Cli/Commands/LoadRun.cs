@@ -5,6 +5,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.SignalR.Client;
+using Polly;
 
 namespace TaptPlatform.Cli.Commands;
 
@@ -13,15 +14,12 @@ public sealed record ImageCompletedInfo(string JobId, LiveResultInfo Result, Dat
 
 public sealed record LiveResultInfo(int Index, string? Error, DateTimeOffset CompletedAt);
 
-/// <summary>One run of <c>tapt loadtest</c> against a gateway (see <see cref="LoadTestCommand.Usage"/>).</summary>
+/// <summary>One run of <c>tapt loadtest</c> against a gateway (see <see cref="LoadTestCommand"/>).</summary>
 public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, TextWriter log)
 {
-    private readonly HttpClient _http = new(new SocketsHttpHandler { MaxConnectionsPerServer = 512 })
-    {
-        BaseAddress = settings.Server,
-        Timeout = TimeSpan.FromMinutes(5),
-    };
     private readonly ConcurrentDictionary<string, int> _tooMany = new(StringComparer.Ordinal);
+    private GatewayHttp? _gateway;
+    private HttpClient _http = null!;
     private readonly ConcurrentQueue<JobRun> _jobs = new();
     private readonly ConcurrentQueue<string> _errors = new();
     private int _nextJob;
@@ -60,6 +58,10 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
 
     public async Task<LoadReport> RunAsync(CancellationToken ct)
     {
+        // Every 429 is counted by its code where it arrives, each retry's too; the pipeline waits them out until the request's deadline.
+        _gateway = new GatewayHttp(settings.Server, GatewayRetry.UntilDeadline, () => new SocketsHttpHandler { MaxConnectionsPerServer = 512 },
+            () => new TooManyRequestsCounter(_tooMany));
+        _http = _gateway.Client;
         var runId = Guid.NewGuid().ToString("N")[..6];
         log.WriteLine($"setting up {settings.Tenants} tenants ({settings.TenantPrefix}-{runId}-N) on {settings.Server}");
         using var setupGate = new SemaphoreSlim(4);
@@ -108,8 +110,7 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                     _errors.Enqueue($"tenant {t.Id}: {e.GetType().Name}: {e.Message}");
                 }
             })).ToList();
-            using (var progress = new Timer(_ => log.WriteLine(FormattableString.Invariant(
-                $"  {(DateTimeOffset.UtcNow - t0).TotalSeconds,5:0} s: {_jobs.Count} jobs, {_jobs.Sum(j => j.Live.Count)} results live")), null, 10_000, 10_000))
+            using (new LoadProgress(log, submitUntil, settings.Duration, () => (_jobs.Count, _jobs.Sum(j => j.Live.Count), _jobs.Sum(j => j.Accepted.Count))))
                 await Task.WhenAll(workers);
             var finished = DateTimeOffset.UtcNow;
             var usage = processes.Stop();
@@ -121,7 +122,7 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         finally
         {
             foreach (var t in tenants) await t.Hub.DisposeAsync();
-            _http.Dispose();
+            _gateway.Dispose();
             foreach (var e in _errors.Take(10)) log.WriteLine($"error: {e}");
         }
     }
@@ -254,39 +255,46 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
 
     private sealed class DeadlineException(string message) : Exception(message);
 
-    /// <summary>Sends a request; a 429 is counted by its code and waited out (Retry-After) until <paramref name="deadline"/>.</summary>
+    /// <summary>Sends a request with the tenant's key; the pipeline waits out 429s (see <see cref="GatewayHttp"/>) until <paramref name="deadline"/>.</summary>
     private async Task<JsonElement> SendAsync(string key, Func<HttpRequestMessage> request, DateTimeOffset deadline, CancellationToken ct)
     {
-        while (true)
+        using var message = request();
+        message.Headers.Add("X-Api-Key", key);
+        message.Options.Set(GatewayHttp.Deadline, deadline);
+        HttpResponseMessage response;
+        try
         {
-            using var message = request();
-            message.Headers.Add("X-Api-Key", key);
-            HttpResponseMessage response;
-            try
-            {
-                response = await _http.SendAsync(message, ct);
-            }
-            catch (HttpRequestException e)
-            {
-                throw new GatewayException($"cannot reach {settings.Server}: {e.Message}");
-            }
-            using (response)
-            {
-                var body = await response.Content.ReadAsStringAsync(ct);
-                if (response.StatusCode == HttpStatusCode.TooManyRequests)
-                {
-                    var code = ProblemCode(body) ?? "429";
-                    _tooMany.AddOrUpdate(code, 1, (_, n) => n + 1);
-                    var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
-                    wait = TimeSpan.FromTicks(Math.Clamp(wait.Ticks, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(30).Ticks));
-                    if (DateTimeOffset.UtcNow + wait > deadline) throw new DeadlineException($"{message.RequestUri}: still 429 ({code}) at the deadline");
-                    await Task.Delay(wait, ct);
-                    continue;
-                }
-                if (!response.IsSuccessStatusCode)
-                    throw new GatewayException($"{message.Method} {message.RequestUri}: {(int)response.StatusCode} {ProblemCode(body)} {Shorten(body)}");
-                return JsonDocument.Parse(body).RootElement.Clone();
-            }
+            response = await _http.SendAsync(message, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new GatewayException($"cannot reach {settings.Server}: {e.Message}");
+        }
+        catch (ExecutionRejectedException e)
+        {
+            throw new GatewayException($"{message.Method} {message.RequestUri}: {e.Message}");
+        }
+        using (response)
+        {
+            var body = await response.Content.ReadAsStringAsync(ct);
+            // Still refused: the deadline came first (or, for an upload, a quota that a retry cannot wait out).
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                throw new DeadlineException($"{message.RequestUri}: still 429 ({ProblemCode(body) ?? "429"}) at the deadline");
+            if (!response.IsSuccessStatusCode)
+                throw new GatewayException($"{message.Method} {message.RequestUri}: {(int)response.StatusCode} {ProblemCode(body)} {Shorten(body)}");
+            return JsonDocument.Parse(body).RootElement.Clone();
+        }
+    }
+
+    /// <summary>Counts every 429 answer by its problem code.</summary>
+    private sealed class TooManyRequestsCounter(ConcurrentDictionary<string, int> counts) : DelegatingHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                counts.AddOrUpdate(await GatewayHttp.ProblemCodeAsync(response, cancellationToken) ?? "429", 1, (_, n) => n + 1);
+            return response;
         }
     }
 
@@ -332,7 +340,7 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
                 ? new RuntimeTotals(jit, gc, Value("dotnet_jit_compiled_methods_total") ?? double.NaN)
                 : null;
         }
-        catch (HttpRequestException)
+        catch (Exception e) when (e is HttpRequestException or ExecutionRejectedException)
         {
             return null;
         }
@@ -403,126 +411,5 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
         {
             GatewayRuntime = usage.GatewayRuntime,
         };
-    }
-
-    /// <summary>What the watched processes used between the start and the end of the load.</summary>
-    private sealed record ProcessUsage(IReadOnlyDictionary<int, MemoryUse> Memory, IReadOnlyDictionary<int, double> CpuSeconds, double ClientCpuSeconds,
-        IReadOnlyDictionary<int, double> TuningCpuSeconds)
-    {
-        public RuntimeTotals? GatewayRuntime { get; init; }
-    }
-
-    /// <summary>
-    /// Samples the resident memory of processes on this machine once a second (Linux /proc), and their CPU time (and
-    /// this client's) between <see cref="MarkStart"/> and <see cref="Stop"/>, with the share of the TAPT engine's own
-    /// threads (named <c>tapt-tuning-N</c>; they live as long as their process) counted apart.
-    /// </summary>
-    private sealed class ProcessSampler : IDisposable
-    {
-        private const string TuningThreadPrefix = "tapt-tuning-";
-        private readonly Dictionary<int, (double Start, double Peak, double End)> _memory = [];
-        private readonly Dictionary<int, TimeSpan> _cpuStart = [];
-        private readonly Dictionary<int, double> _tuningStart = [];
-        private readonly Timer _timer;
-        private readonly Lock _gate = new();
-        private readonly IReadOnlyList<int> _pids;
-        private TimeSpan _clientCpuStart;
-
-        public ProcessSampler(IReadOnlyList<int> pids)
-        {
-            _pids = pids;
-            Sample();
-            _timer = new Timer(_ => Sample(), null, 1000, 1000);
-        }
-
-        public void MarkStart()
-        {
-            foreach (var pid in _pids)
-            {
-                if (Cpu(pid) is { } t) _cpuStart[pid] = t;
-                if (ThreadsCpuSeconds(pid, TuningThreadPrefix) is { } tuning) _tuningStart[pid] = tuning;
-            }
-            _clientCpuStart = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
-        }
-
-        private static TimeSpan? Cpu(int pid)
-        {
-            try
-            {
-                using var p = System.Diagnostics.Process.GetProcessById(pid);
-                return p.TotalProcessorTime;
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-            {
-                return null;   // the process ended
-            }
-        }
-
-        /// <summary>CPU seconds of the process's threads whose name starts with the prefix (Linux /proc), or null when it is gone.</summary>
-        private static double? ThreadsCpuSeconds(int pid, string prefix)
-        {
-            try
-            {
-                var ticks = 0L;
-                foreach (var task in Directory.EnumerateDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"))
-                {
-                    string stat;
-                    try { stat = File.ReadAllText(Path.Combine(task, "stat")); }
-                    catch (IOException) { continue; }   // the thread ended
-                    // pid (comm) state ppid ... utime stime: the name may hold spaces, so fields are counted after its ')'.
-                    var open = stat.IndexOf('(');
-                    var close = stat.LastIndexOf(')');
-                    if (open < 0 || close < open || !stat.AsSpan(open + 1, close - open - 1).StartsWith(prefix, StringComparison.Ordinal)) continue;
-                    var fields = stat[(close + 2)..].Split(' ');
-                    ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-                }
-                return ticks / ClockTicksPerSecond;
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return null;
-            }
-        }
-
-        /// <summary>USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture .NET runs on.</summary>
-        private const double ClockTicksPerSecond = 100.0;
-
-        private void Sample()
-        {
-            foreach (var pid in _pids)
-            {
-                double mib;
-                try
-                {
-                    var line = File.ReadLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-                    if (line is null) continue;
-                    mib = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
-                }
-                catch (IOException)
-                {
-                    continue;   // the process ended
-                }
-                lock (_gate)
-                    _memory[pid] = _memory.TryGetValue(pid, out var s) ? (s.Start, Math.Max(s.Peak, mib), mib) : (mib, mib, mib);
-            }
-        }
-
-        /// <summary>Memory per process; CPU seconds since <see cref="MarkStart"/> per process and of this client.</summary>
-        public ProcessUsage Stop()
-        {
-            _timer.Change(Timeout.Infinite, Timeout.Infinite);
-            Sample();
-            var cpu = new Dictionary<int, double>();
-            foreach (var (pid, start) in _cpuStart)
-                if (Cpu(pid) is { } end) cpu[pid] = (end - start).TotalSeconds;
-            var tuning = new Dictionary<int, double>();
-            foreach (var (pid, start) in _tuningStart)
-                if (ThreadsCpuSeconds(pid, TuningThreadPrefix) is { } end && end > 0) tuning[pid] = end - start;
-            var client = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - _clientCpuStart).TotalSeconds;
-            lock (_gate)
-                return new ProcessUsage(_memory.ToDictionary(kv => kv.Key, kv => new MemoryUse(kv.Value.Start, kv.Value.Peak, kv.Value.End)), cpu, client, tuning);
-        }
-
-        public void Dispose() => _timer.Dispose();
     }
 }

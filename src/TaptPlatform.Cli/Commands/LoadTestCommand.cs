@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -13,65 +14,85 @@ namespace TaptPlatform.Cli.Commands;
 /// </summary>
 public static class LoadTestCommand
 {
-    public const string Usage = """
-        usage: tapt loadtest --server URL --operator-key KEY [--tenants 20] [--duration 60] [--images 16] [--jobs-per-tenant 1]
-                             [--drain 300] [--warmup 0] [--tenant-prefix load] [--platform-model fashion-clip-small] [--pid PID ...]
-                             [--baseline] [--baseline-images 160] [--model DIR] [--batch 8] [--engine-threads 1] [--threads 1]
-                             [--json] [--json-file FILE]
-        Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
-        configuration "default" on --platform-model with the artifact's own TAPT settings), connects one SignalR client
-        per tenant, and lets each tenant run --jobs-per-tenant jobs at a time, each of --images Fashion-MNIST test
-        images (upload, start, wait for every result), starting new jobs for --duration seconds; then waits up to
-        --drain seconds for the jobs in flight. A 429 is counted and waited out (Retry-After). One warm-up job runs first
-        and is not counted; with --warmup S every tenant runs jobs for S seconds first, not counted either, so that a
-        freshly started platform's JIT compilation is over before the measurement. Every image of every job is then
-        checked through GET /api/jobs/{id}/results.
-        Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
-        SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
-        and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
-        platform's: gateway, silos, Azurite) and so the platform's CPU per image, which other load on the machine
-        distorts far less than images per second, split into the TAPT engine's own threads (tapt-tuning-N) and the
-        rest (HTTP, grains, storage clients, Azurite, JIT, GC).
-        --baseline measures the engine alone in this process, before and after the load (the platform idle): the model directory --model
-        (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
-        --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
-        (Tapt:Engine:MaxBatchSize, Threads, TorchThreads). The overhead is 1 - platform img/s / engine img/s (both runs);
-        the CPU overhead 1 - engine CPU per image / platform CPU per image.
-        --json prints the report as JSON instead of the table; --json-file FILE also writes it to FILE.
-        Exit code 0 when nothing was lost or duplicated and every job finished, 1 otherwise.
-        """;
-
     /// <summary>The Fashion-MNIST class names as the tenants' vocabulary (as run.sh creates it).</summary>
     public static readonly string[] Labels = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
 
-    public static int Run(string[] argv)
+    private sealed record Engine(bool Baseline, int Images, int Batch, int EngineThreads, string? ModelDir);
+
+    public static Command Create()
     {
-        if (argv.Length == 0 || argv[0] is "--help" or "-h") { Console.WriteLine(Usage); return argv.Length == 0 ? 2 : 0; }
-        var a = new CliArgs(argv, ["json", "baseline"]);
-        var server = a.Required("server");
-        if (!Uri.TryCreate(server.EndsWith('/') ? server : server + "/", UriKind.Absolute, out var serverUri) || serverUri.Scheme is not ("http" or "https"))
-            throw new CliException($"--server must be an http(s) URL, got '{server}'");
-        var settings = new LoadSettings(
-            serverUri,
-            a.Required("operator-key"),
-            a.Int("tenants", 20, 1, 1000),
-            TimeSpan.FromSeconds(a.Int("duration", 60, 1, 3600)),
-            a.Int("images", 16, 1, 1000),
-            a.Int("jobs-per-tenant", 1, 1, 16),
-            TimeSpan.FromSeconds(a.Int("drain", 300, 1, 7200)),
-            a.Optional("tenant-prefix") ?? "load",
-            a.Optional("platform-model") ?? ModelLocator.DefaultModelName,
-            a.All("pid").Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new CliException($"bad --pid '{p}'")).ToList(),
-            TimeSpan.FromSeconds(a.Int("warmup", 0, 0, 3600)));
-        var baseline = a.Flag("baseline");
-        var baselineImages = a.Int("baseline-images", 160, 1, 100_000);
-        var batch = a.Int("batch", 8, 1, 256);
-        var engineThreads = a.Int("engine-threads", 1, 1, 64);
-        var json = a.Flag("json");
-        var jsonFile = a.Optional("json-file");
-        Threads.Apply(a);
-        var modelDir = baseline ? ModelLocator.Resolve(a.Optional("model")) : a.Optional("model");
-        a.RejectUnknown();
+        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
+        var operatorKey = CliOptions.Required("--operator-key", "the gateway's operator key (creates the tenants)", "KEY");
+        var tenants = CliOptions.Int("--tenants", 20, "tenants submitting at once", 1, 1000);
+        var duration = CliOptions.Int("--duration", 60, "seconds of submissions", 1, 3600, "SECONDS");
+        var images = CliOptions.Int("--images", 16, "images per job", 1, 1000);
+        var jobsPerTenant = CliOptions.Int("--jobs-per-tenant", 1, "jobs each tenant runs at a time", 1, 16);
+        var drain = CliOptions.Int("--drain", 300, "seconds to wait at most for the jobs in flight", 1, 7200, "SECONDS");
+        var warmup = CliOptions.Int("--warmup", 0, "seconds every tenant runs jobs first, not counted", 0, 3600, "SECONDS");
+        var prefix = CliOptions.Defaulted("--tenant-prefix", "load", "prefix of the tenants' ids");
+        var platformModel = CliOptions.Defaulted("--platform-model", ModelLocator.DefaultModelName, "the platform's model of the prompt configuration", "NAME");
+        var pids = new Option<int[]>("--pid") { Description = "a platform process to measure (repeatable)", HelpName = "PID", Arity = ArgumentArity.OneOrMore };
+        pids.Validators.Add(r =>
+        {
+            foreach (var p in r.GetValueOrDefault<int[]>() ?? [])
+                if (p <= 0) r.AddError($"bad --pid '{p}'");
+        });
+        var baseline = CliOptions.Flag("--baseline", "also measure the engine alone in this process, before and after the load");
+        var baselineImages = CliOptions.Int("--baseline-images", 160, "images of each engine-alone run", 1, 100_000);
+        var model = CommonOptions.Model();
+        var batch = CliOptions.Int("--batch", 8, "the engine's batch size (Tapt:Engine:MaxBatchSize)", 1, 256);
+        var engineThreads = CliOptions.Int("--engine-threads", 1, "the engine's threads (Tapt:Engine:Threads)", 1, 64);
+        var threads = CommonOptions.Threads();
+        var json = CliOptions.Flag("--json", "print the report as JSON instead of the table");
+        var jsonFile = CliOptions.Text("--json-file", "also write the JSON report to FILE", "FILE");
+        var command = new Command("loadtest", """
+            Many tenants submitting jobs to a gateway at once: throughput, latency, live delivery, none lost.
+            Against a running gateway: creates --tenants tenants (vocabulary "fashion" of the 10 Fashion-MNIST labels, prompt
+            configuration "default" on --platform-model with the artifact's own TAPT settings), connects one SignalR client
+            per tenant, and lets each tenant run --jobs-per-tenant jobs at a time, each of --images Fashion-MNIST test
+            images (upload, start, wait for every result), starting new jobs for --duration seconds; then waits up to
+            --drain seconds for the jobs in flight. A 429 is counted and waited out (Retry-After). One warm-up job runs first
+            and is not counted; with --warmup S every tenant runs jobs for S seconds first, not counted either, so that a
+            freshly started platform's JIT compilation is over before the measurement. Every image of every job is then
+            checked through GET /api/jobs/{id}/results.
+            Reports: images/s (results), latency from the job's upload start to the image's result event (p50/p95/p99),
+            SignalR delivery delay (the event's server time to its arrival; same machine, same clock), 429s by code, lost
+            and duplicate results, and with --pid (repeatable) the resident memory and CPU time of those processes (the
+            platform's: gateway, silos, Azurite) and so the platform's CPU per image, which other load on the machine
+            distorts far less than images per second, split into the TAPT engine's own threads (tapt-tuning-N) and the
+            rest (HTTP, grains, storage clients, Azurite, JIT, GC).
+            --baseline measures the engine alone in this process, before and after the load (the platform idle): the model directory --model
+            (default: the shipped fashion-clip-small) with its prompt artifact's settings, batches of --batch on
+            --engine-threads threads with --threads torch threads; give the values the platform's engine runs with
+            (Tapt:Engine:MaxBatchSize, Threads, TorchThreads). The overhead is 1 - platform img/s / engine img/s (both runs);
+            the CPU overhead 1 - engine CPU per image / platform CPU per image.
+            --json prints the report as JSON instead of the table; --json-file FILE also writes it to FILE.
+            Exit code 0 when nothing was lost or duplicated and every job finished, 1 otherwise.
+            """)
+        {
+            server, operatorKey, tenants, duration, images, jobsPerTenant, drain, warmup, prefix, platformModel, pids, baseline, baselineImages,
+            model, batch, engineThreads, threads, json, jsonFile,
+        };
+        command.SetAction(r =>
+        {
+            var serverText = r.GetValue(server)!;
+            if (!Uri.TryCreate(serverText.EndsWith('/') ? serverText : serverText + "/", UriKind.Absolute, out var serverUri) || serverUri.Scheme is not ("http" or "https"))
+                throw new CliException($"--server must be an http(s) URL, got '{serverText}'");
+            var settings = new LoadSettings(serverUri, r.GetValue(operatorKey)!, r.GetValue(tenants), TimeSpan.FromSeconds(r.GetValue(duration)),
+                r.GetValue(images), r.GetValue(jobsPerTenant), TimeSpan.FromSeconds(r.GetValue(drain)), r.GetValue(prefix)!, r.GetValue(platformModel)!,
+                r.GetValue(pids) ?? [], TimeSpan.FromSeconds(r.GetValue(warmup)));
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var withBaseline = r.GetValue(baseline);
+            var engine = new Engine(withBaseline, r.GetValue(baselineImages), r.GetValue(batch), r.GetValue(engineThreads),
+                withBaseline ? ModelLocator.Resolve(r.GetValue(model)) : r.GetValue(model));
+            return Execute(settings, engine, r.GetValue(json), r.GetValue(jsonFile));
+        });
+        return command;
+    }
+
+    private static int Execute(LoadSettings settings, Engine engineSetup, bool json, string? jsonFile)
+    {
+        var (baseline, baselineImages, batch, engineThreads, modelDir) = engineSetup;
         if (!System.Text.RegularExpressions.Regex.IsMatch(settings.TenantPrefix, "^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$"))
             throw new CliException("--tenant-prefix: 1-20 lower-case letters, digits and inner hyphens");
 

@@ -1,4 +1,7 @@
+using System.CommandLine;
+using TaptPlatform.Cli.Progress;
 using TaptPlatform.Vision.Attacks;
+using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Prompts;
@@ -13,32 +16,47 @@ namespace TaptPlatform.Cli.Commands;
 /// </summary>
 public static class SamplesCommand
 {
-    public const string Usage = """
-        usage: tapt samples --out DIR [--model DIR] [--prompts FILE] [--count 30] [--attacked 3] [--eps 4/255] [--steps 100] [--seed 0]
-                            [--tapt-seeds 8]
-        Writes --count Fashion-MNIST test images (a seeded draw) as DIR/NNNN-LABEL.png at their 28x28 size, then attacks
-        further test images with PGD (cross-entropy, --steps steps of 1/255, random start) against plain CLIP at the
-        model's input size and keeps --attacked of them on which CLIP is wrong and TAPT is right under every one of
-        --tapt-seeds view seeds, read back from their PNG: DIR/attacked-NNNN-LABEL.png. The clean image is rounded to
-        8 bits before the attack, so the saved attacked image is within eps of it exactly.
-        """;
+    private sealed record Setup(string Output, int Count, int Attacked, double Eps, int Steps, int Seed, int TaptSeeds);
 
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, []);
-        var output = a.Required("out");
-        var count = a.Int("count", 30, 0, 10_000);
-        var attacked = a.Int("attacked", 3, 0, 100);
-        var eps = a.Double("eps", 4.0 / 255, 0, 1);
-        var steps = a.Int("steps", 100, 1, 10_000);
-        var seed = a.Int("seed", 0);
-        var taptSeeds = a.Int("tapt-seeds", 8, 1, 64);
-        Threads.Apply(a);
-        var (ckpt, clip) = Session.LoadModel(a, DeviceOption.Parse(a.Optional("device")));
-        using var _ = ckpt;
-        using var artifact = Session.LoadArtifact(a.Optional("prompts"), ckpt);
-        a.RejectUnknown();
+        var output = CliOptions.Required("--out", "the folder to write", "DIR");
+        var model = CommonOptions.Model();
+        var prompts = CommonOptions.Prompts();
+        var count = CliOptions.Int("--count", 30, "clean test images to write", 0, 10_000);
+        var attacked = CliOptions.Int("--attacked", 3, "attacked images to keep", 0, 100);
+        var eps = CliOptions.Number("--eps", 4.0 / 255, "attack budget (L-inf), e.g. 4/255", 0, 1);
+        var steps = CliOptions.Int("--steps", 100, "PGD steps of 1/255", 1, 10_000);
+        var seed = CliOptions.Int("--seed", 0, "seed of the draw and the attack");
+        var taptSeeds = CliOptions.Int("--tapt-seeds", 8, "view seeds under every one of which TAPT must be right", 1, 64);
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("samples", """
+            Writes sample images: Fashion-MNIST test images and attacked ones the defense recovers.
+            Writes --count Fashion-MNIST test images (a seeded draw) as DIR/NNNN-LABEL.png at their 28x28 size, then attacks
+            further test images with PGD (cross-entropy, --steps steps of 1/255, random start) against plain CLIP at the
+            model's input size and keeps --attacked of them on which CLIP is wrong and TAPT is right under every one of
+            --tapt-seeds view seeds, read back from their PNG: DIR/attacked-NNNN-LABEL.png. The clean image is rounded to
+            8 bits before the attack, so the saved attacked image is within eps of it exactly.
+            """)
+        {
+            output, model, prompts, count, attacked, eps, steps, seed, taptSeeds, device, threads,
+        };
+        command.SetAction(r =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var (ckpt, clip) = Session.LoadModel(r.GetValue(model), DeviceOption.Parse(r.GetValue(device)));
+            using var _ = ckpt;
+            using var artifact = Session.LoadArtifact(r.GetValue(prompts), ckpt);
+            return Execute(new Setup(r.GetValue(output)!, r.GetValue(count), r.GetValue(attacked), r.GetValue(eps), r.GetValue(steps), r.GetValue(seed),
+                r.GetValue(taptSeeds)), ckpt, clip, artifact);
+        });
+        return command;
+    }
+
+    private static int Execute(Setup s, ClipCheckpoint ckpt, PromptedClip clip, PromptArtifact artifact)
+    {
+        var (output, count, attacked, eps, steps, seed, taptSeeds) = s;
         if (File.Exists(output)) throw new CliException($"--out {output} is a file, not a directory");
         Directory.CreateDirectory(output);
 
@@ -57,9 +75,21 @@ public static class SamplesCommand
         var data = new GreyImageDataset(test);
         var kept = 0;
         var tried = 0;
-        foreach (var chunk in order.Skip(count).Chunk(16))
+        // The kept images' lines wait for the display to end, so a live display on the same terminal does not overwrite them.
+        var lines = new List<string>();
+        using (var progress = CliProgress.Start("samples", "attacked images"))
+            foreach (var chunk in order.Skip(count).Chunk(16))
+            {
+                if (kept >= attacked) break;
+                Attack(chunk);
+                progress.Report(kept, attacked, $"{tried} tried");
+            }
+        foreach (var line in lines) Console.WriteLine(line);
+        Console.WriteLine($"wrote {kept} attacked images (eps {eps * 255:G4}/255, PGD-{steps} against CLIP) out of {tried} tried");
+        return kept == attacked ? 0 : 1;
+
+        void Attack(int[] chunk)
         {
-            if (kept >= attacked) break;
             using var scope = NewDisposeScope();
             // On the 8-bit grid first, so that rounding the attacked image keeps it within eps of this one.
             var x = (data.Images(chunk, clip.ImageSize).to(clip.Device) * 255).round() / 255;
@@ -74,11 +104,9 @@ public static class SamplesCommand
                 var name = $"attacked-{chunk[i]:D4}-{Slug(test.ClassNames[label])}.png";
                 File.WriteAllBytes(Path.Combine(output, name), png);
                 kept++;
-                Console.WriteLine($"  {name}: CLIP wrong, TAPT right under {taptSeeds} view seeds");
+                lines.Add($"  {name}: CLIP wrong, TAPT right under {taptSeeds} view seeds");
             }
         }
-        Console.WriteLine($"wrote {kept} attacked images (eps {eps * 255:G4}/255, PGD-{steps} against CLIP) out of {tried} tried");
-        return kept == attacked ? 0 : 1;
 
         bool ShowsTheDefense(byte[] png, int label)
         {

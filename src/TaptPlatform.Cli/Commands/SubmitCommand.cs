@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Globalization;
 using Microsoft.AspNetCore.SignalR.Client;
+using TaptPlatform.Cli.Progress;
 
 namespace TaptPlatform.Cli.Commands;
 
@@ -9,46 +11,55 @@ namespace TaptPlatform.Cli.Commands;
 /// </summary>
 public static class SubmitCommand
 {
-    public const string Usage = """
-        usage: tapt submit --server URL --key KEY --vocabulary NAME [--config NAME] [--name JOB_NAME] [--seed N]
-                           [--batch 200] [--watch] [--timeout SECONDS] IMAGES_DIR|IMAGE...
-        Creates a job (vocabulary NAME, prompt configuration --config, default "default"), uploads every image of the
-        folder (png, jpg, jpeg, webp, bmp, gif; --batch images per request), and starts it. Prints the job id.
-        --watch follows the job live (progress bar from the gateway's SignalR hub), then prints the results table;
-        it exits 0 when every image succeeded, 1 otherwise. --timeout (default 3600) bounds the wait.
-        """;
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Length == 0 || argv[0] is "--help" or "-h") { Console.WriteLine(Usage); return argv.Length == 0 ? 2 : 0; }
-        var a = new CliArgs(argv, ["watch"]);
-        var server = a.Required("server");
-        var key = a.Required("key");
-        var vocabulary = a.Required("vocabulary");
-        var config = a.Optional("config") ?? "default";
-        var name = a.Optional("name");
-        var seed = a.Int("seed", 0);
-        var batch = a.Int("batch", 200, 1, 1000);
-        var watch = a.Flag("watch");
-        var timeout = TimeSpan.FromSeconds(a.Int("timeout", 3600, 1));
-        a.RejectUnknown();
-        var files = CollectImages(a.Positional);
-        using var cts = new CancellationTokenSource(timeout);
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
-        try
+        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
+        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
+        var vocabulary = CliOptions.Required("--vocabulary", "the vocabulary's name", "NAME");
+        var config = CliOptions.Defaulted("--config", "default", "the prompt configuration's name", "NAME");
+        var name = CliOptions.Text("--name", "the job's name", "JOB_NAME");
+        var seed = CliOptions.Int("--seed", 0, "the job's seed of the TAPT views");
+        var batch = CliOptions.Int("--batch", 200, "images per upload request", 1, 1000);
+        var watch = CliOptions.Flag("--watch", "follow the job live, then print its results");
+        var timeout = CliOptions.Int("--timeout", 3600, "seconds to wait at most", 1, int.MaxValue, "SECONDS");
+        var images = new Argument<string[]>("images")
         {
-            return RunAsync(server, key, vocabulary, config, name, seed, batch, watch, files, Console.Out, Console.Error, cts.Token).GetAwaiter().GetResult();
-        }
-        catch (GatewayException e)
+            Description = "a folder of images, or image files",
+            HelpName = "IMAGES_DIR|IMAGE",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var command = new Command("submit", """
+            Uploads a folder of images to a gateway as a job and starts it.
+            Creates a job (vocabulary NAME, prompt configuration --config, default "default"), uploads every image of the
+            folder (png, jpg, jpeg, webp, bmp, gif; --batch images per request), and starts it. Prints the job id.
+            --watch follows the job live (progress from the gateway's SignalR hub), then prints the results table;
+            it exits 0 when every image succeeded, 1 otherwise. --timeout (default 3600) bounds the wait.
+            """)
         {
-            Console.Error.WriteLine($"tapt submit: {e.Message}");
-            return 1;
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+            server, key, vocabulary, config, name, seed, batch, watch, timeout, images,
+        };
+        command.SetAction(r =>
         {
-            Console.Error.WriteLine("tapt submit: stopped waiting (the job goes on; see it with GET /api/jobs/{id})");
-            return 1;
-        }
+            var files = CollectImages(r.GetValue(images) ?? []);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(r.GetValue(timeout)));
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            try
+            {
+                return RunAsync(r.GetValue(server)!, r.GetValue(key)!, r.GetValue(vocabulary)!, r.GetValue(config)!, r.GetValue(name), r.GetValue(seed),
+                    r.GetValue(batch), r.GetValue(watch), files, Console.Out, Console.Error, cts.Token).GetAwaiter().GetResult();
+            }
+            catch (GatewayException e)
+            {
+                Console.Error.WriteLine($"tapt submit: {e.Message}");
+                return 1;
+            }
+            catch (OperationCanceledException) when (cts.IsCancellationRequested)
+            {
+                Console.Error.WriteLine("tapt submit: stopped waiting (the job goes on; see it with GET /api/jobs/{id})");
+                return 1;
+            }
+        });
+        return command;
     }
 
     /// <summary>The image files of the arguments: folders (their images, sorted by name, not recursive) and files.</summary>
@@ -104,10 +115,10 @@ public static class SubmitCommand
         return final.State == "completed" && final.Counts.Failed == 0 ? 0 : 1;
     }
 
-    /// <summary>Follows a job on the hub (progress bar on <paramref name="stderr"/>) until it is final; returns its final state.</summary>
+    /// <summary>Follows a job on the hub (progress display on <paramref name="stderr"/>) until it is final; returns its final state.</summary>
     public static async Task<JobInfo> WatchAsync(GatewayClient client, string jobId, Func<Task<JobInfo>> start, TextWriter stderr, CancellationToken ct)
     {
-        var bar = new ProgressBar(stderr, interactive: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
+        using var bar = new JobProgress(CliProgress.Start("submit", "images", stderr));
         var done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var hub = new HubConnectionBuilder()
             .WithUrl(new Uri(client.Server, "hubs/jobs"), o => o.Headers["X-Api-Key"] = client.Key)
@@ -133,7 +144,7 @@ public static class SubmitCommand
         catch (Exception e) when (e is HttpRequestException or InvalidOperationException or Microsoft.AspNetCore.SignalR.HubException)
         {
             live = false;
-            stderr.WriteLine($"  live progress unavailable ({e.Message}); polling instead");
+            bar.Display.WriteLine($"  live progress unavailable ({e.Message}); polling instead");
         }
         var started = await start();
         bar.Update(started.Counts.Completed, started.Counts.Total, started.Counts.Flagged, started.ThroughputPerSecond, started.EtaSeconds);
@@ -147,11 +158,10 @@ public static class SubmitCommand
             job = await client.GetJobAsync(jobId, ct);
             if (!live || job.IsFinal) bar.Update(job.Counts.Completed, job.Counts.Total, job.Counts.Flagged, job.ThroughputPerSecond, job.EtaSeconds);
         }
-        bar.Finish();
         return job;
     }
 
-    private static async Task SubscribeAsync(HubConnection hub, string jobId, ProgressBar bar, TaskCompletionSource<bool> done)
+    private static async Task SubscribeAsync(HubConnection hub, string jobId, JobProgress bar, TaskCompletionSource<bool> done)
     {
         var snapshot = await hub.InvokeAsync<JobSnapshotInfo>("Subscribe", jobId);
         var j = snapshot.Job;
@@ -174,43 +184,25 @@ public static class SubmitCommand
 
 public sealed record ResyncInfo(string JobId, string Reason);
 
-/// <summary>A one-line progress bar (redrawn in place on a terminal; a line per 10% otherwise).</summary>
-public sealed class ProgressBar(TextWriter w, bool interactive)
+/// <summary>A job's progress on the display: hub events may race the snapshot and the polls, so the furthest count wins.</summary>
+public sealed class JobProgress(CliProgress display) : IDisposable
 {
     private readonly Lock _gate = new();
-    private int _completed = -1, _lastDecile = -1, _lastLength;
+    private int _completed = -1;
+
+    public CliProgress Display => display;
 
     public void Update(int completed, int total, int flagged, double? perSecond, double? eta)
     {
         lock (_gate)
         {
-            if (completed < _completed) return;   // events may race the snapshot: keep the furthest
+            if (completed < _completed) return;
             _completed = completed;
-            var fraction = total == 0 ? 0 : (double)completed / total;
-            const int width = 30;
-            var filled = (int)Math.Round(fraction * width);
-            var rate = perSecond is { } p ? FormattableString.Invariant($"  {p:0.##} img/s") : "";
-            var left = eta is { } e && completed < total ? FormattableString.Invariant($"  eta {e:0}s") : "";
-            var line = FormattableString.Invariant(
-                $"[{new string('#', filled)}{new string('.', width - filled)}] {completed}/{total} {fraction * 100,5:0.0}%  flagged {flagged}{rate}{left}");
-            if (interactive)
-            {
-                w.Write("\r" + line.PadRight(_lastLength));
-                _lastLength = line.Length;
-            }
-            else
-            {
-                var decile = (int)(fraction * 10);
-                if (decile == _lastDecile) return;
-                _lastDecile = decile;
-                w.WriteLine(line);
-            }
+            var rate = perSecond is { } p ? FormattableString.Invariant($", {p:0.##} img/s") : "";
+            var left = eta is { } e && completed < total ? FormattableString.Invariant($", gateway's ETA {e:0}s") : "";
+            display.Report(completed, total, $"flagged {flagged}{rate}{left}");
         }
     }
 
-    public void Finish()
-    {
-        lock (_gate)
-            if (interactive) w.WriteLine();
-    }
+    public void Dispose() => display.Dispose();
 }

@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Globalization;
+using TaptPlatform.Cli.Progress;
 using TaptPlatform.Vision.Training;
 
 namespace TaptPlatform.Cli.Commands;
@@ -6,59 +8,57 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt train-clip</c>: trains a small CLIP from scratch on Fashion-MNIST's training split.</summary>
 public static class TrainClipCommand
 {
-    public static readonly string Usage =
-        "usage: tapt train-clip --out DIR [--epochs N] [--batch N] [--lr X] [--seed S] [--resume] [--threads N] [--holdout N] [--limit N] [--data DIR]\n" +
-        "                       [--image-size N] [--patch-size N] [--augment P] [--augment-min-scale S] [--vision-width N] [--vision-layers N]\n" +
-        "\n" +
-        "Trains CLIP contrastively from scratch on the Fashion-MNIST training split (60 000 images, captions from\n" +
-        "templates x class names) and writes a Hugging Face CLIP directory (config.json, model.safetensors, vocab.json,\n" +
-        "merges.txt, preprocessor_config.json). The test split is never read. The state is saved after every epoch in\n" +
-        "DIR/.train-state/ (and on Ctrl+C); --resume continues from it.\n" +
-        "\n" +
-        $"  --epochs N    epochs (default {ClipTrainer.DefaultEpochs})\n" +
-        $"  --batch N     images per contrastive batch (default {ClipTrainer.DefaultBatchSize})\n" +
-        $"  --lr X        peak AdamW learning rate (default {ClipTrainer.DefaultLearningRate.ToString(CultureInfo.InvariantCulture)})\n" +
-        $"  --seed S      seed for initialisation, order, captions and augmentation (default {ClipTrainer.DefaultSeed})\n" +
-        "  --threads N   torch threads (default: torch's choice)\n" +
-        "  --holdout N   keep N training images out and report their zero-shot accuracy after each epoch (default 0)\n" +
-        "  --limit N     train on a deterministic sample of N training images (default: all)\n" +
-        "  --data DIR    Fashion-MNIST idx folder (default $TAPT_FASHION_MNIST or /usr/share/datasets/fashion-mnist)\n" +
-        $"  --image-size N  model input side; the 28x28 images are upsampled bilinearly (default {ClipTrainer.DefaultConfig().Vision.ImageSize})\n" +
-        $"  --patch-size N  ViT patch side, must divide the input side (default {ClipTrainer.DefaultConfig().Vision.PatchSize})\n" +
-        $"  --augment P     share of images given a random resized crop and flip (default {ClipTrainer.DefaultAugmentation.Probability.ToString(CultureInfo.InvariantCulture)})\n" +
-        $"  --augment-min-scale S  smallest crop area fraction (default {ClipTrainer.DefaultAugmentation.MinScale.ToString(CultureInfo.InvariantCulture)})\n" +
-        $"  --vision-width N  ViT width, a multiple of 32; MLP 4x, heads of 32 channels (default {ClipTrainer.DefaultConfig().Vision.HiddenSize})\n" +
-        $"  --vision-layers N ViT blocks (default {ClipTrainer.DefaultConfig().Vision.NumHiddenLayers})\n" +
-        "\n" +
-        "The defaults, with --holdout 2000 --threads 2, reproduce models/fashion-clip-small.";
+    private sealed record Setup(string Output, int Epochs, int Batch, double LearningRate, int Seed, bool Resume, int Threads, int Holdout, int Limit,
+        string? Data, int ImageSize, int PatchSize, double Augment, double MinScale, int Width, int Layers);
 
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help") || argv.Contains("-h")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, ["resume"]);
-        var output = a.Required("out");
-        var epochs = a.Int("epochs", ClipTrainer.DefaultEpochs, 1, 10_000);
-        var batch = a.Int("batch", ClipTrainer.DefaultBatchSize, 2, 65_536);
-        var lr = a.Double("lr", ClipTrainer.DefaultLearningRate, 1e-9, 10);
-        var seed = a.Int("seed", ClipTrainer.DefaultSeed);
-        var resume = a.Flag("resume");
-        var threads = a.Int("threads", 0, 0, 1024);
-        var holdout = a.Int("holdout", 0, 0, 59_999);
-        var limit = a.Int("limit", 0, 0, int.MaxValue);
-        var data = a.Optional("data");
         var defaults = ClipTrainer.DefaultConfig();
-        var imageSize = a.Int("image-size", defaults.Vision.ImageSize, 8, 1024);
-        var patchSize = a.Int("patch-size", defaults.Vision.PatchSize, 1, 1024);
-        var augment = a.Double("augment", ClipTrainer.DefaultAugmentation.Probability, 0, 1);
-        var minScale = a.Double("augment-min-scale", ClipTrainer.DefaultAugmentation.MinScale, 0.01, 1);
-        var width = a.Int("vision-width", defaults.Vision.HiddenSize, 8, 4096);
-        var layers = a.Int("vision-layers", defaults.Vision.NumHiddenLayers, 1, 64);
-        a.RejectUnknown();
+        var output = CliOptions.Required("--out", "the model directory to write", "DIR");
+        var epochs = CliOptions.Int("--epochs", ClipTrainer.DefaultEpochs, "epochs", 1, 10_000);
+        var batch = CliOptions.Int("--batch", ClipTrainer.DefaultBatchSize, "images per contrastive batch", 2, 65_536);
+        var lr = CliOptions.Number("--lr", ClipTrainer.DefaultLearningRate, "peak AdamW learning rate", 1e-9, 10);
+        var seed = CliOptions.Int("--seed", ClipTrainer.DefaultSeed, "seed for initialisation, order, captions and augmentation");
+        var resume = CliOptions.Flag("--resume", "continue from the state saved in DIR/.train-state/");
+        var threads = CliOptions.Int("--threads", 0, "torch threads (0: torch's choice)", 0, 1024);
+        var holdout = CliOptions.Int("--holdout", 0, "keep N training images out and report their zero-shot accuracy after each epoch", 0, 59_999);
+        var limit = CliOptions.Int("--limit", 0, "train on a deterministic sample of N training images (0: all)", 0, int.MaxValue);
+        var data = CliOptions.Text("--data", "Fashion-MNIST idx folder (default: $TAPT_FASHION_MNIST or /usr/share/datasets/fashion-mnist)", "DIR");
+        var imageSize = CliOptions.Int("--image-size", defaults.Vision.ImageSize, "model input side; the 28x28 images are upsampled bilinearly", 8, 1024);
+        var patchSize = CliOptions.Int("--patch-size", defaults.Vision.PatchSize, "ViT patch side, must divide the input side", 1, 1024);
+        var augment = CliOptions.Number("--augment", ClipTrainer.DefaultAugmentation.Probability, "share of images given a random resized crop and flip", 0, 1, "P");
+        var minScale = CliOptions.Number("--augment-min-scale", ClipTrainer.DefaultAugmentation.MinScale, "smallest crop area fraction", 0.01, 1, "S");
+        var width = CliOptions.Int("--vision-width", defaults.Vision.HiddenSize, "ViT width, a multiple of 32; MLP 4x, heads of 32 channels", 8, 4096);
+        var layers = CliOptions.Int("--vision-layers", defaults.Vision.NumHiddenLayers, "ViT blocks", 1, 64);
+        var command = new Command("train-clip", """
+            Trains the default CLIP from scratch on Fashion-MNIST's training split.
+            Trains CLIP contrastively from scratch on the Fashion-MNIST training split (60 000 images, captions from
+            templates x class names) and writes a Hugging Face CLIP directory (config.json, model.safetensors, vocab.json,
+            merges.txt, preprocessor_config.json). The test split is never read. The state is saved after every epoch in
+            DIR/.train-state/ (and on Ctrl+C); --resume continues from it.
+            The defaults, with --holdout 2000 --threads 2, reproduce models/fashion-clip-small.
+            """)
+        {
+            output, epochs, batch, lr, seed, resume, threads, holdout, limit, data, imageSize, patchSize, augment, minScale, width, layers,
+        };
+        command.SetAction(r => Execute(new Setup(r.GetValue(output)!, r.GetValue(epochs), r.GetValue(batch), r.GetValue(lr), r.GetValue(seed),
+            r.GetValue(resume), r.GetValue(threads), r.GetValue(holdout), r.GetValue(limit), r.GetValue(data), r.GetValue(imageSize),
+            r.GetValue(patchSize), r.GetValue(augment), r.GetValue(minScale), r.GetValue(width), r.GetValue(layers))));
+        return command;
+    }
+
+    /// <summary>Runs <c>tapt train-clip</c> with these arguments; a usage error throws <see cref="CliException"/>.</summary>
+    public static int Run(string[] argv) => TaptCli.RunCommand(Create(), argv);
+
+    private static int Execute(Setup s)
+    {
+        var (output, epochs, batch, lr, seed, resume, threads, holdout, limit, data, imageSize, patchSize, augment, minScale, width, layers) = s;
         // Heads of 32 channels as the shipped model (128 / 4); the MLP is 4× the width as in CLIP.
         if (width % 32 != 0) throw new CliException($"--vision-width {width} must be a multiple of 32 (heads of 32 channels)");
         if (imageSize % patchSize != 0) throw new CliException($"--patch-size {patchSize} does not divide --image-size {imageSize}");
-        if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}' (see tapt train-clip --help)");
         if (File.Exists(output)) throw new CliException($"--out {output} is a file, not a directory");
+        var defaults = ClipTrainer.DefaultConfig();
+        using var progress = CliProgress.Start("train-clip", "steps");
 
         var options = new ClipTrainingOptions
         {
@@ -85,14 +85,17 @@ public static class TrainClipCommand
             Holdout = holdout,
             TrainLimit = limit,
             DataRoot = data,
-            Log = Console.Error,
+            Log = progress.Log,
+            Progress = (done, total) => progress.Report(done, total),
+            // The display shows the steps; the trainer's own lines are the per-epoch summaries.
+            ProgressSeconds = double.PositiveInfinity,
         };
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             if (cancel.IsCancellationRequested) return; // a second Ctrl+C ends the process
             e.Cancel = true;
-            Console.Error.WriteLine("interrupt: saving the training state after this step (Ctrl+C again to abort)");
+            progress.WriteLine("interrupt: saving the training state after this step (Ctrl+C again to abort)");
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;
@@ -107,6 +110,7 @@ public static class TrainClipCommand
             {
                 throw new CliException(e.Message);
             }
+            progress.Dispose();
             if (!result.Completed) return 130;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{Path.GetFullPath(output)}: {result.ParameterCount:N0} parameters, {result.TotalSteps} steps, final loss {result.LastLoss:F4}, {ClipTrainer.Format(result.Elapsed)}"));

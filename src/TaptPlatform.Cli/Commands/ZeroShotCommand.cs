@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using TaptPlatform.Cli.Progress;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Training;
@@ -9,28 +11,37 @@ namespace TaptPlatform.Cli.Commands;
 /// <summary><c>tapt zero-shot</c>: zero-shot accuracy of a CLIP directory on a Fashion-MNIST split or a labelled image folder.</summary>
 public static class ZeroShotCommand
 {
-    public const string Usage =
-        "usage: tapt zero-shot [--model DIR] [--split test|train] [--template \"a photo of a {}.\"] [--batch N] [--data DIR] [--dataset DIR] [--device cpu|cuda]\n" +
-        "\n" +
-        "Classifies every image of the split (default: the full 10 000-image test split) by the prompt, one per class\n" +
-        "(the template with the lower-cased class name), most similar to it, and prints the accuracy and per-class accuracy.\n" +
-        "--dataset DIR classifies a folder with one sub-folder per label instead, decoded as the platform decodes uploads\n" +
-        "(the model's preprocessor_config.json: resize filter, shorter side, centre crop).";
-
-    public static int Run(string[] argv)
+    public static Command Create()
     {
-        if (argv.Contains("--help") || argv.Contains("-h")) { Console.WriteLine(Usage); return 0; }
-        var a = new CliArgs(argv, []);
-        var modelDir = ModelLocator.Resolve(a.Optional("model"));
-        var split = a.Optional("split") ?? "test";
-        var template = a.Optional("template") ?? "a photo of a {}.";
-        var batch = a.Int("batch", 500, 1, 100_000);
-        var data = a.Optional("data");
-        var folder = a.Optional("dataset");
-        var device = DeviceOption.Parse(a.Optional("device"));
-        a.RejectUnknown();
-        if (a.Positional.Count > 0) throw new CliException($"unexpected argument '{a.Positional[0]}' ({Usage.Split('\n')[0]})");
-        if (split is not ("test" or "train")) throw new CliException($"--split must be test or train, got '{split}'");
+        var model = CommonOptions.Model();
+        var split = CliOptions.Choice("--split", "test", "the Fashion-MNIST split", "test", "train");
+        var template = CliOptions.Defaulted("--template", "a photo of a {}.", "the prompt; {} (or {0}) is the lower-cased class name");
+        var batch = CliOptions.Int("--batch", 500, "images per batch", 1, 100_000);
+        var data = CliOptions.Text("--data", "Fashion-MNIST idx folder (default: $TAPT_FASHION_MNIST or /usr/share/datasets/fashion-mnist)", "DIR");
+        var folder = CliOptions.Text("--dataset", "a folder with one sub-folder per label instead of Fashion-MNIST", "DIR");
+        var device = CommonOptions.Device();
+        var command = new Command("zero-shot", """
+            Zero-shot accuracy of a CLIP model on a Fashion-MNIST split or a labelled image folder.
+            Classifies every image of the split (default: the full 10 000-image test split) by the prompt, one per class
+            (the template with the lower-cased class name), most similar to it, and prints the accuracy and per-class accuracy.
+            --dataset DIR classifies a folder with one sub-folder per label instead, decoded as the platform decodes uploads
+            (the model's preprocessor_config.json: resize filter, shorter side, centre crop).
+            """)
+        {
+            model, split, template, batch, data, folder, device,
+        };
+        command.SetAction(r => Execute(r.GetValue(model), r.GetValue(split)!, r.GetValue(template)!, r.GetValue(batch), r.GetValue(data),
+            r.GetValue(folder), r.GetValue(device)));
+        return command;
+    }
+
+    /// <summary>Runs <c>tapt zero-shot</c> with these arguments; a usage error throws <see cref="CliException"/>.</summary>
+    public static int Run(string[] argv) => TaptCli.RunCommand(Create(), argv);
+
+    private static int Execute(string? modelOption, string split, string template, int batch, string? data, string? folder, string? deviceOption)
+    {
+        var modelDir = ModelLocator.Resolve(modelOption);
+        var device = DeviceOption.Parse(deviceOption);
         if (folder is not null && data is not null) throw new CliException("--dataset (an image folder) and --data (a Fashion-MNIST idx folder) exclude each other");
         var format = ToFormat(template);
 
@@ -40,7 +51,9 @@ public static class ZeroShotCommand
             : ImageFolderDataset.Open(folder).Decode(ckpt.Preprocessor.ImageOptions);
         var source = folder is null ? $"Fashion-MNIST {split}" : $"{folder} (decoded with resample {ckpt.Preprocessor.Resampling.ToString().ToLowerInvariant()})";
         var sw = Stopwatch.StartNew();
-        var result = ZeroShot.Evaluate(ckpt, images, format, batch);
+        ZeroShotResult result;
+        using (var progress = CliProgress.Start("zero-shot", "images"))
+            result = ZeroShot.Evaluate(ckpt, images, format, batch, (done, total) => progress.Report(done, total));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"zero-shot accuracy {result.Accuracy:P2} ({result.Correct}/{result.Count}) on {source}, template \"{template}\", model {ckpt.Directory}, {sw.Elapsed.TotalSeconds:F1}s"));
         var width = images.ClassNames.Max(n => n.Length);

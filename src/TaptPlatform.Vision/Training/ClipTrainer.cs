@@ -194,6 +194,7 @@ public static class ClipTrainer
             progress.Add(loss);
 
             var done = step + 1;
+            o.Progress?.Invoke(done, totalSteps);
             var elapsed = sinceStart.Elapsed;
             var endOfEpoch = done % stepsPerEpoch == 0;
             if (endOfEpoch || (elapsed - lastReport).TotalSeconds >= o.ProgressSeconds)

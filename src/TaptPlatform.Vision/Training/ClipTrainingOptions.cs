@@ -69,6 +69,9 @@ public sealed record ClipTrainingOptions
     /// <summary>Progress and summary lines (null: none).</summary>
     public TextWriter? Log { get; init; }
 
+    /// <summary>Called after every step with (steps done, total steps), for a progress display (null: none).</summary>
+    public Action<int, int>? Progress { get; init; }
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(OutputDirectory)) throw new ArgumentException("an output directory is required");

@@ -17,8 +17,10 @@ public static class ZeroShot
 {
     public const string DefaultTemplate = "a photo of a {0}.";
 
-    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500) =>
-        Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch);
+    /// <param name="progress">Called after every batch with (images done, images in all).</param>
+    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500,
+        Action<int, int>? progress = null) =>
+        Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch, progress);
 
     public static IReadOnlyList<string> Prompts(IReadOnlyList<string> classNames, string template)
     {
@@ -26,11 +28,12 @@ public static class ZeroShot
         return classNames.Select(n => string.Format(CultureInfo.InvariantCulture, template, n.ToLowerInvariant())).ToArray();
     }
 
-    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = DefaultTemplate, int batch = 500)
+    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = DefaultTemplate, int batch = 500,
+        Action<int, int>? progress = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         var prompts = Prompts(data.ClassNames, template);
-        var predictions = Predict(model, tokenizer, data, prompts, batch);
+        var predictions = Predict(model, tokenizer, data, prompts, batch, progress);
         var classes = data.ClassNames.Count;
         var hits = new int[classes];
         var totals = new int[classes];
@@ -46,7 +49,8 @@ public static class ZeroShot
     }
 
     /// <summary>The index of the best-matching prompt for every image.</summary>
-    public static int[] Predict(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, IReadOnlyList<string> prompts, int batch = 500)
+    public static int[] Predict(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, IReadOnlyList<string> prompts, int batch = 500,
+        Action<int, int>? progress = null)
     {
         var device = model.parameters().First().device;
         var size = model.Config.Vision.ImageSize;
@@ -63,6 +67,7 @@ public static class ZeroShot
             var img = nn.functional.normalize(model.EncodeImage(x), dim: -1);
             var best = img.matmul(text.t()).argmax(-1).cpu().data<long>().ToArray();
             for (var i = 0; i < n; i++) predictions[start + i] = (int)best[i];
+            progress?.Invoke(start + n, data.Count);
         }
         return predictions;
     }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using TaptPlatform.Cli;
 using TaptPlatform.Cli.Commands;
 using TaptPlatform.Vision.Tapt;
@@ -8,20 +9,29 @@ public sealed class TaptSettingOverridesTests
 {
     private static readonly TaptOptions Recorded = new() { Views = 32, Steps = 2, LearningRate = 0.01, AlignmentWeight = 0 };
 
+    /// <summary>Parses <paramref name="args"/> with the overrides' options only.</summary>
+    private static (TaptSettingOverrides Overrides, ParseResult Result) Parse(string prefix, string? viewsOption, params string[] args)
+    {
+        var overrides = new TaptSettingOverrides(prefix, viewsOption);
+        var command = new RootCommand();
+        overrides.AddTo(command);
+        return (overrides, command.Parse(args));
+    }
+
     [Fact]
     public void Options_not_given_keep_the_settings_recorded_in_the_artifact()
     {
-        var a = new CliArgs([], []);
-        Assert.Equal(Recorded, TaptSettingOverrides.Apply(a, Recorded, "tapt-"));
+        var (o, r) = Parse("tapt-", null);
+        Assert.Empty(r.Errors);
+        Assert.Equal(Recorded, o.Apply(r, Recorded));
     }
 
     [Fact]
     public void Given_options_replace_only_their_own_settings()
     {
-        var a = new CliArgs(["--tapt-lr", "5e-4", "--tapt-alignment-weight", "100/9", "--views", "64"], []);
-        var s = TaptSettingOverrides.Apply(a, Recorded, "tapt-", viewsOption: "views");
-        Assert.Equal(Recorded with { LearningRate = 5e-4, AlignmentWeight = 100.0 / 9, Views = 64 }, s);
-        a.RejectUnknown();
+        var (o, r) = Parse("tapt-", "views", "--tapt-lr", "5e-4", "--tapt-alignment-weight", "100/9", "--views", "64");
+        Assert.Empty(r.Errors);
+        Assert.Equal(Recorded with { LearningRate = 5e-4, AlignmentWeight = 100.0 / 9, Views = 64 }, o.Apply(r, Recorded));
     }
 
     [Theory]
@@ -31,9 +41,8 @@ public sealed class TaptSettingOverridesTests
     [InlineData("--alignment-weight", "x")]
     public void Out_of_range_values_are_refused_with_the_option_named(string option, string value)
     {
-        var a = new CliArgs([option, value], []);
-        var e = Assert.Throws<CliException>(() => TaptSettingOverrides.Apply(a, Recorded, ""));
-        Assert.Contains(option, e.Message);
+        var (_, r) = Parse("", null, option, value);
+        Assert.Contains(option, Assert.Single(r.Errors).Message);
     }
 
     [Fact]
