@@ -42,7 +42,7 @@ public interface ITenantGrain : IGrainWithStringKey
     /// <summary>This tenant's job ids, oldest first.</summary>
     Task<ImmutableArray<string>> ListJobsAsync();
 
-    // ---- added for the gateway (issue 6): version listing and deletion --------------------------------------
+    // ---- versions: listing and deletion ------------------------------------------------------------------------
 
     /// <summary>The version numbers of a vocabulary, oldest first; <see cref="TaptNotFoundException"/> when missing.</summary>
     Task<ImmutableArray<int>> ListVocabularyVersionsAsync(string name);

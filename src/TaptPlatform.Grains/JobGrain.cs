@@ -14,26 +14,6 @@ using TaptPlatform.Vision.Imaging;
 
 namespace TaptPlatform.Grains;
 
-/// <summary>One accepted image of a job (its bytes are the blob <c>jobs/{jobId}/inputs/{index}</c>).</summary>
-[GenerateSerializer, Immutable]
-public sealed record JobImageEntry(
-    [property: Id(0)] string Name,
-    [property: Id(1)] string Format,
-    [property: Id(2)] long Size,
-    [property: Id(3)] string Sha256);
-
-/// <summary>The durable state of a job. Result summaries are keyed by image index: at most one per image.</summary>
-[GenerateSerializer]
-public sealed class JobGrainState
-{
-    [Id(0)] public JobDefinition? Definition { get; set; }
-    [Id(1)] public JobState State { get; set; }
-    [Id(2)] public List<JobImageEntry> Images { get; set; } = [];
-    [Id(3)] public Dictionary<int, ImageResult> Results { get; set; } = [];
-    [Id(4)] public DateTimeOffset? StartedAt { get; set; }
-    [Id(5)] public DateTimeOffset? FinishedAt { get; set; }
-}
-
 /// <summary>
 /// A classification job bound to one tenant.
 /// <para><b>Acknowledged means stored</b>: <see cref="AddImagesAsync"/> writes each image blob, then the job state,
@@ -63,20 +43,22 @@ public sealed class JobGrain(
 {
     private readonly JobOptions _options = jobOptions.Value;
     private readonly JobObservers _observers = new(log);
-    private readonly Dictionary<int, byte[]> _inputs = [];
+    private readonly JobInputs _inputs = new(inputMemory);
     private CancellationTokenSource? _dispatchCts;
     private Task? _dispatch;
     private IGrainTimer? _watchdog;
     private string? _waiting;
 
     private JobSlots? _slots;
+    private ResultLedger? _ledger;
 
     private string JobId => this.GetPrimaryKeyString();
     private BatchedState<JobGrainState>? _saved;
     private ResiliencePipeline? _dispatchRetries;
 
     private JobGrainState S => state.State;
-    private BatchedState<JobGrainState> Saved => _saved ??= new(state, Merge) { UnsavedLimit = _options.StateWriteResults };
+    private BatchedState<JobGrainState> Saved => _saved ??= new(state, JobGrainState.Merge) { UnsavedLimit = _options.StateWriteResults };
+    private ResultLedger Ledger => _ledger ??= new ResultLedger(store, S.Definition!.TenantId, JobId);
     private JobSlots Slots => _slots ??= new JobSlots(GrainFactory, S.Definition!.TenantId, JobId, _options.SlotLease, clock, log);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -92,7 +74,7 @@ public sealed class JobGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _dispatchCts?.Cancel();
-        ReleaseInputs();
+        _inputs.Clear();
         using var scope = LogScope();
         if (Saved.Pending)
         {
@@ -142,8 +124,7 @@ public sealed class JobGrain(
         await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, _options.UploadParallelism);
         S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, a.Sha256)));
         await SaveAsync();
-        foreach (var a in accepted)
-            if (inputMemory.TryReserve(a.Content.LongLength)) _inputs[a.Index] = a.Content;
+        foreach (var a in accepted) _inputs.TryKeep(a.Index, a.Content);
         return AddImagesReceipt.Of(parts, S.Images.Count);
     }
 
@@ -189,7 +170,7 @@ public sealed class JobGrain(
         S.State = JobState.Cancelled;
         S.FinishedAt = clock.GetUtcNow();
         _dispatchCts?.Cancel();
-        ReleaseInputs();
+        _inputs.Clear();
         await SaveAsync();
         metrics.JobFinished(def.TenantId, JobState.Cancelled, S.StartedAt, S.FinishedAt.Value);
         log.LogInformation("Job {Job} cancelled: {Counts}", JobId, Counts());
@@ -226,11 +207,9 @@ public sealed class JobGrain(
 
     public async Task<ImageResultDetail> GetResultDetailAsync(string tenantId, int imageIndex)
     {
-        var def = Authorize(tenantId);
+        Authorize(tenantId);
         if (!S.Results.ContainsKey(imageIndex)) throw new TaptNotFoundException($"image {imageIndex} of job '{JobId}' has no result");
-        var data = await store.GetAsync(def.TenantId, JobId, ArtifactKinds.Results, imageIndex)
-            ?? throw new TaptNotFoundException($"the result record of image {imageIndex} is missing");
-        return ResultRecords.Deserialize(data);
+        return await Ledger.GetDetailAsync(imageIndex);
     }
 
     public async Task<byte[]> GetInputImageAsync(string tenantId, int imageIndex)
@@ -244,11 +223,9 @@ public sealed class JobGrain(
 
     public async Task<string> GetAuditRecordAsync(string tenantId, int imageIndex)
     {
-        var def = Authorize(tenantId);
+        Authorize(tenantId);
         if (!S.Results.TryGetValue(imageIndex, out var r) || !r.Flagged) throw new TaptNotFoundException($"image {imageIndex} of job '{JobId}' was not flagged");
-        var data = await store.GetAsync(def.TenantId, JobId, ArtifactKinds.Audit, imageIndex)
-            ?? throw new TaptNotFoundException($"the audit record of image {imageIndex} is missing");
-        return data.ToString();
+        return await Ledger.GetAuditRecordAsync(imageIndex);
     }
 
     public async Task<ImmutableArray<ArtifactInfo>> ListArtifactsAsync(string tenantId)
@@ -411,20 +388,10 @@ public sealed class JobGrain(
         var entry = S.Images[index];
         var summary = ResultRecords.Summarize(index, entry.Name, outcome, error, def, clock.GetUtcNow());
         Activity.Current?.SetTag(TaptTelemetry.OutcomeAttribute, summary.Succeeded ? summary.Flagged ? "flagged" : "succeeded" : "failed");
-        var detail = new ImageResultDetail(summary, outcome);
-        if (summary.Flagged)
-            await store.PutAsync(def.TenantId, JobId, ArtifactKinds.Audit, index, ResultRecords.AuditRecord(def, entry, index, detail), "application/json");
-        // Tuned prompts are kept for audits of flagged images only; the result record of every image omits them.
-        if (outcome?.TunedPrompts is not null) detail = detail with { Outcome = outcome with { TunedPrompts = null } };
-        if (!await store.TryCreateAsync(def.TenantId, JobId, ArtifactKinds.Results, index, ResultRecords.Serialize(detail), "application/json"))
-        {
-            // An earlier activation recorded this image before it died: its record stands.
-            var existing = await store.GetAsync(def.TenantId, JobId, ArtifactKinds.Results, index);
-            if (existing is not null) summary = ResultRecords.Deserialize(existing).Summary;
-        }
+        summary = await Ledger.RecordAsync(def, entry, summary, outcome);
         if (!S.Results.TryAdd(index, summary)) return;
         var batch = Saved.MarkUnsaved();   // counted before any await, so a concurrent write accounts for it
-        ForgetInput(index);
+        _inputs.Forget(index);
         metrics.ImageRecorded(def.TenantId, def.Configuration.Model, outcome?.Design ?? def.Configuration.Design, summary);
         if (_observers.Count > 0)
         {
@@ -444,7 +411,7 @@ public sealed class JobGrain(
         S.State = JobState.Completed;
         S.FinishedAt = clock.GetUtcNow();
         _waiting = null;
-        ReleaseInputs();
+        _inputs.Clear();
         await SaveAsync();
         metrics.JobFinished(S.Definition!.TenantId, JobState.Completed, S.StartedAt, S.FinishedAt.Value);
         Activity.Current?.AddEvent(new ActivityEvent("completed"));
@@ -460,51 +427,20 @@ public sealed class JobGrain(
         await UnregisterReminderAsync();
     }
 
+    /// <summary>Adopts the results recorded in blob storage after the last state write (an earlier activation died).</summary>
     private async Task ReconcileResultsAsync(CancellationToken ct)
     {
-        var def = S.Definition!;
-        var added = 0;
-        foreach (var index in await store.ListIndicesAsync(def.TenantId, JobId, ArtifactKinds.Results, ct))
-        {
-            if (index >= S.Images.Count || S.Results.ContainsKey(index)) continue;
-            var data = await store.GetAsync(def.TenantId, JobId, ArtifactKinds.Results, index, ct);
-            if (data is null) continue;
-            S.Results.TryAdd(index, ResultRecords.Deserialize(data).Summary);
-            added++;
-        }
-        if (added > 0)
-        {
-            log.LogInformation("Job {Job} adopted {Count} result(s) recorded before its previous activation ended", JobId, added);
-            await SaveAsync();
-        }
+        var adopted = await Ledger.UnlistedAsync(S.Results, S.Images.Count, ct);
+        foreach (var r in adopted) S.Results.TryAdd(r.Index, r);
+        if (adopted.Count == 0) return;
+        log.LogInformation("Job {Job} adopted {Count} result(s) recorded before its previous activation ended", JobId, adopted.Count);
+        await SaveAsync();
     }
 
     // ---- state, reminders, notifications ------------------------------------------------------------------
 
     /// <summary>Writes the state; concurrent callers share writes, and each returns after a write that includes its changes.</summary>
     private Task SaveAsync() => Saved.SaveAsync();
-
-    private void ForgetInput(int index)
-    {
-        if (_inputs.Remove(index, out var bytes)) inputMemory.Release(bytes.LongLength);
-    }
-
-    private void ReleaseInputs()
-    {
-        foreach (var bytes in _inputs.Values) inputMemory.Release(bytes.LongLength);
-        _inputs.Clear();
-    }
-
-    private static void Merge(JobGrainState stored, JobGrainState mine)
-    {
-        stored.Definition ??= mine.Definition;
-        if (mine.Images.Count > stored.Images.Count) stored.Images = mine.Images;
-        foreach (var (i, r) in mine.Results) stored.Results.TryAdd(i, r);
-        if (Rank(mine.State) > Rank(stored.State)) stored.State = mine.State;
-        stored.StartedAt ??= mine.StartedAt;
-        stored.FinishedAt ??= mine.FinishedAt;
-        static int Rank(JobState s) => s switch { JobState.Open => 0, JobState.Running => 1, _ => 2 };
-    }
 
     /// <summary>The tenant and job of every log line written inside it (structured: TenantId, JobId).</summary>
     private IDisposable? LogScope() => log.BeginScope("Tenant {TenantId} job {JobId}", S.Definition?.TenantId, JobId);

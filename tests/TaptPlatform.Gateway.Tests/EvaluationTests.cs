@@ -15,7 +15,7 @@ using TaptPlatform.Vision.Tapt;
 
 namespace TaptPlatform.Gateway.Tests;
 
-/// <summary>Robustness evaluations through the HTTP API (issue 8), on the tiny model.</summary>
+/// <summary>Robustness evaluations through the HTTP API, on the tiny model.</summary>
 [Collection(GatewayCollection.Name)]
 public sealed class EvaluationTests(GatewayFixture gateway)
 {

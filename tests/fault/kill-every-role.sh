@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault test of issue 7 on the multi-process topology (infra/local-cluster.sh): during one job of TAPT_FAULT_IMAGES
+# Fault test on the multi-process topology (infra/local-cluster.sh): during one job of TAPT_FAULT_IMAGES
 # (500) Fashion-MNIST images, with a SignalR client (tests/fault/live-client.cjs, the web console's protocol) following it:
 #   1. kill -9 the accelerator silo at 15 % of the results, start another accelerator silo;
 #   2. kill -9 the cpu-only silo at 40 %, start another cpu-only silo;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault test of issue 7 on the multi-process topology (infra/local-cluster.sh): Azure Storage goes away mid-job. At 30 %
+# Fault test on the multi-process topology (infra/local-cluster.sh): Azure Storage goes away mid-job. At 30 %
 # of TAPT_FAULT_IMAGES (500) results Azurite is stopped (SIGTERM, so it saves its data as a storage service keeps what it
 # acknowledged), stays down TAPT_FAULT_OUTAGE seconds (20), and starts again on the same data folder and ports.
 # Checks: every process of the cluster survives the outage; the job completes; each image has exactly one result, and
