@@ -1,6 +1,7 @@
 using System.Globalization;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Text;
 using static TorchSharp.torch;
 
@@ -15,9 +16,7 @@ public sealed record ZeroShotResult(double Accuracy, int Correct, int Count, IRe
 /// </summary>
 public static class ZeroShot
 {
-    public const string DefaultTemplate = "a photo of a {0}.";
-
-    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500) =>
+    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = LabelVocabulary.DefaultTemplate, int batch = 500) =>
         Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch);
 
     public static IReadOnlyList<string> Prompts(IReadOnlyList<string> classNames, string template)
@@ -26,7 +25,7 @@ public static class ZeroShot
         return classNames.Select(n => string.Format(CultureInfo.InvariantCulture, template, n.ToLowerInvariant())).ToArray();
     }
 
-    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = DefaultTemplate, int batch = 500)
+    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = LabelVocabulary.DefaultTemplate, int batch = 500)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         var prompts = Prompts(data.ClassNames, template);
