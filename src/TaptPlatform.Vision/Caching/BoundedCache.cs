@@ -82,6 +82,7 @@ public sealed class BoundedCache<TKey, TValue> : ICacheStatistics, IDisposable
         var value = create(key);
         var size = Math.Max(0, _sizeOf(value));
         List<Entry> released = [];
+        var evicted = 0;
         TValue? discarded = null;
         try
         {
@@ -98,7 +99,7 @@ public sealed class BoundedCache<TKey, TValue> : ICacheStatistics, IDisposable
                     entry.Evicted = true;
                     return new Lease(this, entry);
                 }
-                MakeRoomLocked(size, released);
+                evicted = MakeRoomLocked(size, released);
                 _map[key] = _recency.AddFirst(entry);
                 Interlocked.Add(ref _bytes, size);
                 return new Lease(this, entry);
@@ -108,7 +109,7 @@ public sealed class BoundedCache<TKey, TValue> : ICacheStatistics, IDisposable
         {
             if (discarded is not null) Release(discarded);
             foreach (var e in released) Release(e.Value);
-            if (released.Count > 0) _metrics.Evicted(Name, released.Count);
+            if (evicted > 0) _metrics.Evicted(Name, evicted);
         }
     }
 
@@ -121,15 +122,18 @@ public sealed class BoundedCache<TKey, TValue> : ICacheStatistics, IDisposable
     }
 
     /// <summary>Drops least recently used entries until one of <paramref name="size"/> fits; collects those no lease holds.</summary>
-    private void MakeRoomLocked(long size, List<Entry> released)
+    private int MakeRoomLocked(long size, List<Entry> released)
     {
+        var evicted = 0;
         while (_recency.Count > 0 && (Interlocked.Read(ref _bytes) + size > MaxBytes || _map.Count + 1 > MaxEntries))
         {
             var victim = _recency.Last!.Value;
             Remove(victim);
             Interlocked.Increment(ref _evictions);
+            evicted++;
             if (victim.Rents == 0) released.Add(victim);
         }
+        return evicted;
     }
 
     private void Remove(Entry entry)
