@@ -251,26 +251,7 @@ public sealed class TuningEngine : IDisposable
         var (artifactName, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
         var design = artifact.Shape.Design.ToString();
         activity?.SetTag(TaptTelemetry.DesignAttribute, design);
-        var s = head.Request.Settings;
-        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
-            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model.Name}' is {artifact.Shape.Design}");
-        TaptOptions options;
-        try
-        {
-            options = artifact.Settings with
-            {
-                Views = s.Views ?? artifact.Settings.Views,
-                Steps = s.Steps ?? artifact.Settings.Steps,
-                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
-                // Flagged images keep their tuned prompts in the audit record.
-                ReturnTunedPrompts = true,
-            };
-            options.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
-        }
+        var options = OptionsFor(model.Name, artifactName, artifact, head.Request.Settings);
         var vocabulary = head.Vocabulary;
 
         // Decode on this thread (cheap next to tuning); a bad image fails alone.
@@ -346,6 +327,30 @@ public sealed class TuningEngine : IDisposable
                 d is null ? null : new StatisticsDistanceInfo(d.ToAdversarialReference, d.ToCleanReference, d.ToAttackedImages, d.CloserToAttacked),
                 r.Seconds, accepted.Count,
                 TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray())));
+        }
+    }
+
+    /// <summary>The artifact's test-time settings with the request's overrides; a mismatch or an invalid value fails permanently.</summary>
+    private static TaptOptions OptionsFor(string model, string artifactName, PromptArtifact artifact, TuningSettings s)
+    {
+        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
+            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model}' is {artifact.Shape.Design}");
+        try
+        {
+            var options = artifact.Settings with
+            {
+                Views = s.Views ?? artifact.Settings.Views,
+                Steps = s.Steps ?? artifact.Settings.Steps,
+                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
+                // Flagged images keep their tuned prompts in the audit record.
+                ReturnTunedPrompts = true,
+            };
+            options.Validate();
+            return options;
+        }
+        catch (ArgumentException e)
+        {
+            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
         }
     }
 
