@@ -16,7 +16,8 @@ public sealed record TuningSettings(
 
 /// <summary>
 /// One image for a model grain: the encoded bytes (the job grain reads them from its own tenant's blobs), the
-/// labels and their prompt texts, the settings and the seed of the random views.
+/// vocabulary by reference (the model grain obtains its texts once per reference), the settings and the seed of
+/// the random views. Never stored: its shape may change between versions.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TuningRequest(
@@ -24,8 +25,7 @@ public sealed record TuningRequest(
     [property: Id(1)] string JobId,
     [property: Id(2)] int ImageIndex,
     [property: Id(3)] byte[] Image,
-    [property: Id(4)] ImmutableArray<string> Labels,
-    [property: Id(5)] ImmutableArray<string> PromptTexts,
+    [property: Id(9)] VocabularyReference Vocabulary,
     [property: Id(6)] TuningSettings Settings,
     [property: Id(7)] int Seed,
     [property: Id(8)] bool ReportSteps = true);

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Globalization;
 
 namespace TaptPlatform.Contracts;
 
@@ -15,6 +16,7 @@ public sealed record VocabularyDefinition(
     [property: Id(1)] ImmutableArray<LabelEntry> Labels,
     [property: Id(2)] string Template = VocabularyDefinition.DefaultTemplate)
 {
+    /// <summary>The template of vocabularies that name none (the ML core's <c>LabelVocabulary.DefaultTemplate</c> is the same, by test).</summary>
     public const string DefaultTemplate = "a photo of a {0}.";
     public const int MaxLabels = 1000;
 
@@ -39,3 +41,25 @@ public sealed record VocabularySummary(
     [property: Id(0)] string Name,
     [property: Id(1)] int LatestVersion,
     [property: Id(2)] int LabelCount);
+
+/// <summary>The prompt-text rule: a label's own prompt text when it has one, else its vocabulary's template filled with the label.</summary>
+public static class PromptTexts
+{
+    public static string Of(LabelEntry label, string template) =>
+        string.IsNullOrWhiteSpace(label.PromptText) ? string.Format(CultureInfo.InvariantCulture, template, label.Label) : label.PromptText;
+
+    /// <summary>The prompt text of every label of a vocabulary version, in label order.</summary>
+    public static ImmutableArray<string> Of(VocabularyVersion vocabulary) =>
+        vocabulary.Labels.Select(l => Of(l, vocabulary.Template)).ToImmutableArray();
+}
+
+/// <summary>
+/// A vocabulary version by reference: whose, which, and the SHA-256 of its labels and prompt texts (the key of the
+/// engine's caches; whoever resolves the reference checks the texts it obtains against it).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record VocabularyReference(
+    [property: Id(0)] string TenantId,
+    [property: Id(1)] string Name,
+    [property: Id(2)] int Version,
+    [property: Id(3)] string Sha256);

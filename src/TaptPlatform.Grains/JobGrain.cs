@@ -294,9 +294,7 @@ public sealed class JobGrain(
         activity?.SetTag(TaptTelemetry.JobAttribute, JobId);
         activity?.SetTag(TaptTelemetry.ModelAttribute, def.Configuration.Model);
         var model = ModelGrainFor(def);
-        var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
-        var texts = def.Vocabulary.Labels.Select(l => string.IsNullOrWhiteSpace(l.PromptText)
-            ? string.Format(CultureInfo.InvariantCulture, def.Vocabulary.Template, l.Label) : l.PromptText).ToImmutableArray();
+        var vocabulary = VocabularyReferences.Of(def.Vocabulary);
         var settings = TuningSettings.From(def.Configuration);
         var pending = new Queue<int>(Enumerable.Range(0, S.Images.Count).Where(i => !S.Results.ContainsKey(i)));
         activity?.SetTag(TaptTelemetry.ImagesAttribute, pending.Count);
@@ -306,7 +304,7 @@ public sealed class JobGrain(
             while (!ct.IsCancellationRequested)
             {
                 while (inFlight.Count < Math.Max(1, _options.MaxInFlight) && pending.TryDequeue(out var index))
-                    inFlight.Add(ProcessImageAsync(model, new TuningRequest(def.TenantId, JobId, index, [], labels, texts, settings, def.Seed), ct));
+                    inFlight.Add(ProcessImageAsync(model, new TuningRequest(def.TenantId, JobId, index, [], vocabulary, settings, def.Seed), ct));
                 if (inFlight.Count == 0) break;
                 inFlight.Remove(await Task.WhenAny(inFlight));
             }

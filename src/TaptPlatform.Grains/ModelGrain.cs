@@ -70,17 +70,20 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
         }
     }
 
-    public Task<TuningOutcome> TuneAsync(TuningRequest request)
+    public async Task<TuningOutcome> TuneAsync(TuningRequest request)
     {
         Identifiers.RequireTenantId(request.TenantId);
         Identifiers.RequireJobId(request.JobId);
-        if (request.Labels.IsDefaultOrEmpty || request.Labels.Length < 2) throw new TaptRequestException("a tuning request needs at least two labels");
-        if (request.PromptTexts.IsDefault || request.PromptTexts.Length != request.Labels.Length) throw new TaptRequestException("one prompt text per label");
+        var reference = request.Vocabulary ?? throw new TaptRequestException("a tuning request needs a vocabulary");
+        if (reference.TenantId != request.TenantId) throw new TaptRequestException("a tuning request names another tenant's vocabulary");
+        // The texts come from the tenant grain once per reference and silo, not with every image.
+        var vocabulary = await _engine!.Vocabularies.GetAsync(reference,
+            r => GrainFactory.GetGrain<ITenantGrain>(r.TenantId).GetVocabularyAsync(r.Name, r.Version));
         var writer = _steps!.Writer;
         Action<StepMetrics>? onStep = request.ReportSteps
             ? m => writer.TryWrite((request.TenantId, new ImageStepProgress(request.JobId, request.ImageIndex, m)))
             : null;
-        return _engine!.EnqueueAsync(new TuningWorkItem(Model, request, onStep));
+        return await _engine.EnqueueAsync(new TuningWorkItem(Model, request, vocabulary, onStep));
     }
 
     public Task CancelJobAsync(string tenantId, string jobId)

@@ -17,10 +17,14 @@ namespace TaptPlatform.Grains.Tests;
 [Collection(PlatformCollection.Name)]
 public sealed class TuningEngineTests
 {
-    private static TuningRequest Request(int index, int seed = 5) => new(
+    private static readonly LabelVocabulary Fashion = new(TestModels.FashionLabels, [.. TestModels.FashionLabels.Select(l => $"a photo of a {l}.")]);
+
+    private static TuningRequest Request(int index, int seed = 5, LabelVocabulary? vocabulary = null) => new(
         "engine-tests", "job-engine-tests", index, TestModels.FashionPng(index),
-        [.. TestModels.FashionLabels], [.. TestModels.FashionLabels.Select(l => $"a photo of a {l}.")],
+        new VocabularyReference("engine-tests", "fashion", 1, (vocabulary ?? Fashion).Key),
         new TuningSettings(null, "VLI", 16, 2, null), seed);
+
+    private static TuningWorkItem Item(TuningRequest request, Action<StepMetrics>? onStep = null) => new(TestModels.Tiny, request, Fashion, onStep);
 
     [Fact]
     public async Task The_engine_batches_queued_images_and_its_bounded_queue_holds_back_the_rest()
@@ -30,7 +34,7 @@ public sealed class TuningEngineTests
         using var engine = new TuningEngine(Options.Create(new TuningEngineOptions { Threads = 1, QueueCapacity = capacity, MaxBatchSize = batch }), catalog, NullLogger<TuningEngine>.Instance);
         var steps = new System.Collections.Concurrent.ConcurrentBag<(int Image, int Step)>();
 
-        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(i), m => steps.Add((i, m.Step))))).ToList();
+        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(Item(Request(i), m => steps.Add((i, m.Step))))).ToList();
         var maxAccepted = 0;
         while (!tasks.All(t => t.IsCompleted))
         {
@@ -76,11 +80,11 @@ public sealed class TuningEngineTests
         using var engine = new TuningEngine(Options.Create(new TuningEngineOptions { Threads = 1, QueueCapacity = capacity, MaxBatchSize = batch }), catalog,
             NullLogger<TuningEngine>.Instance, new TuningMetrics(factory));
 
-        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(i) with
+        var tasks = Enumerable.Range(0, images).Select(i => engine.EnqueueAsync(Item(Request(i) with
         {
             Settings = new TuningSettings(null, "VLI", 16, steps, null),
         }))).ToList();
-        tasks.Add(engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(images) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] })));
+        tasks.Add(engine.EnqueueAsync(Item(Request(images) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] })));
         while (!tasks.All(t => t.IsCompleted))
         {
             metrics.Observe();
@@ -108,12 +112,12 @@ public sealed class TuningEngineTests
     {
         using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }), NullLogger<ModelCatalog>.Instance);
         using var engine = new TuningEngine(Options.Create(new TuningEngineOptions()), catalog, NullLogger<TuningEngine>.Instance);
-        var good = engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(1)));
-        var bad = engine.EnqueueAsync(new TuningWorkItem(TestModels.Tiny, Request(2) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] }));
+        var good = engine.EnqueueAsync(Item(Request(1)));
+        var bad = engine.EnqueueAsync(Item(Request(2) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] }));
 
         Assert.Null((await good).Rejection);
         Assert.NotNull((await bad).Rejection);
-        var e = await Assert.ThrowsAsync<TuningFailedException>(() => engine.EnqueueAsync(new TuningWorkItem("no-such-model", Request(3))));
+        var e = await Assert.ThrowsAsync<TuningFailedException>(() => engine.EnqueueAsync(new TuningWorkItem("no-such-model", Request(3), Fashion)));
         Assert.False(e.Transient);
         Assert.Contains("no-such-model", e.Message);
     }

@@ -255,7 +255,7 @@ public sealed class EvaluationJobGrain(
         using var scope = log.BeginScope("Tenant {TenantId} evaluation {JobId}", def.TenantId, JobId);
         var worker = GrainFactory.GetGrain<IEvaluationWorkerGrain>(def.Configuration.Model);
         var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
-        var prompts = def.Vocabulary.Labels.Select(l => l.PromptText ?? string.Format(CultureInfo.InvariantCulture, def.Vocabulary.Template, l.Label)).ToImmutableArray();
+        var prompts = PromptTexts.Of(def.Vocabulary);
         var imageLabels = S.Images.Select(i => i.Label).ToImmutableArray();
         try
         {

@@ -137,7 +137,8 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         EvaluationReport report;
         using (var scope = NewDisposeScope())
         {
-            var evaluator = new RobustnessEvaluator(model.Clip, new TaptDefense(model.Clip, artifact, options), vocabulary);
+            using var defense = new TaptDefense(model.Clip, artifact, options);
+            var evaluator = new RobustnessEvaluator(model.Clip, defense, vocabulary);
             report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples), null, batch =>
             {
                 var perImage = batch.Seconds / Math.Max(1, batch.Outcomes.Count);

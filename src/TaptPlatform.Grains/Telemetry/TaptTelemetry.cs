@@ -16,8 +16,8 @@ public static class TaptTelemetry
     /// <summary>The tuning engine: TAPT time per image, batch and step, queue depth.</summary>
     public const string TuningName = "TaptPlatform.Tuning";
 
-    /// <summary>Every meter of the grains and the engine (for an OpenTelemetry meter provider).</summary>
-    public static readonly IReadOnlyList<string> MeterNames = [JobsName, TuningName];
+    /// <summary>Every meter of the grains and the engine, with the ML core's caches (for an OpenTelemetry meter provider).</summary>
+    public static readonly IReadOnlyList<string> MeterNames = [JobsName, TuningName, Vision.Caching.CacheMetrics.MeterName];
 
     /// <summary>Every activity source of the grains and the engine (for an OpenTelemetry tracer provider).</summary>
     public static readonly IReadOnlyList<string> SourceNames = [JobsName, TuningName];

@@ -15,11 +15,11 @@ public sealed class LoadedModel : IDisposable
     private readonly Dictionary<string, PromptArtifact> _artifacts = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
-    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device)
+    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device, long textCacheBytes)
     {
         Name = name;
         Checkpoint = checkpoint;
-        Clip = new PromptedClip(checkpoint, device);
+        Clip = new PromptedClip(checkpoint, device, textCacheBytes);
         Preprocessor = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
     }
 
@@ -58,15 +58,26 @@ public sealed class LoadedModel : IDisposable
             foreach (var a in _artifacts.Values) a.Dispose();
             _artifacts.Clear();
         }
+        Clip.Dispose();
         Checkpoint.Dispose();
     }
 }
 
-/// <summary>Loads models by name from the configured catalog, once per silo.</summary>
-public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log) : IDisposable
+/// <summary>
+/// Loads models by name from the configured catalog, once per silo. Each model's text cache is bounded by the
+/// engine's <see cref="TuningEngineOptions.TextCacheBytes"/> (the evaluation engine shares the models).
+/// </summary>
+public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log, IOptions<TuningEngineOptions>? engine = null) : IDisposable
 {
     private readonly Dictionary<string, LoadedModel> _models = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
+    private readonly long _textCacheBytes = Validated(engine?.Value ?? new TuningEngineOptions()).TextCacheBytes;
+
+    private static TuningEngineOptions Validated(TuningEngineOptions o)
+    {
+        o.Validate();
+        return o;
+    }
 
     /// <summary>The directory a model name resolves to, or null.</summary>
     public string? Locate(string name)
@@ -95,7 +106,7 @@ public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<
                 throw new TuningFailedException($"model '{name}' cannot be loaded: {e.Message}");
             }
             log.LogInformation("Loaded model {Model} from {Directory} ({Checksum})", name, ckpt.Directory, ckpt.Checksum);
-            m = new LoadedModel(name, ckpt, device);
+            m = new LoadedModel(name, ckpt, device, _textCacheBytes);
             _models[name] = m;
             return m;
         }

@@ -1,13 +1,13 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Vision;
+using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
@@ -35,8 +35,8 @@ public sealed class TuningEngine : IDisposable
     private readonly TuningMetrics _metrics;
     private readonly bool _ownsMetrics;
     private readonly int[] _carried;
-    // One defense per (artifact, settings): building one copies the reference statistics to the device.
-    private readonly ConditionalWeakTable<PromptArtifact, ConcurrentDictionary<TaptOptions, TaptDefense>> _defenses = new();
+    // One defense per (artifact, settings), the least recently used dropped: each copies the reference statistics to the device.
+    private readonly BoundedCache<DefenseKey, TaptDefense> _defenses;
     private long _batches, _images;
     private int _largestBatch, _queued;
     private bool _disposed;
@@ -50,6 +50,8 @@ public sealed class TuningEngine : IDisposable
         _ownsMetrics = metrics is null;
         _metrics = metrics ?? new TuningMetrics();
         _carried = new int[_options.Threads];
+        _defenses = new BoundedCache<DefenseKey, TaptDefense>("tuning-engine.defenses", long.MaxValue, d => d.DeviceBytes, _options.DefenseCacheEntries);
+        Vocabularies = new VocabularyCache(_options.VocabularyCacheBytes);
         _device = ComputeDevice.Parse(_options.Device);
         if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
         _queue = Channel.CreateBounded<TuningWorkItem>(new BoundedChannelOptions(_options.QueueCapacity)
@@ -70,6 +72,12 @@ public sealed class TuningEngine : IDisposable
     }
 
     public TuningEngineOptions Options => _options;
+
+    /// <summary>Vocabularies resolved from the references of tuning requests (model grains fill it).</summary>
+    public VocabularyCache Vocabularies { get; }
+
+    /// <summary>The defenses kept for reuse (entries and the device bytes of their reference statistics).</summary>
+    public ICacheStatistics DefenseCache => _defenses;
     public long BatchesRun => Interlocked.Read(ref _batches);
     public long ImagesRun => Interlocked.Read(ref _images);
     public int LargestBatch => Volatile.Read(ref _largestBatch);
@@ -243,27 +251,8 @@ public sealed class TuningEngine : IDisposable
         var (artifactName, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
         var design = artifact.Shape.Design.ToString();
         activity?.SetTag(TaptTelemetry.DesignAttribute, design);
-        var s = head.Request.Settings;
-        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
-            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model.Name}' is {artifact.Shape.Design}");
-        TaptOptions options;
-        try
-        {
-            options = artifact.Settings with
-            {
-                Views = s.Views ?? artifact.Settings.Views,
-                Steps = s.Steps ?? artifact.Settings.Steps,
-                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
-                // Flagged images keep their tuned prompts in the audit record.
-                ReturnTunedPrompts = true,
-            };
-            options.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
-        }
-        var vocabulary = new LabelVocabulary(head.Request.Labels, head.Request.PromptTexts);
+        var options = OptionsFor(model.Name, artifactName, artifact, head.Request.Settings);
+        var vocabulary = head.Vocabulary;
 
         // Decode on this thread (cheap next to tuning); a bad image fails alone.
         var pixels = new List<float[]>(live.Count);
@@ -284,7 +273,8 @@ public sealed class TuningEngine : IDisposable
         activity?.SetTag("tapt.images.rejected", live.Count - accepted.Count);
         if (accepted.Count == 0) return;
 
-        var defense = _defenses.GetOrCreateValue(artifact).GetOrAdd(options, o => new TaptDefense(model.Clip, artifact, o));
+        using var lease = _defenses.Rent(new DefenseKey(model.Clip, artifact, options), k => new TaptDefense(k.Clip, k.Artifact, k.Options));
+        var defense = lease.Value;
         var clock = Stopwatch.StartNew();
         var lastStep = TimeSpan.Zero;
         IReadOnlyList<TaptResult> results;
@@ -340,6 +330,30 @@ public sealed class TuningEngine : IDisposable
         }
     }
 
+    /// <summary>The artifact's test-time settings with the request's overrides; a mismatch or an invalid value fails permanently.</summary>
+    private static TaptOptions OptionsFor(string model, string artifactName, PromptArtifact artifact, TuningSettings s)
+    {
+        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
+            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model}' is {artifact.Shape.Design}");
+        try
+        {
+            var options = artifact.Settings with
+            {
+                Views = s.Views ?? artifact.Settings.Views,
+                Steps = s.Steps ?? artifact.Settings.Steps,
+                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
+                // Flagged images keep their tuned prompts in the audit record.
+                ReturnTunedPrompts = true,
+            };
+            options.Validate();
+            return options;
+        }
+        catch (ArgumentException e)
+        {
+            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
+        }
+    }
+
     private static StepMetrics ToMetrics(TaptStepReport r) => new(
         r.Step, r.EntropyLoss, r.AlignmentAdversarial, r.AlignmentClean, r.TotalLoss, [.. r.SelectedViews],
         r.TopK.Select(t => new LabelProbability(t.Index, t.Label, t.Probability)).ToImmutableArray());
@@ -354,6 +368,11 @@ public sealed class TuningEngine : IDisposable
         foreach (var t in _threads)
             if (!t.Join(TimeSpan.FromMinutes(2))) _log.LogWarning("Tuning thread {Thread} did not stop in time", t.Name);
         while (_queue.Reader.TryRead(out var item)) item.Completion.TrySetException(new TuningFailedException("the tuning engine stopped", transient: true));
+        _defenses.Dispose();
+        Vocabularies.Dispose();
         if (_ownsMetrics) _metrics.Dispose();
     }
+
+    /// <summary>Models and artifacts compare by reference (loaded once per silo); settings by value.</summary>
+    private sealed record DefenseKey(PromptedClip Clip, PromptArtifact Artifact, TaptOptions Options);
 }

@@ -18,12 +18,24 @@ public sealed class TuningEngineOptions
     /// <summary>libtorch intra-op threads (0: leave libtorch's default).</summary>
     public int TorchThreads { get; set; }
 
+    /// <summary>Bytes of token ids and plain text features each loaded model keeps on the device, over all vocabularies.</summary>
+    public long TextCacheBytes { get; set; } = 64L << 20;
+
+    /// <summary>TAPT defenses kept (one per artifact and test-time settings; each holds reference statistics on the device).</summary>
+    public int DefenseCacheEntries { get; set; } = 16;
+
+    /// <summary>Bytes of vocabulary texts kept after model grains resolved them from their references.</summary>
+    public long VocabularyCacheBytes { get; set; } = 16L << 20;
+
     public void Validate()
     {
         if (Threads is < 1 or > 64) throw new ArgumentException("Tapt:Engine:Threads must be in 1..64");
         if (QueueCapacity is < 1 or > 100_000) throw new ArgumentException("Tapt:Engine:QueueCapacity must be in 1..100000");
         if (MaxBatchSize is < 1 or > 256) throw new ArgumentException("Tapt:Engine:MaxBatchSize must be in 1..256");
         if (TorchThreads < 0) throw new ArgumentException("Tapt:Engine:TorchThreads must not be negative");
+        if (TextCacheBytes is < 1 or > 1L << 40) throw new ArgumentException("Tapt:Engine:TextCacheBytes must be in 1..2^40");
+        if (DefenseCacheEntries is < 1 or > 4096) throw new ArgumentException("Tapt:Engine:DefenseCacheEntries must be in 1..4096");
+        if (VocabularyCacheBytes is < 1 or > 1L << 40) throw new ArgumentException("Tapt:Engine:VocabularyCacheBytes must be in 1..2^40");
     }
 }
 

@@ -1,13 +1,21 @@
 using System.Diagnostics;
 using TaptPlatform.Contracts;
+using TaptPlatform.Vision.Prompts;
 
 namespace TaptPlatform.Grains.Tuning;
 
-/// <summary>One queued image: the request, the model it runs on, a step callback and the promise of its outcome.</summary>
-public sealed class TuningWorkItem(string model, TuningRequest request, Action<StepMetrics>? onStep = null)
+/// <summary>
+/// One queued image: the request, the model it runs on, the vocabulary its reference resolved to, a step callback and
+/// the promise of its outcome.
+/// </summary>
+public sealed class TuningWorkItem(string model, TuningRequest request, LabelVocabulary vocabulary, Action<StepMetrics>? onStep = null)
 {
     public string Model { get; } = model;
     public TuningRequest Request { get; } = request;
+
+    /// <summary>The labels and prompt texts of <see cref="TuningRequest.Vocabulary"/> (its hash is this vocabulary's key).</summary>
+    public LabelVocabulary Vocabulary { get; } = vocabulary.Key == request.Vocabulary.Sha256 ? vocabulary
+        : throw new ArgumentException("the vocabulary does not match the request's reference", nameof(vocabulary));
 
     /// <summary>Called on the tuning thread after each step: must return at once (post, never block).</summary>
     public Action<StepMetrics>? OnStep { get; } = onStep;
@@ -23,7 +31,7 @@ public sealed class TuningWorkItem(string model, TuningRequest request, Action<S
         request.Settings.Views?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
         request.Settings.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
         request.Settings.LearningRate?.ToString("R", System.Globalization.CultureInfo.InvariantCulture) ?? "",
-        string.Join('\u001f', request.Labels), string.Join('\u001f', request.PromptTexts));
+        request.Vocabulary.Sha256);
 
     public string JobKey => JobKeyOf(Request.TenantId, Request.JobId);
 

@@ -1,3 +1,7 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
 namespace TaptPlatform.Vision.Prompts;
 
 /// <summary>
@@ -20,13 +24,36 @@ public sealed record LabelVocabulary
         PromptTexts = promptTexts is null
             ? labels.Select(l => string.Format(System.Globalization.CultureInfo.InvariantCulture, template, l)).ToArray()
             : promptTexts.Select((p, i) => string.IsNullOrWhiteSpace(p) ? string.Format(System.Globalization.CultureInfo.InvariantCulture, template, labels[i]) : p).ToArray();
-        Key = string.Join("\u001f", PromptTexts);
+        Key = ContentHash(Labels, PromptTexts);
     }
 
     public IReadOnlyList<string> Labels { get; }
     public IReadOnlyList<string> PromptTexts { get; }
     public int Count => Labels.Count;
 
-    /// <summary>Identity for caches: equal prompt texts give equal text features (built once: every text-feature call looks it up).</summary>
+    /// <summary>
+    /// Identity for caches: the <see cref="ContentHash"/> of the labels and prompt texts (built once: every
+    /// text-feature call looks it up). Equal keys give equal token ids and text features.
+    /// </summary>
     public string Key { get; }
+
+    /// <summary>
+    /// SHA-256 (lower-case hex) of the labels and their prompt texts in order, each as its UTF-8 bytes after their
+    /// length (32-bit little-endian), label then text. Vocabulary references across the cluster carry this hash.
+    /// </summary>
+    public static string ContentHash(IReadOnlyList<string> labels, IReadOnlyList<string> promptTexts)
+    {
+        if (labels.Count != promptTexts.Count) throw new ArgumentException("one prompt text per label");
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        Span<byte> length = stackalloc byte[4];
+        for (var i = 0; i < labels.Count; i++)
+            foreach (var text in new[] { labels[i], promptTexts[i] })
+            {
+                var bytes = Encoding.UTF8.GetBytes(text);
+                BinaryPrimitives.WriteInt32LittleEndian(length, bytes.Length);
+                sha.AppendData(length);
+                sha.AppendData(bytes);
+            }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
 }

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Clip;
 using static TorchSharp.torch;
 
@@ -6,60 +6,89 @@ namespace TaptPlatform.Vision.Prompts;
 
 /// <summary>
 /// CLIP as a classifier over a label vocabulary, with or without prompts. Caches what does not
-/// change: tokenised prompt texts per vocabulary and, for prompt-free text sides (plain CLIP and the
-/// V design), the text features.
+/// change, per vocabulary (<see cref="LabelVocabulary.Key"/>) in one bounded LRU cache: the tokenised
+/// prompt texts and, for prompt-free text sides (plain CLIP and the V design), the text features.
 /// </summary>
-public sealed class PromptedClip
+public sealed class PromptedClip : IDisposable
 {
-    private readonly ConcurrentDictionary<string, TokenizedVocabulary> _ids = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Tensor> _plainText = new(StringComparer.Ordinal);
+    public const long DefaultTextCacheBytes = 64L << 20;
+
+    private readonly BoundedCache<(TextKind Kind, string Vocabulary), CachedText> _text;
     private readonly Lock _gate = new();
 
-    public PromptedClip(ClipCheckpoint checkpoint, Device? device = null)
+    public PromptedClip(ClipCheckpoint checkpoint, Device? device = null, long textCacheBytes = DefaultTextCacheBytes)
     {
         Checkpoint = checkpoint;
         Device = device ?? CPU;
+        _text = new BoundedCache<(TextKind, string), CachedText>("prompted-clip.text", textCacheBytes, t => t.Bytes);
     }
+
+    /// <summary>The token-id and text-feature cache (device memory of the tensors it holds).</summary>
+    public ICacheStatistics TextCache => _text;
 
     public ClipCheckpoint Checkpoint { get; }
     public ClipModel Model => Checkpoint.Model;
     public Device Device { get; }
     public int ImageSize => Model.Config.Vision.ImageSize;
 
-    /// <summary>Token ids [C, L] of the vocabulary's prompt texts (cached, never disposed by callers).</summary>
+    /// <summary>Token ids [C, L] of the vocabulary's prompt texts: a new handle on the cached ids, owned by the caller.</summary>
     public Tensor Ids(LabelVocabulary vocabulary, int contextTokens = 0)
     {
-        var tokens = _ids.GetOrAdd(vocabulary.Key, _ =>
-        {
-            var rows = vocabulary.PromptTexts.Select(Checkpoint.Tokenizer.Encode).ToList();
-            var t = TokenBatch.Pad(rows, Model.Config.Text.PadTokenId).to(Device);
-            t.DetachFromDisposeScope();
-            using var eos = Model.TextModel.EosIndex(t);
-            return new TokenizedVocabulary(t, (int)eos.min().item<long>() - 1);
-        });
+        using var lease = _text.Rent((TextKind.Ids, vocabulary.Key), _ => Tokenize(vocabulary));
+        var tokens = lease.Value;
         // Learned prompts replace the first n content tokens; each text needs at least one more before its end token.
         if (contextTokens > 0 && tokens.ShortestText <= contextTokens)
             throw new ArgumentException($"a prompt text has only {tokens.ShortestText} tokens; learned prompts replace the first {contextTokens}, so each needs more");
-        return tokens.Ids;
+        // The alias shares the storage, so it stays valid after the cache evicts and disposes its own handle.
+        return tokens.Tensor.alias();
     }
 
-    /// <summary>Padded ids and the content-token count of the shortest text (found once per vocabulary).</summary>
-    private sealed record TokenizedVocabulary(Tensor Ids, int ShortestText);
+    private CachedText Tokenize(LabelVocabulary vocabulary)
+    {
+        var rows = vocabulary.PromptTexts.Select(Checkpoint.Tokenizer.Encode).ToList();
+        using var padded = TokenBatch.Pad(rows, Model.Config.Text.PadTokenId);
+        var t = padded.to(Device, copy: true);
+        t.DetachFromDisposeScope();
+        using var eos = Model.TextModel.EosIndex(t);
+        using var shortest = eos.min();
+        return new CachedText(t, (int)shortest.item<long>() - 1);
+    }
 
-    /// <summary>Normalised text features [C, P] without learned text prompts (cached per vocabulary).</summary>
+    /// <summary>Normalised text features [C, P] without learned text prompts (cached per vocabulary; the caller owns the returned handle).</summary>
     public Tensor PlainTextFeatures(LabelVocabulary vocabulary)
     {
-        if (_plainText.TryGetValue(vocabulary.Key, out var cached)) return cached;
+        var key = (TextKind.PlainFeatures, vocabulary.Key);
+        if (_text.TryRent(key, out var cached))
+            using (cached) return cached.Value.Tensor.alias();
+        // One thread encodes a vocabulary; the others wait for its features instead of encoding them again.
         lock (_gate)
         {
-            if (_plainText.TryGetValue(vocabulary.Key, out cached)) return cached;
-            using var scope = NewDisposeScope();
-            using var _ = no_grad();
-            var features = nn.functional.normalize(Model.EncodeText(Ids(vocabulary)), dim: -1);
-            features.DetachFromDisposeScope();
-            _plainText[vocabulary.Key] = features;
-            return features;
+            using var lease = _text.Rent(key, _ =>
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                using var ids = Ids(vocabulary);
+                var features = nn.functional.normalize(Model.EncodeText(ids), dim: -1);
+                features.DetachFromDisposeScope();
+                return new CachedText(features, 0);
+            });
+            return lease.Value.Tensor.alias();
         }
+    }
+
+    private enum TextKind
+    {
+        Ids,
+        PlainFeatures,
+    }
+
+    /// <summary>A cached tensor: padded ids with the content-token count of the shortest text, or plain text features.</summary>
+    private sealed class CachedText(Tensor tensor, int shortestText) : IDisposable
+    {
+        public Tensor Tensor { get; } = tensor;
+        public int ShortestText { get; } = shortestText;
+        public long Bytes { get; } = tensor.NumberOfElements * tensor.ElementSize;
+        public void Dispose() => Tensor.Dispose();
     }
 
     /// <summary>
@@ -72,9 +101,10 @@ public sealed class PromptedClip
         if (textPrompts is null)
         {
             var plain = PlainTextFeatures(vocabulary);
-            return prompts is { Groups: > 0 } ? plain.unsqueeze(0).expand(prompts.Groups, -1, -1) : plain.alias();
+            if (prompts is not { Groups: > 0 }) return plain;
+            using (plain) return plain.unsqueeze(0).expand(prompts.Groups, -1, -1);
         }
-        var ids = Ids(vocabulary, prompts!.Shape.TokensPerLayer);
+        using var ids = Ids(vocabulary, prompts!.Shape.TokensPerLayer);
         if (prompts.Groups == 0) return nn.functional.normalize(Model.EncodeText(ids, textPrompts), dim: -1);
         var k = prompts.Groups;
         // Image g's labels are rows g·C .. g·C + C − 1, so its prompt group covers them.
@@ -110,4 +140,7 @@ public sealed class PromptedClip
         using var txt = TextFeatures(vocabulary, prompts);
         return Logits(img, txt);
     }
+
+    /// <summary>Frees the cached tensors (handles callers still hold stay valid).</summary>
+    public void Dispose() => _text.Dispose();
 }

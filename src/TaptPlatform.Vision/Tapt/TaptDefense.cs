@@ -11,8 +11,9 @@ namespace TaptPlatform.Vision.Tapt;
 /// with the tuned prompts. Several images can be tuned in one batched pass; each keeps its own prompts
 /// and optimiser state, so the results equal one-at-a-time tuning. Every call keeps its prompts,
 /// optimiser and tensors to itself and the instance is only read, so tuning threads can share one.
+/// Disposing frees the device copies of the reference statistics (the artifact keeps its own).
 /// </summary>
-public sealed class TaptDefense
+public sealed class TaptDefense : IDisposable
 {
     private readonly PromptedClip _clip;
     private readonly PromptArtifact _artifact;
@@ -40,16 +41,40 @@ public sealed class TaptDefense
         public static DeviceReference? Of(ReferenceStatistics? s, Device device)
         {
             if (s is null) return null;
-            var mean = s.Mean.to(device);
-            var variance = s.Variance.to(device);
-            mean.DetachFromDisposeScope();
-            variance.DetachFromDisposeScope();
+            var mean = Own(s.Mean, device);
+            var variance = Own(s.Variance, device);
             return new DeviceReference(mean, variance, s.Layers);
+        }
+
+        /// <summary>A handle of this defense's own, so disposing it never disposes the artifact's tensor.</summary>
+        private static Tensor Own(Tensor t, Device device)
+        {
+            var moved = t.to(device);
+            if (ReferenceEquals(moved, t)) moved = t.alias();
+            moved.DetachFromDisposeScope();
+            return moved;
+        }
+
+        public void Dispose()
+        {
+            Mean.Dispose();
+            Variance.Dispose();
         }
     }
 
     public TaptOptions Options { get; }
     public PromptArtifact Artifact => _artifact;
+
+    /// <summary>Bytes of the reference statistics this defense keeps on the device.</summary>
+    public long DeviceBytes => References().Sum(r => r.Mean.NumberOfElements * r.Mean.ElementSize + r.Variance.NumberOfElements * r.Variance.ElementSize);
+
+    private IEnumerable<DeviceReference> References() =>
+        new[] { _alignAdv, _alignClean, _adversarial, _attacked }.OfType<DeviceReference>().Distinct<DeviceReference>(ReferenceEqualityComparer.Instance);
+
+    public void Dispose()
+    {
+        foreach (var r in References()) r.Dispose();
+    }
 
     /// <summary>Defends a group of images against one vocabulary; <paramref name="onStep"/> sees every step of every image.</summary>
     public IReadOnlyList<TaptResult> Classify(IReadOnlyList<TaptInput> inputs, LabelVocabulary vocabulary, Action<TaptStepReport>? onStep = null) =>

@@ -6,6 +6,7 @@ using TaptPlatform.Vision.Checkpoints;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Imaging;
+using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Text;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -213,7 +214,7 @@ public static class ClipTrainer
                 if (holdout is not null)
                 {
                     model.eval();
-                    holdoutAccuracy = ZeroShot.Evaluate(model, tokenizer, new GreyImageDataset(holdout), ZeroShot.DefaultTemplate, 1000).Accuracy;
+                    holdoutAccuracy = ZeroShot.Evaluate(model, tokenizer, new GreyImageDataset(holdout), LabelVocabulary.DefaultTemplate, 1000).Accuracy;
                     model.train();
                     line += string.Create(CultureInfo.InvariantCulture, $", hold-out zero-shot accuracy {holdoutAccuracy:P2}");
                 }

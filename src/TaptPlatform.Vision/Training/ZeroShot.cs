@@ -1,6 +1,7 @@
 using System.Globalization;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Text;
 using static TorchSharp.torch;
 
@@ -15,10 +16,8 @@ public sealed record ZeroShotResult(double Accuracy, int Correct, int Count, IRe
 /// </summary>
 public static class ZeroShot
 {
-    public const string DefaultTemplate = "a photo of a {0}.";
-
     /// <param name="progress">Called after every batch with (images done, images in all).</param>
-    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = DefaultTemplate, int batch = 500,
+    public static ZeroShotResult Evaluate(ClipCheckpoint checkpoint, IImageDataset data, string template = LabelVocabulary.DefaultTemplate, int batch = 500,
         Action<int, int>? progress = null) =>
         Evaluate(checkpoint.Model, checkpoint.Tokenizer, data, template, batch, progress);
 
@@ -28,7 +27,7 @@ public static class ZeroShot
         return classNames.Select(n => string.Format(CultureInfo.InvariantCulture, template, n.ToLowerInvariant())).ToArray();
     }
 
-    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = DefaultTemplate, int batch = 500,
+    public static ZeroShotResult Evaluate(ClipModel model, ClipTokenizer tokenizer, IImageDataset data, string template = LabelVocabulary.DefaultTemplate, int batch = 500,
         Action<int, int>? progress = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
