@@ -1,10 +1,11 @@
+// Longer than 400 lines because the grain answers fourteen calls, each a few lines of authorisation and
+// state; the mechanics it composes live in JobParts/ and Slots/.
 using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Polly;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Grains.Slots;
@@ -15,22 +16,14 @@ using TaptPlatform.Vision.Imaging;
 namespace TaptPlatform.Grains;
 
 /// <summary>
-/// A classification job bound to one tenant.
-/// <para><b>Acknowledged means stored</b>: <see cref="AddImagesAsync"/> writes each image blob, then the job state,
-/// and only then returns.</para>
-/// <para><b>Exactly one result per image</b>: a result is recorded by creating its blob only if none exists
-/// (the first record wins; a recomputation after a crash finds it and adopts it), then adding it to the state's
-/// index-keyed results. The result blobs are the source of truth and are stored before a result is reported; the
-/// state summarises them and is written every <see cref="JobOptions.StateWriteResults"/> results, on every watchdog
-/// tick with unsaved results, and whenever the job's state changes. On activation the state is reconciled with the
-/// result blobs, so results recorded after the last state write are adopted, not computed again.</para>
-/// <para><b>Inputs pass once</b>: accepted image bytes stay in memory (within the silo's
-/// <see cref="JobOptions.InputMemoryBytes"/>) until their image has a result, so dispatching does not read back the
-/// blob just written; after a reactivation, or past the budget, images are read from their blobs.</para>
-/// <para><b>Resume</b>: while running, a reminder brings the job back after its silo dies, and a keep-alive timer
-/// keeps it active. Its dispatcher hands up to <see cref="JobOptions.MaxInFlight"/> images without a result to the
-/// model grain and retries, with backoff, whatever fails for lack of an accelerator silo (the job waits until one
-/// joins).</para>
+/// A classification job bound to one tenant, composed of parts that each keep one promise:
+/// <see cref="ImageIntake"/> (acknowledged means stored), <see cref="ResultLedger"/> (exactly one result per image; the
+/// result blobs are the truth the state summarises and is reconciled with on activation), <see cref="BatchedState{T}"/>
+/// (the state written in batches of <see cref="JobOptions.StateWriteResults"/> results, on the watchdog and at every
+/// change of state), <see cref="JobInputs"/> (inputs pass once), <see cref="ImageDispatcher"/> (images to the model
+/// grain, retried while the job waits for an accelerator silo), <see cref="JobSlots"/> (the running slots its start
+/// takes and its end gives back). While running, a reminder brings the job back after its silo dies and a watchdog
+/// keeps it active, restarts the dispatcher and renews the slots.
 /// </summary>
 public sealed class JobGrain(
     [PersistentState("job", GrainStorageNames.Jobs)] IPersistentState<JobGrainState> state,
@@ -39,7 +32,7 @@ public sealed class JobGrain(
     IOptions<JobOptions> jobOptions,
     TimeProvider clock,
     JobMetrics metrics,
-    ILogger<JobGrain> log) : Grain, IJobGrain, IRemindable
+    ILogger<JobGrain> log) : Grain, IJobGrain, IRemindable, IDispatchedJob
 {
     private readonly JobOptions _options = jobOptions.Value;
     private readonly JobObservers _observers = new(log);
@@ -54,10 +47,11 @@ public sealed class JobGrain(
 
     private string JobId => this.GetPrimaryKeyString();
     private BatchedState<JobGrainState>? _saved;
-    private ResiliencePipeline? _dispatchRetries;
+    private ImageDispatcher? _dispatcher;
 
     private JobGrainState S => state.State;
     private BatchedState<JobGrainState> Saved => _saved ??= new(state, JobGrainState.Merge) { UnsavedLimit = _options.StateWriteResults };
+    private ImageDispatcher Dispatcher => _dispatcher ??= new ImageDispatcher(_options, this, log);
     private ResultLedger Ledger => _ledger ??= new ResultLedger(store, S.Definition!.TenantId, JobId);
     private JobSlots Slots => _slots ??= new JobSlots(GrainFactory, S.Definition!.TenantId, JobId, _options.SlotLease, clock, log);
 
@@ -296,18 +290,11 @@ public sealed class JobGrain(
         var model = ModelGrainFor(def);
         var vocabulary = VocabularyReferences.Of(def.Vocabulary);
         var settings = TuningSettings.From(def.Configuration);
-        var pending = new Queue<int>(Enumerable.Range(0, S.Images.Count).Where(i => !S.Results.ContainsKey(i)));
+        var pending = Enumerable.Range(0, S.Images.Count).Where(i => !S.Results.ContainsKey(i)).ToList();
         activity?.SetTag(TaptTelemetry.ImagesAttribute, pending.Count);
-        var inFlight = new List<Task>();
         try
         {
-            while (!ct.IsCancellationRequested)
-            {
-                while (inFlight.Count < Math.Max(1, _options.MaxInFlight) && pending.TryDequeue(out var index))
-                    inFlight.Add(ProcessImageAsync(model, new TuningRequest(def.TenantId, JobId, index, [], vocabulary, settings, def.Seed), ct));
-                if (inFlight.Count == 0) break;
-                inFlight.Remove(await Task.WhenAny(inFlight));
-            }
+            await Dispatcher.RunAsync(model, pending, index => new TuningRequest(def.TenantId, JobId, index, [], vocabulary, settings, def.Seed), ct);
             if (!ct.IsCancellationRequested && S.State == JobState.Running && S.Results.Count >= S.Images.Count) await CompleteAsync();
             activity?.SetTag(TaptTelemetry.OutcomeAttribute, S.State.ToString().ToLowerInvariant());
         }
@@ -319,61 +306,19 @@ public sealed class JobGrain(
         }
     }
 
-    /// <summary>Gets one image a result: retries transient failures without limit, permanent ones up to MaxAttempts.</summary>
-    private async Task ProcessImageAsync(IModelGrain model, TuningRequest template, CancellationToken ct)
-    {
-        var index = template.ImageIndex;
-        using var activity = TaptTelemetry.Jobs.StartActivity("tapt.job.image");
-        activity?.SetTag(TaptTelemetry.TenantAttribute, template.TenantId);
-        activity?.SetTag(TaptTelemetry.JobAttribute, JobId);
-        activity?.SetTag(TaptTelemetry.ImageAttribute, index);
-        var context = Retries.Context(ct);
-        try
-        {
-            await Dispatch.ExecuteAsync(async (_, _) =>
-            {
-                if (ct.IsCancellationRequested || S.Results.ContainsKey(index)) return;
-                if (!_inputs.TryGetValue(index, out var image))
-                {
-                    var stored = await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct);
-                    if (stored is null)
-                    {
-                        await RecordAsync(index, null, "the stored input image is missing");
-                        return;
-                    }
-                    image = stored.ToArray();
-                }
-                activity?.AddEvent(new ActivityEvent("tune"));
-                var outcome = await model.TuneAsync(template with { Image = image });
-                if (ct.IsCancellationRequested) return;
-                await RecordAsync(index, outcome.Rejection is null ? outcome : null, outcome.Rejection is null ? null : "image rejected: " + outcome.Rejection);
-                await SetWaitingAsync(null);
-            }, context, 0);
-        }
-        catch (Exception) when (ct.IsCancellationRequested)
-        {
-            // Cancelled: images without a result stay without one.
-        }
-        catch (Exception e) when (e is TaptRequestException or TuningFailedException)
-        {
-            // Refused, or failed permanently MaxAttempts times: the image gets a failed result.
-            await RecordAsync(index, null, e.Message);
-        }
-        finally
-        {
-            Retries.Return(context);
-        }
-    }
+    // ---- what the dispatcher asks of the job ----------------------------------------------------------------
 
-    /// <summary>The dispatcher's retries; a transient failure (no accelerator silo, a silo died, storage down, a timeout) makes the job wait.</summary>
-    private ResiliencePipeline Dispatch => _dispatchRetries ??= Retries.Create(_options.RetryDelay, _options.MaxRetryDelay, _options.MaxAttempts,
-        onRetry: async e =>
-        {
-            if (e is TuningFailedException { Transient: false }) return;
-            Activity.Current?.AddEvent(new ActivityEvent("retry", tags: new ActivityTagsCollection { ["exception.type"] = e.GetType().Name }));
-            log.LogDebug(e, "Job {Job}: an image waits ({Error})", JobId, e.Message);
-            await SetWaitingAsync(WaitReasons.For(e));
-        });
+    string IDispatchedJob.JobId => JobId;
+
+    bool IDispatchedJob.HasResult(int index) => S.Results.ContainsKey(index);
+
+    async Task<byte[]?> IDispatchedJob.LoadImageAsync(int index, CancellationToken ct) =>
+        _inputs.TryGetValue(index, out var image) ? image
+        : (await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct))?.ToArray();
+
+    Task IDispatchedJob.RecordAsync(int index, TuningOutcome? outcome, string? error) => RecordAsync(index, outcome, error);
+
+    Task IDispatchedJob.SetWaitingAsync(string? waiting) => SetWaitingAsync(waiting);
 
     /// <summary>
     /// Records an image's result once: audit blob (if flagged), result blob (create-only), then the in-memory state
