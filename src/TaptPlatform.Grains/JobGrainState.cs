@@ -21,18 +21,18 @@ public sealed class JobGrainState
     [Id(4)] public DateTimeOffset? StartedAt { get; set; }
     [Id(5)] public DateTimeOffset? FinishedAt { get; set; }
 
-        /// <summary>
-        /// Folds <paramref name="mine"/> (this activation's) into <paramref name="stored"/> (another activation's, written
-        /// meanwhile): results are a union, images and states only move forward.
-        /// </summary>
-        public static void Merge(JobGrainState stored, JobGrainState mine)
-        {
-            stored.Definition ??= mine.Definition;
-            if (mine.Images.Count > stored.Images.Count) stored.Images = mine.Images;
-            foreach (var (i, r) in mine.Results) stored.Results.TryAdd(i, r);
-            if (Rank(mine.State) > Rank(stored.State)) stored.State = mine.State;
-            stored.StartedAt ??= mine.StartedAt;
-            stored.FinishedAt ??= mine.FinishedAt;
-            static int Rank(JobState s) => s switch { JobState.Open => 0, JobState.Running => 1, _ => 2 };
-        }
+    /// <summary>
+    /// Folds <paramref name="mine"/> (this activation's) into <paramref name="stored"/> (another activation's, written
+    /// meanwhile): results are a union, images and states only move forward.
+    /// </summary>
+    public static void Merge(JobGrainState stored, JobGrainState mine)
+    {
+        stored.Definition ??= mine.Definition;
+        if (mine.Images.Count > stored.Images.Count) stored.Images = mine.Images;
+        foreach (var (i, r) in mine.Results) stored.Results.TryAdd(i, r);
+        if (Rank(mine.State) > Rank(stored.State)) stored.State = mine.State;
+        stored.StartedAt ??= mine.StartedAt;
+        stored.FinishedAt ??= mine.FinishedAt;
+        static int Rank(JobState s) => s switch { JobState.Open => 0, JobState.Running => 1, _ => 2 };
+    }
 }
