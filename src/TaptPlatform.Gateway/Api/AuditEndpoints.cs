@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using System.Text;
 using System.Text.Json;
@@ -22,7 +23,7 @@ public static class AuditEndpoints
         audit.MapGet("/{jobId}/{index:int}/download", Download).WithSummary("The audit record as a JSON file.");
     }
 
-    private static async Task<IResult> List(HttpContext c, IGrainFactory g, JobLabels labels,
+    private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> List(HttpContext c, IGrainFactory g, JobLabels labels,
         string? jobId, string? reason, string? label, DateTimeOffset? since, DateTimeOffset? until, int? limit)
     {
         var tenantId = c.User.TenantId();
@@ -74,7 +75,7 @@ public static class AuditEndpoints
         return TypedResults.Ok(new AuditPage([.. ordered.Take(take)], scanned, truncated));
     }
 
-    private static async Task<IResult> Record(string jobId, int index, HttpContext c, IGrainFactory g)
+    private static async Task<Ok<AuditRecordView>> Record(string jobId, int index, HttpContext c, IGrainFactory g)
     {
         var tenantId = c.User.TenantId();
         var job = g.Job(jobId);
@@ -86,7 +87,7 @@ public static class AuditEndpoints
         return TypedResults.Ok(new AuditRecordView(jobId, index, $"/api/jobs/{jobId}/images/{index}", $"/api/audit/{jobId}/{index}/download", artifacts, doc.RootElement.Clone()));
     }
 
-    private static async Task<IResult> Download(string jobId, int index, HttpContext c, IGrainFactory g)
+    private static async Task<FileContentHttpResult> Download(string jobId, int index, HttpContext c, IGrainFactory g)
     {
         var json = await g.Job(jobId).GetAuditRecordAsync(c.User.TenantId(), index);
         return TypedResults.File(Encoding.UTF8.GetBytes(json), "application/json", $"{jobId}-{index:D5}-audit.json");

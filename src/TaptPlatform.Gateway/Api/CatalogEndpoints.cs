@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Auth;
@@ -61,7 +62,7 @@ public static class CatalogEndpoints
 
     private static ITenantGrain Tenant(HttpContext c, IGrainFactory g) => g.GetGrain<ITenantGrain>(c.User.TenantId());
 
-    private static async Task<IResult> CreateVocabulary(VocabularyRequest? body, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Created<VocabularyVersion>, ProblemHttpResult>> CreateVocabulary(VocabularyRequest? body, HttpContext c, IGrainFactory g)
     {
         if (ToDefinition(body, body?.Name) is not { } definition) return InvalidVocabulary(body);
         var tenant = Tenant(c, g);
@@ -71,16 +72,15 @@ public static class CatalogEndpoints
         return TypedResults.Created($"/api/vocabularies/{created.Name}/versions/{created.Version}", created);
     }
 
-    private static async Task<IResult> NewVocabularyVersion(string name, VocabularyRequest? body, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Ok<VocabularyVersion>, Created<VocabularyVersion>, ProblemHttpResult>> NewVocabularyVersion(string name, VocabularyRequest? body, HttpContext c, IGrainFactory g)
     {
         if (body?.Name is { } n && n != name) return Problems.Invalid("the body names another vocabulary than the path");
         var tenant = Tenant(c, g);
         var latest = await tenant.GetVocabularyAsync(name);   // 404 when missing
         if (ToDefinition(body, name) is not { } definition) return InvalidVocabulary(body);
         var stored = await tenant.PutVocabularyAsync(definition);
-        return stored.Version == latest.Version
-            ? TypedResults.Ok(stored)
-            : TypedResults.Created($"/api/vocabularies/{stored.Name}/versions/{stored.Version}", stored);
+        if (stored.Version == latest.Version) return TypedResults.Ok(stored);
+        return TypedResults.Created($"/api/vocabularies/{stored.Name}/versions/{stored.Version}", stored);
     }
 
     private static VocabularyDefinition? ToDefinition(VocabularyRequest? body, string? name)
@@ -90,7 +90,7 @@ public static class CatalogEndpoints
         return new VocabularyDefinition(name, body.Labels.ToImmutableArray(), body.Template ?? VocabularyDefinition.DefaultTemplate);
     }
 
-    private static IResult InvalidVocabulary(VocabularyRequest? body) =>
+    private static ProblemHttpResult InvalidVocabulary(VocabularyRequest? body) =>
         body is null ? Problems.Invalid("send a JSON body {\"name\", \"labels\", \"template\"}")
         : body.Name is not null && !Identifiers.IsValidName(body.Name) ? Problems.Invalid("name: use 1-64 letters, digits, '.', '_' and '-'")
         : body.Labels is null ? Problems.Invalid("labels: a list of 2 to 1000 labels is required")
@@ -98,7 +98,7 @@ public static class CatalogEndpoints
         : body.Labels.Count < 2 ? Problems.Invalid("labels: a vocabulary needs at least two labels")
         : Problems.Invalid("labels: null entries are not labels");
 
-    private static async Task<IResult> CreatePromptConfiguration(PromptConfigurationRequest? body, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Created<PromptConfiguration>, ProblemHttpResult>> CreatePromptConfiguration(PromptConfigurationRequest? body, HttpContext c, IGrainFactory g)
     {
         if (ToConfiguration(body, body?.Name, out var problem) is not { } configuration) return problem!;
         var tenant = Tenant(c, g);
@@ -108,19 +108,18 @@ public static class CatalogEndpoints
         return TypedResults.Created($"/api/prompt-configurations/{stored.Name}/versions/{stored.Version}", stored);
     }
 
-    private static async Task<IResult> NewPromptConfigurationVersion(string name, PromptConfigurationRequest? body, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Ok<PromptConfiguration>, Created<PromptConfiguration>, ProblemHttpResult>> NewPromptConfigurationVersion(string name, PromptConfigurationRequest? body, HttpContext c, IGrainFactory g)
     {
         if (body?.Name is { } n && n != name) return Problems.Invalid("the body names another prompt configuration than the path");
         var tenant = Tenant(c, g);
         var latest = await tenant.GetPromptConfigurationAsync(name);
         if (ToConfiguration(body, name, out var problem) is not { } configuration) return problem!;
         var stored = await tenant.PutPromptConfigurationAsync(configuration);
-        return stored.Version == latest.Version
-            ? TypedResults.Ok(stored)
-            : TypedResults.Created($"/api/prompt-configurations/{stored.Name}/versions/{stored.Version}", stored);
+        if (stored.Version == latest.Version) return TypedResults.Ok(stored);
+        return TypedResults.Created($"/api/prompt-configurations/{stored.Name}/versions/{stored.Version}", stored);
     }
 
-    private static PromptConfiguration? ToConfiguration(PromptConfigurationRequest? body, string? name, out IResult? problem)
+    private static PromptConfiguration? ToConfiguration(PromptConfigurationRequest? body, string? name, out ProblemHttpResult? problem)
     {
         problem = body is null ? Problems.Invalid("send a JSON body {\"name\", \"model\", ...}")
             : name is null || !Identifiers.IsValidName(name) ? Problems.Invalid("name: use 1-64 letters, digits, '.', '_' and '-'")

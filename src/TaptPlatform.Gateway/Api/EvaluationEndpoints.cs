@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using System.Text;
 using TaptPlatform.Contracts;
@@ -31,10 +32,10 @@ public static class EvaluationEndpoints
         e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
             .WithSummary("State and progress (outcomes recorded of images × ε).");
         e.MapGet("/{jobId}/report", async (string jobId, HttpContext c, IGrainFactory g) =>
-            Results.Text(await Grain(g, jobId).GetReportAsync(c.User.TenantId()), "application/json", Encoding.UTF8))
+            TypedResults.Text(await Grain(g, jobId).GetReportAsync(c.User.TenantId()), "application/json", Encoding.UTF8))
             .WithSummary("The robustness report (JSON; partial while running).");
         e.MapGet("/{jobId}/report/download", async (string jobId, HttpContext c, IGrainFactory g) =>
-            Results.File(Encoding.UTF8.GetBytes(await Grain(g, jobId).GetReportAsync(c.User.TenantId())), "application/json", $"robustness-report-{jobId}.json"))
+            TypedResults.File(Encoding.UTF8.GetBytes(await Grain(g, jobId).GetReportAsync(c.User.TenantId())), "application/json", $"robustness-report-{jobId}.json"))
             .WithSummary("The robustness report as a downloadable file.");
         e.MapGet("/{jobId}/outcomes", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetOutcomesAsync(c.User.TenantId())))
             .WithSummary("Every recorded per-image outcome.");
@@ -43,14 +44,14 @@ public static class EvaluationEndpoints
         e.MapGet("/{jobId}/artifacts/{**path}", async (string jobId, string path, HttpContext c, IGrainFactory g) =>
         {
             var f = await Grain(g, jobId).GetArtifactAsync(c.User.TenantId(), path);
-            return Results.File(f.Content, f.ContentType);
+            return TypedResults.File(f.Content, f.ContentType);
         }).WithSummary("Downloads one artifact, e.g. adversarial/eps0/00003/apt.png.");
     }
 
     private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) =>
         Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? g.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
 
-    private static async Task<IResult> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock)
+    private static async Task<Results<Created<EvaluationStatus>, ProblemHttpResult>> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock)
     {
         if (body is null) return Problems.Invalid("send a JSON body {\"vocabulary\", \"promptConfiguration\", \"attack\", \"epsilons\"}");
         if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
@@ -70,7 +71,7 @@ public static class EvaluationEndpoints
         return TypedResults.Created($"/api/evaluations/{id}", status);
     }
 
-    private static async Task<IResult> List(HttpContext c, IGrainFactory g, int? limit)
+    private static async Task<Ok<ImmutableArray<EvaluationStatus>>> List(HttpContext c, IGrainFactory g, int? limit)
     {
         var tenantId = c.User.TenantId();
         var ids = await g.GetGrain<IEvaluationIndexGrain>(tenantId).ListAsync();
@@ -88,7 +89,7 @@ public static class EvaluationEndpoints
         return TypedResults.Ok(statuses.OfType<EvaluationStatus>().ToImmutableArray());
     }
 
-    private static async Task<IResult> Upload(string jobId, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g)
     {
         var grain = Grain(g, jobId);
         if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text;
@@ -35,7 +36,7 @@ public static class JobEndpoints
             TypedResults.Ok(await g.Job(jobId).ListArtifactsAsync(c.User.TenantId()))).WithSummary("The job's stored artifacts.");
     }
 
-    private static async Task<IResult> List(HttpContext c, IGrainFactory g, TimeProvider clock, int? limit)
+    private static async Task<Ok<ImmutableArray<JobView>>> List(HttpContext c, IGrainFactory g, TimeProvider clock, int? limit)
     {
         var tenantId = c.User.TenantId();
         var ids = await g.GetGrain<ITenantGrain>(tenantId).ListJobsAsync();
@@ -55,7 +56,7 @@ public static class JobEndpoints
         return TypedResults.Ok(statuses.OfType<JobStatus>().Select(s => JobView.From(s, now)).ToImmutableArray());
     }
 
-    private static async Task<IResult> Create(CreateJobRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock, GatewayMetrics metrics)
+    private static async Task<Results<Created<JobView>, ProblemHttpResult>> Create(CreateJobRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock, GatewayMetrics metrics)
     {
         if (body is null) return Problems.Invalid("send a JSON body {\"vocabulary\", \"promptConfiguration\"}");
         if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
@@ -67,10 +68,10 @@ public static class JobEndpoints
         return TypedResults.Created($"/api/jobs/{status.JobId}", JobView.From(status, clock.GetUtcNow()));
     }
 
-    private static async Task<IResult> Get(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
+    private static async Task<Ok<JobView>> Get(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
         TypedResults.Ok(JobView.From(await g.Job(jobId).GetStatusAsync(c.User.TenantId()), clock.GetUtcNow()));
 
-    private static async Task<IResult> Start(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock, IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
+    private static async Task<Results<Ok<JobView>, ProblemHttpResult>> Start(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock, IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
     {
         var tenantId = c.User.TenantId();
         var job = g.Job(jobId);
@@ -102,10 +103,10 @@ public static class JobEndpoints
         }
     }
 
-    private static async Task<IResult> Cancel(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
+    private static async Task<Ok<JobView>> Cancel(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
         TypedResults.Ok(JobView.From(await g.Job(jobId).CancelAsync(c.User.TenantId()), clock.GetUtcNow()));
 
-    private static async Task<IResult> Results(string jobId, HttpContext c, IGrainFactory g, JobLabels labels, int? offset, int? limit)
+    private static async Task<Results<Ok<ResultPageView>, ProblemHttpResult>> Results(string jobId, HttpContext c, IGrainFactory g, JobLabels labels, int? offset, int? limit)
     {
         var tenantId = c.User.TenantId();
         var job = g.Job(jobId);
@@ -116,10 +117,10 @@ public static class JobEndpoints
         return TypedResults.Ok(new ResultPageView(page.Items.Select(r => ResultView.From(r, names)).ToImmutableArray(), page.Offset, page.TotalResults, page.NextOffset));
     }
 
-    private static async Task<IResult> ResultDetail(string jobId, int index, HttpContext c, IGrainFactory g) =>
+    private static async Task<Ok<ImageResultDetail>> ResultDetail(string jobId, int index, HttpContext c, IGrainFactory g) =>
         TypedResults.Ok(await g.Job(jobId).GetResultDetailAsync(c.User.TenantId(), index));
 
-    private static async Task<IResult> InputImage(string jobId, int index, HttpContext c, IGrainFactory g)
+    private static async Task<FileContentHttpResult> InputImage(string jobId, int index, HttpContext c, IGrainFactory g)
     {
         var bytes = await g.Job(jobId).GetInputImageAsync(c.User.TenantId(), index);
         c.Response.Headers.CacheControl = "private, max-age=3600";
@@ -137,7 +138,7 @@ public static class JobEndpoints
 
     // ---- upload -------------------------------------------------------------------------------------------
 
-    private static async Task<IResult> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
+    private static async Task<Results<Ok<UploadReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
     {
         var o = options.CurrentValue;
         var tenantId = c.User.TenantId();
@@ -203,7 +204,7 @@ public static class JobEndpoints
         }
 
         /// <summary>Hands the pending images to the job grain; a problem result when the quota refuses them.</summary>
-        public async Task<IResult?> FlushAsync(HttpContext c, GatewayMetrics metrics)
+        public async Task<ProblemHttpResult?> FlushAsync(HttpContext c, GatewayMetrics metrics)
         {
             if (_pending.Count == 0) return null;
             var decision = await quota.ReserveImagesAsync(_pending.Count, imagesPerDay);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
@@ -37,7 +38,7 @@ public static class TenantEndpoints
     private static string ValidTenant(string tenantId) =>
         Identifiers.IsValidTenantId(tenantId) ? tenantId : throw new TaptNotFoundException($"tenant '{(tenantId.Length > 60 ? tenantId[..60] : tenantId)}' not found");
 
-    private static async Task<IResult> CreateTenant(CreateTenantRequest? body, IGrainFactory grains)
+    private static async Task<Results<Created<TenantCreated>, ProblemHttpResult>> CreateTenant(CreateTenantRequest? body, IGrainFactory grains)
     {
         if (body?.Id is not { } id || !Identifiers.IsValidTenantId(id))
             return Problems.Invalid("id: use 3-50 lower-case letters, digits and single inner hyphens");
@@ -50,10 +51,10 @@ public static class TenantEndpoints
         return TypedResults.Created($"/api/tenants/{id}/keys", new TenantCreated(id, key));
     }
 
-    private static async Task<IResult> ListKeys(IGrainFactory grains, string tenantId) =>
+    private static async Task<Ok<ImmutableArray<ApiKeyInfo>>> ListKeys(IGrainFactory grains, string tenantId) =>
         TypedResults.Ok(await grains.GetGrain<ITenantGrain>(tenantId).ListApiKeysAsync());
 
-    private static async Task<IResult> IssueKey(IGrainFactory grains, string tenantId, CreateKeyRequest? body)
+    private static async Task<Results<Created<ApiKeyIssued>, ProblemHttpResult>> IssueKey(IGrainFactory grains, string tenantId, CreateKeyRequest? body)
     {
         var name = body?.Name ?? "default";
         if (!Identifiers.IsValidName(name)) return Problems.Invalid("name: use 1-64 letters, digits, '.', '_' and '-'");
@@ -61,7 +62,7 @@ public static class TenantEndpoints
         return TypedResults.Created("/api/keys", key);
     }
 
-    private static async Task<IResult> Rotate(string keyId, HttpContext context, IGrainFactory grains, ApiKeyValidator validator, LiveConnections live)
+    private static async Task<Created<KeyRotated>> Rotate(string keyId, HttpContext context, IGrainFactory grains, ApiKeyValidator validator, LiveConnections live)
     {
         var tenantId = context.User.TenantId();
         var tenant = grains.GetGrain<ITenantGrain>(tenantId);
@@ -72,7 +73,7 @@ public static class TenantEndpoints
         return TypedResults.Created("/api/keys", new KeyRotated(fresh, keyId));
     }
 
-    private static async Task<IResult> Revoke(IGrainFactory grains, ApiKeyValidator validator, LiveConnections live, string tenantId, string keyId)
+    private static async Task<NoContent> Revoke(IGrainFactory grains, ApiKeyValidator validator, LiveConnections live, string tenantId, string keyId)
     {
         var tenant = grains.GetGrain<ITenantGrain>(tenantId);
         if (!(await tenant.ListApiKeysAsync()).Any(k => k.KeyId == keyId)) throw new TaptNotFoundException($"API key '{Short(keyId)}' not found");
@@ -87,7 +88,7 @@ public static class TenantEndpoints
         live.AbortKey(tenantId, keyId);
     }
 
-    private static async Task<IResult> Usage(HttpContext context, IGrainFactory grains, IOptionsMonitor<GatewayOptions> options)
+    private static async Task<Ok<UsageView>> Usage(HttpContext context, IGrainFactory grains, IOptionsMonitor<GatewayOptions> options)
     {
         var tenantId = context.User.TenantId();
         var limits = options.CurrentValue.LimitsFor(tenantId);

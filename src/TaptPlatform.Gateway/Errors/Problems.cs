@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
@@ -53,18 +54,18 @@ public static class ErrorCodes
 /// <summary>RFC 7807 problem documents with a stable <c>code</c>.</summary>
 public static class Problems
 {
-    public static IResult Result(int status, string code, string title, string? detail = null, IDictionary<string, object?>? extensions = null)
+    public static ProblemHttpResult Result(int status, string code, string title, string? detail = null, IDictionary<string, object?>? extensions = null)
     {
         var ext = new Dictionary<string, object?>(extensions ?? new Dictionary<string, object?>()) { ["code"] = code };
         return TypedResults.Problem(detail, statusCode: status, title: title, extensions: ext);
     }
 
-    public static IResult NotFound(string detail) => Result(404, ErrorCodes.NotFound, "Not found", detail);
+    public static ProblemHttpResult NotFound(string detail) => Result(404, ErrorCodes.NotFound, "Not found", detail);
 
-    public static IResult Invalid(string detail, string code = ErrorCodes.InvalidRequest) => Result(400, code, "Invalid request", detail);
+    public static ProblemHttpResult Invalid(string detail, string code = ErrorCodes.InvalidRequest) => Result(400, code, "Invalid request", detail);
 
     /// <summary>A 429 with <c>Retry-After</c> (whole seconds, at least 1).</summary>
-    public static IResult TooMany(HttpContext context, TimeSpan retryAfter, string code, string detail, IDictionary<string, object?>? extensions = null)
+    public static ProblemHttpResult TooMany(HttpContext context, TimeSpan retryAfter, string code, string detail, IDictionary<string, object?>? extensions = null)
     {
         SetRetryAfter(context, retryAfter);
         var ext = new Dictionary<string, object?>(extensions ?? new Dictionary<string, object?>()) { ["retryAfterSeconds"] = RetrySeconds(retryAfter) };
