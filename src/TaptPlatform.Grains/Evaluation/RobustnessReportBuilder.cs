@@ -24,48 +24,13 @@ public static class RobustnessReportBuilder
         var first = runs.Values.OrderBy(r => r.EpsilonIndex).FirstOrDefault();
         var results = new JsonArray();
         var curve = new JsonArray();
-        double totalSeconds = 0;
-        var totalImages = 0;
         for (var k = 0; k < req.Epsilons.Length; k++)
         {
             var os = byEps.GetValueOrDefault(k) ?? [];
-            totalSeconds += os.Sum(o => o.Seconds);
-            totalImages += os.Length;
-            var clean = new JsonObject();
-            var robust = new JsonObject();
-            foreach (var m in Methods)
-            {
-                clean[m] = Accuracy(os, o => Pick(o, m, robust: false));
-                robust[m] = Accuracy(os, o => Pick(o, m, robust: true));
-            }
-            var perLabel = new JsonArray();
-            for (var l = 0; l < labels.Length; l++)
-            {
-                var ls = os.Where(o => o.Label == l).ToArray();
-                if (ls.Length == 0) continue;
-                var lc = new JsonObject();
-                var lr = new JsonObject();
-                foreach (var m in Methods)
-                {
-                    lc[m] = Accuracy(ls, o => Pick(o, m, false));
-                    lr[m] = Accuracy(ls, o => Pick(o, m, true));
-                }
-                perLabel.Add(new JsonObject { ["label"] = labels[l], ["n"] = ls.Length, ["clean"] = lc, ["robust"] = lr });
-            }
             runs.TryGetValue(k, out var run);
-            results.Add(new JsonObject
-            {
-                ["epsilon"] = req.Epsilons[k],
-                ["epsilon255"] = req.Epsilons[k] * 255,
-                ["n"] = os.Length,
-                ["complete"] = run is not null && os.Length == imageNames.Count,
-                ["clean"] = clean,
-                ["robust"] = robust,
-                ["perLabel"] = perLabel,
-                ["secondsPerImage"] = os.Length == 0 ? null : os.Sum(o => o.Seconds) / os.Length,
-                ["gradient"] = run?.Gradient,
-                ["silo"] = run?.Silo,
-            });
+            var result = EpsilonResult(req.Epsilons[k], os, labels, run, complete: run is not null && os.Length == imageNames.Count);
+            results.Add(result);
+            var robust = result["robust"]!;
             curve.Add(new JsonObject
             {
                 ["epsilon"] = req.Epsilons[k],
@@ -74,11 +39,105 @@ public static class RobustnessReportBuilder
                 ["tapt"] = robust["tapt"]!["accuracy"]?.DeepClone(),
             });
         }
+        var all = byEps.Values.SelectMany(x => x).ToArray();
+        return new JsonObject
+        {
+            ["schema"] = Schema,
+            ["jobId"] = def.JobId,
+            ["name"] = req.Name,
+            ["state"] = status.State.ToString().ToLowerInvariant(),
+            ["error"] = status.Error,
+            ["createdAt"] = def.CreatedAt,
+            ["startedAt"] = status.StartedAt,
+            ["finishedAt"] = status.FinishedAt,
+            ["n"] = imageNames.Count,
+            ["attack"] = Attack(req, first),
+            ["pinned"] = Pinned(def, labels, first),
+            ["cost"] = new JsonObject
+            {
+                ["secondsPerImage"] = all.Length == 0 ? null : all.Sum(o => o.Seconds) / all.Length,
+                ["note"] = "wall-clock seconds per image and ε for all three methods and their attacks, on the evaluating silo",
+            },
+            ["confidence"] = "95% Wilson score intervals",
+            ["results"] = results,
+            ["curve"] = curve,
+            ["images"] = Images(imageNames, labels, byEps, req.Epsilons.Length),
+        };
+    }
+
+    /// <summary>One ε: clean and robust accuracy per method, overall and per label, its cost and where it ran.</summary>
+    private static JsonObject EpsilonResult(double epsilon, EvaluationImageOutcome[] os, string[] labels, EvaluationRunInfo? run, bool complete)
+    {
+        var perLabel = new JsonArray();
+        for (var l = 0; l < labels.Length; l++)
+        {
+            var ls = os.Where(o => o.Label == l).ToArray();
+            if (ls.Length == 0) continue;
+            perLabel.Add(new JsonObject { ["label"] = labels[l], ["n"] = ls.Length, ["clean"] = Accuracies(ls, robust: false), ["robust"] = Accuracies(ls, robust: true) });
+        }
+        return new JsonObject
+        {
+            ["epsilon"] = epsilon,
+            ["epsilon255"] = epsilon * 255,
+            ["n"] = os.Length,
+            ["complete"] = complete,
+            ["clean"] = Accuracies(os, robust: false),
+            ["robust"] = Accuracies(os, robust: true),
+            ["perLabel"] = perLabel,
+            ["secondsPerImage"] = os.Length == 0 ? null : os.Sum(o => o.Seconds) / os.Length,
+            ["gradient"] = run?.Gradient,
+            ["silo"] = run?.Silo,
+        };
+    }
+
+    private static JsonObject Accuracies(IReadOnlyCollection<EvaluationImageOutcome> os, bool robust)
+    {
+        var o = new JsonObject();
+        foreach (var m in Methods) o[m] = Accuracy(os, x => Pick(x, m, robust));
+        return o;
+    }
+
+    private static JsonObject Attack(EvaluationRequest req, EvaluationRunInfo? first) => new()
+    {
+        ["kind"] = req.Attack,
+        ["name"] = first?.AttackName,
+        ["epsilons"] = new JsonArray(req.Epsilons.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()),
+        ["steps"] = req.Steps,
+        ["stepSize"] = req.StepSize ?? 1.0 / 255,
+        ["restarts"] = req.Restarts,
+        ["protocol"] = req.Protocol,
+        ["eot"] = req.EotSamples,
+        ["seed"] = req.Seed,
+        ["batchSize"] = req.BatchSize,
+        ["gradient"] = first?.Gradient,
+    };
+
+    /// <summary>What the report is pinned to, so reports stay comparable across time.</summary>
+    private static JsonObject Pinned(EvaluationDefinition def, string[] labels, EvaluationRunInfo? first) => new()
+    {
+        ["model"] = def.Configuration.Model,
+        ["modelChecksum"] = first?.ModelChecksum,
+        ["promptConfiguration"] = def.Configuration.Name,
+        ["promptConfigurationVersion"] = def.Configuration.Version,
+        ["promptArtifact"] = first?.PromptArtifact,
+        ["promptArtifactSha256"] = first?.PromptArtifactSha256,
+        ["promptArtifactFormatVersion"] = first?.PromptArtifactFormatVersion,
+        ["design"] = first?.Design,
+        ["tapt"] = first is null ? null : new JsonObject { ["views"] = first.Views, ["steps"] = first.TaptSteps, ["lr"] = first.LearningRate },
+        ["vocabulary"] = def.Vocabulary.Name,
+        ["vocabularyVersion"] = def.Vocabulary.Version,
+        ["labels"] = new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
+        ["engineVersion"] = first?.EngineVersion ?? EvaluationWorkerGrain.EngineVersion,
+    };
+
+    /// <summary>Every image with its label and each method's prediction per ε (null where none is recorded yet).</summary>
+    private static JsonArray Images(IReadOnlyList<string> imageNames, string[] labels, Dictionary<int, EvaluationImageOutcome[]> byEps, int epsilons)
+    {
         var images = new JsonArray();
         for (var i = 0; i < imageNames.Count; i++)
         {
             var perEps = new JsonArray();
-            for (var k = 0; k < req.Epsilons.Length; k++)
+            for (var k = 0; k < epsilons; k++)
             {
                 var o = byEps.GetValueOrDefault(k)?.FirstOrDefault(x => x.Index == i);
                 perEps.Add(o is null ? null : new JsonObject
@@ -94,57 +153,7 @@ public static class RobustnessReportBuilder
             var label = byEps.Values.SelectMany(x => x).FirstOrDefault(x => x.Index == i)?.Label;
             images.Add(new JsonObject { ["index"] = i, ["name"] = imageNames[i], ["label"] = label is int li ? labels[li] : null, ["outcomes"] = perEps });
         }
-        return new JsonObject
-        {
-            ["schema"] = Schema,
-            ["jobId"] = def.JobId,
-            ["name"] = req.Name,
-            ["state"] = status.State.ToString().ToLowerInvariant(),
-            ["error"] = status.Error,
-            ["createdAt"] = def.CreatedAt,
-            ["startedAt"] = status.StartedAt,
-            ["finishedAt"] = status.FinishedAt,
-            ["n"] = imageNames.Count,
-            ["attack"] = new JsonObject
-            {
-                ["kind"] = req.Attack,
-                ["name"] = first?.AttackName,
-                ["epsilons"] = new JsonArray(req.Epsilons.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()),
-                ["steps"] = req.Steps,
-                ["stepSize"] = req.StepSize ?? 1.0 / 255,
-                ["restarts"] = req.Restarts,
-                ["protocol"] = req.Protocol,
-                ["eot"] = req.EotSamples,
-                ["seed"] = req.Seed,
-                ["batchSize"] = req.BatchSize,
-                ["gradient"] = first?.Gradient,
-            },
-            ["pinned"] = new JsonObject
-            {
-                ["model"] = def.Configuration.Model,
-                ["modelChecksum"] = first?.ModelChecksum,
-                ["promptConfiguration"] = def.Configuration.Name,
-                ["promptConfigurationVersion"] = def.Configuration.Version,
-                ["promptArtifact"] = first?.PromptArtifact,
-                ["promptArtifactSha256"] = first?.PromptArtifactSha256,
-                ["promptArtifactFormatVersion"] = first?.PromptArtifactFormatVersion,
-                ["design"] = first?.Design,
-                ["tapt"] = first is null ? null : new JsonObject { ["views"] = first.Views, ["steps"] = first.TaptSteps, ["lr"] = first.LearningRate },
-                ["vocabulary"] = def.Vocabulary.Name,
-                ["vocabularyVersion"] = def.Vocabulary.Version,
-                ["labels"] = new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
-                ["engineVersion"] = first?.EngineVersion ?? EvaluationWorkerGrain.EngineVersion,
-            },
-            ["cost"] = new JsonObject
-            {
-                ["secondsPerImage"] = totalImages == 0 ? null : totalSeconds / totalImages,
-                ["note"] = "wall-clock seconds per image and ε for all three methods and their attacks, on the evaluating silo",
-            },
-            ["confidence"] = "95% Wilson score intervals",
-            ["results"] = results,
-            ["curve"] = curve,
-            ["images"] = images,
-        };
+        return images;
     }
 
     private static (int Prediction, int Label) Pick(EvaluationImageOutcome o, string method, bool robust) => (method, robust) switch

@@ -101,7 +101,6 @@ public sealed class TaptDefense : IDisposable
         var v = o.Views;
         var sel = o.SelectedViews;
         var device = _clip.Device;
-        var c = vocabulary.Count;
 
         var originals = stack(inputs.Select(i => i.Image.to(device)).ToArray());   // [K, 3, S, S]
         Tensor views;
@@ -138,101 +137,28 @@ public sealed class TaptDefense : IDisposable
         for (var step = 1; step <= o.Steps; step++)
         {
             using var stepScope = NewDisposeScope();
-            Tensor selected;                        // [K, sel] view indices, lowest entropy first
-            Tensor logitsSel;                       // [K, sel, C] with autograd to the prompts
-            List<Tensor> blocks = [];
-            if (o.EfficientSelection)
-            {
-                // One text pass per step serves both the scoring (detached) and the gradient pass: with large
-                // vocabularies the text tower costs as much as the views.
-                var text = _clip.TextFeatures(vocabulary, prompts);
-                using (no_grad())
-                {
-                    var all = GroupedLogits(views, text.detach(), prompts, k, v, null, 0);
-                    if (step == 1) apt = Rows(all.select(1, 0).softmax(-1));
-                    selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
-                    if (step == 1) votes = Vote(all, selected);
-                }
-                var chosen = Gather(views, selected, v);
-                logitsSel = GroupedLogits(chosen, text, prompts, k, sel, blocks, layers);
-            }
-            else
-            {
-                // The straightforward form: every view with autograd, then select.
-                var allBlocks = new List<Tensor>();
-                var all = GroupedLogits(views, _clip.TextFeatures(vocabulary, prompts), prompts, k, v, allBlocks, layers);
-                using (no_grad())
-                {
-                    selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
-                    if (step == 1) votes = Vote(all.detach(), selected);
-                }
-                var index = selected.unsqueeze(-1).expand(-1, -1, c);
-                logitsSel = all.gather(1, index);
-                foreach (var b in allBlocks)
-                {
-                    var bk = b.view(k, v, b.shape[1], b.shape[2]);
-                    var idx = selected.view(k, sel, 1, 1).expand(-1, -1, b.shape[1], b.shape[2]);
-                    blocks.Add(bk.gather(1, idx).view(k * sel, b.shape[1], b.shape[2]));
-                }
-            }
+            var chosen = o.EfficientSelection
+                ? SelectEfficiently(views, vocabulary, prompts, k, layers, step == 1)
+                : SelectStraightforwardly(views, vocabulary, prompts, k, layers, step == 1);
+            var (selected, logitsSel, blocks) = (chosen.Selected, chosen.Logits, chosen.Blocks);
+            if (chosen.AptBefore is not null) apt = chosen.AptBefore;
+            if (chosen.Votes is not null) votes = chosen.Votes;
 
             var entropyLoss = MarginalEntropy(logitsSel);                              // [K]
-            Tensor dAdv, dClean;
-            IReadOnlyList<(Tensor Mean, Tensor Variance)> stats = [];
-            if (layers > 0)
-            {
-                stats = BlockStatistics(blocks, k, sel, layers);
-                dAdv = Distance(stats, _alignAdv!);                                       // [K]
-                dClean = Distance(stats, _alignClean!);
-            }
-            else
-            {
-                dAdv = zeros(k, device: device);
-                dClean = zeros(k, device: device);
-            }
+            var stats = layers > 0 ? BlockStatistics(blocks, k, sel, layers) : [];
+            var dAdv = layers > 0 ? Distance(stats, _alignAdv!) : zeros(k, device: device);      // [K]
+            var dClean = layers > 0 ? Distance(stats, _alignClean!) : zeros(k, device: device);
             var loss = entropyLoss + o.AlignmentWeight * (o.Gamma * dAdv + (1 - o.Gamma) * dClean);
-            if (step == 1 && layers > 0)
-            {
-                // Auditors' distances, before tuning: reuse the alignment terms where the reference is the same one.
-                float[]? Values(DeviceReference? r, Tensor? computed)
-                {
-                    if (r is null || r.Layers < layers) return null;
-                    using var d = computed?.detach() ?? Distance(stats, r).detach();
-                    return d.cpu().data<float>().ToArray();
-                }
-                var toAdversarial = Values(_adversarial, ReferenceEquals(_adversarial, _alignAdv) ? dAdv : null);
-                var toAttacked = Values(_attacked, ReferenceEquals(_attacked, _alignAdv) ? dAdv : null);
-                var toClean = Values(_alignClean, dClean)!;
-                distances = Enumerable.Range(0, k).Select(i =>
-                    new StatisticsDistances(toAdversarial?[i] ?? double.NaN, toClean[i], toAttacked is null ? null : toAttacked[i])).ToArray();
-            }
+            if (step == 1 && layers > 0) distances = AuditDistances(stats, dAdv, dClean, layers, k);
             optimizer.zero_grad();
             loss.sum().backward();
             optimizer.step();
 
             current = Predict();
-            var ent = entropyLoss.detach().cpu().data<float>().ToArray();
-            var aa = dAdv.detach().cpu().data<float>().ToArray();
-            var ac = dClean.detach().cpu().data<float>().ToArray();
-            var tot = loss.detach().cpu().data<float>().ToArray();
-            var selRows = selected.cpu().data<long>().ToArray();
-            for (var i = 0; i < k; i++)
-            {
-                var report = new TaptStepReport(i, step, ent[i], aa[i], ac[i], tot[i],
-                    selRows.Skip(i * sel).Take(sel).Select(x => (int)x).ToArray(), TopK(current[i], vocabulary, o.TopK));
-                reports[i].Add(report);
-                onStep?.Invoke(report);
-            }
+            Report(step, k, entropyLoss, dAdv, dClean, loss, selected, current, vocabulary, reports, onStep);
         }
         optimizer.Dispose();
-        Dictionary<string, float[]>[]? tunedValues = null;
-        if (o.ReturnTunedPrompts)
-        {
-            tunedValues = new Dictionary<string, float[]>[k];
-            var state = prompts.State();
-            for (var i = 0; i < k; i++)
-                tunedValues[i] = state.ToDictionary(kv => kv.Key, kv => kv.Value[i].detach().cpu().contiguous().data<float>().ToArray(), StringComparer.Ordinal);
-        }
+        var tunedValues = o.ReturnTunedPrompts ? TunedValues(prompts, k) : null;
         if (keepTuned is not null)
         {
             var tuned = prompts.Clone();
@@ -248,6 +174,99 @@ public sealed class TaptDefense : IDisposable
             ArgMax(baseline[i]), baseline[i], ArgMax(apt![i]), apt[i], ArgMax(current![i]), current[i],
             reports[i], distances?[i], seconds)
         { TunedPrompts = tunedValues?[i], ViewsPrediction = votes is null ? null : (int)votes[i] }).ToArray();
+    }
+
+    /// <summary>Each image's report of one step (losses, selected views, top labels after it), to the caller as it happens.</summary>
+    private void Report(int step, int k, Tensor entropyLoss, Tensor dAdv, Tensor dClean, Tensor loss, Tensor selected, float[][] current,
+        LabelVocabulary vocabulary, List<TaptStepReport>[] reports, Action<TaptStepReport>? onStep)
+    {
+        var sel = Options.SelectedViews;
+        var ent = entropyLoss.detach().cpu().data<float>().ToArray();
+        var aa = dAdv.detach().cpu().data<float>().ToArray();
+        var ac = dClean.detach().cpu().data<float>().ToArray();
+        var tot = loss.detach().cpu().data<float>().ToArray();
+        var selRows = selected.cpu().data<long>().ToArray();
+        for (var i = 0; i < k; i++)
+        {
+            var report = new TaptStepReport(i, step, ent[i], aa[i], ac[i], tot[i],
+                selRows.Skip(i * sel).Take(sel).Select(x => (int)x).ToArray(), TopK(current[i], vocabulary, Options.TopK));
+            reports[i].Add(report);
+            onStep?.Invoke(report);
+        }
+    }
+
+    /// <summary>What one step's selection yields: the chosen views' logits with autograd to the prompts, their block inputs.</summary>
+    private sealed record Selection(Tensor Selected, Tensor Logits, List<Tensor> Blocks, float[][]? AptBefore, long[]? Votes);
+
+    /// <summary>
+    /// Scores every view without autograd, then runs only the selected ones with gradients. One text pass serves both
+    /// (detached for the scoring): with large vocabularies the text tower costs as much as the views. At the first
+    /// step view 0 (the original) under P_adv is APT's prediction, and the selected views' vote is recorded.
+    /// </summary>
+    private Selection SelectEfficiently(Tensor views, LabelVocabulary vocabulary, PromptSet prompts, int k, int layers, bool first)
+    {
+        var (v, sel) = (Options.Views, Options.SelectedViews);
+        var text = _clip.TextFeatures(vocabulary, prompts);
+        Tensor selected;
+        float[][]? apt = null;
+        long[]? votes = null;
+        using (no_grad())
+        {
+            var all = GroupedLogits(views, text.detach(), prompts, k, v, null, 0);
+            if (first) apt = Rows(all.select(1, 0).softmax(-1));
+            selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+            if (first) votes = Vote(all, selected);
+        }
+        var blocks = new List<Tensor>();
+        var logits = GroupedLogits(Gather(views, selected, v), text, prompts, k, sel, blocks, layers);
+        return new Selection(selected, logits, blocks, apt, votes);
+    }
+
+    /// <summary>The straightforward form (tested equal to the efficient one): every view with autograd, then select.</summary>
+    private Selection SelectStraightforwardly(Tensor views, LabelVocabulary vocabulary, PromptSet prompts, int k, int layers, bool first)
+    {
+        var (v, sel, c) = (Options.Views, Options.SelectedViews, vocabulary.Count);
+        var allBlocks = new List<Tensor>();
+        var all = GroupedLogits(views, _clip.TextFeatures(vocabulary, prompts), prompts, k, v, allBlocks, layers);
+        Tensor selected;
+        long[]? votes = null;
+        using (no_grad())
+        {
+            selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
+            if (first) votes = Vote(all.detach(), selected);
+        }
+        var logits = all.gather(1, selected.unsqueeze(-1).expand(-1, -1, c));
+        var blocks = new List<Tensor>();
+        foreach (var b in allBlocks)
+        {
+            var bk = b.view(k, v, b.shape[1], b.shape[2]);
+            var idx = selected.view(k, sel, 1, 1).expand(-1, -1, b.shape[1], b.shape[2]);
+            blocks.Add(bk.gather(1, idx).view(k * sel, b.shape[1], b.shape[2]));
+        }
+        return new Selection(selected, logits, blocks, null, votes);
+    }
+
+    /// <summary>Auditors' distances before tuning; the alignment terms are reused where the reference is the same one.</summary>
+    private StatisticsDistances[] AuditDistances(IReadOnlyList<(Tensor Mean, Tensor Variance)> stats, Tensor dAdv, Tensor dClean, int layers, int k)
+    {
+        float[]? Values(DeviceReference? r, Tensor? computed)
+        {
+            if (r is null || r.Layers < layers) return null;
+            using var d = computed?.detach() ?? Distance(stats, r).detach();
+            return d.cpu().data<float>().ToArray();
+        }
+        var toAdversarial = Values(_adversarial, ReferenceEquals(_adversarial, _alignAdv) ? dAdv : null);
+        var toAttacked = Values(_attacked, ReferenceEquals(_attacked, _alignAdv) ? dAdv : null);
+        var toClean = Values(_alignClean, dClean)!;
+        return Enumerable.Range(0, k).Select(i =>
+            new StatisticsDistances(toAdversarial?[i] ?? double.NaN, toClean[i], toAttacked is null ? null : toAttacked[i])).ToArray();
+    }
+
+    private static Dictionary<string, float[]>[] TunedValues(PromptSet prompts, int k)
+    {
+        var state = prompts.State();
+        return Enumerable.Range(0, k).Select(i =>
+            state.ToDictionary(kv => kv.Key, kv => kv.Value[i].detach().cpu().contiguous().data<float>().ToArray(), StringComparer.Ordinal)).ToArray();
     }
 
     /// <summary>Per image, argmax of the mean probability of its selected views: [K, V, C] logits, [K, sel] indices.</summary>
