@@ -30,15 +30,17 @@ public static partial class Identifiers
     public static string RequireName(string? name, string what) =>
         IsValidName(name) ? name! : throw new ArgumentException($"invalid {what} name '{name}': use 1-64 letters, digits, '.', '_' and '-'");
 
+    // Anchored with \A and \z: `$` also matches before a final newline, so "demo\n" passed as a tenant id.
+
     /// <summary>A fresh job id.</summary>
     public static string NewJobId() => "job-" + Guid.NewGuid().ToString("N");
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\A[a-z0-9][a-z0-9-]{1,48}[a-z0-9]\z", RegexOptions.CultureInvariant)]
     private static partial Regex TenantPattern();
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{6,62}[a-z0-9]$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\A[a-z0-9][a-z0-9-]{6,62}[a-z0-9]\z", RegexOptions.CultureInvariant)]
     private static partial Regex JobPattern();
 
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 }

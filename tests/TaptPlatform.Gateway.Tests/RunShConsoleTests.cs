@@ -92,6 +92,12 @@ public sealed partial class RunShConsoleTests : IAsyncLifetime
 
         var leftovers = await _run.StopAsync();
         Assert.True(leftovers.Count == 0, "left running after run.sh stopped: " + string.Join("; ", leftovers));
+
+        // The console's live connection sent the key as ?access_token= (browsers cannot set headers on WebSockets):
+        // no log of the run may hold it.
+        var secret = tenantKey[(tenantKey.LastIndexOf('.') + 1)..];
+        foreach (var log in Directory.GetFiles(Path.Combine(_copy, ".data", "logs")))
+            Assert.False((await File.ReadAllTextAsync(log)).Contains(secret, StringComparison.Ordinal), $"{Path.GetFileName(log)} holds the tenant key");
     }
 
     private static async Task Screenshot(IPage page, string name)
