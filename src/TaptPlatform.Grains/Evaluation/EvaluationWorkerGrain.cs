@@ -90,22 +90,14 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         var req = work.Request;
         var model = catalog.Get(cfg.Model, device);          // loads once, outside any dispose scope
         var (artifactName, artifact) = model.Artifact(cfg.PromptArtifact);
-        if (cfg.Design is { } design && PromptShape.ParseDesign(design) != artifact.Shape.Design)
-            throw new TuningFailedException($"prompt configuration expects design {design.ToUpperInvariant()} but artifact '{artifactName}' is {artifact.Shape.Design}");
         TaptOptions options;
         try
         {
-            options = artifact.Settings with
-            {
-                Views = cfg.Views ?? artifact.Settings.Views,
-                Steps = cfg.Steps ?? artifact.Settings.Steps,
-                LearningRate = cfg.LearningRate ?? artifact.Settings.LearningRate,
-            };
-            options.Validate();
+            options = artifact.SettingsWith(cfg.Design, cfg.Views, cfg.Steps, cfg.LearningRate);
         }
         catch (ArgumentException e)
         {
-            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
+            throw new TuningFailedException($"invalid test-time settings for artifact '{artifactName}': {e.Message}");
         }
         var pixels = new List<float[]>(inputs.Length);
         foreach (var (bytes, i) in inputs.Select((b, i) => (b, i)))
@@ -139,55 +131,59 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         {
             using var defense = new TaptDefense(model.Clip, artifact, options);
             var evaluator = new RobustnessEvaluator(model.Clip, defense, vocabulary);
-            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples), null, batch =>
-            {
-                var perImage = batch.Seconds / Math.Max(1, batch.Outcomes.Count);
-                var outcomes = batch.Outcomes.Select(o => new EvaluationImageOutcome(o.Index, work.EpsilonIndex, o.Label,
-                    o.ClipClean, o.AptClean, o.TaptClean, o.ClipRobust, o.AptRobust, o.TaptRobust, perImage)).ToImmutableArray();
-                var files = new List<(string, byte[], string)>();
-                for (var i = 0; i < outcomes.Length; i++)
-                {
-                    var o = outcomes[i];
-                    if (skip.Contains(o.Index)) continue;
-                    var folder = ArtifactFolder(work.EpsilonIndex, o.Index);
-                    files.Add(($"{folder}/clean.png", ImageEncoding.EncodePng(batch.Clean[i], batch.Height, batch.Width), "image/png"));
-                    void Adversarial(string method, float[] adv)
-                    {
-                        files.Add(($"{folder}/{method}.png", ImageEncoding.EncodePng(adv, batch.Height, batch.Width), "image/png"));
-                        files.Add(($"{folder}/perturbation-{method}.png", ImageEncoding.EncodePng(Amplify(batch.Clean[i], adv, epsilon), batch.Height, batch.Width), "image/png"));
-                    }
-                    Adversarial("clip", batch.ClipAdversarial[i]);
-                    Adversarial("apt", batch.AptAdversarial[i]);
-                    if (batch.TaptAdversarial is { } t) Adversarial("tapt", t[i]);
-                    JsonObject Method(int clean, int robust, string image) => new()
-                    {
-                        ["clean"] = work.Labels[clean],
-                        ["robust"] = work.Labels[robust],
-                        ["cleanCorrect"] = clean == o.Label,
-                        ["robustCorrect"] = robust == o.Label,
-                        ["adversarialImage"] = image,
-                    };
-                    var record = new JsonObject
-                    {
-                        ["jobId"] = work.JobId,
-                        ["image"] = o.Index,
-                        ["label"] = work.Labels[o.Label],
-                        ["epsilonIndex"] = work.EpsilonIndex,
-                        ["settings"] = attackSettings.DeepClone(),
-                        ["original"] = $"inputs/{o.Index.ToString("D5", CultureInfo.InvariantCulture)}",
-                        ["clip"] = Method(o.ClipClean, o.ClipRobust, "clip.png"),
-                        ["apt"] = Method(o.AptClean, o.AptRobust, "apt.png"),
-                        ["tapt"] = Method(o.TaptClean, o.TaptRobust, batch.TaptAdversarial is null ? "apt.png" : "tapt.png"),
-                        ["perturbationAmplification"] = "0.5 + 0.5 * (adversarial - clean) / epsilon",
-                    };
-                    files.Add(($"{folder}/outcome.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), "application/json"));
-                }
-                onBatch(new PreparedBatch(outcomes, files));
-            });
+            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples), null,
+                batch => onBatch(Prepare(work, batch, skip, epsilon, attackSettings)));
         }
         return new EvaluationRunInfo(work.EpsilonIndex, epsilon, report.Attack, report.Gradient, model.Checkpoint.Checksum, artifactName,
             Sha256(Path.Combine(model.Checkpoint.Directory, artifactName)), PromptArtifact.FormatVersion, artifact.Shape.Design.ToString(),
             options.Views, options.Steps, options.LearningRate, EngineVersion, report.SecondsPerImage, "");
+    }
+
+    /// <summary>One evaluated batch's outcomes and the artifacts to store with them (skipping images already recorded).</summary>
+    private static PreparedBatch Prepare(EvaluationWork work, EvaluationBatch batch, HashSet<int> skip, double epsilon, JsonObject attackSettings)
+    {
+        var perImage = batch.Seconds / Math.Max(1, batch.Outcomes.Count);
+        var outcomes = batch.Outcomes.Select(o => new EvaluationImageOutcome(o.Index, work.EpsilonIndex, o.Label,
+            o.ClipClean, o.AptClean, o.TaptClean, o.ClipRobust, o.AptRobust, o.TaptRobust, perImage)).ToImmutableArray();
+        var files = new List<(string, byte[], string)>();
+        for (var i = 0; i < outcomes.Length; i++)
+        {
+            var o = outcomes[i];
+            if (skip.Contains(o.Index)) continue;
+            var folder = ArtifactFolder(work.EpsilonIndex, o.Index);
+            files.Add(($"{folder}/clean.png", ImageEncoding.EncodePng(batch.Clean[i], batch.Height, batch.Width), "image/png"));
+            void Adversarial(string method, float[] adv)
+            {
+                files.Add(($"{folder}/{method}.png", ImageEncoding.EncodePng(adv, batch.Height, batch.Width), "image/png"));
+                files.Add(($"{folder}/perturbation-{method}.png", ImageEncoding.EncodePng(Amplify(batch.Clean[i], adv, epsilon), batch.Height, batch.Width), "image/png"));
+            }
+            Adversarial("clip", batch.ClipAdversarial[i]);
+            Adversarial("apt", batch.AptAdversarial[i]);
+            if (batch.TaptAdversarial is { } t) Adversarial("tapt", t[i]);
+            JsonObject Method(int clean, int robust, string image) => new()
+            {
+                ["clean"] = work.Labels[clean],
+                ["robust"] = work.Labels[robust],
+                ["cleanCorrect"] = clean == o.Label,
+                ["robustCorrect"] = robust == o.Label,
+                ["adversarialImage"] = image,
+            };
+            var record = new JsonObject
+            {
+                ["jobId"] = work.JobId,
+                ["image"] = o.Index,
+                ["label"] = work.Labels[o.Label],
+                ["epsilonIndex"] = work.EpsilonIndex,
+                ["settings"] = attackSettings.DeepClone(),
+                ["original"] = $"inputs/{o.Index.ToString("D5", CultureInfo.InvariantCulture)}",
+                ["clip"] = Method(o.ClipClean, o.ClipRobust, "clip.png"),
+                ["apt"] = Method(o.AptClean, o.AptRobust, "apt.png"),
+                ["tapt"] = Method(o.TaptClean, o.TaptRobust, batch.TaptAdversarial is null ? "apt.png" : "tapt.png"),
+                ["perturbationAmplification"] = "0.5 + 0.5 * (adversarial - clean) / epsilon",
+            };
+            files.Add(($"{folder}/outcome.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), "application/json"));
+        }
+        return new PreparedBatch(outcomes, files);
     }
 
     /// <summary>The order images are evaluated in: <c>tapt eval</c>'s sample order (<see cref="DatasetSampling.Sample"/>) for all of them.</summary>

@@ -333,24 +333,14 @@ public sealed class TuningEngine : IDisposable
     /// <summary>The artifact's test-time settings with the request's overrides; a mismatch or an invalid value fails permanently.</summary>
     private static TaptOptions OptionsFor(string model, string artifactName, PromptArtifact artifact, TuningSettings s)
     {
-        if (s.Design is { } wanted && PromptShape.ParseDesign(wanted) != artifact.Shape.Design)
-            throw new TuningFailedException($"prompt configuration expects design {wanted.ToUpperInvariant()} but artifact '{artifactName}' of model '{model}' is {artifact.Shape.Design}");
         try
         {
-            var options = artifact.Settings with
-            {
-                Views = s.Views ?? artifact.Settings.Views,
-                Steps = s.Steps ?? artifact.Settings.Steps,
-                LearningRate = s.LearningRate ?? artifact.Settings.LearningRate,
-                // Flagged images keep their tuned prompts in the audit record.
-                ReturnTunedPrompts = true,
-            };
-            options.Validate();
-            return options;
+            // Flagged images keep their tuned prompts in the audit record.
+            return artifact.SettingsWith(s.Design, s.Views, s.Steps, s.LearningRate) with { ReturnTunedPrompts = true };
         }
         catch (ArgumentException e)
         {
-            throw new TuningFailedException($"invalid test-time settings: {e.Message}");
+            throw new TuningFailedException($"invalid test-time settings for artifact '{artifactName}' of model '{model}': {e.Message}");
         }
     }
 

@@ -137,31 +137,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             }
             else
             {
-                LogitsFunction through = img =>
-                {
-                    Tensor? sum = null;
-                    for (var r = 0; r < options.EotSamples; r++)
-                    {
-                        var call = ++eotCall;
-                        var inputs = Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i].detach(), seeds[i] ^ (call * 7_919))).ToList();
-                        using var tuned = defense.TunePrompts(inputs, vocabulary);
-                        var features = clip.ImageFeatures(img, tuned).unsqueeze(1);      // group i = image i
-                        var text = clip.TextFeatures(vocabulary, tuned);
-                        var logits = clip.Logits(features, text).squeeze(1);
-                        if (options.AttackViews > 0)
-                        {
-                            // EOT over TAPT's views: the same crops for every image of the call, differentiable in the pixels.
-                            var rng = new Random(unchecked(options.Seed * 7_919 + call));
-                            var crops = Enumerable.Range(0, options.AttackViews).Select(_ => augmenter.Sample(size, size, rng)).ToArray();
-                            // One forward pass for all crops: [V·B, 3, S, S] → [V, B, C], averaged over the views.
-                            var views = cat(crops.Select(c => ViewAugmenter.ApplyToBatch(img, c, size, size)).ToArray(), 0);
-                            var viewLogits = aptFn(views).view(options.AttackViews, img.shape[0], -1).mean([0]);
-                            logits = (logits + viewLogits) / 2;
-                        }
-                        sum = sum is null ? logits : sum + logits;
-                    }
-                    return sum! / options.EotSamples;
-                };
+                var through = ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall);
                 var advTapt = attack.Perturb(through, x, y, generator);
                 taptRobust = Tapt(advTapt);
                 advTaptImages = advTapt;
@@ -189,11 +165,51 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             }
             progress?.Invoke(outcomes.Count, indices.Count);
         }
+        return Report(outcomes, options, attack.Name, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The adaptive attack's model: the defended prediction with prompts tuned on fresh random views (the tuned prompts
+    /// held fixed in the backward pass), averaged over <see cref="EvaluationOptions.EotSamples"/> tunings; with
+    /// <see cref="EvaluationOptions.AttackViews"/> also over that many of TAPT's crops under P_adv.
+    /// </summary>
+    private LogitsFunction ThroughTheDefense(EvaluationOptions options, int[] seeds, ViewAugmenter augmenter, LogitsFunction aptFn, Func<int> nextCall)
+    {
+        var size = clip.ImageSize;
+        return img =>
+        {
+            Tensor? sum = null;
+            for (var r = 0; r < options.EotSamples; r++)
+            {
+                var call = nextCall();
+                var inputs = Enumerable.Range(0, seeds.Length).Select(i => new TaptInput(img[i].detach(), seeds[i] ^ (call * 7_919))).ToList();
+                using var tuned = defense.TunePrompts(inputs, vocabulary);
+                var features = clip.ImageFeatures(img, tuned).unsqueeze(1);      // group i = image i
+                var text = clip.TextFeatures(vocabulary, tuned);
+                var logits = clip.Logits(features, text).squeeze(1);
+                if (options.AttackViews > 0)
+                {
+                    // EOT over TAPT's views: the same crops for every image of the call, differentiable in the pixels.
+                    var rng = new Random(unchecked(options.Seed * 7_919 + call));
+                    var crops = Enumerable.Range(0, options.AttackViews).Select(_ => augmenter.Sample(size, size, rng)).ToArray();
+                    // One forward pass for all crops: [V·B, 3, S, S] → [V, B, C], averaged over the views.
+                    var views = cat(crops.Select(c => ViewAugmenter.ApplyToBatch(img, c, size, size)).ToArray(), 0);
+                    var viewLogits = aptFn(views).view(options.AttackViews, img.shape[0], -1).mean([0]);
+                    logits = (logits + viewLogits) / 2;
+                }
+                sum = sum is null ? logits : sum + logits;
+            }
+            return sum! / options.EotSamples;
+        };
+    }
+
+    private static EvaluationReport Report(List<ImageOutcome> outcomes, EvaluationOptions options, string attackName, double seconds)
+    {
         double Acc(Func<ImageOutcome, int> f) => outcomes.Count == 0 ? double.NaN : outcomes.Count(o => f(o) == o.Label) / (double)outcomes.Count;
         return new EvaluationReport(
             outcomes.Count,
             options.Attack.Epsilon,
-            attack.Name,
+            attackName,
             options.Protocol == EvaluationProtocol.Adaptive ? "adaptive" : "nonadaptive",
             new MethodAccuracies(Acc(o => o.ClipClean), Acc(o => o.AptClean), Acc(o => o.TaptClean)),
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
@@ -201,7 +217,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples)
                     + (options.AttackViews > 0 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AttackViewsGradient, options.AttackViews) : "")
                 : NonAdaptiveGradient,
-            clock.Elapsed.TotalSeconds / Math.Max(1, outcomes.Count),
+            seconds / Math.Max(1, outcomes.Count),
             outcomes)
         {
             ViewsVote = outcomes.Count > 0 && outcomes.All(o => o.ViewsClean >= 0 && o.ViewsRobust >= 0) ? (Acc(o => o.ViewsClean), Acc(o => o.ViewsRobust)) : null,

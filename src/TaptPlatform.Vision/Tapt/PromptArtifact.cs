@@ -31,6 +31,25 @@ public sealed class PromptArtifact : IDisposable
     /// <summary>Which images the "adversarial" alignment reference used: "clean-images" (their code) or "pgd-images".</summary>
     public string AdversarialReferenceSource { get; init; } = "clean-images";
     public TaptOptions Settings { get; init; } = new();
+
+    /// <summary>
+    /// The test-time settings to run with: the recorded ones with a caller's overrides (null keeps the recorded
+    /// value), validated; <paramref name="design"/>, when given, must be this artifact's. Throws
+    /// <see cref="ArgumentException"/> naming what does not fit.
+    /// </summary>
+    public TaptOptions SettingsWith(string? design, int? views, int? steps, double? learningRate)
+    {
+        if (design is not null && PromptShape.ParseDesign(design) != Shape.Design)
+            throw new ArgumentException($"the prompt configuration expects design {design.ToUpperInvariant()} but the artifact is {Shape.Design}");
+        var options = Settings with
+        {
+            Views = views ?? Settings.Views,
+            Steps = steps ?? Settings.Steps,
+            LearningRate = learningRate ?? Settings.LearningRate,
+        };
+        options.Validate();
+        return options;
+    }
     /// <summary>Free-form provenance (training and calibration commands, data, timings).</summary>
     public JsonObject Provenance { get; init; } = [];
 
