@@ -1,7 +1,7 @@
 namespace TaptPlatform.Grains;
 
 /// <summary>How a job grain schedules its images (configuration section <c>Tapt:Jobs</c>).</summary>
-public sealed class JobOptions
+public sealed class JobOptions : ISelfValidatingOptions
 {
     /// <summary>Images of one job handed to the model grain at once (the engine batches from these).</summary>
     public int MaxInFlight { get; set; } = 16;
@@ -31,7 +31,8 @@ public sealed class JobOptions
 
     /// <summary>
     /// How long a running job's slots (its tenant's and the cluster's running-job limits) stay taken without renewal.
-    /// A running job renews them from its watchdog; a job that dies for good frees them within this time.
+    /// A running job renews them from its watchdog (every quarter of this, so keep the watchdog period well below it); a
+    /// job that dies for good frees them within this time.
     /// </summary>
     public TimeSpan SlotLease { get; set; } = TimeSpan.FromMinutes(3);
 
@@ -47,4 +48,17 @@ public sealed class JobOptions
     /// image does not read back the blob just written (0: always read the blobs). Past it, images are read from storage.
     /// </summary>
     public long InputMemoryBytes { get; set; } = 128L << 20;
+
+    public void Validate()
+    {
+        if (MaxInFlight is < 1 or > 10_000) throw new ArgumentException("Tapt:Jobs:MaxInFlight must be in 1..10000");
+        if (ModelShards is < 1 or > 1024) throw new ArgumentException("Tapt:Jobs:ModelShards must be in 1..1024");
+        if (UploadParallelism is < 1 or > 256) throw new ArgumentException("Tapt:Jobs:UploadParallelism must be in 1..256");
+        if (RetryDelay <= TimeSpan.Zero || MaxRetryDelay < RetryDelay) throw new ArgumentException("Tapt:Jobs:RetryDelay must be positive and at most Tapt:Jobs:MaxRetryDelay");
+        if (MaxAttempts is < 1 or > 100) throw new ArgumentException("Tapt:Jobs:MaxAttempts must be in 1..100");
+        if (WatchdogPeriod <= TimeSpan.Zero) throw new ArgumentException("Tapt:Jobs:WatchdogPeriod must be positive");
+        if (SlotLease <= TimeSpan.Zero || SlotLease > Slots.SlotLeases.MaxLease) throw new ArgumentException($"Tapt:Jobs:SlotLease must be in (0, {Slots.SlotLeases.MaxLease}]");
+        if (StateWriteResults < 1) throw new ArgumentException("Tapt:Jobs:StateWriteResults must be at least 1");
+        if (InputMemoryBytes < 0) throw new ArgumentException("Tapt:Jobs:InputMemoryBytes must not be negative");
+    }
 }

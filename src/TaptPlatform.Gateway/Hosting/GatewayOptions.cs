@@ -1,7 +1,7 @@
 namespace TaptPlatform.Gateway.Hosting;
 
 /// <summary>The gateway's settings (configuration section <c>Tapt:Gateway</c>).</summary>
-public sealed class GatewayOptions
+public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
 {
     public const string Section = "Tapt:Gateway";
 
@@ -56,6 +56,14 @@ public sealed class GatewayOptions
             o?.Burst ?? Limits.Burst ?? 200,
             o?.MaxConcurrentJobs ?? Limits.MaxConcurrentJobs ?? 4,
             o?.ImagesPerDay ?? Limits.ImagesPerDay ?? 100_000);
+    }
+
+    public void Validate()
+    {
+        if (OperatorKey is not null && OperatorKey.Length < 16) throw new ArgumentException($"{Section}:OperatorKey must have at least 16 characters");
+        if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0)
+            throw new ArgumentException($"{Section}: size limits must be positive");
+        if (MaxRunningJobs is < 1 or > 10_000) throw new ArgumentException($"{Section}:MaxRunningJobs must be in 1..10000");
     }
 }
 

@@ -16,6 +16,7 @@ using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Limits;
 using TaptPlatform.Gateway.Live;
 using TaptPlatform.Gateway.Telemetry;
+using TaptPlatform.Grains;
 using TaptPlatform.Silo.Hosting;
 
 namespace TaptPlatform.Gateway.Hosting;
@@ -91,12 +92,7 @@ public static class TaptGatewayExtensions
     public static IHostApplicationBuilder AddTaptGateway(this IHostApplicationBuilder builder)
     {
         var services = builder.Services;
-        services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection(GatewayOptions.Section))
-            .Validate(o => o.OperatorKey is null || o.OperatorKey.Length >= 16, $"{GatewayOptions.Section}:OperatorKey must have at least 16 characters")
-            .Validate(o => o.MaxJsonBytes > 0 && o.MaxUploadBytes > 0 && o.MaxImageBytes > 0 && o.MaxImagesPerRequest > 0 && o.UploadChunkImages > 0,
-                $"{GatewayOptions.Section}: size limits must be positive")
-            .Validate(o => o.MaxRunningJobs is >= 1 and <= 10_000, $"{GatewayOptions.Section}:MaxRunningJobs must be in 1..10000")
-            .ValidateOnStart();
+        services.AddOptions<GatewayOptions>().BindConfiguration(GatewayOptions.Section).ValidatedOnStart();
         services.TryAddSingletonTimeProvider();
 
         services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);

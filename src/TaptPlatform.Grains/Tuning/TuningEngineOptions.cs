@@ -1,7 +1,7 @@
 namespace TaptPlatform.Grains.Tuning;
 
 /// <summary>The tuning engine of an accelerator silo (configuration section <c>Tapt:Engine</c>).</summary>
-public sealed class TuningEngineOptions
+public sealed class TuningEngineOptions : ISelfValidatingOptions
 {
     /// <summary>Dedicated tuning threads (one per device, or a few per host's cores).</summary>
     public int Threads { get; set; } = 1;

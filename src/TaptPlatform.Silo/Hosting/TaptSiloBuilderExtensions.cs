@@ -91,7 +91,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton<InputMemory>();
         silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(storage.Blobs));
-        var jobOptions = silo.Services.AddOptions<JobOptions>();
+        var jobOptions = silo.Services.AddOptions<JobOptions>().ValidatedOnStart();
         if (jobs is not null) jobOptions.Configure(jobs);
         return silo;
     }
@@ -107,7 +107,7 @@ public static class TaptSiloBuilderExtensions
         var role = SiloRoles.Parse(accelerator);
         silo.UseSiloMetadata(new Dictionary<string, string> { [SiloRoles.MetadataKey] = role });
         silo.Services.AddAcceleratorPlacementFilter();
-        var engineOptions = silo.Services.AddOptions<TuningEngineOptions>()
+        var engineOptions = silo.Services.AddOptions<TuningEngineOptions>().ValidatedOnStart()
             .Configure(o => o.Device = role == SiloRoles.Cuda ? "cuda" : "cpu");
         if (engine is not null) engineOptions.Configure(engine);
         var modelOptions = silo.Services.AddOptions<ModelCatalogOptions>();
