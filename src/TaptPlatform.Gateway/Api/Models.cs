@@ -58,18 +58,10 @@ public sealed record JobView(
 {
     public static JobView From(JobStatus s, DateTimeOffset now, double? throughput = null)
     {
-        throughput ??= s.StartedAt is { } started && s.Counts.Completed > 0
-            ? s.Counts.Completed / Math.Max(0.001, ((s.FinishedAt ?? now) - started).TotalSeconds)
-            : null;
-        double? eta = s.State switch
-        {
-            JobState.Running when throughput is > 0 => s.Counts.Remaining / throughput,
-            JobState.Completed or JobState.Cancelled => 0,
-            _ => null,
-        };
+        var p = Live.ProgressEstimate.Of(s.State, s.Counts.Completed, s.Counts.Remaining, s.StartedAt, s.FinishedAt, now, throughput);
         return new JobView(s.JobId, s.Name, s.State, s.Counts, s.Vocabulary, s.VocabularyVersion, s.PromptConfiguration,
             s.PromptConfigurationVersion, s.Model, s.Seed, s.CreatedAt, s.StartedAt, s.FinishedAt, s.Waiting,
-            throughput is null ? null : Math.Round(throughput.Value, 3), eta is null ? null : Math.Round(eta.Value, 1));
+            p.ThroughputPerSecond, p.EtaSeconds);
     }
 }
 

@@ -187,15 +187,11 @@ public sealed class JobEventBridge(
         if (_watches.TryGetValue(progress.JobId, out w) && !w.Followers.IsEmpty)
         {
             var c = progress.Counts;
-            var rate = w.Meter.Rate(clock.GetUtcNow());
-            double? eta = progress.State switch
-            {
-                JobState.Running when rate is > 0 => Math.Round(c.Remaining / rate.Value, 1),
-                JobState.Running => null,
-                _ => 0,
-            };
+            var now = clock.GetUtcNow();
+            // The recent rate only: the event carries no start time, and a meter that saw nothing yet says so.
+            var p = ProgressEstimate.Of(progress.State, c.Completed, c.Remaining, null, null, now, w.Meter.Rate(now));
             var e = new JobProgressEvent(progress.JobId, progress.State, c.Total, c.Completed, c.Succeeded, c.Failed, c.Flagged,
-                rate is null ? null : Math.Round(rate.Value, 3), eta, progress.Waiting);
+                p.ThroughputPerSecond, p.EtaSeconds, progress.Waiting);
             foreach (var f in w.Followers) f.PostProgress(e);
         }
         return Task.CompletedTask;
