@@ -161,8 +161,12 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// <summary>Stores the images (clean originals) as blobs and records them with their labels; only while open.</summary>
     Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images);
 
-    /// <summary>Seals the evaluation and runs it on an accelerator silo.</summary>
-    Task<EvaluationStatus> StartAsync(string tenantId);
+    /// <summary>
+    /// Seals the evaluation and runs it on an accelerator silo. Like a job's start, it takes the tenant's and the
+    /// cluster's running slots under <paramref name="limits"/> (throws <see cref="TaptQuotaException"/> when one is
+    /// refused) and its end gives them back.
+    /// </summary>
+    Task<EvaluationStatus> StartAsync(string tenantId, JobLimits? limits = null);
 
     Task<EvaluationStatus> GetStatusAsync(string tenantId);
 

@@ -120,3 +120,40 @@ public sealed class JobSlotTests(PlatformFixture platform)
         return job;
     }
 }
+
+/// <summary>Evaluations hold the same running slots as jobs: they count in the tenant's concurrent-jobs quota.</summary>
+[Collection(PlatformCollection.Name)]
+public sealed class EvaluationSlotTests(PlatformFixture platform)
+{
+    [Fact]
+    public async Task A_running_evaluation_takes_the_tenants_slot_and_gives_it_back_when_it_ends()
+    {
+        var cluster = await platform.ClusterAsync();
+        var tenantId = PlatformFixture.NewTenant("evslots");
+        var tenant = await PlatformFixture.TenantWithFashionSetupAsync(cluster.Client, tenantId, TestModels.Tiny);
+        var quota = cluster.Client.GetGrain<ITenantQuotaGrain>(tenantId);
+        var limits = new JobLimits(MaxConcurrentJobs: 1, MaxRunningJobs: 10_000);
+
+        var id = EvaluationDefinition.NewId();
+        var evaluation = cluster.Client.GetGrain<IEvaluationJobGrain>(id);
+        var request = new EvaluationRequest("fashion", "default", "pgd", [4.0 / 255], Steps: 10);   // long enough to be running at the job start
+        await evaluation.CreateAsync(new EvaluationDefinition(tenantId, id, await tenant.GetVocabularyAsync("fashion"),
+            await tenant.GetPromptConfigurationAsync("default"), request, DateTimeOffset.UtcNow));
+        await evaluation.AddImagesAsync(tenantId, [.. Enumerable.Range(0, 64).Select(i =>
+            new EvaluationImage($"e{i}.png", TestModels.FashionLabels[TestModels.FashionTest.Labels[i]], TestModels.FashionPng(i)))]);
+        await evaluation.StartAsync(tenantId, limits);
+        Assert.Equal([id], (await quota.GetUsageAsync()).RunningJobs.AsEnumerable());
+
+        var job = cluster.Client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default"))).JobId);
+        await job.AddImagesAsync(tenantId, PlatformFixture.FashionImages([0, 1]));
+        var refused = await Assert.ThrowsAsync<TaptQuotaException>(() => job.StartAsync(tenantId, limits));
+        Assert.Equal(QuotaKind.ConcurrentJobs, refused.Kind);
+
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while ((await evaluation.GetStatusAsync(tenantId)).State == JobState.Running && DateTime.UtcNow < deadline) await Task.Delay(200);
+        Assert.Equal(JobState.Completed, (await evaluation.GetStatusAsync(tenantId)).State);
+        Assert.Empty((await quota.GetUsageAsync()).RunningJobs);
+        Assert.Equal(JobState.Running, (await job.StartAsync(tenantId, limits)).State);
+        await PlatformFixture.WaitForJobAsync(job, tenantId, TimeSpan.FromMinutes(2));
+    }
+}

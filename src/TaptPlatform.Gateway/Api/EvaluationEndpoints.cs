@@ -1,3 +1,6 @@
+using TaptPlatform.Gateway.Telemetry;
+using TaptPlatform.Gateway.Hosting;
+using Microsoft.Extensions.Options;
 using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using System.Text;
@@ -27,8 +30,8 @@ public static class EvaluationEndpoints
         e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
         e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
-        e.MapPost("/{jobId}/start", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).StartAsync(c.User.TenantId())))
-            .WithSummary("Seals the evaluation and runs it on an accelerator silo.");
+        e.MapPost("/{jobId}/start", Start)
+            .WithSummary("Seals the evaluation and runs it on an accelerator silo (counted like a job: 429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit).");
         e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
             .WithSummary("State and progress (outcomes recorded of images × ε).");
         e.MapGet("/{jobId}/report", async (string jobId, HttpContext c, IGrainFactory g) =>
@@ -50,6 +53,20 @@ public static class EvaluationEndpoints
 
     private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) =>
         Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? g.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
+
+    private static async Task<Results<Ok<EvaluationStatus>, ProblemHttpResult>> Start(string jobId, HttpContext c, IGrainFactory g,
+        IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
+    {
+        var tenantId = c.User.TenantId();
+        try
+        {
+            return TypedResults.Ok(await Grain(g, jobId).StartAsync(tenantId, JobEndpoints.StartLimits(options.CurrentValue, tenantId)));
+        }
+        catch (TaptQuotaException e)
+        {
+            return JobEndpoints.StartRefused(c, e, metrics);
+        }
+    }
 
     private static async Task<Results<Created<EvaluationStatus>, ProblemHttpResult>> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock)
     {

@@ -84,23 +84,31 @@ public static class JobEndpoints
                 return Problems.Result(409, ErrorCodes.JobNotStartable, "Job not startable", $"job '{jobId}' was cancelled");
         }
         if (status.Counts.Total == 0) return Problems.Result(409, ErrorCodes.JobNotStartable, "Job not startable", "add at least one image before starting the job");
-        var o = options.CurrentValue;
         try
         {
             // The job grain takes its slots (the tenant's concurrent jobs, the cluster's running jobs) and gives them back when it ends.
-            return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId, new JobLimits(o.LimitsFor(tenantId).MaxConcurrentJobs, o.MaxRunningJobs)), clock.GetUtcNow()));
+            return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId, StartLimits(options.CurrentValue, tenantId)), clock.GetUtcNow()));
         }
-        catch (TaptQuotaException e) when (e.Kind == QuotaKind.ConcurrentJobs)
+        catch (TaptQuotaException e)
+        {
+            return StartRefused(c, e, metrics);
+        }
+    }
+
+    /// <summary>The limits a tenant's job or evaluation starts under.</summary>
+    internal static JobLimits StartLimits(GatewayOptions o, string tenantId) => new(o.LimitsFor(tenantId).MaxConcurrentJobs, o.MaxRunningJobs);
+
+    /// <summary>A start refused by the tenant's concurrent-jobs quota or the cluster's running-jobs limit: 429 with Retry-After.</summary>
+    internal static ProblemHttpResult StartRefused(HttpContext c, TaptQuotaException e, GatewayMetrics metrics)
+    {
+        if (e.Kind == QuotaKind.ConcurrentJobs)
         {
             metrics.Limited("concurrent_jobs");
             return Problems.TooMany(c, e.RetryAfter, ErrorCodes.QuotaConcurrentJobs, e.Message);
         }
-        catch (TaptQuotaException e)
-        {
-            metrics.Limited("cluster_running_jobs");
-            return Problems.TooMany(c, e.RetryAfter, ErrorCodes.ClusterBusy, e.Message,
-                new Dictionary<string, object?> { ["runningJobs"] = e.Used, ["maxRunningJobs"] = e.Limit });
-        }
+        metrics.Limited("cluster_running_jobs");
+        return Problems.TooMany(c, e.RetryAfter, ErrorCodes.ClusterBusy, e.Message,
+            new Dictionary<string, object?> { ["runningJobs"] = e.Used, ["maxRunningJobs"] = e.Limit });
     }
 
     private static async Task<Ok<JobView>> Cancel(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>

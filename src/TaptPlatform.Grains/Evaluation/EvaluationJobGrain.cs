@@ -2,9 +2,11 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Polly;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.JobParts;
+using TaptPlatform.Grains.Slots;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Vision.Imaging;
 
@@ -44,6 +46,7 @@ public sealed class EvaluationJobState
 public sealed class EvaluationJobGrain(
     [PersistentState("evaluation", GrainStorageNames.Jobs)] IPersistentState<EvaluationJobState> state,
     IArtifactStore store,
+    IOptions<JobOptions> jobOptions,
     TimeProvider clock,
     ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain, IRemindable
 {
@@ -56,10 +59,14 @@ public sealed class EvaluationJobGrain(
     private string? _waiting;
 
     private BatchedState<EvaluationJobState>? _saved;
+    private JobSlots? _slots;
     private ResiliencePipeline? _runs;
 
     private string JobId => this.GetPrimaryKeyString();
     private EvaluationJobState S => state.State;
+
+    /// <summary>The running slots an evaluation holds, as a job's: counted in the tenant's and the cluster's limits.</summary>
+    private JobSlots Slots => _slots ??= new JobSlots(GrainFactory, S.Definition!.TenantId, JobId, jobOptions.Value.SlotLease, clock, log);
 
     /// <summary>Every write of the state: the run and the outcomes the worker records interleave, and share writes.</summary>
     private BatchedState<EvaluationJobState> Saved => _saved ??= new(state);
@@ -114,15 +121,27 @@ public sealed class EvaluationJobGrain(
         return AddImagesReceipt.Of(parts, S.Images.Count);
     }
 
-    public async Task<EvaluationStatus> StartAsync(string tenantId)
+    public async Task<EvaluationStatus> StartAsync(string tenantId, JobLimits? limits = null)
     {
         Authorize(tenantId);
         if (S.State is JobState.Running or JobState.Completed) return Status();
         if (S.State == JobState.Cancelled) throw new TaptRequestException($"evaluation '{JobId}' stopped: {S.Error}");
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
+        await Slots.AcquireAsync(limits ?? JobLimits.None);
         S.State = JobState.Running;
         S.StartedAt = clock.GetUtcNow();
-        await Saved.SaveAsync();
+        try
+        {
+            await Saved.SaveAsync();
+        }
+        catch
+        {
+            // Not started: memory says what storage says, and the slots go back.
+            S.State = JobState.Open;
+            S.StartedAt = null;
+            await Slots.ReleaseAsync();
+            throw;
+        }
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
@@ -238,6 +257,7 @@ public sealed class EvaluationJobGrain(
         if (S.State == JobState.Running)
         {
             StartRunning();
+            await Slots.RenewIfDueAsync();
             return;
         }
         _keepAlive?.Dispose();
@@ -278,6 +298,7 @@ public sealed class EvaluationJobGrain(
                 }
             }
             if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
+            await Slots.ReleaseAsync();   // first: whoever sees it completed may start the next one
             S.State = JobState.Completed;
             S.FinishedAt = clock.GetUtcNow();
             await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true })), "application/json");
@@ -287,6 +308,7 @@ public sealed class EvaluationJobGrain(
         catch (Exception e)
         {
             log.LogWarning(e, "Evaluation {Job} failed", JobId);
+            await Slots.ReleaseAsync();
             S.State = JobState.Cancelled;
             S.Error = e.Message;
             S.FinishedAt = clock.GetUtcNow();
