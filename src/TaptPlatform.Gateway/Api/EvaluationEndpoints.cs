@@ -119,6 +119,10 @@ public static class EvaluationEndpoints
             images.Add(new EvaluationImage(Path.GetFileName(file.FileName), file.Name, ms.ToArray()));
         }
         if (images.Count == 0) return Problems.Invalid("no image parts in the upload");
-        return TypedResults.Ok(await grain.AddImagesAsync(c.User.TenantId(), images.ToImmutable()));
+        var receipt = await grain.AddImagesAsync(c.User.TenantId(), images.ToImmutable());
+        if (receipt.AcceptedIndices.IsEmpty)
+            return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
+                new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
+        return TypedResults.Ok(receipt);
     }
 }

@@ -221,13 +221,21 @@ public static class TaptGatewayExtensions
     internal static bool IsLoopback(IPAddress? address) =>
         address is not null && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
 
+    /// <summary>
+    /// Security headers on every response, set when it starts: the exception handler clears the headers of a response
+    /// it rewrites as a problem document, so headers set on the way in would be missing from error responses.
+    /// </summary>
     private static Task SecurityHeaders(HttpContext context, Func<Task> next)
     {
-        var h = context.Response.Headers;
-        h.XContentTypeOptions = "nosniff";
-        h["Referrer-Policy"] = "no-referrer";
-        h.XFrameOptions = "DENY";
-        h.ContentSecurityPolicy = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+        context.Response.OnStarting(static state =>
+        {
+            var h = ((HttpResponse)state).Headers;
+            h.XContentTypeOptions = "nosniff";
+            h["Referrer-Policy"] = "no-referrer";
+            h.XFrameOptions = "DENY";
+            h.ContentSecurityPolicy = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+            return Task.CompletedTask;
+        }, context.Response);
         return next();
     }
 }
