@@ -109,34 +109,14 @@ public static class ClipTrainer
         var parameterCount = model.parameters().Sum(p => p.numel());
 
         var named = model.named_parameters().ToList();
-        var decay = named.Where(np => np.parameter.dim() >= 2).Select(np => np.parameter).ToList();
-        var noDecay = named.Where(np => np.parameter.dim() < 2).Select(np => np.parameter).ToList();
-        using var optimizer = optim.AdamW(
-            [new AdamW.ParamGroup(decay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay),
-             new AdamW.ParamGroup(noDecay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, 0)],
-            o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay);
+        using var optimizer = CreateOptimizer(named, o);
         var logitScale = named.Single(np => np.name == "logit_scale").parameter;
         var allParameters = named.Select(np => np.parameter).ToList();
 
         var signature = Signature(o, config, train.Count, holdout?.Count ?? 0);
         var stateRoot = Path.Combine(o.OutputDirectory, StateFolder);
         var progress = new TrainingProgress();
-        var startStep = 0;
-        if (o.Resume)
-        {
-            if (TryLoadState(stateRoot, signature, model, optimizer, progress, out var loadedStep))
-            {
-                startStep = loadedStep;
-                log.WriteLine($"resuming from step {startStep}/{totalSteps} ({stateRoot})");
-            }
-            else if (File.Exists(Path.Combine(o.OutputDirectory, "model.safetensors")))
-                throw new InvalidDataException($"{o.OutputDirectory} already holds a finished model and no saved training state; nothing to resume (train without --resume to overwrite it)");
-            else log.WriteLine($"no saved training state in {stateRoot}; starting from step 0");
-        }
-        else if (Directory.Exists(stateRoot))
-        {
-            log.WriteLine($"ignoring the saved state in {stateRoot} (no --resume); it will be overwritten");
-        }
+        var startStep = StartStep(o, stateRoot, signature, model, optimizer, progress, totalSteps, log);
 
         log.WriteLine($"training CLIP ({parameterCount:N0} parameters, vocab {bpe.Size}) on {train.Count} Fashion-MNIST training images: " +
                       $"{o.Epochs} epochs × {stepsPerEpoch} steps of {o.BatchSize}, lr {o.LearningRate:G3}, seed {o.Seed}, threads {get_num_threads()}");
@@ -168,28 +148,7 @@ public static class ClipTrainer
             var lr = LearningRateAt(step, totalSteps, warmup, o.LearningRate, o.MinLearningRateFraction);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
 
-            float loss;
-            using (var scope = NewDisposeScope())
-            {
-                var rows = new List<int[]>(o.BatchSize);
-                foreach (var i in batchIdx)
-                {
-                    var options = captionIds[train.Labels[i]];
-                    rows.Add(options[rng.Next(options.Length)]);
-                }
-                var grey = train.GreyTensor(batchIdx);
-                var images = o.Augmentation.Apply(grey, config.Vision.ImageSize, rng).expand(-1, config.Vision.NumChannels, -1, -1);
-                var ids = TokenBatch.Pad(rows, config.Text.PadTokenId);
-                var logits = model.Logits(model.EncodeImage(images), model.EncodeText(ids));
-                var targets = arange(o.BatchSize, dtype: ScalarType.Int64);
-                var l = (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.t(), targets)) / 2;
-                optimizer.zero_grad();
-                l.backward();
-                if (o.GradientClip > 0) nn.utils.clip_grad_norm_(allParameters, o.GradientClip);
-                optimizer.step();
-                using (no_grad()) logitScale.clamp_(0, MaxLogitScale);
-                loss = l.item<float>();
-            }
+            var loss = TrainStep(o, config, model, optimizer, train, captionIds, batchIdx, rng, allParameters, logitScale);
             if (!float.IsFinite(loss)) throw new InvalidOperationException($"the loss became {loss} at step {step}; try a lower learning rate");
             lastLoss = loss;
             progress.Add(loss);
@@ -201,21 +160,14 @@ public static class ClipTrainer
             if (endOfEpoch || (elapsed - lastReport).TotalSeconds >= o.ProgressSeconds)
             {
                 lastReport = elapsed;
-                var stepsHere = done - startStep;
-                var perSecond = stepsHere * o.BatchSize / Math.Max(1e-9, elapsed.TotalSeconds);
-                var eta = TimeSpan.FromSeconds((totalSteps - done) * o.BatchSize / Math.Max(1e-9, perSecond));
-                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"epoch {epoch + 1}/{o.Epochs}  step {done}/{totalSteps}  loss {progress.RecentMean:F4}  scale {Math.Exp(logitScale.item<float>()):F1}  lr {lr:E2}  {perSecond:F0} img/s  eta {Format(eta)}"));
+                log.WriteLine(ProgressLine(o, epoch, done, totalSteps, done - startStep, elapsed, progress.RecentMean, logitScale, lr));
             }
             if (endOfEpoch)
             {
-                var epochLoss = progress.CloseEpoch();
-                var line = string.Create(CultureInfo.InvariantCulture, $"epoch {epoch + 1}/{o.Epochs} done: mean loss {epochLoss:F4}, {Format(wall.Elapsed)} elapsed");
+                var line = string.Create(CultureInfo.InvariantCulture, $"epoch {epoch + 1}/{o.Epochs} done: mean loss {progress.CloseEpoch():F4}, {Format(wall.Elapsed)} elapsed");
                 if (holdout is not null)
                 {
-                    model.eval();
-                    holdoutAccuracy = ZeroShot.Evaluate(model, tokenizer, new GreyImageDataset(holdout), LabelVocabulary.DefaultTemplate, 1000).Accuracy;
-                    model.train();
+                    holdoutAccuracy = HoldoutAccuracy(model, tokenizer, holdout);
                     line += string.Create(CultureInfo.InvariantCulture, $", hold-out zero-shot accuracy {holdoutAccuracy:P2}");
                 }
                 log.WriteLine(line);
@@ -260,6 +212,80 @@ public static class ClipTrainer
         var progress = totalSteps <= warmup ? 1.0 : (double)(step - warmup) / (totalSteps - warmup);
         var cosine = 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1.0, progress)));
         return peak * (minFraction + (1 - minFraction) * cosine);
+    }
+
+    private static string ProgressLine(ClipTrainingOptions o, int epoch, int done, int totalSteps, int stepsHere, TimeSpan elapsed, double recentLoss,
+        Parameter logitScale, double lr)
+    {
+        var perSecond = stepsHere * o.BatchSize / Math.Max(1e-9, elapsed.TotalSeconds);
+        var eta = TimeSpan.FromSeconds((totalSteps - done) * o.BatchSize / Math.Max(1e-9, perSecond));
+        return string.Create(CultureInfo.InvariantCulture,
+            $"epoch {epoch + 1}/{o.Epochs}  step {done}/{totalSteps}  loss {recentLoss:F4}  scale {Math.Exp(logitScale.item<float>()):F1}  lr {lr:E2}  {perSecond:F0} img/s  eta {Format(eta)}");
+    }
+
+    /// <summary>Zero-shot accuracy on the hold-out split, in evaluation mode, back in training mode after.</summary>
+    private static double HoldoutAccuracy(ClipModel model, ClipTokenizer tokenizer, LabelledImages holdout)
+    {
+        model.eval();
+        var accuracy = ZeroShot.Evaluate(model, tokenizer, new GreyImageDataset(holdout), LabelVocabulary.DefaultTemplate, 1000).Accuracy;
+        model.train();
+        return accuracy;
+    }
+
+    /// <summary>AdamW with weight decay on the matrices only (biases, norms, embeddings' scale and the logit scale are not decayed).</summary>
+    private static AdamW CreateOptimizer(List<(string name, Parameter parameter)> named, ClipTrainingOptions o)
+    {
+        var decay = named.Where(np => np.parameter.dim() >= 2).Select(np => np.parameter).ToList();
+        var noDecay = named.Where(np => np.parameter.dim() < 2).Select(np => np.parameter).ToList();
+        return optim.AdamW(
+            [new AdamW.ParamGroup(decay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay),
+             new AdamW.ParamGroup(noDecay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, 0)],
+            o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay);
+    }
+
+    /// <summary>The step to start from: a saved state's with --resume, else 0; refuses to resume over a finished model.</summary>
+    private static int StartStep(ClipTrainingOptions o, string stateRoot, string signature, ClipModel model, AdamW optimizer,
+        TrainingProgress progress, int totalSteps, TextWriter log)
+    {
+        if (!o.Resume)
+        {
+            if (Directory.Exists(stateRoot)) log.WriteLine($"ignoring the saved state in {stateRoot} (no --resume); it will be overwritten");
+            return 0;
+        }
+        if (TryLoadState(stateRoot, signature, model, optimizer, progress, out var loadedStep))
+        {
+            log.WriteLine($"resuming from step {loadedStep}/{totalSteps} ({stateRoot})");
+            return loadedStep;
+        }
+        if (File.Exists(Path.Combine(o.OutputDirectory, "model.safetensors")))
+            throw new InvalidDataException($"{o.OutputDirectory} already holds a finished model and no saved training state; nothing to resume (train without --resume to overwrite it)");
+        log.WriteLine($"no saved training state in {stateRoot}; starting from step 0");
+        return 0;
+    }
+
+    /// <summary>One step of the symmetric contrastive loss on a batch of augmented images and one random caption each; returns the loss.</summary>
+    private static float TrainStep(ClipTrainingOptions o, ClipConfig config, ClipModel model, AdamW optimizer, LabelledImages train, int[][][] captionIds,
+        ArraySegment<int> batchIdx, Random rng, List<Parameter> allParameters, Parameter logitScale)
+    {
+        using var scope = NewDisposeScope();
+        var rows = new List<int[]>(o.BatchSize);
+        foreach (var i in batchIdx)
+        {
+            var options = captionIds[train.Labels[i]];
+            rows.Add(options[rng.Next(options.Length)]);
+        }
+        var grey = train.GreyTensor(batchIdx);
+        var images = o.Augmentation.Apply(grey, config.Vision.ImageSize, rng).expand(-1, config.Vision.NumChannels, -1, -1);
+        var ids = TokenBatch.Pad(rows, config.Text.PadTokenId);
+        var logits = model.Logits(model.EncodeImage(images), model.EncodeText(ids));
+        var targets = arange(o.BatchSize, dtype: ScalarType.Int64);
+        var l = (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.t(), targets)) / 2;
+        optimizer.zero_grad();
+        l.backward();
+        if (o.GradientClip > 0) nn.utils.clip_grad_norm_(allParameters, o.GradientClip);
+        optimizer.step();
+        using (no_grad()) logitScale.clamp_(0, MaxLogitScale);
+        return l.item<float>();
     }
 
     private static (LabelledImages Train, LabelledImages? Holdout) Split(LabelledImages all, int holdout, int seed)
