@@ -252,7 +252,7 @@ cat >&2 <<EOF
     operator key  $OPERATOR_KEY
     API           $URL/openapi/v1.json  (send the key in X-Api-Key)
     dashboard     $DASHBOARD_LINE
-    metrics       $URL/metrics  (Prometheus; OTLP export: set OTEL_EXPORTER_OTLP_ENDPOINT)
+    metrics       $URL/metrics  (Prometheus, with the operator key in X-Api-Key; OTLP export: set OTEL_EXPORTER_OTLP_ENDPOINT)
     keys & data   $DATA   (logs in $DATA/logs)
 
   Try it: open the console, sign in with the tenant key, and drop the images of $ROOT/samples/fashion on Jobs

@@ -127,7 +127,12 @@ public sealed class CatalogAndKeyTests(GatewayFixture gateway)
         Assert.Contains("/api/audit/{jobId}/{index}", paths);
         Assert.Contains("/api/vocabularies/{name}/versions/{version}", paths);
         Assert.Contains("/api/tenants", paths);
-        var metrics = await http.GetStringAsync("/metrics");
+        // /metrics names every tenant: the operator's only.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/metrics")).StatusCode);
+        var (_, tenantKey) = await gateway.CreateTenantAsync(prefix: "metrics");
+        using (var tenant = gateway.WithKey(tenantKey)) Assert.Equal(HttpStatusCode.Forbidden, (await tenant.GetAsync("/metrics")).StatusCode);
+        using var op = gateway.Operator();
+        var metrics = await op.GetStringAsync("/metrics");
         Assert.Contains("http_server_request_duration_seconds", metrics);
         var console = await http.GetAsync("/");
         Assert.Equal("text/html", console.Content.Headers.ContentType?.MediaType);

@@ -71,12 +71,12 @@ public sealed class ObservabilityTests(GatewayFixture gateway)
         Assert.All(batches, b => Assert.Equal(tenantId, b.GetTagItem(TaptTelemetry.TenantAttribute)));
 
         // The scrape endpoint has this tenant's images and flags (the job's end is recorded just after it reads as completed).
-        using var anonymous = gateway.Anonymous();
+        using var op = gateway.Operator();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         string metrics;
         while (true)
         {
-            metrics = await anonymous.GetStringAsync("/metrics");
+            metrics = await op.GetStringAsync("/metrics");
             if (Value(metrics, "tapt_jobs_duration_seconds_count", tenantId) is not null || DateTime.UtcNow > deadline) break;
             await Task.Delay(500);
         }

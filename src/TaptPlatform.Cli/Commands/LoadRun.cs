@@ -323,7 +323,10 @@ public sealed class LoadRun(LoadSettings settings, IReadOnlyList<byte[]> pngs, T
     {
         try
         {
-            using var response = await _http.GetAsync("metrics", ct);
+            // /metrics is the operator's: it names every tenant.
+            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
+            request.Headers.Add("X-Api-Key", settings.OperatorKey);
+            using var response = await _http.SendAsync(request, ct);
             if (!response.IsSuccessStatusCode) return null;
             var text = await response.Content.ReadAsStringAsync(ct);
             double? Value(string name)

@@ -182,7 +182,8 @@ public static class TaptGatewayExtensions
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
         app.MapOpenApi();
-        app.MapPrometheusScrapingEndpoint("/metrics");
+        // The operator's only: the silo's series are per tenant. Scrape with the operator key in X-Api-Key.
+        app.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(TaptAuth.OperatorPolicy);
         app.MapTaptDashboard();
         return app;
     }
