@@ -100,6 +100,8 @@ internal static class ContainerScanner
             {
                 // Decoders read one run of consecutive IDAT chunks; a second run is never read.
                 if (idatRunEnded) { r.Corrupt = "PNG IDAT chunks are not consecutive"; return; }
+                // ImageSharp 2.1.13 reads the 2-byte zlib header from the first IDAT chunk alone and fails past its end.
+                if (idatStart < 0 && length < 2) { r.Corrupt = "PNG's first IDAT chunk is shorter than the 2-byte zlib header"; return; }
                 if (idatStart < 0) idatStart = pos;
                 idatBytes += length;
             }

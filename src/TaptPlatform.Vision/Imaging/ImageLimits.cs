@@ -8,7 +8,10 @@ namespace TaptPlatform.Vision.Imaging;
 /// Also bounds the resized intermediate, and sets the decoder's per-allocation memory limit.</param>
 /// <param name="MaxFrames">Largest accepted number of frames in an animated GIF or WebP (default 1000).
 /// Only the first frame is ever decoded.</param>
-public sealed record ImageLimits(long MaxBytes = 20 * 1024 * 1024, long MaxPixels = 40_000_000, int MaxFrames = 1000)
+/// <param name="MaxAspectRatio">Largest accepted ratio of the longer side to the shorter (default 100): resizing the
+/// shorter side to the model's input would otherwise blow the longer one past <paramref name="MaxPixels"/>, so such an
+/// image is refused at upload rather than in the engine.</param>
+public sealed record ImageLimits(long MaxBytes = 20 * 1024 * 1024, long MaxPixels = 40_000_000, int MaxFrames = 1000, int MaxAspectRatio = 100)
 {
     public static ImageLimits Default { get; } = new();
 
@@ -30,5 +33,6 @@ public sealed record ImageLimits(long MaxBytes = 20 * 1024 * 1024, long MaxPixel
         if (MaxBytes <= 0) throw new ArgumentOutOfRangeException(nameof(MaxBytes), MaxBytes, "MaxBytes must be positive");
         if (MaxPixels <= 0) throw new ArgumentOutOfRangeException(nameof(MaxPixels), MaxPixels, "MaxPixels must be positive");
         if (MaxFrames <= 0) throw new ArgumentOutOfRangeException(nameof(MaxFrames), MaxFrames, "MaxFrames must be positive");
+        if (MaxAspectRatio < 1) throw new ArgumentOutOfRangeException(nameof(MaxAspectRatio), MaxAspectRatio, "MaxAspectRatio must be at least 1");
     }
 }

@@ -86,6 +86,9 @@ public static class ImageProbe
         if (width > 0 && height > 0 && width * height > limits.MaxPixels)
             throw new ImageRejectedException(ImageRejectionReason.TooManyPixels,
                 $"image is {width}x{height} = {Megapixels(width * height)} MP, above the {Megapixels(limits.MaxPixels)} MP limit ({name})");
+        if (width > 0 && height > 0 && Math.Max(width, height) > (long)limits.MaxAspectRatio * Math.Min(width, height))
+            throw new ImageRejectedException(ImageRejectionReason.ExtremeAspectRatio,
+                $"image is {width}x{height}: one side is more than {limits.MaxAspectRatio} times the other ({name})");
     }
 
     private static ImageRejectedException InvalidDimensions(string name, long width, long height, Exception? inner) =>

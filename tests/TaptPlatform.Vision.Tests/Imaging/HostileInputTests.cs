@@ -237,3 +237,52 @@ public class HostileInputTests
         Assert.Equal(baseline, Preprocessor.Load(good));
     }
 }
+
+/// <summary>What the upload probe refuses that the decoder or the resize would otherwise fail on later, in the engine.</summary>
+public class UploadProbeTests
+{
+    private static byte[] Png(int width, int height, Func<byte[], IEnumerable<byte[]>> split)
+    {
+        static byte[] Chunk(string type, byte[] data)
+        {
+            var t = System.Text.Encoding.ASCII.GetBytes(type);
+            var crc = TestImages.Crc32([.. t, .. data]);
+            return [.. BigEndian((uint)data.Length), .. t, .. data, .. BigEndian(crc)];
+        }
+        static byte[] BigEndian(uint v) => [(byte)(v >> 24), (byte)(v >> 16), (byte)(v >> 8), (byte)v];
+        var raw = new byte[height * (1 + width * 3)];
+        new Random(1).NextBytes(raw);
+        for (var y = 0; y < height; y++) raw[y * (1 + width * 3)] = 0;   // filter type: none
+        using var ms = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(ms, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true)) z.Write(raw);
+        byte[] header = [.. BigEndian((uint)width), .. BigEndian((uint)height), 8, 2, 0, 0, 0];
+        return [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", header), .. split(ms.ToArray()).SelectMany(p => Chunk("IDAT", p)), .. Chunk("IEND", [])];
+    }
+
+    [Fact]
+    public void A_png_whose_first_image_data_chunk_is_one_byte_is_refused_at_upload_as_corrupt()
+    {
+        var png = Png(56, 56, z => [z[..1], z[1..]]);
+        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(png, ImageLimits.Default));
+        Assert.Equal(ImageRejectionReason.Corrupt, e.Reason);
+        Assert.Contains("zlib header", e.Message);
+        // Two bytes first, then one-byte chunks, decodes: the rule is the header, not the chunk count.
+        var fine = Png(56, 56, z => [z[..2], .. Enumerable.Range(2, z.Length - 2).Select(i => z[i..(i + 1)])]);
+        Assert.Equal(3 * 56 * 56, new ImagePreprocessor(ImagePreprocessorOptions.ForImageSize(56)).Load(fine).Length);
+    }
+
+    [Theory]
+    [InlineData(100_000, 1)]
+    [InlineData(1, 5_000)]
+    [InlineData(2_020, 20)]
+    public void An_image_far_longer_than_wide_is_refused_at_upload(int width, int height)
+    {
+        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(Png(width, height, z => [z]), ImageLimits.Default));
+        Assert.Equal(ImageRejectionReason.ExtremeAspectRatio, e.Reason);
+        Assert.Contains($"{width}x{height}", e.Message);
+    }
+
+    [Fact]
+    public void A_panorama_within_the_ratio_passes() =>
+        Assert.Equal(1000, ImageProbe.Identify(Png(1000, 100, z => [z]), ImageLimits.Default).Width);
+}
