@@ -116,7 +116,7 @@ public sealed class JobGrain(
         var (accepted, parts) = ImageIntake.Examine([.. images.Select(i => (i?.Name, i?.Content))], S.Images.Count);
         // Blobs first, then the state that refers to them: an acknowledged image is always stored.
         await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, _options.UploadParallelism);
-        S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, a.Sha256)));
+        S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, Convert.ToHexStringLower(SHA256.HashData(a.Content)))));
         await SaveAsync();
         foreach (var a in accepted) _inputs.TryKeep(a.Index, a.Content);
         return AddImagesReceipt.Of(parts, S.Images.Count);
@@ -134,21 +134,18 @@ public sealed class JobGrain(
         }
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one image before starting the job");
         using var scope = LogScope();
-        await Slots.AcquireAsync(limits ?? JobLimits.None);
-        S.State = JobState.Running;
-        S.StartedAt = clock.GetUtcNow();
-        try
-        {
-            await SaveAsync();
-        }
-        catch
-        {
-            // Not started: memory says what storage says, and the slots go back.
-            S.State = JobState.Open;
-            S.StartedAt = null;
-            await Slots.ReleaseAsync();
-            throw;
-        }
+        await Slots.StartAsync(limits ?? JobLimits.None,
+            () =>
+            {
+                S.State = JobState.Running;
+                S.StartedAt = clock.GetUtcNow();
+                return SaveAsync();
+            },
+            () =>
+            {
+                S.State = JobState.Open;
+                S.StartedAt = null;
+            });
         await EnsureReminderAsync();
         StartDispatching();
         await NotifyProgressAsync();

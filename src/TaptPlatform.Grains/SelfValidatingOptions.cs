@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace TaptPlatform.Grains;
@@ -35,7 +36,7 @@ public static class SelfValidatingOptionsExtensions
     /// <summary>Registers <typeparamref name="T"/>'s own validation and runs it when the host starts.</summary>
     public static OptionsBuilder<T> ValidatedOnStart<T>(this OptionsBuilder<T> builder) where T : class, ISelfValidatingOptions
     {
-        builder.Services.AddSingleton<IValidateOptions<T>, SelfValidatingOptions<T>>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<T>, SelfValidatingOptions<T>>());
         return builder.ValidateOnStart();
     }
 }

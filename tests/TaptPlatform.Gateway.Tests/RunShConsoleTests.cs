@@ -43,7 +43,7 @@ public sealed partial class RunShConsoleTests : IAsyncLifetime
     public async Task A_newcomer_runs_run_sh_opens_the_printed_console_url_submits_the_samples_and_sees_a_flagged_attack()
     {
         Assert.True(File.Exists(BrowserTests.Chromium), $"{BrowserTests.Chromium} is missing: install Debian's chromium package (./test.sh does)");
-        _run = RunSh.Start(_copy, FreePort(), FreeRange(3));
+        _run = RunSh.Start(_copy, GatewayFixture.FreePort(), FreeRange(3));
         var (consoleUrl, tenantKey) = await _run.WaitForBannerAsync(StartTimeout);
 
         var samples = Directory.GetFiles(Path.Combine(_copy, "samples", "fashion"), "*.png").Order(StringComparer.Ordinal).ToArray();
@@ -104,13 +104,6 @@ public sealed partial class RunShConsoleTests : IAsyncLifetime
     {
         await page.WaitForTimeoutAsync(400);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(GatewayFixture.ArtifactsFolder, name + ".png"), FullPage = true });
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
     /// <summary>The first of <paramref name="count"/> consecutive free loopback ports (Azurite takes blob, queue, table).</summary>

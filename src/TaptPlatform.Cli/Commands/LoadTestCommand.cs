@@ -130,13 +130,7 @@ public static class LoadTestCommand
         LabelledImages d;
         try { d = FashionMnist.Load("test"); }
         catch (DatasetException e) { throw new CliException(e.Message); }
-        var plane = d.Height * d.Width;
-        return Enumerable.Range(0, Math.Min(count, d.Count)).Select(index =>
-        {
-            var chw = new float[3 * plane];
-            for (var i = 0; i < plane; i++) chw[i] = chw[plane + i] = chw[2 * plane + i] = d.Pixels[index * plane + i] / 255f;
-            return ImageEncoding.EncodePng(chw, d.Height, d.Width);
-        }).ToList();
+        return Enumerable.Range(0, Math.Min(count, d.Count)).Select(d.EncodePng).ToList();
     }
 
     /// <summary>A short name for a process: its .dll or azurite, from /proc/PID/cmdline (saved at the start of the run).</summary>

@@ -64,7 +64,7 @@ public static class SamplesCommand
         var vocabulary = Session.Vocabulary(new GreyImageDataset(test));
         var order = DatasetSampling.Sample(test.Count, test.Count, seed);
         foreach (var index in order.Take(count))
-            File.WriteAllBytes(Path.Combine(output, $"{index:D4}-{Slug(test.ClassNames[test.Labels[index]])}.png"), GreyPng(test, index));
+            File.WriteAllBytes(Path.Combine(output, $"{index:D4}-{Slug(test.ClassNames[test.Labels[index]])}.png"), test.EncodePng(index));
         Console.WriteLine($"wrote {Math.Min(count, order.Length)} test images to {output}");
         if (attacked == 0) return 0;
 
@@ -117,15 +117,6 @@ public static class SamplesCommand
             var inputs = Enumerable.Range(0, taptSeeds).Select(s => new TaptInput(x[0], s)).ToList();
             return defense.Classify(inputs, vocabulary).All(r => r.Prediction == label);
         }
-    }
-
-    private static byte[] GreyPng(LabelledImages d, int index)
-    {
-        var plane = d.Height * d.Width;
-        var chw = new float[3 * plane];
-        for (var i = 0; i < plane; i++)
-            chw[i] = chw[plane + i] = chw[2 * plane + i] = d.Pixels[index * plane + i] / 255f;
-        return ImageEncoding.EncodePng(chw, d.Height, d.Width);
     }
 
     /// <summary>"T-shirt/top" → "t-shirt-top", "Ankle boot" → "ankle-boot".</summary>

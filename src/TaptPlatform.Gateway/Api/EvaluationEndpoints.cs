@@ -60,11 +60,11 @@ public static class EvaluationEndpoints
         var tenantId = c.User.TenantId();
         try
         {
-            return TypedResults.Ok(await Grain(g, jobId).StartAsync(tenantId, JobEndpoints.StartLimits(options.CurrentValue, tenantId)));
+            return TypedResults.Ok(await Grain(g, jobId).StartAsync(tenantId, RunningSlots.LimitsFor(options.CurrentValue, tenantId)));
         }
         catch (TaptQuotaException e)
         {
-            return JobEndpoints.StartRefused(c, e, metrics);
+            return RunningSlots.Refused(c, e, metrics);
         }
     }
 

@@ -87,29 +87,14 @@ public static class JobEndpoints
         try
         {
             // The job grain takes its slots (the tenant's concurrent jobs, the cluster's running jobs) and gives them back when it ends.
-            return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId, StartLimits(options.CurrentValue, tenantId)), clock.GetUtcNow()));
+            return TypedResults.Ok(JobView.From(await job.StartAsync(tenantId, RunningSlots.LimitsFor(options.CurrentValue, tenantId)), clock.GetUtcNow()));
         }
         catch (TaptQuotaException e)
         {
-            return StartRefused(c, e, metrics);
+            return RunningSlots.Refused(c, e, metrics);
         }
     }
 
-    /// <summary>The limits a tenant's job or evaluation starts under.</summary>
-    internal static JobLimits StartLimits(GatewayOptions o, string tenantId) => new(o.LimitsFor(tenantId).MaxConcurrentJobs, o.MaxRunningJobs);
-
-    /// <summary>A start refused by the tenant's concurrent-jobs quota or the cluster's running-jobs limit: 429 with Retry-After.</summary>
-    internal static ProblemHttpResult StartRefused(HttpContext c, TaptQuotaException e, GatewayMetrics metrics)
-    {
-        if (e.Kind == QuotaKind.ConcurrentJobs)
-        {
-            metrics.Limited("concurrent_jobs");
-            return Problems.TooMany(c, e.RetryAfter, ErrorCodes.QuotaConcurrentJobs, e.Message);
-        }
-        metrics.Limited("cluster_running_jobs");
-        return Problems.TooMany(c, e.RetryAfter, ErrorCodes.ClusterBusy, e.Message,
-            new Dictionary<string, object?> { ["runningJobs"] = e.Used, ["maxRunningJobs"] = e.Limit });
-    }
 
     private static async Task<Ok<JobView>> Cancel(string jobId, HttpContext c, IGrainFactory g, TimeProvider clock) =>
         TypedResults.Ok(JobView.From(await g.Job(jobId).CancelAsync(c.User.TenantId()), clock.GetUtcNow()));

@@ -127,21 +127,18 @@ public sealed class EvaluationJobGrain(
         if (S.State is JobState.Running or JobState.Completed) return Status();
         if (S.State == JobState.Cancelled) throw new TaptRequestException($"evaluation '{JobId}' stopped: {S.Error}");
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
-        await Slots.AcquireAsync(limits ?? JobLimits.None);
-        S.State = JobState.Running;
-        S.StartedAt = clock.GetUtcNow();
-        try
-        {
-            await Saved.SaveAsync();
-        }
-        catch
-        {
-            // Not started: memory says what storage says, and the slots go back.
-            S.State = JobState.Open;
-            S.StartedAt = null;
-            await Slots.ReleaseAsync();
-            throw;
-        }
+        await Slots.StartAsync(limits ?? JobLimits.None,
+            () =>
+            {
+                S.State = JobState.Running;
+                S.StartedAt = clock.GetUtcNow();
+                return Saved.SaveAsync();
+            },
+            () =>
+            {
+                S.State = JobState.Open;
+                S.StartedAt = null;
+            });
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Security.Cryptography;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Vision.Imaging;
@@ -8,7 +7,7 @@ using TaptPlatform.Vision.Imaging;
 namespace TaptPlatform.Grains.JobParts;
 
 /// <summary>An offered image that passed the checks, with the index it gets and what was learnt of it.</summary>
-public sealed record IntakeImage(int Position, int Index, string Name, byte[] Content, ImageInfo Info, string Sha256);
+public sealed record IntakeImage(int Position, int Index, string Name, byte[] Content, ImageInfo Info);
 
 /// <summary>
 /// The intake of uploaded images, shared by jobs and evaluations: one rule for names, the untrusted-image checks
@@ -47,8 +46,8 @@ public static class ImageIntake
             {
                 try
                 {
-                    var info = ImageProbe.Identify(content, ImageLimits.Default);
-                    accepted.Add(new IntakeImage(position, index, name, content, info, Convert.ToHexStringLower(SHA256.HashData(content))));
+                    var info = ImageProbe.Identify(content, ImageLimits.Upload);
+                    accepted.Add(new IntakeImage(position, index, name, content, info));
                     parts.Add(new OfferedImage(name, index, null));
                     continue;
                 }

@@ -42,6 +42,25 @@ internal sealed class JobSlots(IGrainFactory grains, string tenantId, string job
         _released = false;
     }
 
+    /// <summary>
+    /// A start under the limits: takes the slots, then records the start; a start that cannot be recorded is undone
+    /// in memory (memory says what storage says) and gives the slots back.
+    /// </summary>
+    public async Task StartAsync(JobLimits limits, Func<Task> recordStart, Action forgetStart)
+    {
+        await AcquireAsync(limits);
+        try
+        {
+            await recordStart();
+        }
+        catch
+        {
+            forgetStart();
+            await ReleaseAsync();
+            throw;
+        }
+    }
+
     /// <summary>Renews both leases when a quarter of the lease has passed since the last renewal (or on a new activation).</summary>
     public async Task RenewIfDueAsync()
     {

@@ -19,6 +19,16 @@ public sealed record LabelledImages(IReadOnlyList<string> ClassNames, byte[] Pix
             if (l < 0 || l >= ClassNames.Count) throw new DatasetException($"label {l} is outside the {ClassNames.Count} classes");
     }
 
+    /// <summary>Image <paramref name="index"/> as an 8-bit RGB PNG at its stored size (grey replicated to RGB).</summary>
+    public byte[] EncodePng(int index)
+    {
+        var plane = Height * Width;
+        var chw = new float[3 * plane];
+        for (var i = 0; i < plane; i++)
+            chw[i] = chw[plane + i] = chw[2 * plane + i] = Pixels[index * plane + i] / 255f;
+        return Imaging.ImageEncoding.EncodePng(chw, Height, Width);
+    }
+
     /// <summary>
     /// [n, 3, size, size] float32 pixels in [0,1] for the given indices: grey replicated to RGB,
     /// resized bilinearly (torch, align_corners = false, antialiased when shrinking) if size differs.

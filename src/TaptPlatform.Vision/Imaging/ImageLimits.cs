@@ -8,12 +8,18 @@ namespace TaptPlatform.Vision.Imaging;
 /// Also bounds the resized intermediate, and sets the decoder's per-allocation memory limit.</param>
 /// <param name="MaxFrames">Largest accepted number of frames in an animated GIF or WebP (default 1000).
 /// Only the first frame is ever decoded.</param>
-/// <param name="MaxAspectRatio">Largest accepted ratio of the longer side to the shorter (default 100): resizing the
-/// shorter side to the model's input would otherwise blow the longer one past <paramref name="MaxPixels"/>, so such an
-/// image is refused at upload rather than in the engine.</param>
-public sealed record ImageLimits(long MaxBytes = 20 * 1024 * 1024, long MaxPixels = 40_000_000, int MaxFrames = 1000, int MaxAspectRatio = 100)
+/// <param name="MaxAspectRatio">Largest accepted ratio of the longer side to the shorter (default: none). The
+/// preprocessor checks the size the image grows to when resized for its model; uploads, checked before any model is
+/// chosen, use <see cref="Upload"/>'s model-agnostic bound instead.</param>
+public sealed record ImageLimits(long MaxBytes = 20 * 1024 * 1024, long MaxPixels = 40_000_000, int MaxFrames = 1000, int MaxAspectRatio = int.MaxValue)
 {
     public static ImageLimits Default { get; } = new();
+
+    /// <summary>
+    /// The limits an upload is accepted under: the defaults, and one side at most 100 times the other, since resizing
+    /// the shorter side to a model's input would otherwise blow the longer one past <see cref="MaxPixels"/> in the engine.
+    /// </summary>
+    public static ImageLimits Upload { get; } = new(MaxAspectRatio: 100);
 
     /// <summary>
     /// The largest single buffer ImageSharp may allocate while decoding/resizing under these limits, in MiB.

@@ -56,9 +56,7 @@ public sealed class ImagePreprocessor
     /// <exception cref="ImageRejectedException">The input failed a check; <see cref="ImageRejectedException.Reason"/> says which.</exception>
     public float[] Load(ReadOnlySpan<byte> encoded)
     {
-        // The aspect ratio is checked after the probe against this preprocessor's own resize, which knows the size
-        // the image grows to; the probe's model-agnostic ratio limit is for uploads, before any model is chosen.
-        var probe = ImageProbe.Probe(encoded, _limits with { MaxAspectRatio = int.MaxValue }, _config);
+        var probe = ImageProbe.Probe(encoded, _limits, _config);
         CheckResizeBudget(probe.Info.Width, probe.Info.Height); // before paying for the decode
         Gate.Wait();
         try

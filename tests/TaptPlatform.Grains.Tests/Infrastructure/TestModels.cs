@@ -34,18 +34,7 @@ public static class TestModels
     public static IReadOnlyList<string> FashionLabels => FashionMnist.ClassNames.Select(c => c.ToLowerInvariant()).ToArray();
 
     /// <summary>Fashion-MNIST test image <paramref name="index"/> as an 8-bit RGB PNG (grey replicated), 28×28.</summary>
-    public static byte[] FashionPng(int index)
-    {
-        var d = FashionTest;
-        var plane = d.Height * d.Width;
-        var chw = new float[3 * plane];
-        for (var i = 0; i < plane; i++)
-        {
-            var v = d.Pixels[index * plane + i] / 255f;
-            chw[i] = chw[plane + i] = chw[2 * plane + i] = v;
-        }
-        return ImageEncoding.EncodePng(chw, d.Height, d.Width);
-    }
+    public static byte[] FashionPng(int index) => FashionTest.EncodePng(index);
 
     private static string CreateTiny()
     {

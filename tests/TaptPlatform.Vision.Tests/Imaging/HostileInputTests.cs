@@ -263,7 +263,7 @@ public class UploadProbeTests
     public void A_png_whose_first_image_data_chunk_is_one_byte_is_refused_at_upload_as_corrupt()
     {
         var png = Png(56, 56, z => [z[..1], z[1..]]);
-        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(png, ImageLimits.Default));
+        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(png, ImageLimits.Upload));
         Assert.Equal(ImageRejectionReason.Corrupt, e.Reason);
         Assert.Contains("zlib header", e.Message);
         // Two bytes first, then one-byte chunks, decodes: the rule is the header, not the chunk count.
@@ -277,12 +277,12 @@ public class UploadProbeTests
     [InlineData(2_020, 20)]
     public void An_image_far_longer_than_wide_is_refused_at_upload(int width, int height)
     {
-        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(Png(width, height, z => [z]), ImageLimits.Default));
+        var e = Assert.Throws<ImageRejectedException>(() => ImageProbe.Identify(Png(width, height, z => [z]), ImageLimits.Upload));
         Assert.Equal(ImageRejectionReason.ExtremeAspectRatio, e.Reason);
         Assert.Contains($"{width}x{height}", e.Message);
     }
 
     [Fact]
     public void A_panorama_within_the_ratio_passes() =>
-        Assert.Equal(1000, ImageProbe.Identify(Png(1000, 100, z => [z]), ImageLimits.Default).Width);
+        Assert.Equal(1000, ImageProbe.Identify(Png(1000, 100, z => [z]), ImageLimits.Upload).Width);
 }
