@@ -115,7 +115,7 @@ public sealed class EvaluationJobGrain(
         string? UnknownLabel(int position) => images[position] is { Label: { } l } && labels.ContainsKey(l) ? null
             : $"UnknownLabel: '{images[position]?.Label}' is not a label of vocabulary {def.Vocabulary.Name} v{def.Vocabulary.Version}";
         var (accepted, parts) = ImageIntake.Examine([.. images.Select(i => (i?.Name, i?.Content))], S.Images.Count, UnknownLabel);
-        await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, parallelism: 8);
+        await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, jobOptions.Value.UploadParallelism);
         S.Images.AddRange(accepted.Select(a => new EvaluationImageEntry(a.Name, labels[images[a.Position].Label], a.Info.Format)));
         await Saved.SaveAsync();
         return AddImagesReceipt.Of(parts, S.Images.Count);
