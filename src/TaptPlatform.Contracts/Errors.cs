@@ -34,3 +34,27 @@ public sealed class TuningFailedException : Exception
     [Id(0)]
     public bool Transient { get; init; }
 }
+
+/// <summary>
+/// A write would take the tenant past one of its storage limits (count or bytes of vocabularies, prompt configuration
+/// versions, keys). Nothing was changed; deleting what the tenant no longer needs makes room.
+/// </summary>
+[GenerateSerializer]
+public sealed class TaptStorageQuotaException : Exception
+{
+    public TaptStorageQuotaException() { }
+    public TaptStorageQuotaException(string message) : base(message) { }
+    public TaptStorageQuotaException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>
+/// Storage did not take a write (or a read). Nothing was changed in memory either, so every caller still sees what
+/// storage holds; the same request may succeed later.
+/// </summary>
+[GenerateSerializer]
+public sealed class TaptStorageUnavailableException : Exception
+{
+    public TaptStorageUnavailableException() { }
+    public TaptStorageUnavailableException(string message) : base(message) { }
+    public TaptStorageUnavailableException(string message, Exception inner) : base(message, inner) { }
+}

@@ -10,6 +10,7 @@ using TaptPlatform.Contracts;
 using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Grains.Slots;
 using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Tenants;
 using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Vision.Imaging;
 
@@ -28,6 +29,7 @@ namespace TaptPlatform.Grains;
 public sealed class JobGrain(
     [PersistentState("job", GrainStorageNames.Jobs)] IPersistentState<JobGrainState> state,
     IArtifactStore store,
+    TenantJobIndex jobIndex,
     InputMemory inputMemory,
     IOptions<JobOptions> jobOptions,
     TimeProvider clock,
@@ -167,6 +169,7 @@ public sealed class JobGrain(
         log.LogInformation("Job {Job} cancelled: {Counts}", JobId, Counts());
         await StopBackgroundAsync();
         await Slots.ReleaseAsync();
+        await UnpinAsync();
         try
         {
             await ModelGrainFor(def).CancelJobAsync(def.TenantId, JobId);
@@ -343,11 +346,28 @@ public sealed class JobGrain(
         await batch;
     }
 
+    /// <summary>
+    /// Tells the tenant's job index that this job ended, so the versions it pinned may be deleted. A mark that cannot be
+    /// written is only logged: the tenant confirms a row that still pins with the job itself before refusing a delete.
+    /// </summary>
+    private async Task UnpinAsync()
+    {
+        try
+        {
+            await jobIndex.MarkEndedAsync(S.Definition!.TenantId, JobId);
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Job {Job} could not mark its index row ended", JobId);
+        }
+    }
+
     private async Task CompleteAsync()
     {
         if (S.State != JobState.Running) return;
         // Slots first: whoever sees the job completed may start the next one.
         await Slots.ReleaseAsync();
+        await UnpinAsync();
         S.State = JobState.Completed;
         S.FinishedAt = clock.GetUtcNow();
         _waiting = null;

@@ -30,6 +30,8 @@ public static class ErrorCodes
     public const string QuotaImagesPerDay = "quota_images_per_day";
     public const string QuotaConcurrentJobs = "quota_concurrent_jobs";
     public const string ClusterBusy = "cluster_busy";
+    public const string QuotaStorage = "quota_storage";
+    public const string StorageUnavailable = "storage_unavailable";
     public const string Unavailable = "unavailable";
     public const string Internal = "internal_error";
 
@@ -125,6 +127,8 @@ public sealed class GatewayExceptionHandler(ILogger<GatewayExceptionHandler> log
         TaptNotFoundException => (404, ErrorCodes.NotFound, "Not found", e.Message),
         TaptConflictException => (409, ErrorCodes.Conflict, "Conflict", e.Message),
         TaptRequestException => (400, ErrorCodes.InvalidRequest, "Invalid request", e.Message),
+        TaptStorageQuotaException => (409, ErrorCodes.QuotaStorage, "Storage limit reached", e.Message),
+        TaptStorageUnavailableException => (503, ErrorCodes.StorageUnavailable, "Storage unavailable", e.Message),
         BadHttpRequestException { StatusCode: 413 } => (413, ErrorCodes.PayloadTooLarge, "Payload too large", "The request body is larger than this endpoint accepts."),
         BadHttpRequestException { InnerException: JsonException j } => (400, ErrorCodes.MalformedRequest, "Malformed request", "The body is not valid JSON for this endpoint: " + JsonMessage(j)),
         BadHttpRequestException b => (b.StatusCode is >= 400 and < 500 ? b.StatusCode : 400, ErrorCodes.ForStatus(b.StatusCode is >= 400 and < 500 ? b.StatusCode : 400), "Bad request", b.Message),

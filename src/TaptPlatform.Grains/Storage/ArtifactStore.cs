@@ -47,11 +47,11 @@ public interface IArtifactStore
 }
 
 /// <summary>Azure Blob Storage (or Azurite) implementation of <see cref="IArtifactStore"/>.</summary>
-public sealed class BlobArtifactStore(BlobServiceClient service) : IArtifactStore
+public sealed class BlobArtifactStore(TenantContainers containers) : IArtifactStore
 {
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task<BlobContainerClient>> _containers = new(StringComparer.Ordinal);
+    public BlobArtifactStore(BlobServiceClient service) : this(new TenantContainers(service)) { }
 
-    public static string ContainerName(string tenantId) => "tenant-" + Identifiers.RequireTenantId(tenantId);
+    public static string ContainerName(string tenantId) => TenantContainers.NameOf(tenantId);
 
     public static string BlobName(string jobId, string kind, int index)
     {
@@ -170,16 +170,5 @@ public sealed class BlobArtifactStore(BlobServiceClient service) : IArtifactStor
         return list;
     }
 
-    private Task<BlobContainerClient> Container(string tenantId)
-    {
-        var name = ContainerName(tenantId);
-        var task = _containers.GetOrAdd(name, async n =>
-        {
-            var c = service.GetBlobContainerClient(n);
-            await c.CreateIfNotExistsAsync();
-            return c;
-        });
-        if (task.IsFaulted) _containers.TryRemove(name, out _);   // retry creation next time
-        return task;
-    }
+    private Task<BlobContainerClient> Container(string tenantId) => containers.GetAsync(tenantId);
 }

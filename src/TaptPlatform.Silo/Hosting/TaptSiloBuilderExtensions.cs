@@ -10,6 +10,7 @@ using Orleans.Storage;
 using TaptPlatform.Grains;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Tenants;
 using TaptPlatform.Grains.Telemetry;
 using TaptPlatform.Grains.Tuning;
 
@@ -90,7 +91,11 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton<InputMemory>();
-        silo.Services.AddSingleton<IArtifactStore>(_ => new BlobArtifactStore(storage.Blobs));
+        silo.Services.AddSingleton(new TenantContainers(storage.Blobs));
+        silo.Services.AddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
+        silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
+        silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
+        silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
         var jobOptions = silo.Services.AddOptions<JobOptions>().ValidatedOnStart();
         if (jobs is not null) jobOptions.Configure(jobs);
         return silo;

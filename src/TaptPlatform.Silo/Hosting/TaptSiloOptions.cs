@@ -20,17 +20,26 @@ public sealed class TaptStorageOptions
     /// <summary>Job grain state (Azure Blob).</summary>
     public string JobStateContainer { get; set; } = "tapt-job-state";
 
+    /// <summary>Every tenant's jobs, a row each (Azure Table).</summary>
+    public string TenantJobTable { get; set; } = "TaptTenantJobs";
+
     /// <summary>Job resume reminders (Azure Table).</summary>
     public string ReminderTable { get; set; } = "TaptReminders";
+
+    /// <summary>Pipeline settings of the table client (retries, policies); null: the SDK's defaults.</summary>
+    public TableClientOptions? TableClientOptions { get; set; }
+
+    /// <summary>Pipeline settings of the blob client; null: the SDK's defaults.</summary>
+    public BlobClientOptions? BlobClientOptions { get; set; }
 
     private TableServiceClient? _tables;
     private BlobServiceClient? _blobs;
 
     /// <summary>The account's table client, made once: clustering, reminders and tenant state share its pipeline.</summary>
-    public TableServiceClient Tables => _tables ??= new TableServiceClient(ConnectionString);
+    public TableServiceClient Tables => _tables ??= new TableServiceClient(ConnectionString, TableClientOptions);
 
     /// <summary>The account's blob client, made once: job state and artifacts share its pipeline.</summary>
-    public BlobServiceClient Blobs => _blobs ??= new BlobServiceClient(ConnectionString);
+    public BlobServiceClient Blobs => _blobs ??= new BlobServiceClient(ConnectionString, BlobClientOptions);
 }
 
 /// <summary>The silo's role (configuration section <c>Tapt</c>).</summary>

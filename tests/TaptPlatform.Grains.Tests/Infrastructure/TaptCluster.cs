@@ -4,6 +4,7 @@ using System.Globalization;
 using Orleans.Runtime;
 using Orleans.TestingHost;
 using TaptPlatform.Grains.Placement;
+using TaptPlatform.Grains.Tenants;
 using TaptPlatform.Grains.Tuning;
 using TaptPlatform.Silo.Hosting;
 
@@ -16,11 +17,18 @@ namespace TaptPlatform.Grains.Tests.Infrastructure;
 /// </summary>
 public sealed class TaptCluster : IAsyncDisposable
 {
-    private TaptCluster(InProcessTestCluster cluster, TaptStorageOptions storage)
+    private TaptCluster(InProcessTestCluster cluster, TaptStorageOptions storage, StorageFaults faults)
     {
         Cluster = cluster;
         Storage = storage;
+        Faults = faults;
     }
+
+    /// <summary>Makes the silos' storage calls fail on demand.</summary>
+    public StorageFaults Faults { get; }
+
+    /// <summary>Limits small enough for a test to reach (every cluster of the tests has them).</summary>
+    public const long TestVocabularyBytes = 4L * 1024 * 1024;
 
     public InProcessTestCluster Cluster { get; }
     public TaptStorageOptions Storage { get; }
@@ -32,12 +40,18 @@ public sealed class TaptCluster : IAsyncDisposable
         Action<TuningEngineOptions>? engine = null, Action<JobOptions>? jobs = null)
     {
         roleOf ??= DefaultRole;
+        var faults = new StorageFaults();
         var storage = new TaptStorageOptions
         {
             ConnectionString = connectionString,
             TenantTable = "TaptTenantsTests",
+            TenantJobTable = "TaptTenantJobsTests",
             JobStateContainer = "tapt-job-state-tests",
+            TableClientOptions = new Azure.Data.Tables.TableClientOptions(),
+            BlobClientOptions = new Azure.Storage.Blobs.BlobClientOptions(),
         };
+        storage.TableClientOptions.AddPolicy(faults, Azure.Core.HttpPipelinePosition.PerCall);
+        storage.BlobClientOptions.AddPolicy(faults, Azure.Core.HttpPipelinePosition.PerCall);
         var builder = new InProcessTestClusterBuilder((short)initialSilos);
         builder.Options.ConfigureFileLogging = false;
         if (Environment.GetEnvironmentVariable("TAPT_TEST_LOG") is { Length: > 0 } level)
@@ -52,6 +66,7 @@ public sealed class TaptCluster : IAsyncDisposable
             // two silos that share one process on one loaded machine alike and may keep choosing the same one, so whether
             // a tenant grain ever landed on the cpu-only silo depended on the machine's load.
             silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
+            silo.Services.Configure<TenantLimits>(o => o.MaxVocabularyBytes = TestVocabularyBytes);
             silo.AddTaptStorage(storage, o =>
                 {
                     o.RetryDelay = TimeSpan.FromMilliseconds(200);
@@ -81,7 +96,7 @@ public sealed class TaptCluster : IAsyncDisposable
         builder.ConfigureClient(client => client.AddActivityPropagation());
         var cluster = builder.Build();
         await cluster.DeployAsync();
-        return new TaptCluster(cluster, storage);
+        return new TaptCluster(cluster, storage, faults);
     }
 
     /// <summary>The silo with this instance number (Silo_N).</summary>
