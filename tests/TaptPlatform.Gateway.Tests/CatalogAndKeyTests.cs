@@ -116,6 +116,32 @@ public sealed class CatalogAndKeyTests(GatewayFixture gateway)
     }
 
     [Fact]
+    public async Task A_full_tenant_gets_a_storage_limit_error_and_its_keys_stay_revocable()
+    {
+        var (tenantId, key) = await gateway.CreateTenantAsync(prefix: "full");
+        using var http = gateway.WithKey(key);
+        var huge = Enumerable.Range(0, 1000).Select(i => new { label = $"label {i}", promptText = new string('p', 500) }).ToArray();
+        Assert.Equal(HttpStatusCode.Created, (await http.PostAsJsonAsync("/api/vocabularies", new { name = "huge", labels = huge })).StatusCode);
+        HttpResponseMessage refused;
+        var versions = 1;
+        do
+        {
+            huge[0] = new { label = $"label round {versions}", promptText = huge[0].promptText };
+            refused = await http.PostAsJsonAsync("/api/vocabularies/huge/versions", new { labels = huge });
+        }
+        while (refused.StatusCode == HttpStatusCode.Created && ++versions < 50);
+        await AssertProblem(refused, HttpStatusCode.Conflict, "quota_storage", "bytes");
+        Assert.InRange(versions * 500_000L, GatewayFixture.VocabularyBytesLimit / 2, GatewayFixture.VocabularyBytesLimit);
+        Assert.Equal(versions, (await http.GetFromJsonAsync<int[]>("/api/vocabularies/huge/versions"))!.Length);
+
+        // The operator's revocation is independent of what the tenant stored.
+        using var op = gateway.Operator();
+        var keyId = (await op.GetFromJsonAsync<JsonElement>($"/api/tenants/{tenantId}/keys")).EnumerateArray().Single().GetProperty("keyId").GetString();
+        Assert.Equal(HttpStatusCode.NoContent, (await op.DeleteAsync($"/api/tenants/{tenantId}/keys/{keyId}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/vocabularies")).StatusCode);
+    }
+
+    [Fact]
     public async Task Health_openapi_and_prometheus_metrics_are_served()
     {
         using var http = gateway.Anonymous();

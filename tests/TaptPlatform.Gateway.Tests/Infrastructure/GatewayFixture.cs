@@ -23,6 +23,7 @@ namespace TaptPlatform.Gateway.Tests.Infrastructure;
 public sealed class GatewayFixture : IAsyncLifetime
 {
     public const string OperatorKey = "operator-key-for-the-gateway-tests-0123456789";
+    public const long VocabularyBytesLimit = 4L * 1024 * 1024;
 
     /// <summary>A tenant id configured with tight limits (2 requests/s, burst 4; 5 images a day; 1 running job).</summary>
     public string LimitedTenant { get; } = "limited-" + Guid.NewGuid().ToString("N")[..12];
@@ -78,6 +79,9 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["Tapt:Storage:ConnectionString"] = Storage.ConnectionString,
             ["Tapt:Storage:ClusteringTable"] = "TaptClusterGatewayTests",
             ["Tapt:Storage:TenantTable"] = "TaptTenantsGatewayTests",
+            ["Tapt:Storage:TenantJobTable"] = "TaptTenantJobsGatewayTests",
+            // Small enough for a test to fill a tenant.
+            ["Tapt:Tenants:MaxVocabularyBytes"] = VocabularyBytesLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Storage:ReminderTable"] = "TaptRemindersGatewayTests",
             ["Tapt:Storage:JobStateContainer"] = "tapt-job-state-gateway-tests",
             ["Orleans:ClusterId"] = clusterId,
