@@ -23,7 +23,7 @@ namespace TaptPlatform.Vision.Training;
 /// so a run resumed from <c>&lt;out&gt;/.train-state/</c> continues exactly where it stopped.
 /// The result is a standard Hugging Face CLIP directory.
 /// </summary>
-public static class ClipTrainer
+public static partial class ClipTrainer
 {
     // The recipe of the shipped model (models/fashion-clip-small).
     public const int DefaultEpochs = 10;
@@ -79,35 +79,13 @@ public static class ClipTrainer
         if (o.Threads > 0) torch.set_num_threads(o.Threads);
         var wall = Stopwatch.StartNew();
 
-        // Data: the training split only; an optional hold-out carved from it.
-        var all = FashionMnist.Load("train", o.DataRoot);
-        if (o.TrainLimit > 0) all = FashionMnist.Sample(all, o.TrainLimit, o.Seed);
-        var (train, holdout) = Split(all, o.Holdout, o.Seed);
-        if (o.Captions.ClassCount != train.ClassNames.Count)
-            throw new ArgumentException($"the captions cover {o.Captions.ClassCount} classes, the data has {train.ClassNames.Count}");
-        var stepsPerEpoch = train.Count / o.BatchSize;
-        if (stepsPerEpoch < 1) throw new ArgumentException($"{train.Count} training images are fewer than one batch of {o.BatchSize}");
+        var (train, holdout, stepsPerEpoch) = LoadData(o);
         var totalSteps = stepsPerEpoch * o.Epochs;
         var warmup = Math.Max(1, (int)Math.Round(o.WarmupFraction * totalSteps));
+        var (bpe, config, tokenizer, captionIds) = LearnTokenizer(o);
 
-        // Tokenizer learnt from the captions; the config takes its size and special ids.
-        var bpe = BpeTrainer.Train(o.Captions.Corpus());
-        var config = o.Config with
-        {
-            Text = o.Config.Text with { VocabSize = bpe.Size, BosTokenId = bpe.Vocab[ClipTokenizer.StartToken], EosTokenId = bpe.Vocab[ClipTokenizer.EndToken] },
-        };
-        config.Validate();
-        var tokenizer = bpe.ToTokenizer(config.Text.MaxPositionEmbeddings);
-        var captionIds = o.Captions.Captions.Select(c => c.Select(tokenizer.Encode).ToArray()).ToArray();
-
-        manual_seed(o.Seed);
-        using var model = new ClipModel(config);
-        using (var generator = new Generator((ulong)(uint)o.Seed))
-            ClipInitialiser.Initialise(model, generator: generator);
-        model.SetNormalisation(o.ImageMean, o.ImageStd);
-        model.train();
+        using var model = CreateModel(o, config);
         var parameterCount = model.parameters().Sum(p => p.numel());
-
         var named = model.named_parameters().ToList();
         using var optimizer = CreateOptimizer(named, o);
         var logitScale = named.Single(np => np.name == "logit_scale").parameter;
@@ -125,7 +103,6 @@ public static class ClipTrainer
         var sinceStart = Stopwatch.StartNew();
         var lastReport = TimeSpan.Zero;
         int[]? order = null;
-        var orderEpoch = -1;
         var lastLoss = double.NaN;
         var step = startStep;
         var completed = true;
@@ -138,12 +115,8 @@ public static class ClipTrainer
             }
             var epoch = step / stepsPerEpoch;
             var within = step % stepsPerEpoch;
-            if (orderEpoch != epoch)
-            {
-                order = EpochOrder(train.Count, o.Seed, epoch);
-                orderEpoch = epoch;
-            }
-            var batchIdx = new ArraySegment<int>(order!, within * o.BatchSize, o.BatchSize);
+            if (order is null || within == 0) order = EpochOrder(train.Count, o.Seed, epoch);
+            var batchIdx = new ArraySegment<int>(order, within * o.BatchSize, o.BatchSize);
             var rng = new Random(StepSeed(o.Seed, step));
             var lr = LearningRateAt(step, totalSteps, warmup, o.LearningRate, o.MinLearningRateFraction);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
@@ -164,13 +137,7 @@ public static class ClipTrainer
             }
             if (endOfEpoch)
             {
-                var line = string.Create(CultureInfo.InvariantCulture, $"epoch {epoch + 1}/{o.Epochs} done: mean loss {progress.CloseEpoch():F4}, {Format(wall.Elapsed)} elapsed");
-                if (holdout is not null)
-                {
-                    holdoutAccuracy = HoldoutAccuracy(model, tokenizer, holdout);
-                    line += string.Create(CultureInfo.InvariantCulture, $", hold-out zero-shot accuracy {holdoutAccuracy:P2}");
-                }
-                log.WriteLine(line);
+                holdoutAccuracy = EndEpoch(o, epoch, progress, wall.Elapsed, model, tokenizer, holdout, log) ?? holdoutAccuracy;
                 if (done < totalSteps) SaveState(stateRoot, signature, done, model, optimizer, progress);
             }
             else if (o.CheckpointEverySteps > 0 && done % o.CheckpointEverySteps == 0)
@@ -186,13 +153,72 @@ public static class ClipTrainer
             return new ClipTrainingResult(o.OutputDirectory, step, totalSteps, false, startStep, progress.EpochLosses, lastLoss, holdoutAccuracy, wall.Elapsed, parameterCount);
         }
 
-        model.eval();
-        // Bilinear: the filter the training images were upsampled with, so served images look like trained ones.
-        WriteModel(o.OutputDirectory, model, bpe, new PreprocessorConfig(config.Vision.ImageSize, config.Vision.ImageSize, config.Vision.ImageSize,
-            o.ImageMean, o.ImageStd, ImageResampling.Bilinear));
-        if (Directory.Exists(stateRoot)) Directory.Delete(stateRoot, recursive: true);
+        WriteTrainedModel(o, model, bpe, stateRoot);
         log.WriteLine($"wrote {o.OutputDirectory} after {totalSteps} steps in {Format(wall.Elapsed)}");
         return new ClipTrainingResult(o.OutputDirectory, totalSteps, totalSteps, true, startStep, progress.EpochLosses, lastLoss, holdoutAccuracy, wall.Elapsed, parameterCount);
+    }
+
+    /// <summary>A model initialised from the seed as CLIP initialises one, normalising as the options say, in training mode.</summary>
+    private static ClipModel CreateModel(ClipTrainingOptions o, ClipConfig config)
+    {
+        manual_seed(o.Seed);
+        var model = new ClipModel(config);
+        using (var generator = new Generator((ulong)(uint)o.Seed))
+            ClipInitialiser.Initialise(model, generator: generator);
+        model.SetNormalisation(o.ImageMean, o.ImageStd);
+        model.train();
+        return model;
+    }
+
+    /// <summary>The training split only (optionally a sample of it) and a hold-out carved from it; steps per epoch.</summary>
+    private static (LabelledImages Train, LabelledImages? Holdout, int StepsPerEpoch) LoadData(ClipTrainingOptions o)
+    {
+        var all = FashionMnist.Load("train", o.DataRoot);
+        if (o.TrainLimit > 0) all = FashionMnist.Sample(all, o.TrainLimit, o.Seed);
+        var (train, holdout) = Split(all, o.Holdout, o.Seed);
+        if (o.Captions.ClassCount != train.ClassNames.Count)
+            throw new ArgumentException($"the captions cover {o.Captions.ClassCount} classes, the data has {train.ClassNames.Count}");
+        var stepsPerEpoch = train.Count / o.BatchSize;
+        if (stepsPerEpoch < 1) throw new ArgumentException($"{train.Count} training images are fewer than one batch of {o.BatchSize}");
+        return (train, holdout, stepsPerEpoch);
+    }
+
+    /// <summary>A tokenizer learnt from the captions; the config takes its size and special ids; the captions as token ids.</summary>
+    private static (BpeVocabulary Bpe, ClipConfig Config, ClipTokenizer Tokenizer, int[][][] CaptionIds) LearnTokenizer(ClipTrainingOptions o)
+    {
+        var bpe = BpeTrainer.Train(o.Captions.Corpus());
+        var config = o.Config with
+        {
+            Text = o.Config.Text with { VocabSize = bpe.Size, BosTokenId = bpe.Vocab[ClipTokenizer.StartToken], EosTokenId = bpe.Vocab[ClipTokenizer.EndToken] },
+        };
+        config.Validate();
+        var tokenizer = bpe.ToTokenizer(config.Text.MaxPositionEmbeddings);
+        return (bpe, config, tokenizer, o.Captions.Captions.Select(c => c.Select(tokenizer.Encode).ToArray()).ToArray());
+    }
+
+    /// <summary>Logs the epoch's mean loss and, with a hold-out, its zero-shot accuracy (returned).</summary>
+    private static double? EndEpoch(ClipTrainingOptions o, int epoch, TrainingProgress progress, TimeSpan elapsed, ClipModel model,
+        ClipTokenizer tokenizer, LabelledImages? holdout, TextWriter log)
+    {
+        var line = string.Create(CultureInfo.InvariantCulture, $"epoch {epoch + 1}/{o.Epochs} done: mean loss {progress.CloseEpoch():F4}, {Format(elapsed)} elapsed");
+        double? accuracy = null;
+        if (holdout is not null)
+        {
+            accuracy = HoldoutAccuracy(model, tokenizer, holdout);
+            line += string.Create(CultureInfo.InvariantCulture, $", hold-out zero-shot accuracy {accuracy:P2}");
+        }
+        log.WriteLine(line);
+        return accuracy;
+    }
+
+    /// <summary>The finished model, in evaluation mode, written as a Hugging Face folder; the resumable state is no longer needed.</summary>
+    private static void WriteTrainedModel(ClipTrainingOptions o, ClipModel model, BpeVocabulary bpe, string stateRoot)
+    {
+        model.eval();
+        var size = model.Config.Vision.ImageSize;
+        // Bilinear: the filter the training images were upsampled with, so served images look like trained ones.
+        WriteModel(o.OutputDirectory, model, bpe, new PreprocessorConfig(size, size, size, o.ImageMean, o.ImageStd, ImageResampling.Bilinear));
+        if (Directory.Exists(stateRoot)) Directory.Delete(stateRoot, recursive: true);
     }
 
     /// <summary>Writes config.json, model.safetensors, vocab.json, merges.txt and preprocessor_config.json.</summary>
@@ -243,182 +269,8 @@ public static class ClipTrainer
             o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay);
     }
 
-    /// <summary>The step to start from: a saved state's with --resume, else 0; refuses to resume over a finished model.</summary>
-    private static int StartStep(ClipTrainingOptions o, string stateRoot, string signature, ClipModel model, AdamW optimizer,
-        TrainingProgress progress, int totalSteps, TextWriter log)
-    {
-        if (!o.Resume)
-        {
-            if (Directory.Exists(stateRoot)) log.WriteLine($"ignoring the saved state in {stateRoot} (no --resume); it will be overwritten");
-            return 0;
-        }
-        if (TryLoadState(stateRoot, signature, model, optimizer, progress, out var loadedStep))
-        {
-            log.WriteLine($"resuming from step {loadedStep}/{totalSteps} ({stateRoot})");
-            return loadedStep;
-        }
-        if (File.Exists(Path.Combine(o.OutputDirectory, "model.safetensors")))
-            throw new InvalidDataException($"{o.OutputDirectory} already holds a finished model and no saved training state; nothing to resume (train without --resume to overwrite it)");
-        log.WriteLine($"no saved training state in {stateRoot}; starting from step 0");
-        return 0;
-    }
-
-    /// <summary>One step of the symmetric contrastive loss on a batch of augmented images and one random caption each; returns the loss.</summary>
-    private static float TrainStep(ClipTrainingOptions o, ClipConfig config, ClipModel model, AdamW optimizer, LabelledImages train, int[][][] captionIds,
-        ArraySegment<int> batchIdx, Random rng, List<Parameter> allParameters, Parameter logitScale)
-    {
-        using var scope = NewDisposeScope();
-        var rows = new List<int[]>(o.BatchSize);
-        foreach (var i in batchIdx)
-        {
-            var options = captionIds[train.Labels[i]];
-            rows.Add(options[rng.Next(options.Length)]);
-        }
-        var grey = train.GreyTensor(batchIdx);
-        var images = o.Augmentation.Apply(grey, config.Vision.ImageSize, rng).expand(-1, config.Vision.NumChannels, -1, -1);
-        var ids = TokenBatch.Pad(rows, config.Text.PadTokenId);
-        var logits = model.Logits(model.EncodeImage(images), model.EncodeText(ids));
-        var targets = arange(o.BatchSize, dtype: ScalarType.Int64);
-        var l = (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.t(), targets)) / 2;
-        optimizer.zero_grad();
-        l.backward();
-        if (o.GradientClip > 0) nn.utils.clip_grad_norm_(allParameters, o.GradientClip);
-        optimizer.step();
-        using (no_grad()) logitScale.clamp_(0, MaxLogitScale);
-        return l.item<float>();
-    }
-
-    private static (LabelledImages Train, LabelledImages? Holdout) Split(LabelledImages all, int holdout, int seed)
-    {
-        if (holdout == 0) return (all, null);
-        if (holdout >= all.Count) throw new ArgumentException($"a hold-out of {holdout} leaves no training images (of {all.Count})");
-        var order = Enumerable.Range(0, all.Count).ToArray();
-        new Random(StepSeed(seed, -12345)).Shuffle(order);
-        return (all.Subset(order[holdout..].Order().ToArray()), all.Subset(order[..holdout].Order().ToArray()));
-    }
-
-    private static int[] EpochOrder(int count, int seed, int epoch)
-    {
-        var order = Enumerable.Range(0, count).ToArray();
-        new Random(StepSeed(seed, -1 - epoch)).Shuffle(order);
-        return order;
-    }
-
-    /// <summary>A seed for (run seed, step): SplitMix64 of both, so nearby steps get unrelated streams.</summary>
-    internal static int StepSeed(int seed, long step)
-    {
-        unchecked
-        {
-            var z = (ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)step + 0x632BE59BD9B4E019UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            z ^= z >> 31;
-            return (int)(z & 0x7FFFFFFF);
-        }
-    }
-
-    private static string Signature(ClipTrainingOptions o, ClipConfig config, int trainCount, int holdoutCount) => new JsonObject
-    {
-        ["config"] = JsonNode.Parse(config.ToJson()),
-        ["epochs"] = o.Epochs,
-        ["batch"] = o.BatchSize,
-        ["lr"] = o.LearningRate,
-        ["weight_decay"] = o.WeightDecay,
-        ["warmup_fraction"] = o.WarmupFraction,
-        ["min_lr_fraction"] = o.MinLearningRateFraction,
-        ["seed"] = o.Seed,
-        ["train_images"] = trainCount,
-        ["holdout"] = holdoutCount,
-        ["augmentation"] = string.Create(CultureInfo.InvariantCulture, $"{o.Augmentation.MinScale}/{o.Augmentation.FlipProbability}/{o.Augmentation.Probability}"),
-        ["captions"] = o.Captions.Corpus().Count(),
-    }.ToJsonString();
-
-    private static void SaveState(string root, string signature, int step, ClipModel model, AdamW optimizer, TrainingProgress progress)
-    {
-        Directory.CreateDirectory(root);
-        var name = $"step-{step:D7}";
-        var dir = Path.Combine(root, name);
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        Directory.CreateDirectory(dir);
-        SafeTensorsFile.Write(Path.Combine(dir, "model.safetensors"), model.state_dict(), new Dictionary<string, string> { ["format"] = "pt" });
-        optimizer.save_state_dict(Path.Combine(dir, "optimizer.bin"));
-        var state = new JsonObject
-        {
-            ["step"] = step,
-            ["signature"] = signature,
-            ["epoch_losses"] = new JsonArray(progress.EpochLosses.Select(l => (JsonNode)l).ToArray()),
-            ["epoch_loss_sum"] = progress.EpochSum,
-            ["epoch_loss_count"] = progress.EpochCount,
-        };
-        File.WriteAllText(Path.Combine(dir, "state.json"), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        // The pointer flips atomically, so an interrupted save leaves the previous state usable.
-        var latest = Path.Combine(root, "latest");
-        File.WriteAllText(latest + ".tmp", name);
-        File.Move(latest + ".tmp", latest, overwrite: true);
-        foreach (var old in Directory.GetDirectories(root, "step-*"))
-            if (Path.GetFileName(old) != name) Directory.Delete(old, recursive: true);
-    }
-
-    private static bool TryLoadState(string root, string signature, ClipModel model, AdamW optimizer, TrainingProgress progress, out int step)
-    {
-        step = 0;
-        var latest = Path.Combine(root, "latest");
-        if (!File.Exists(latest)) return false;
-        var dir = Path.Combine(root, File.ReadAllText(latest).Trim());
-        var statePath = Path.Combine(dir, "state.json");
-        if (!File.Exists(statePath)) throw new InvalidDataException($"training state {dir} is incomplete (no state.json)");
-        var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new InvalidDataException($"{statePath} is not a JSON object");
-        if (state["signature"]?.GetValue<string>() != signature)
-            throw new InvalidDataException($"the training state in {root} was saved by a run with different settings (architecture, epochs, batch, learning rate, seed or data); " +
-                                           "resume with the same options, or start again without --resume");
-        ClipCheckpoint.LoadWeights(model, Path.Combine(dir, "model.safetensors"));
-        optimizer.load_state_dict(Path.Combine(dir, "optimizer.bin"));
-        step = state["step"]!.GetValue<int>();
-        progress.Restore(
-            state["epoch_losses"]!.AsArray().Select(n => n!.GetValue<double>()),
-            state["epoch_loss_sum"]!.GetValue<double>(),
-            state["epoch_loss_count"]!.GetValue<int>());
-        return true;
-    }
-
     /// <summary>A short duration such as "4m05s".</summary>
     public static string Format(TimeSpan t) =>
         t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:D2}s" : $"{t.TotalSeconds:F1}s";
 
-    /// <summary>Loss book-keeping: per-epoch means and a recent window for the progress line.</summary>
-    private sealed class TrainingProgress
-    {
-        private readonly Queue<double> _recent = new();
-        private readonly List<double> _epochLosses = [];
-
-        public IReadOnlyList<double> EpochLosses => _epochLosses;
-        public double EpochSum { get; private set; }
-        public int EpochCount { get; private set; }
-        public double RecentMean => _recent.Count == 0 ? double.NaN : _recent.Average();
-
-        public void Add(double loss)
-        {
-            EpochSum += loss;
-            EpochCount++;
-            _recent.Enqueue(loss);
-            while (_recent.Count > 20) _recent.Dequeue();
-        }
-
-        public double CloseEpoch()
-        {
-            var mean = EpochCount == 0 ? double.NaN : EpochSum / EpochCount;
-            _epochLosses.Add(mean);
-            EpochSum = 0;
-            EpochCount = 0;
-            return mean;
-        }
-
-        public void Restore(IEnumerable<double> epochLosses, double sum, int count)
-        {
-            _epochLosses.Clear();
-            _epochLosses.AddRange(epochLosses);
-            EpochSum = sum;
-            EpochCount = count;
-        }
-    }
 }
