@@ -140,7 +140,7 @@ public interface IModelGrain : IGrainWithStringKey
 {
     /// <summary>Classifies one image with TAPT; completes when the engine has the result.</summary>
     [ResponseTimeout("00:30:00")]
-    Task<TuningOutcome> TuneAsync(TuningRequest request);
+    Task<TuningReply> TuneAsync(TuningRequest request);
 
     /// <summary>Drops the queued (not yet started) images of a job.</summary>
     Task CancelJobAsync(string tenantId, string jobId);

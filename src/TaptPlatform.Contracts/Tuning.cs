@@ -50,9 +50,45 @@ public sealed record StatisticsDistanceInfo(
     [property: Id(3)] bool CloserToAttacked);
 
 /// <summary>
-/// What the engine computed for one image: the model and artifact it used, plain CLIP, APT and TAPT
-/// predictions with their probabilities, every step, and the statistics distances. <see cref="Rejection"/> is
-/// set instead when the image could not be decoded; then the rest is empty.
+/// What became of one image handed to the engine: <see cref="Tuned"/>, <see cref="Rejected"/> (the engine could not
+/// decode it), or <see cref="Failed"/> (the job could not get it classified: its input was missing, or the engine
+/// failed permanently). A job records exactly one per image.
+/// </summary>
+[GenerateSerializer, Immutable]
+public abstract record TuningReply([property: Id(0)] int ImageIndex)
+{
+    [GenerateSerializer, Immutable]
+    public sealed record Tuned([property: Id(0)] TuningOutcome Outcome) : TuningReply(Outcome.ImageIndex);
+
+    [GenerateSerializer, Immutable]
+    public sealed record Rejected : TuningReply
+    {
+        public Rejected(int imageIndex, string reason) : base(imageIndex) => Reason = reason;
+
+        [Id(0)] public string Reason { get; init; }
+    }
+
+    [GenerateSerializer, Immutable]
+    public sealed record Failed : TuningReply
+    {
+        public Failed(int imageIndex, string reason) : base(imageIndex) => Reason = reason;
+
+        [Id(0)] public string Reason { get; init; }
+    }
+
+    /// <summary>Why the image has no prediction (null when it was tuned).</summary>
+    public string? Error => this switch
+    {
+        Tuned => null,
+        Rejected r => "image rejected: " + r.Reason,
+        Failed f => f.Reason,
+        _ => "no result",
+    };
+}
+
+/// <summary>
+/// What the engine computed for one tuned image: the model and artifact it used, plain CLIP, APT and TAPT
+/// predictions with their probabilities, every step, and the statistics distances.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TuningOutcome(
@@ -74,13 +110,10 @@ public sealed record TuningOutcome(
     [property: Id(15)] StatisticsDistanceInfo? Distances,
     [property: Id(16)] double Seconds,
     [property: Id(17)] int BatchSize,
-    [property: Id(18)] string? Rejection = null,
+    // Id 18 (the rejection of an image that was not tuned) is retired: that is a TuningReply.Rejected now.
     [property: Id(19)] ImmutableDictionary<string, ImmutableArray<float>>? TunedPrompts = null)
 {
     public float Confidence => Probabilities.IsDefaultOrEmpty ? 0f : Probabilities[Prediction];
-
-    public static TuningOutcome Rejected(int imageIndex, string model, string reason) =>
-        new(imageIndex, model, "", "", "", 0, 0, 0, -1, [], -1, [], -1, [], [], null, 0, 0, reason);
 }
 
 /// <summary>Where a model grain runs and the state of that silo's tuning engine.</summary>

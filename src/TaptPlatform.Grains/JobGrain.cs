@@ -316,7 +316,7 @@ public sealed class JobGrain(
         _inputs.TryGetValue(index, out var image) ? image
         : (await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct))?.ToArray();
 
-    Task IDispatchedJob.RecordAsync(int index, TuningOutcome? outcome, string? error) => RecordAsync(index, outcome, error);
+    Task IDispatchedJob.RecordAsync(TuningReply reply) => RecordAsync(reply);
 
     Task IDispatchedJob.SetWaitingAsync(string? waiting) => SetWaitingAsync(waiting);
 
@@ -324,12 +324,14 @@ public sealed class JobGrain(
     /// Records an image's result once: audit blob (if flagged), result blob (create-only), then the in-memory state
     /// and the observers; the state is written with the next batch of results (see <see cref="JobOptions.StateWriteResults"/>).
     /// </summary>
-    private async Task RecordAsync(int index, TuningOutcome? outcome, string? error)
+    private async Task RecordAsync(TuningReply reply)
     {
+        var index = reply.ImageIndex;
         if (S.Results.ContainsKey(index)) return;
         var def = S.Definition!;
         var entry = S.Images[index];
-        var summary = ResultRecords.Summarize(index, entry.Name, outcome, error, def, clock.GetUtcNow());
+        var outcome = (reply as TuningReply.Tuned)?.Outcome;
+        var summary = ResultRecords.Summarize(entry.Name, reply, def, clock.GetUtcNow());
         Activity.Current?.SetTag(TaptTelemetry.OutcomeAttribute, summary.Succeeded ? summary.Flagged ? "flagged" : "succeeded" : "failed");
         summary = await Ledger.RecordAsync(def, entry, summary, outcome);
         if (!S.Results.TryAdd(index, summary)) return;

@@ -70,7 +70,7 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
         }
     }
 
-    public async Task<TuningOutcome> TuneAsync(TuningRequest request)
+    public async Task<TuningReply> TuneAsync(TuningRequest request)
     {
         Identifiers.RequireTenantId(request.TenantId);
         Identifiers.RequireJobId(request.JobId);

@@ -26,10 +26,11 @@ public static class ResultRecords
     }
 
     /// <summary>The summary kept in the job's state and listed in result pages.</summary>
-    public static ImageResult Summarize(int index, string name, TuningOutcome? outcome, string? error, JobDefinition job, DateTimeOffset now)
+    public static ImageResult Summarize(string name, TuningReply reply, JobDefinition job, DateTimeOffset now)
     {
-        if (outcome is null || error is not null)
-            return new ImageResult(index, name, error ?? "no result", -1, null, 0, -1, -1, FlagReasons.None, [], now);
+        var index = reply.ImageIndex;
+        if (reply is not TuningReply.Tuned { Outcome: var outcome })
+            return new ImageResult(index, name, reply.Error, -1, null, 0, -1, -1, FlagReasons.None, [], now);
         var labels = job.Vocabulary.Labels;
         var top = outcome.Probabilities.Select((p, i) => new LabelProbability(i, labels[i].Label, p))
             .OrderByDescending(l => l.Probability).Take(5).ToImmutableArray();

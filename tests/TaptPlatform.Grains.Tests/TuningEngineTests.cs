@@ -41,7 +41,7 @@ public sealed class TuningEngineTests
             maxAccepted = Math.Max(maxAccepted, engine.Pending);
             await Task.Delay(2);
         }
-        var outcomes = await Task.WhenAll(tasks);
+        var outcomes = (await Task.WhenAll(tasks)).Select(r => Assert.IsType<TuningReply.Tuned>(r).Outcome).ToArray();
 
         // Back-pressure: never more accepted than the queue plus what the one thread holds (a batch and its carry-over).
         Assert.InRange(maxAccepted, 1, capacity + 2 * batch);
@@ -115,8 +115,10 @@ public sealed class TuningEngineTests
         var good = engine.EnqueueAsync(Item(Request(1)));
         var bad = engine.EnqueueAsync(Item(Request(2) with { Image = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0] }));
 
-        Assert.Null((await good).Rejection);
-        Assert.NotNull((await bad).Rejection);
+        Assert.Equal(1, Assert.IsType<TuningReply.Tuned>(await good).Outcome.ImageIndex);
+        var rejected = Assert.IsType<TuningReply.Rejected>(await bad);
+        Assert.Equal(2, rejected.ImageIndex);
+        Assert.StartsWith("image rejected: ", rejected.Error);
         var e = await Assert.ThrowsAsync<TuningFailedException>(() => engine.EnqueueAsync(new TuningWorkItem("no-such-model", Request(3), Fashion)));
         Assert.False(e.Transient);
         Assert.Contains("no-such-model", e.Message);

@@ -17,7 +17,7 @@ public interface IDispatchedJob
     Task<byte[]?> LoadImageAsync(int index, CancellationToken ct);
 
     /// <summary>Records the image's result once: an outcome, or a failure with its reason.</summary>
-    Task RecordAsync(int index, TuningOutcome? outcome, string? error);
+    Task RecordAsync(TuningReply reply);
 
     /// <summary>Why the job waits (null: it dispatches again).</summary>
     Task SetWaitingAsync(string? waiting);
@@ -69,13 +69,13 @@ public sealed class ImageDispatcher(JobOptions options, IDispatchedJob job, ILog
                 if (ct.IsCancellationRequested || job.HasResult(index)) return;
                 if (await job.LoadImageAsync(index, ct) is not { } image)
                 {
-                    await job.RecordAsync(index, null, "the stored input image is missing");
+                    await job.RecordAsync(new TuningReply.Failed(index, "the stored input image is missing"));
                     return;
                 }
                 activity?.AddEvent(new ActivityEvent("tune"));
-                var outcome = await model.TuneAsync(template with { Image = image });
+                var reply = await model.TuneAsync(template with { Image = image });
                 if (ct.IsCancellationRequested) return;
-                await job.RecordAsync(index, outcome.Rejection is null ? outcome : null, outcome.Rejection is null ? null : "image rejected: " + outcome.Rejection);
+                await job.RecordAsync(reply);
                 await job.SetWaitingAsync(null);
             }, context, 0);
         }
@@ -86,7 +86,7 @@ public sealed class ImageDispatcher(JobOptions options, IDispatchedJob job, ILog
         catch (Exception e) when (e is TaptRequestException or TuningFailedException)
         {
             // Refused, or failed permanently MaxAttempts times: the image gets a failed result.
-            await job.RecordAsync(index, null, e.Message);
+            await job.RecordAsync(new TuningReply.Failed(index, e.Message));
         }
         finally
         {

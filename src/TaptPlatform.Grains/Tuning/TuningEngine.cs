@@ -97,7 +97,7 @@ public sealed class TuningEngine : IDisposable
     }
 
     /// <summary>Queues an image (waiting while the queue is full) and completes with its outcome.</summary>
-    public async Task<TuningOutcome> EnqueueAsync(TuningWorkItem item)
+    public async Task<TuningReply> EnqueueAsync(TuningWorkItem item)
     {
         try
         {
@@ -266,7 +266,7 @@ public sealed class TuningEngine : IDisposable
             }
             catch (ImageRejectedException e)
             {
-                if (item.Completion.TrySetResult(TuningOutcome.Rejected(item.Request.ImageIndex, model.Name, $"{e.Reason}: {e.Message}")))
+                if (item.Completion.TrySetResult(new TuningReply.Rejected(item.Request.ImageIndex, $"{e.Reason}: {e.Message}")))
                     _metrics.Image(item.Request.TenantId, model.Name, design, "rejected");
             }
         }
@@ -317,7 +317,7 @@ public sealed class TuningEngine : IDisposable
             var item = accepted[i];
             var d = r.Distances;
             _metrics.ImageTuned(item.Request.TenantId, model.Name, design, r.Seconds * 1000);
-            item.Completion.TrySetResult(new TuningOutcome(
+            item.Completion.TrySetResult(new TuningReply.Tuned(new TuningOutcome(
                 item.Request.ImageIndex, model.Name, model.Checkpoint.Checksum, artifactName, design,
                 options.Views, options.Steps, options.LearningRate,
                 r.BaselinePrediction, [.. r.BaselineProbabilities],
@@ -326,7 +326,7 @@ public sealed class TuningEngine : IDisposable
                 r.Steps.Select(ToMetrics).ToImmutableArray(),
                 d is null ? null : new StatisticsDistanceInfo(d.ToAdversarialReference, d.ToCleanReference, d.ToAttackedImages, d.CloserToAttacked),
                 r.Seconds, accepted.Count,
-                TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray())));
+                TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray()))));
         }
     }
 

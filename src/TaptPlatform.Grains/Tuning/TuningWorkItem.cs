@@ -24,7 +24,7 @@ public sealed class TuningWorkItem(string model, TuningRequest request, LabelVoc
     public ActivityContext ParentContext { get; } = Activity.Current?.Context ?? default;
 
     /// <summary>Completed off the tuning thread (continuations run asynchronously).</summary>
-    public TaskCompletionSource<TuningOutcome> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskCompletionSource<TuningReply> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Images that may share one <c>Classify</c> call: same model, artifact, settings and vocabulary.</summary>
     public string BatchKey { get; } = string.Join('\u001e', model, request.Settings.PromptArtifact ?? "", request.Settings.Design ?? "",
