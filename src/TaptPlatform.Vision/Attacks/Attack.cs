@@ -15,11 +15,15 @@ public interface IAttack
     Tensor Perturb(LogitsFunction model, Tensor images, Tensor labels, Generator generator);
 }
 
-public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT }
+public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT, Square }
 
-/// <summary>Settings shared by the attacks; step size defaults to the paper's 1/255.</summary>
-public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, double? StepSize = null, bool RandomStart = true, int Restarts = 1, int TargetClasses = 9)
+/// <summary>Settings shared by the attacks; step size defaults to the paper's 1/255; <paramref name="Queries"/> is Square's budget.</summary>
+public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, double? StepSize = null, bool RandomStart = true, int Restarts = 1, int TargetClasses = 9,
+    int Queries = AttackSettings.DefaultQueries)
 {
+    /// <summary>AutoAttack's budget for Square.</summary>
+    public const int DefaultQueries = 5000;
+
     public double Alpha => StepSize ?? 1.0 / 255;
 
     public IAttack Create() => Kind switch
@@ -29,6 +33,7 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.Di => new DiFgsmAttack(Epsilon, Steps, Alpha),
         AttackKind.ApgdCe => new ApgdAttack(Epsilon, Steps, Restarts, targeted: false, TargetClasses),
         AttackKind.ApgdT => new ApgdAttack(Epsilon, Steps, Restarts, targeted: true, TargetClasses),
+        AttackKind.Square => new SquareAttack(Epsilon, Queries, restarts: Restarts),
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
     };
 
@@ -39,7 +44,8 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         "di" or "di-fgsm" or "difgsm" => AttackKind.Di,
         "apgd" or "apgd-ce" => AttackKind.ApgdCe,
         "apgd-t" => AttackKind.ApgdT,
-        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE) or apgd-t)"),
+        "square" => AttackKind.Square,
+        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE), apgd-t or square)"),
     };
 
     public static string Describe(AttackKind kind) => kind switch
@@ -49,6 +55,7 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.Di => "DI-FGSM (iterative FGSM with input diversity)",
         AttackKind.ApgdCe => "APGD-CE (Croce & Hein 2020)",
         AttackKind.ApgdT => "APGD-T (targeted DLR, Croce & Hein 2020)",
+        AttackKind.Square => "Square (score-based, no gradients; Andriushchenko et al. 2020)",
         _ => kind.ToString(),
     };
 }

@@ -40,12 +40,13 @@ public sealed class AttackTests : IDisposable
     [InlineData(AttackKind.Di)]
     [InlineData(AttackKind.ApgdCe)]
     [InlineData(AttackKind.ApgdT)]
+    [InlineData(AttackKind.Square)]   // score-based: far more queries than a gradient attack's steps on this model
     public void Attack_stays_in_the_eps_ball_and_pixel_range_and_raises_the_loss(AttackKind kind)
     {
         using var scope = NewDisposeScope();
         var (f, x, y) = Setup();
         var eps = 8.0 / 255;
-        var adv = new AttackSettings(kind, eps, Steps: 10, StepSize: 2.0 / 255, TargetClasses: 3).Create().Perturb(f, x, y, new Generator(1));
+        var adv = new AttackSettings(kind, eps, Steps: 10, StepSize: 2.0 / 255, TargetClasses: 3, Queries: 3000).Create().Perturb(f, x, y, new Generator(1));
         Assert.True((adv - x).abs().max().item<float>() <= eps + 1e-6, "outside the eps ball");
         Assert.True(adv.min().item<float>() >= 0 && adv.max().item<float>() <= 1, "outside [0,1]");
         Assert.True(Loss(f, adv, y) > Loss(f, x, y), $"{kind} did not raise the loss");
@@ -79,5 +80,47 @@ public sealed class AttackTests : IDisposable
         var (f, x, y) = Setup();
         var adv = new AttackSettings(AttackKind.Pgd, 0, 3).Create().Perturb(f, x, y, new Generator(1));
         Assert.Equal(0f, (adv - x).abs().max().item<float>());
+    }
+
+    [Fact]
+    public void Square_is_reproducible_with_a_seed_counts_its_queries_and_stops_querying_fooled_images()
+    {
+        using var scope = NewDisposeScope();
+        var (f, x, y) = Setup();
+        var calls = 0L;
+        LogitsFunction counted = img =>
+        {
+            calls += img.shape[0];
+            return f(img);
+        };
+        var eps = 16.0 / 255;
+        var square = new SquareAttack(eps, queries: 2000);
+        var a = square.Perturb(counted, x, y, new Generator(5));
+        var used = square.QueriesUsed;
+        var b = new SquareAttack(eps, queries: 2000).Perturb(f, x, y, new Generator(5));
+        Assert.Equal(0f, (a - b).abs().max().item<float>());
+        // One clean query per image, then each attacked image's queries, none after it was fooled.
+        Assert.Equal(x.shape[0] + used.Sum(), calls);
+        Assert.All(used, q => Assert.InRange(q, 1, 2001));
+        using (no_grad())
+        {
+            var fooled = f(a).argmax(-1).ne(y).cpu().data<bool>().ToArray();
+            for (var i = 0; i < fooled.Length; i++)
+                if (!fooled[i]) Assert.Equal(2001, used[i]);      // never fooled: the whole budget
+        }
+        Assert.True(Accuracy(f, a, y) < Accuracy(f, x, y), "Square fooled nothing at 16/255");
+    }
+
+    [Fact]
+    public void Square_s_square_shrinks_on_the_reference_schedule()
+    {
+        Assert.Equal(0.8, SquareAttack.PSelection(0.8, 0));
+        Assert.Equal(0.8, SquareAttack.PSelection(0.8, 10));
+        Assert.Equal(0.4, SquareAttack.PSelection(0.8, 11));
+        Assert.Equal(0.8 / 16, SquareAttack.PSelection(0.8, 1000));
+        Assert.Equal(0.8 / 128, SquareAttack.PSelection(0.8, 4999));
+        Assert.Equal(0.8 / 512, SquareAttack.PSelection(0.8, 9000));
+        var margin = SquareAttack.Margin(tensor(new float[] { 3, 1, 0, 0, 2, 5 }, [2, 3]), tensor(new long[] { 0, 0 }));
+        Assert.Equal(new[] { 2f, -5f }, margin.data<float>().ToArray());
     }
 }
