@@ -14,7 +14,7 @@ namespace TaptPlatform.Cli.Commands;
 public static class EvalCommand
 {
     private sealed record Options(string Dataset, string Split, int Sample, int Seed, int From, int Count, AttackKind Kind, double Eps, int Steps,
-        double? StepSize, int Restarts, EvaluationProtocol Protocol, int Eot, int AttackViews, int Batch, string? Sweep, bool Json);
+        double? StepSize, int Restarts, EvaluationProtocol Protocol, int Eot, int AttackViews, int Batch, string? Sweep, bool Json, int Queries);
 
     public static Command Create()
     {
@@ -26,8 +26,8 @@ public static class EvalCommand
         var seed = CliOptions.Int("--seed", 0, "seed of the draw, the attacks and the views");
         var from = CliOptions.Int("--from", 0, "evaluate the sample from its K-th image (0-based) on", 0, 1_000_000, "K");
         var count = CliOptions.Int("--sample-count", 1_000_000, "evaluate at most N images of the sample", 1, 1_000_000);
-        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE) or apgd-t", "pgd|cw|di|apgd|apgd-t");
-        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t");
+        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE), apgd-t or square (score-based)", "pgd|cw|di|apgd|apgd-t|square");
+        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t", "square");
         attack.Validators.Add(r =>
         {
             try { AttackSettings.ParseKind(r.GetValueOrDefault<string>()); }
@@ -37,6 +37,7 @@ public static class EvalCommand
         var steps = CliOptions.Int("--steps", 100, "attack steps", 1, 100_000);
         var stepSize = CliOptions.OptionalNumber("--step-size", "attack step size (default: the attack's own)", 0, 1);
         var restarts = CliOptions.Int("--restarts", 1, "attack restarts", 1, 100);
+        var queries = CliOptions.Int("--queries", AttackSettings.DefaultQueries, "Square's query budget per image and restart (with --protocol adaptive each query runs the whole defense)", 1, 100_000);
         var protocol = CliOptions.Choice("--protocol", "nonadaptive", "attack plain CLIP (nonadaptive) or through the defense (adaptive)",
             "nonadaptive", "non-adaptive", "adaptive");
         var eot = CliOptions.Int("--eot", 1, "expectation over transformation samples per attack step", 1, 100);
@@ -56,7 +57,7 @@ public static class EvalCommand
             weighting with n. The attacks' random starts differ from a single run's.
             """)
         {
-            model, prompts, dataset, split, sample, seed, from, count, attack, eps, steps, stepSize, restarts, protocol, eot, attackViews,
+            model, prompts, dataset, split, sample, seed, from, count, attack, eps, steps, stepSize, restarts, queries, protocol, eot, attackViews,
             sweep, batch, json, device, threads,
         };
         overrides.AddTo(command);
@@ -65,7 +66,7 @@ public static class EvalCommand
             var o = new Options(r.GetValue(dataset)!, r.GetValue(split)!, r.GetValue(sample), r.GetValue(seed), r.GetValue(from), r.GetValue(count),
                 AttackSettings.ParseKind(r.GetValue(attack)!), r.GetValue(eps), r.GetValue(steps), r.GetValue(stepSize), r.GetValue(restarts),
                 r.GetValue(protocol) == "adaptive" ? EvaluationProtocol.Adaptive : EvaluationProtocol.NonAdaptive,
-                r.GetValue(eot), r.GetValue(attackViews), r.GetValue(batch), r.GetValue(sweep), r.GetValue(json));
+                r.GetValue(eot), r.GetValue(attackViews), r.GetValue(batch), r.GetValue(sweep), r.GetValue(json), r.GetValue(queries));
             var dev = DeviceOption.Parse(r.GetValue(device));
             CommonOptions.ApplyThreads(r.GetValue(threads));
             return Execute(o, r.GetValue(model), r.GetValue(prompts), dev, recorded => overrides.Apply(r, recorded));
@@ -75,7 +76,7 @@ public static class EvalCommand
 
     private static int Execute(Options o, string? modelOption, string? promptsPath, TorchSharp.torch.Device device, Func<TaptOptions, TaptOptions> settingsOf)
     {
-        var (datasetName, split, sample, seed, from, count, kind, eps, _, _, _, protocol, _, attackViews, batch, sweepText, json) = o;
+        var (datasetName, split, sample, seed, from, count, kind, eps, _, _, _, protocol, _, attackViews, batch, sweepText, json, _) = o;
         if (attackViews > 0 && protocol != EvaluationProtocol.Adaptive) throw new CliException("--attack-views attacks through the defense; it needs --protocol adaptive");
         if (sweepText is not null && protocol != EvaluationProtocol.NonAdaptive) throw new CliException("--tapt-sweep compares settings on the same adversarial images; it needs --protocol nonadaptive");
         var (ckpt, clip) = Session.LoadModel(modelOption, device);
@@ -89,7 +90,7 @@ public static class EvalCommand
         if (from >= drawn.Length) throw new CliException($"--from {from} is past the sample's {drawn.Length} images");
         var indices = drawn[from..Math.Min(drawn.Length, from + count)];
         var evaluator = new RobustnessEvaluator(clip, new TaptDefense(clip, artifact, options), vocabulary);
-        var settings = new AttackSettings(kind, eps, o.Steps, o.StepSize, Restarts: o.Restarts);
+        var settings = new AttackSettings(kind, eps, o.Steps, o.StepSize, Restarts: o.Restarts, Queries: o.Queries);
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
         EvaluationReport report;
         using (var progress = CliProgress.Start("eval", "images"))
@@ -100,7 +101,7 @@ public static class EvalCommand
 
     private static int Print(Options run, EvaluationReport report, TaptOptions options, PromptArtifact artifact, TaptSettingsSweep? sweep, int evaluated, int drawn)
     {
-        var (datasetName, split, sample, seed, from, _, kind, eps, _, _, _, _, _, _, _, _, json) = run;
+        var (datasetName, split, sample, seed, from, _, kind, eps, _, _, _, _, _, _, _, _, json, _) = run;
         if (json)
         {
             var o = new JsonObject
@@ -124,6 +125,8 @@ public static class EvalCommand
                 o["views_vote"] = new JsonObject { ["clean"] = voteClean, ["robust"] = voteRobust };
             if (report.FlagRates is var (flagClean, flagRobust))
                 o["statistics_flag_rate"] = new JsonObject { ["clean"] = flagClean, ["robust"] = flagRobust };
+            if (report.QueriesPerImage is { } q)
+                o["queries_per_image"] = new JsonObject { ["clip"] = q.Clip, ["apt"] = q.Apt, ["tapt"] = q.Tapt };
             if (sweep is not null)
                 o["tapt_sweep"] = new JsonArray(sweep.Results.Select(r => (JsonNode)new JsonObject
                 {
@@ -148,6 +151,8 @@ public static class EvalCommand
             Console.WriteLine($"{"(views)",-8} {vClean,8:P1} {vRobust,8:P1}   the selected views' vote before tuning; a step pulls TAPT towards it");
         if (report.FlagRates is var (fClean, fRobust))
             Console.WriteLine($"{"(flag)",-8} {fClean,8:P1} {fRobust,8:P1}   images the statistics flag (closer to the PGD-image reference) fires on");
+        if (report.QueriesPerImage is { } queries)
+            Console.WriteLine($"queries per image (mean, 0 for images already wrong): CLIP {queries.Clip:F0}, APT {queries.Apt:F0}, TAPT {queries.Tapt:F0}");
         if (sweep is not null)
         {
             Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");

@@ -33,7 +33,13 @@ public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptCl
     /// <summary>Whether the statistics flag (<see cref="StatisticsDistances.CloserToAttacked"/>) fired on the clean and on the attacked image; null without a PGD-image reference.</summary>
     public bool? FlagClean { get; init; }
     public bool? FlagRobust { get; init; }
+
+    /// <summary>A score-based attack's queries on this image against each method (0: not attacked, already wrong); null for gradient attacks.</summary>
+    public MethodQueries? Queries { get; init; }
 }
+
+/// <summary>Queries of a score-based attack per method (per image, or their mean over images).</summary>
+public sealed record MethodQueries(double Clip, double Apt, double Tapt);
 
 /// <summary>
 /// One evaluated batch: outcomes and the pixels (CHW floats in [0,1], <paramref name="Height"/>×<paramref name="Width"/>) of the clean
@@ -69,6 +75,9 @@ public sealed record EvaluationReport(
     /// well above the first); null when the artifact has no PGD-image statistics or TAPT ran without steps.
     /// </summary>
     public (double Clean, double Robust)? FlagRates { get; init; }
+
+    /// <summary>Mean queries per image of a score-based attack, per method; null for gradient attacks.</summary>
+    public MethodQueries? QueriesPerImage { get; init; }
 }
 
 /// <summary>
@@ -87,6 +96,10 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         "; the attacked logits are the mean of the defended output's and those of {0} fresh random views (RandomResizedCrop/flip, as TAPT's) of the current image under P_adv, " +
         "so the perturbation is also pushed through the crops whose vote TAPT's step follows (EOT over views)";
     public const string NonAdaptiveGradient = "non-adaptive: adversarial images made once against the APT model (gradients of CLIP with the pre-trained prompts), then defended by TAPT";
+    public const string ScoreBasedThroughTheDefense =
+        "score-based through the defense: every query runs the full test-time tuning on the queried image with fresh random views (EOT over {0} tuning run(s) per query) " +
+        "and reads the defended probabilities; no gradient is used, so gradient masking cannot hide a weakness";
+    public const string ScoreBasedNonAdaptive = "score-based, non-adaptive: adversarial images found by querying the APT model's probabilities, then defended by TAPT";
 
     public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress = null) =>
         Evaluate(data, indices, options, progress, null);
@@ -125,9 +138,12 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var taptClean = Tapt(x);
 
             var advClip = attack.Perturb(clipFn, x, y, generator);
+            var clipQueries = QueriesOf(attack, batch.Length);
             var clipRobust = Predict(clipFn, advClip);
             var advApt = attack.Perturb(aptFn, x, y, generator);
+            var aptQueries = QueriesOf(attack, batch.Length);
             var aptRobust = Predict(aptFn, advApt);
+            var taptQueries = new int[batch.Length];
 
             IReadOnlyList<TaptResult> taptRobust;
             Tensor? advTaptImages = null;
@@ -139,6 +155,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             {
                 var through = ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall);
                 var advTapt = attack.Perturb(through, x, y, generator);
+                taptQueries = QueriesOf(attack, batch.Length);
                 taptRobust = Tapt(advTapt);
                 advTaptImages = advTapt;
             }
@@ -149,6 +166,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                     ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
                     FlagClean = Flag(taptClean[i]),
                     FlagRobust = Flag(taptRobust[i]),
+                    Queries = attack is SquareAttack ? new MethodQueries(clipQueries[i], aptQueries[i], taptQueries[i]) : null,
                 });
             if (onBatch is not null)
             {
@@ -182,7 +200,8 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             for (var r = 0; r < options.EotSamples; r++)
             {
                 var call = nextCall();
-                var inputs = Enumerable.Range(0, seeds.Length).Select(i => new TaptInput(img[i].detach(), seeds[i] ^ (call * 7_919))).ToList();
+                // Attacks query subsets of the batch (the images still robust): fresh views per call whatever the size.
+                var inputs = Enumerable.Range(0, (int)img.shape[0]).Select(i => new TaptInput(img[i].detach(), seeds[i % seeds.Length] ^ (call * 7_919))).ToList();
                 using var tuned = defense.TunePrompts(inputs, vocabulary);
                 var features = clip.ImageFeatures(img, tuned).unsqueeze(1);      // group i = image i
                 var text = clip.TextFeatures(vocabulary, tuned);
@@ -213,10 +232,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             options.Protocol == EvaluationProtocol.Adaptive ? "adaptive" : "nonadaptive",
             new MethodAccuracies(Acc(o => o.ClipClean), Acc(o => o.AptClean), Acc(o => o.TaptClean)),
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
-            options.Protocol == EvaluationProtocol.Adaptive
-                ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples)
-                    + (options.AttackViews > 0 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AttackViewsGradient, options.AttackViews) : "")
-                : NonAdaptiveGradient,
+            Gradient(options),
             seconds / Math.Max(1, outcomes.Count),
             outcomes)
         {
@@ -224,8 +240,24 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             FlagRates = outcomes.Count > 0 && outcomes.All(o => o.FlagClean.HasValue && o.FlagRobust.HasValue)
                 ? (outcomes.Count(o => o.FlagClean == true) / (double)outcomes.Count, outcomes.Count(o => o.FlagRobust == true) / (double)outcomes.Count)
                 : null,
+            QueriesPerImage = outcomes.Count > 0 && outcomes.All(o => o.Queries is not null)
+                ? new MethodQueries(outcomes.Average(o => o.Queries!.Clip), outcomes.Average(o => o.Queries!.Apt), outcomes.Average(o => o.Queries!.Tapt))
+                : null,
         };
     }
+
+    private static string Gradient(EvaluationOptions options)
+    {
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        var scoreBased = options.Attack.Kind == AttackKind.Square;
+        if (options.Protocol != EvaluationProtocol.Adaptive) return scoreBased ? ScoreBasedNonAdaptive : NonAdaptiveGradient;
+        if (scoreBased) return string.Format(culture, ScoreBasedThroughTheDefense, options.EotSamples);
+        return string.Format(culture, AdaptiveGradient, options.EotSamples)
+            + (options.AttackViews > 0 ? string.Format(culture, AttackViewsGradient, options.AttackViews) : "");
+    }
+
+    /// <summary>The queries each image took in the attack's last run (score-based attacks), else zeros.</summary>
+    private static int[] QueriesOf(IAttack attack, int count) => attack is SquareAttack square ? square.QueriesUsed : new int[count];
 
     private static bool? Flag(TaptResult r) => r.Distances is { ToAttackedImages: not null } d ? d.CloserToAttacked : null;
 }

@@ -137,6 +137,7 @@ public sealed class TaptDefense : IDisposable
         for (var step = 1; step <= o.Steps; step++)
         {
             using var stepScope = NewDisposeScope();
+            using var tuning = enable_grad();     // the step differentiates even when its caller (a score-based attack) does not
             var chosen = o.EfficientSelection
                 ? SelectEfficiently(views, vocabulary, prompts, k, layers, step == 1)
                 : SelectStraightforwardly(views, vocabulary, prompts, k, layers, step == 1);

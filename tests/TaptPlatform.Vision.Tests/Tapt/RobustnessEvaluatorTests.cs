@@ -41,6 +41,24 @@ public class RobustnessEvaluatorTests
     }
 
     [Fact]
+    public void Square_through_the_defense_queries_the_whole_test_time_step_and_reports_its_queries()
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var defense = new TaptDefense(t.Clip, t.Artifact, new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2, Steps = 1 });
+        var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, Enumerable.Range(0, 4).ToArray(),
+            new EvaluationOptions(new AttackSettings(AttackKind.Square, 16.0 / 255, 1, Queries: 20), EvaluationProtocol.Adaptive, Seed: 1, BatchSize: 4));
+        Assert.Equal("Square-20", report.Attack);
+        Assert.StartsWith("score-based through the defense", report.Gradient);
+        Assert.All(report.Images, o => Assert.NotNull(o.Queries));
+        var q = report.QueriesPerImage!;
+        // Each image is queried until fooled or for the whole budget (the initial query included); TAPT through its whole step.
+        Assert.All(report.Images, o => Assert.InRange(o.Queries!.Tapt, 0, 21));
+        Assert.InRange(q.Clip, 1, 21);   // plain CLIP gets every image right here
+        Assert.True(q.Tapt > 0, "the defense was never queried");
+    }
+
+    [Fact]
     public void Statistics_flag_rates_count_the_images_the_flag_fires_on_and_need_pgd_image_statistics()
     {
         var (t, data) = Setup(attackedStatistics: true);
