@@ -26,8 +26,8 @@ public static class EvalCommand
         var seed = CliOptions.Int("--seed", 0, "seed of the draw, the attacks and the views");
         var from = CliOptions.Int("--from", 0, "evaluate the sample from its K-th image (0-based) on", 0, 1_000_000, "K");
         var count = CliOptions.Int("--sample-count", 1_000_000, "evaluate at most N images of the sample", 1, 1_000_000);
-        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE), apgd-t or square (score-based)", "pgd|cw|di|apgd|apgd-t|square");
-        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t", "square");
+        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t or square (score-based)", "pgd|cw|di|apgd|apgd-t|fab-t|square");
+        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t", "fab-t", "square");
         attack.Validators.Add(r =>
         {
             try { AttackSettings.ParseKind(r.GetValueOrDefault<string>()); }

@@ -15,7 +15,7 @@ public interface IAttack
     Tensor Perturb(LogitsFunction model, Tensor images, Tensor labels, Generator generator);
 }
 
-public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT, Square }
+public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT, Square, FabT }
 
 /// <summary>Settings shared by the attacks; step size defaults to the paper's 1/255; <paramref name="Queries"/> is Square's budget.</summary>
 public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, double? StepSize = null, bool RandomStart = true, int Restarts = 1, int TargetClasses = 9,
@@ -34,6 +34,7 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.ApgdCe => new ApgdAttack(Epsilon, Steps, Restarts, targeted: false, TargetClasses),
         AttackKind.ApgdT => new ApgdAttack(Epsilon, Steps, Restarts, targeted: true, TargetClasses),
         AttackKind.Square => new SquareAttack(Epsilon, Queries, restarts: Restarts),
+        AttackKind.FabT => new FabAttack(Epsilon, Steps, TargetClasses),
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
     };
 
@@ -45,7 +46,8 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         "apgd" or "apgd-ce" => AttackKind.ApgdCe,
         "apgd-t" => AttackKind.ApgdT,
         "square" => AttackKind.Square,
-        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE), apgd-t or square)"),
+        "fab-t" or "fab" => AttackKind.FabT,
+        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t or square)"),
     };
 
     public static string Describe(AttackKind kind) => kind switch
@@ -56,6 +58,7 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.ApgdCe => "APGD-CE (Croce & Hein 2020)",
         AttackKind.ApgdT => "APGD-T (targeted DLR, Croce & Hein 2020)",
         AttackKind.Square => "Square (score-based, no gradients; Andriushchenko et al. 2020)",
+        AttackKind.FabT => "FAB-T (targeted minimal perturbation, Croce & Hein 2020)",
         _ => kind.ToString(),
     };
 }

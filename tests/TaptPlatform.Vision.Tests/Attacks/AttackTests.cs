@@ -40,6 +40,7 @@ public sealed class AttackTests : IDisposable
     [InlineData(AttackKind.Di)]
     [InlineData(AttackKind.ApgdCe)]
     [InlineData(AttackKind.ApgdT)]
+    [InlineData(AttackKind.FabT)]
     [InlineData(AttackKind.Square)]   // score-based: far more queries than a gradient attack's steps on this model
     public void Attack_stays_in_the_eps_ball_and_pixel_range_and_raises_the_loss(AttackKind kind)
     {
@@ -122,5 +123,51 @@ public sealed class AttackTests : IDisposable
         Assert.Equal(0.8 / 512, SquareAttack.PSelection(0.8, 9000));
         var margin = SquareAttack.Margin(tensor(new float[] { 3, 1, 0, 0, 2, 5 }, [2, 3]), tensor(new long[] { 0, 0 }));
         Assert.Equal(new[] { 2f, -5f }, margin.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Fab_s_projection_reaches_the_hyperplane_with_the_smallest_linf_step()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(7);
+        var t = rand([4, 50], generator: g) * 0.2 + 0.4;                       // mid-box: the box does not bind
+        var w = randn([4, 50], generator: g);
+        var b = (w * t).sum(1) + tensor(new float[] { 0.3f, -0.2f, 0.05f, -0.4f });
+        var d = FabAttack.ProjectLinf(t, w, b);
+        Assert.True(((w * (t + d)).sum(1) - b).abs().max().item<float>() < 1e-4, "not on the hyperplane");
+        var minimal = ((b - (w * t).sum(1)).abs() / w.abs().sum(1)).data<float>().ToArray();
+        var got = d.abs().max(1).values.data<float>().ToArray();
+        for (var i = 0; i < 4; i++) Assert.Equal(minimal[i], got[i], 4);
+    }
+
+    [Fact]
+    public void Fab_t_finds_a_near_minimal_perturbation_where_pgd_spends_its_whole_budget()
+    {
+        using var scope = NewDisposeScope();
+        // A linear two-class model on mid-grey images: the minimal l-inf distance to its boundary is |margin| / |w1 - w0|_1.
+        var g = new Generator(11);
+        var weights = randn([2, 3 * 4 * 4], generator: g) * 0.1;
+        LogitsFunction linear = img => img.flatten(1).matmul(weights.t());
+        var x = full([3, 3, 4, 4], 0.5f) + rand([3, 3, 4, 4], generator: g) * 0.02;
+        Tensor y;
+        using (no_grad()) y = linear(x).argmax(-1);
+        var margins = linear(x).detach();
+        var correct = margins.gather(1, y.unsqueeze(1)).squeeze(1);
+        var other = margins.gather(1, (1 - y).unsqueeze(1)).squeeze(1);
+        var minimal = ((correct - other) / (weights[0] - weights[1]).abs().sum()).data<float>().ToArray();
+        var eps = 0.45;
+        Assert.All(minimal, m => Assert.True(m < eps / 2, $"minimal distance {m} too large for this test"));
+
+        var fab = new FabAttack(eps, steps: 100).Perturb(linear, x, y, new Generator(1));
+        var pgd = new AttackSettings(AttackKind.Pgd, eps, 20, eps / 4).Create().Perturb(linear, x, y, new Generator(1));
+        Assert.Equal(0.0, Accuracy(linear, fab, y));
+        Assert.Equal(0.0, Accuracy(linear, pgd, y));
+        var fabDistance = (fab - x).abs().flatten(1).max(1).values.data<float>().ToArray();
+        var pgdDistance = (pgd - x).abs().flatten(1).max(1).values.data<float>().ToArray();
+        for (var i = 0; i < minimal.Length; i++)
+        {
+            Assert.InRange(fabDistance[i], minimal[i] * 0.999, minimal[i] * 1.1);
+            Assert.True(fabDistance[i] < pgdDistance[i], $"image {i}: FAB {fabDistance[i]} vs PGD {pgdDistance[i]}");
+        }
     }
 }
