@@ -26,8 +26,9 @@ public static class EvalCommand
         var seed = CliOptions.Int("--seed", 0, "seed of the draw, the attacks and the views");
         var from = CliOptions.Int("--from", 0, "evaluate the sample from its K-th image (0-based) on", 0, 1_000_000, "K");
         var count = CliOptions.Int("--sample-count", 1_000_000, "evaluate at most N images of the sample", 1, 1_000_000);
-        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t or square (score-based)", "pgd|cw|di|apgd|apgd-t|fab-t|square");
-        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t", "fab-t", "square");
+        var attack = CliOptions.Defaulted("--attack", "pgd", "the attack: pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t, square (score-based), autoattack or autoattack-rand",
+            "pgd|cw|di|apgd|apgd-t|fab-t|square|autoattack|autoattack-rand");
+        attack.CompletionSources.Add("pgd", "cw", "di", "apgd", "apgd-t", "fab-t", "square", "autoattack", "autoattack-rand");
         attack.Validators.Add(r =>
         {
             try { AttackSettings.ParseKind(r.GetValueOrDefault<string>()); }
@@ -40,7 +41,7 @@ public static class EvalCommand
         var queries = CliOptions.Int("--queries", AttackSettings.DefaultQueries, "Square's query budget per image and restart (with --protocol adaptive each query runs the whole defense)", 1, 100_000);
         var protocol = CliOptions.Choice("--protocol", "nonadaptive", "attack plain CLIP (nonadaptive) or through the defense (adaptive)",
             "nonadaptive", "non-adaptive", "adaptive");
-        var eot = CliOptions.Int("--eot", 1, "expectation over transformation samples per attack step", 1, 100);
+        var eot = CliOptions.Int("--eot", 1, "expectation over transformation samples per attack step (autoattack-rand: at least 20)", 1, 100);
         var attackViews = CliOptions.Int("--attack-views", 0, "views the adaptive attack goes through (needs --protocol adaptive)", 0, 1024);
         var overrides = new TaptSettingOverrides("tapt-", viewsOption: "views");
         var sweep = CliOptions.Text("--tapt-sweep", "also run TAPT under each listed setting (non-adaptive)", "LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]");
@@ -94,7 +95,8 @@ public static class EvalCommand
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
         EvaluationReport report;
         using (var progress = CliProgress.Start("eval", "images"))
-            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch, o.Eot, attackViews),
+            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch,
+                    kind == AttackKind.AutoAttackRand ? Math.Max(o.Eot, AutoAttack.RandomisedEotSamples) : o.Eot, attackViews),
                 (done, total) => progress.Report(done, total), sweep is null ? null : sweep.Add);
         return Print(o, report, options, artifact, sweep, indices.Length, drawn.Length);
     }
@@ -127,6 +129,21 @@ public static class EvalCommand
                 o["statistics_flag_rate"] = new JsonObject { ["clean"] = flagClean, ["robust"] = flagRobust };
             if (report.QueriesPerImage is { } q)
                 o["queries_per_image"] = new JsonObject { ["clip"] = q.Clip, ["apt"] = q.Apt, ["tapt"] = q.Tapt };
+            if (report.Stages is { } stages)
+                o["stages"] = new JsonArray(stages.Select(st => (JsonNode)new JsonObject
+                {
+                    ["attack"] = st.Stage,
+                    ["clip"] = st.Robust.Clip,
+                    ["apt"] = st.Robust.Apt,
+                    ["tapt"] = st.Robust.Tapt,
+                }).ToArray());
+            o["checks"] = new JsonArray(report.Checks.Select(c => (JsonNode)new JsonObject
+            {
+                ["check"] = c.Name,
+                ["method"] = c.Method,
+                ["warning"] = c.Warning,
+                ["detail"] = c.Detail,
+            }).ToArray());
             if (sweep is not null)
                 o["tapt_sweep"] = new JsonArray(sweep.Results.Select(r => (JsonNode)new JsonObject
                 {
@@ -153,6 +170,10 @@ public static class EvalCommand
             Console.WriteLine($"{"(flag)",-8} {fClean,8:P1} {fRobust,8:P1}   images the statistics flag (closer to the PGD-image reference) fires on");
         if (report.QueriesPerImage is { } queries)
             Console.WriteLine($"queries per image (mean, 0 for images already wrong): CLIP {queries.Clip:F0}, APT {queries.Apt:F0}, TAPT {queries.Tapt:F0}");
+        foreach (var st in report.Stages ?? [])
+            Console.WriteLine($"  after {st.Stage,-14} {"",8} CLIP {st.Robust.Clip:P1}  APT {st.Robust.Apt:P1}  TAPT {st.Robust.Tapt:P1}");
+        foreach (var c in report.Checks)
+            Console.WriteLine($"{(c.Warning ? "WARNING" : "ok"),-8} {c.Name} ({c.Method}): {c.Detail}");
         if (sweep is not null)
         {
             Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");

@@ -10,13 +10,13 @@ namespace TaptPlatform.Vision.Attacks;
 /// maximises the targeted DLR loss for each of the top <c>targetClasses</c> other classes in turn.
 /// Each run attacks only the samples still classified correctly. Samples never fooled come back at
 /// their highest-loss point, the strongest input to hand to a defense.
-/// These are the two gradient attacks of AutoAttack; without FAB-T and Square this is not AutoAttack.
+/// With <c>dlr</c>, the untargeted version maximises the DLR loss (AutoAttack's version for randomised defenses).
 /// </summary>
-public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool targeted, int targetClasses) : IAttack
+public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool targeted, int targetClasses, bool dlr = false) : IAttack
 {
     private const double Rho = 0.75;
 
-    public string Name => targeted ? $"APGD-T-{steps}" : $"APGD-CE-{steps}";
+    public string Name => targeted ? $"APGD-T-{steps}" : dlr ? $"APGD-DLR-{steps}" : $"APGD-CE-{steps}";
     public double Epsilon => epsilon;
 
     public Tensor Perturb(LogitsFunction model, Tensor images, Tensor labels, Generator generator)
@@ -44,6 +44,7 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
                 var t = sorted.select(1, clean.shape[1] - target);
                 loss = l => AttackLosses.DlrTargeted(l, ys, t);
             }
+            else if (dlr) loss = l => AttackLosses.Dlr(l, ys);
             else loss = l => AttackLosses.CrossEntropy(l, ys);
             var (fooledAdv, fooled, maxLossPoint, maxLoss) = Run(model, xs, ys, loss, generator);
             // Fooled samples take their adversarial point; the others keep their highest-loss point so far.

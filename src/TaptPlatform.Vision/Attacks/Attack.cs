@@ -15,7 +15,7 @@ public interface IAttack
     Tensor Perturb(LogitsFunction model, Tensor images, Tensor labels, Generator generator);
 }
 
-public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT, Square, FabT }
+public enum AttackKind { Pgd, Cw, Di, ApgdCe, ApgdT, Square, FabT, AutoAttack, AutoAttackRand }
 
 /// <summary>Settings shared by the attacks; step size defaults to the paper's 1/255; <paramref name="Queries"/> is Square's budget.</summary>
 public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, double? StepSize = null, bool RandomStart = true, int Restarts = 1, int TargetClasses = 9,
@@ -35,6 +35,8 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.ApgdT => new ApgdAttack(Epsilon, Steps, Restarts, targeted: true, TargetClasses),
         AttackKind.Square => new SquareAttack(Epsilon, Queries, restarts: Restarts),
         AttackKind.FabT => new FabAttack(Epsilon, Steps, TargetClasses),
+        AttackKind.AutoAttack => Attacks.AutoAttack.Standard(Epsilon, Steps, Queries, TargetClasses),
+        AttackKind.AutoAttackRand => Attacks.AutoAttack.Randomised(Epsilon, Steps),
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
     };
 
@@ -47,7 +49,9 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         "apgd-t" => AttackKind.ApgdT,
         "square" => AttackKind.Square,
         "fab-t" or "fab" => AttackKind.FabT,
-        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t or square)"),
+        "autoattack" => AttackKind.AutoAttack,
+        "autoattack-rand" => AttackKind.AutoAttackRand,
+        _ => throw new FormatException($"unknown attack '{s}' (use pgd, cw, di, apgd (APGD-CE), apgd-t, fab-t, square, autoattack or autoattack-rand)"),
     };
 
     public static string Describe(AttackKind kind) => kind switch
@@ -59,6 +63,8 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
         AttackKind.ApgdT => "APGD-T (targeted DLR, Croce & Hein 2020)",
         AttackKind.Square => "Square (score-based, no gradients; Andriushchenko et al. 2020)",
         AttackKind.FabT => "FAB-T (targeted minimal perturbation, Croce & Hein 2020)",
+        AttackKind.AutoAttack => "AutoAttack, standard: APGD-CE, APGD-T, FAB-T, Square in turn on what stays robust",
+        AttackKind.AutoAttackRand => "AutoAttack for randomised defenses: APGD-CE, APGD-DLR with EOT",
         _ => kind.ToString(),
     };
 }

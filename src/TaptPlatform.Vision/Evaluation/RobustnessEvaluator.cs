@@ -36,7 +36,16 @@ public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptCl
 
     /// <summary>A score-based attack's queries on this image against each method (0: not attacked, already wrong); null for gradient attacks.</summary>
     public MethodQueries? Queries { get; init; }
+
+    /// <summary>AutoAttack only: the 1-based stage that fooled the image per method (0: wrong before any attack, −1: none did).</summary>
+    public MethodStages? BrokenBy { get; init; }
 }
+
+/// <summary>One integer per method (which AutoAttack stage fooled an image).</summary>
+public sealed record MethodStages(int Clip, int Apt, int Tapt);
+
+/// <summary>Robust accuracy of each method after one stage of a multi-stage attack.</summary>
+public sealed record StageAccuracy(string Stage, MethodAccuracies Robust);
 
 /// <summary>Queries of a score-based attack per method (per image, or their mean over images).</summary>
 public sealed record MethodQueries(double Clip, double Apt, double Tapt);
@@ -78,6 +87,12 @@ public sealed record EvaluationReport(
 
     /// <summary>Mean queries per image of a score-based attack, per method; null for gradient attacks.</summary>
     public MethodQueries? QueriesPerImage { get; init; }
+
+    /// <summary>AutoAttack only: robust accuracy after each stage, per method, as the attack's own draws judged it.</summary>
+    public IReadOnlyList<StageAccuracy>? Stages { get; init; }
+
+    /// <summary>The gradient-masking checks this run can make (see <see cref="MaskingChecks"/>).</summary>
+    public IReadOnlyList<MaskingCheck> Checks { get; init; } = [];
 }
 
 /// <summary>
@@ -118,6 +133,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var eotCall = 0;
         var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
         var size = clip.ImageSize;
+        var gradients = new GradientTally();
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
             using var scope = NewDisposeScope();
@@ -137,11 +153,16 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var aptClean = Predict(aptFn, x);
             var taptClean = Tapt(x);
 
+            gradients.Add("CLIP", clipFn, x, y);
+            gradients.Add("APT", aptFn, x, y);
             var advClip = attack.Perturb(clipFn, x, y, generator);
             var clipQueries = QueriesOf(attack, batch.Length);
+            var clipStages = StagesOf(attack, batch.Length);
             var clipRobust = Predict(clipFn, advClip);
             var advApt = attack.Perturb(aptFn, x, y, generator);
             var aptQueries = QueriesOf(attack, batch.Length);
+            var aptStages = StagesOf(attack, batch.Length);
+            var taptStages = aptStages;
             var aptRobust = Predict(aptFn, advApt);
             var taptQueries = new int[batch.Length];
 
@@ -154,8 +175,10 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             else
             {
                 var through = ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall);
+                gradients.Add("TAPT", through, x, y);
                 var advTapt = attack.Perturb(through, x, y, generator);
                 taptQueries = QueriesOf(attack, batch.Length);
+                taptStages = StagesOf(attack, batch.Length);
                 taptRobust = Tapt(advTapt);
                 advTaptImages = advTapt;
             }
@@ -167,23 +190,16 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                     FlagClean = Flag(taptClean[i]),
                     FlagRobust = Flag(taptRobust[i]),
                     Queries = attack is SquareAttack ? new MethodQueries(clipQueries[i], aptQueries[i], taptQueries[i]) : null,
+                    BrokenBy = attack is AutoAttack ? new MethodStages(clipStages[i], aptStages[i], taptStages[i]) : null,
                 });
             if (onBatch is not null)
             {
-                static float[][] Rows(Tensor t)
-                {
-                    var flat = t.detach().cpu().contiguous().to_type(ScalarType.Float32);
-                    var n = (int)flat.shape[0];
-                    var all = flat.data<float>().ToArray();
-                    var plane = all.Length / Math.Max(1, n);
-                    return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
-                }
                 onBatch(new EvaluationBatch(outcomes.Skip(outcomes.Count - batch.Length).ToArray(), Rows(x), Rows(advClip), Rows(advApt),
                     advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds));
             }
             progress?.Invoke(outcomes.Count, indices.Count);
         }
-        return Report(outcomes, options, attack.Name, clock.Elapsed.TotalSeconds);
+        return Report(outcomes, options, attack, clock.Elapsed.TotalSeconds) with { Checks = Checks(outcomes, attack, gradients) };
     }
 
     /// <summary>
@@ -222,8 +238,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         };
     }
 
-    private static EvaluationReport Report(List<ImageOutcome> outcomes, EvaluationOptions options, string attackName, double seconds)
+    private static EvaluationReport Report(List<ImageOutcome> outcomes, EvaluationOptions options, IAttack attack, double seconds)
     {
+        var attackName = attack.Name;
         double Acc(Func<ImageOutcome, int> f) => outcomes.Count == 0 ? double.NaN : outcomes.Count(o => f(o) == o.Label) / (double)outcomes.Count;
         return new EvaluationReport(
             outcomes.Count,
@@ -243,8 +260,44 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             QueriesPerImage = outcomes.Count > 0 && outcomes.All(o => o.Queries is not null)
                 ? new MethodQueries(outcomes.Average(o => o.Queries!.Clip), outcomes.Average(o => o.Queries!.Apt), outcomes.Average(o => o.Queries!.Tapt))
                 : null,
+            Stages = attack is AutoAttack auto && outcomes.All(o => o.BrokenBy is not null) ? StageAccuracies(outcomes, auto) : null,
         };
     }
+
+    private static List<StageAccuracy> StageAccuracies(List<ImageOutcome> outcomes, AutoAttack attack)
+    {
+        var n = attack.Stages.Count;
+        var clip = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Clip).ToList(), n);
+        var apt = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Apt).ToList(), n);
+        var tapt = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Tapt).ToList(), n);
+        return Enumerable.Range(0, n).Select(k => new StageAccuracy(attack.Stages[k].Name, new MethodAccuracies(clip[k], apt[k], tapt[k]))).ToList();
+    }
+
+    /// <summary>The masking checks one run can make: gradients at the clean images, and Square after the white-box stages of AutoAttack.</summary>
+    private static List<MaskingCheck> Checks(List<ImageOutcome> outcomes, IAttack attack, GradientTally gradients)
+    {
+        var checks = gradients.Checks();
+        if (attack is AutoAttack auto && auto.Stages.Count > 0 && auto.Stages[^1] is SquareAttack && outcomes.All(o => o.BrokenBy is not null))
+        {
+            checks.Add(MaskingChecks.OfSquareAfterWhiteBox("CLIP", outcomes.Select(o => o.BrokenBy!.Clip).ToList(), auto.Stages.Count));
+            checks.Add(MaskingChecks.OfSquareAfterWhiteBox("APT", outcomes.Select(o => o.BrokenBy!.Apt).ToList(), auto.Stages.Count));
+            if (gradients.Has("TAPT")) checks.Add(MaskingChecks.OfSquareAfterWhiteBox("TAPT", outcomes.Select(o => o.BrokenBy!.Tapt).ToList(), auto.Stages.Count));
+        }
+        return checks;
+    }
+
+    /// <summary>Each image of a batch as CHW floats.</summary>
+    private static float[][] Rows(Tensor t)
+    {
+        var flat = t.detach().cpu().contiguous().to_type(ScalarType.Float32);
+        var n = (int)flat.shape[0];
+        var all = flat.data<float>().ToArray();
+        var plane = all.Length / Math.Max(1, n);
+        return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
+    }
+
+    /// <summary>Per image of the attack's last run, the AutoAttack stage that fooled it (else zeros).</summary>
+    private static int[] StagesOf(IAttack attack, int count) => attack is AutoAttack auto ? auto.BrokenBy : new int[count];
 
     private static string Gradient(EvaluationOptions options)
     {

@@ -1,0 +1,28 @@
+using TaptPlatform.Vision.Attacks;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Vision.Evaluation;
+
+/// <summary>
+/// Counts, per attacked model, the clean images whose cross-entropy gradient with respect to the pixels is all zero
+/// or not finite: the first of AutoAttack's masking checks, made on the very function each attack differentiates.
+/// </summary>
+internal sealed class GradientTally
+{
+    private readonly Dictionary<string, (int Zero, int NonFinite, int Images)> _counts = new(StringComparer.Ordinal);
+
+    public bool Has(string method) => _counts.ContainsKey(method);
+
+    public void Add(string method, LogitsFunction model, Tensor images, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var grad = Projection.Gradient(model, images, l => AttackLosses.CrossEntropy(l, labels), out _, out _).flatten(1);
+        var zero = grad.abs().sum(1).eq(0).sum().item<long>();
+        var nonFinite = grad.isfinite().logical_not().any(1).sum().item<long>();
+        var (z, f, n) = _counts.GetValueOrDefault(method);
+        _counts[method] = (z + (int)zero, f + (int)nonFinite, n + (int)images.shape[0]);
+    }
+
+    public List<MaskingCheck> Checks() =>
+        _counts.Select(kv => MaskingChecks.OfGradients(kv.Key, kv.Value.Zero, kv.Value.NonFinite, kv.Value.Images)).ToList();
+}
