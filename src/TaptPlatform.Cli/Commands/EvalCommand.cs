@@ -135,7 +135,7 @@ public static class EvalCommand
                     ["attack"] = st.Stage,
                     ["clip"] = st.Robust.Clip,
                     ["apt"] = st.Robust.Apt,
-                    ["tapt"] = st.Robust.Tapt,
+                    ["tapt"] = double.IsNaN(st.Robust.Tapt) ? null : st.Robust.Tapt,
                 }).ToArray());
             o["checks"] = new JsonArray(report.Checks.Select(c => (JsonNode)new JsonObject
             {
@@ -171,7 +171,8 @@ public static class EvalCommand
         if (report.QueriesPerImage is { } queries)
             Console.WriteLine($"queries per image (mean, 0 for images already wrong): CLIP {queries.Clip:F0}, APT {queries.Apt:F0}, TAPT {queries.Tapt:F0}");
         foreach (var st in report.Stages ?? [])
-            Console.WriteLine($"  after {st.Stage,-14} {"",8} CLIP {st.Robust.Clip:P1}  APT {st.Robust.Apt:P1}  TAPT {st.Robust.Tapt:P1}");
+            Console.WriteLine($"  after {st.Stage,-14} {"",8} CLIP {st.Robust.Clip:P1}  APT {st.Robust.Apt:P1}" +
+                (double.IsNaN(st.Robust.Tapt) ? "  (TAPT: not attacked under this protocol)" : $"  TAPT {st.Robust.Tapt:P1}"));
         foreach (var c in report.Checks)
             Console.WriteLine($"{(c.Warning ? "WARNING" : "ok"),-8} {c.Name} ({c.Method}): {c.Detail}");
         if (sweep is not null)

@@ -162,7 +162,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var advApt = attack.Perturb(aptFn, x, y, generator);
             var aptQueries = QueriesOf(attack, batch.Length);
             var aptStages = StagesOf(attack, batch.Length);
-            var taptStages = aptStages;
+            int[]? taptStages = null;   // non-adaptive: TAPT is not attacked, only handed APT's adversarial images
             var aptRobust = Predict(aptFn, advApt);
             var taptQueries = new int[batch.Length];
 
@@ -190,7 +190,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                     FlagClean = Flag(taptClean[i]),
                     FlagRobust = Flag(taptRobust[i]),
                     Queries = attack is SquareAttack ? new MethodQueries(clipQueries[i], aptQueries[i], taptQueries[i]) : null,
-                    BrokenBy = attack is AutoAttack ? new MethodStages(clipStages[i], aptStages[i], taptStages[i]) : null,
+                    BrokenBy = attack is AutoAttack ? new MethodStages(clipStages[i], aptStages[i], taptStages?[i] ?? NotAttacked) : null,
                 });
             if (onBatch is not null)
             {
@@ -269,7 +269,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var n = attack.Stages.Count;
         var clip = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Clip).ToList(), n);
         var apt = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Apt).ToList(), n);
-        var tapt = AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Tapt).ToList(), n);
+        var tapt = outcomes.Any(o => o.BrokenBy!.Tapt == NotAttacked)
+            ? Enumerable.Repeat(double.NaN, n).ToArray()
+            : AutoAttack.RobustAfterEachStage(outcomes.Select(o => o.BrokenBy!.Tapt).ToList(), n);
         return Enumerable.Range(0, n).Select(k => new StageAccuracy(attack.Stages[k].Name, new MethodAccuracies(clip[k], apt[k], tapt[k]))).ToList();
     }
 
@@ -295,6 +297,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var plane = all.Length / Math.Max(1, n);
         return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
     }
+
+    /// <summary>A method the attack did not run against (TAPT under the non-adaptive protocol).</summary>
+    public const int NotAttacked = int.MinValue;
 
     /// <summary>Per image of the attack's last run, the AutoAttack stage that fooled it (else zeros).</summary>
     private static int[] StagesOf(IAttack attack, int count) => attack is AutoAttack auto ? auto.BrokenBy : new int[count];

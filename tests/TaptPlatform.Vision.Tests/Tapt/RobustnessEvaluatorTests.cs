@@ -58,6 +58,25 @@ public class RobustnessEvaluatorTests
         Assert.True(q.Tapt > 0, "the defense was never queried");
     }
 
+    [Theory]
+    [InlineData(EvaluationProtocol.NonAdaptive)]
+    [InlineData(EvaluationProtocol.Adaptive)]
+    public void AutoAttack_reports_each_stage_and_the_masking_checks_it_can_make(EvaluationProtocol protocol)
+    {
+        var (t, data) = Setup();
+        using var _ = t;
+        var defense = new TaptDefense(t.Clip, t.Artifact, new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2, Steps = 1 });
+        var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, Enumerable.Range(0, 4).ToArray(),
+            new EvaluationOptions(new AttackSettings(AttackKind.AutoAttack, 16.0 / 255, 3, TargetClasses: 2, Queries: 10), protocol, Seed: 1, BatchSize: 4));
+        Assert.Equal(["APGD-CE-3", "APGD-T-3", "FAB-T-3", "Square-10"], report.Stages!.Select(s => s.Stage));
+        Assert.Equal(report.Robust.Clip, report.Stages![^1].Robust.Clip, 6);    // CLIP is deterministic: the last stage's figure is the final one
+        Assert.Equal(protocol == EvaluationProtocol.NonAdaptive, double.IsNaN(report.Stages![0].Robust.Tapt));
+        var methods = protocol == EvaluationProtocol.Adaptive ? new[] { "APT", "CLIP", "TAPT" } : ["APT", "CLIP"];
+        Assert.Equal(methods, report.Checks.Where(c => c.Name == MaskingChecks.Gradients).Select(c => c.Method).Order());
+        Assert.Equal(methods, report.Checks.Where(c => c.Name == MaskingChecks.SquareBeyondWhiteBox).Select(c => c.Method).Order());
+        Assert.All(report.Checks.Where(c => c.Name == MaskingChecks.Gradients), c => Assert.False(c.Warning, c.Detail));
+    }
+
     [Fact]
     public void Statistics_flag_rates_count_the_images_the_flag_fires_on_and_need_pgd_image_statistics()
     {
