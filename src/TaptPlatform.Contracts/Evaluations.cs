@@ -26,6 +26,11 @@ public sealed record EvaluationRequest(
     [property: Id(12)] string? Name = null)
 {
     public const int MaxEpsilons = 16;
+    // Per-field bounds well above the documented evaluations (PGD-100, APGD's restarts, EOT of a few samples); what an
+    // evaluation may cost as a whole is the operator's limit (EvaluationCost), checked by the gateway.
+    public const int MaxSteps = 1_000;
+    public const int MaxRestarts = 10;
+    public const int MaxEotSamples = 32;
     public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t"];
 
     /// <summary>Throws <see cref="TaptRequestException"/> when a setting is out of range.</summary>
@@ -37,11 +42,11 @@ public sealed record EvaluationRequest(
         if (Epsilons.IsDefaultOrEmpty || Epsilons.Length > MaxEpsilons) throw new TaptRequestException($"epsilons: 1 to {MaxEpsilons} values");
         if (Epsilons.Any(e => double.IsNaN(e) || e < 0 || e > 1)) throw new TaptRequestException("each ε must be in [0, 1] (a fraction of the pixel range: 1/255 = 0.00392)");
         if (Epsilons.Distinct().Count() != Epsilons.Length) throw new TaptRequestException("epsilons must be distinct");
-        if (Steps is < 1 or > 10_000) throw new TaptRequestException("steps must be in 1..10000");
+        if (Steps < 1 || Steps > MaxSteps) throw new TaptRequestException($"steps must be in 1..{MaxSteps}");
         if (StepSize is double s && (double.IsNaN(s) || s <= 0 || s > 1)) throw new TaptRequestException("stepSize must be in (0, 1]");
-        if (Restarts is < 1 or > 100) throw new TaptRequestException("restarts must be in 1..100");
+        if (Restarts < 1 || Restarts > MaxRestarts) throw new TaptRequestException($"restarts must be in 1..{MaxRestarts}");
         if (Protocol is not ("nonadaptive" or "adaptive")) throw new TaptRequestException("protocol must be nonadaptive or adaptive");
-        if (EotSamples is < 1 or > 100) throw new TaptRequestException("eot must be in 1..100");
+        if (EotSamples < 1 || EotSamples > MaxEotSamples) throw new TaptRequestException($"eot must be in 1..{MaxEotSamples}");
         if (BatchSize is < 1 or > 256) throw new TaptRequestException("batchSize must be in 1..256");
     }
 }
@@ -88,7 +93,7 @@ public sealed record EvaluationImageOutcome(
     [property: Id(8)] int TaptRobust,
     [property: Id(9)] double Seconds);
 
-/// <summary>An evaluation's state and progress (outcomes recorded of images × ε).</summary>
+/// <summary>An evaluation's state and progress (outcomes recorded of images × ε), and its cost per image (<see cref="EvaluationCost"/>).</summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationStatus(
     [property: Id(0)] string JobId,
@@ -108,7 +113,12 @@ public sealed record EvaluationStatus(
     [property: Id(14)] DateTimeOffset? StartedAt,
     [property: Id(15)] DateTimeOffset? FinishedAt,
     [property: Id(16)] string? Error,
-    [property: Id(17)] string? Waiting);
+    [property: Id(17)] string? Waiting,
+    [property: Id(18)] long CostPerImage = 0)
+{
+    /// <summary>The evaluation's cost with the images it holds (see <see cref="EvaluationCost"/>).</summary>
+    public long Cost => CostPerImage > 0 && Images > long.MaxValue / CostPerImage ? long.MaxValue : CostPerImage * Images;
+}
 
 /// <summary>One ε run handed to an accelerator silo: every image of the job (by index) with its label index.</summary>
 [GenerateSerializer, Immutable]
@@ -168,6 +178,13 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// </summary>
     Task<EvaluationStatus> StartAsync(string tenantId, JobLimits? limits = null);
 
+    /// <summary>
+    /// Stops the evaluation: an open one never starts; a running one stops within an attack step, gives its running
+    /// slots back and keeps the outcomes recorded so far (its report stays partial). Idempotent; a finished evaluation is
+    /// left as it is.
+    /// </summary>
+    Task<EvaluationStatus> CancelAsync(string tenantId);
+
     Task<EvaluationStatus> GetStatusAsync(string tenantId);
 
     /// <summary>The robustness report (JSON); partial while running.</summary>
@@ -193,6 +210,7 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
 /// <summary>Runs evaluation work on an accelerator silo's dedicated evaluation thread (key: model name).</summary>
 public interface IEvaluationWorkerGrain : IGrainWithStringKey
 {
+    /// <summary>Runs one ε; cancelling <paramref name="cancellation"/> (the caller's, propagated by Orleans) stops it within an attack step.</summary>
     [ResponseTimeout("12:00:00")]
-    Task<EvaluationRunInfo> RunAsync(EvaluationWork work);
+    Task<EvaluationRunInfo> RunAsync(EvaluationWork work, CancellationToken cancellation = default);
 }

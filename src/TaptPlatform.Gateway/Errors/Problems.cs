@@ -30,6 +30,7 @@ public static class ErrorCodes
     public const string QuotaImagesPerDay = "quota_images_per_day";
     public const string QuotaConcurrentJobs = "quota_concurrent_jobs";
     public const string ClusterBusy = "cluster_busy";
+    public const string EvaluationTooCostly = "evaluation_too_costly";
     public const string Unavailable = "unavailable";
     public const string Internal = "internal_error";
 

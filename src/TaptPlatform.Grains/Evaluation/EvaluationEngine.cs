@@ -30,12 +30,20 @@ public sealed class EvaluationEngine : IDisposable
 
     public string Device { get; }
 
-    /// <summary>Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result.</summary>
-    public Task<T> RunAsync<T>(Func<T> work)
+    /// <summary>
+    /// Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result. Work cancelled
+    /// while it waits in the queue never runs; once running, the work itself checks the token.
+    /// </summary>
+    public Task<T> RunAsync<T>(Func<T> work, CancellationToken ct = default)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         void Item()
         {
+            if (ct.IsCancellationRequested)
+            {
+                tcs.TrySetCanceled(ct);
+                return;
+            }
             try { tcs.TrySetResult(work()); }
             catch (Exception e) { tcs.TrySetException(e); }
         }

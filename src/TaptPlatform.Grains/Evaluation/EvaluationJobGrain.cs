@@ -56,6 +56,8 @@ public sealed class EvaluationJobGrain(
     private IGrainTimer? _keepAlive;
     private readonly JobObservers _observers = new(log);
     private Task? _running;
+    private readonly CancellationTokenSource _stop = new();
+    public const string CancelledReason = "cancelled";
     private string? _waiting;
 
     private BatchedState<EvaluationJobState>? _saved;
@@ -63,6 +65,9 @@ public sealed class EvaluationJobGrain(
     private ResiliencePipeline? _runs;
 
     private string JobId => this.GetPrimaryKeyString();
+
+    /// <summary>What an evaluation takes of the tenant's daily images: each image once per ε (that many attacked images).</summary>
+    private int ChargedImages => (int)Math.Min(int.MaxValue, (long)S.Images.Count * S.Definition!.Request.Epsilons.Length);
     private EvaluationJobState S => state.State;
 
     /// <summary>The running slots an evaluation holds, as a job's: counted in the tenant's and the cluster's limits.</summary>
@@ -127,12 +132,26 @@ public sealed class EvaluationJobGrain(
         if (S.State is JobState.Running or JobState.Completed) return Status();
         if (S.State == JobState.Cancelled) throw new TaptRequestException($"evaluation '{JobId}' stopped: {S.Error}");
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
-        await Slots.StartAsync(limits ?? JobLimits.None,
-            () =>
+        var l = limits ?? JobLimits.None;
+        await Slots.StartAsync(l,
+            async () =>
             {
+                // Charged once, when the work is known (images × ε); a start that cannot be recorded gives them back.
+                var images = ChargedImages;
+                var quota = GrainFactory.GetGrain<ITenantQuotaGrain>(S.Definition!.TenantId);
+                var decision = await quota.ReserveImagesAsync(images, l.ImagesPerDay);
+                if (!decision.Granted) throw new TaptQuotaException(QuotaKind.ImagesPerDay, decision);
                 S.State = JobState.Running;
                 S.StartedAt = clock.GetUtcNow();
-                return Saved.SaveAsync();
+                try
+                {
+                    await Saved.SaveAsync();
+                }
+                catch
+                {
+                    await quota.ReleaseImagesAsync(images);
+                    throw;
+                }
             },
             () =>
             {
@@ -142,6 +161,23 @@ public sealed class EvaluationJobGrain(
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
+        return Status();
+    }
+
+    public async Task<EvaluationStatus> CancelAsync(string tenantId)
+    {
+        Authorize(tenantId);
+        if (S.State is JobState.Completed or JobState.Cancelled) return Status();
+        var wasRunning = S.State == JobState.Running;
+        _stop.Cancel();   // the worker's call is cancelled: it stops within an attack step
+        if (wasRunning) await Slots.ReleaseAsync();
+        S.State = JobState.Cancelled;
+        S.Error = CancelledReason;
+        S.FinishedAt = clock.GetUtcNow();
+        await Saved.SaveAsync();
+        log.LogInformation("Evaluation {Job} cancelled with {Outcomes} outcome(s) recorded", JobId, S.Outcomes.Count);
+        await NotifyAsync();
+        await UnregisterReminderAsync();
         return Status();
     }
 
@@ -203,6 +239,7 @@ public sealed class EvaluationJobGrain(
     public async Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes)
     {
         var def = Authorize(tenantId);
+        if (S.State != JobState.Running) return;   // a batch that finished as the evaluation was cancelled: not recorded
         var changed = false;
         foreach (var o in outcomes)
         {
@@ -276,15 +313,15 @@ public sealed class EvaluationJobGrain(
         var imageLabels = S.Images.Select(i => i.Label).ToImmutableArray();
         try
         {
-            for (var k = 0; k < def.Request.Epsilons.Length; k++)
+            for (var k = 0; k < def.Request.Epsilons.Length && S.State == JobState.Running; k++)
             {
                 var done = Enumerable.Range(0, S.Images.Count).Where(i => S.Outcomes.ContainsKey(Key(k, i))).ToImmutableArray();
                 if (S.Runs.ContainsKey(k) && done.Length == S.Images.Count) continue;
-                var context = Retries.Context(CancellationToken.None);
+                var context = Retries.Context(_stop.Token);
                 try
                 {
-                    var info = await Runs.ExecuteAsync(async (_, eps) => await worker.RunAsync(
-                        new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, eps, done)), context, k);
+                    var info = await Runs.ExecuteAsync(async (c, eps) => await worker.RunAsync(
+                        new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, eps, done), c.CancellationToken), context, k);
                     S.Runs[k] = info;
                     _waiting = null;
                     await Saved.SaveAsync();
@@ -294,6 +331,7 @@ public sealed class EvaluationJobGrain(
                     Retries.Return(context);
                 }
             }
+            if (S.State != JobState.Running) return;   // cancelled: CancelAsync recorded it
             if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
             await Slots.ReleaseAsync();   // first: whoever sees it completed may start the next one
             S.State = JobState.Completed;
@@ -301,6 +339,10 @@ public sealed class EvaluationJobGrain(
             await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true })), "application/json");
             await Saved.SaveAsync();
             log.LogInformation("Evaluation {Job} completed: {Images} image(s) × {Eps} ε", JobId, S.Images.Count, def.Request.Epsilons.Length);
+        }
+        catch (Exception) when (S.State != JobState.Running)
+        {
+            return;   // cancelled while the worker ran: CancelAsync recorded it
         }
         catch (Exception e)
         {
@@ -336,6 +378,6 @@ public sealed class EvaluationJobGrain(
         var d = S.Definition ?? throw new TaptNotFoundException($"evaluation '{JobId}' not found");
         return new EvaluationStatus(JobId, d.TenantId, d.Request.Name, S.State, S.Images.Count, S.Outcomes.Count, S.Images.Count * d.Request.Epsilons.Length,
             d.Configuration.Model, d.Vocabulary.Name, d.Vocabulary.Version, d.Configuration.Name, d.Configuration.Version, d.Request,
-            d.CreatedAt, S.StartedAt, S.FinishedAt, S.Error, _waiting);
+            d.CreatedAt, S.StartedAt, S.FinishedAt, S.Error, _waiting, EvaluationCost.Of(d.Request, d.Configuration, 1));
     }
 }

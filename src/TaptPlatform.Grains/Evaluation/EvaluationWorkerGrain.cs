@@ -39,7 +39,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
 
     private sealed record PreparedBatch(ImmutableArray<EvaluationImageOutcome> Outcomes, List<(string Path, byte[] Bytes, string Type)> Files);
 
-    public async Task<EvaluationRunInfo> RunAsync(EvaluationWork work)
+    public async Task<EvaluationRunInfo> RunAsync(EvaluationWork work, CancellationToken cancellation = default)
     {
         Identifiers.RequireTenantId(work.TenantId);
         Identifiers.RequireJobId(work.JobId);
@@ -57,7 +57,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         EvaluationRunInfo info;
         try
         {
-            info = await engine.RunAsync(() => Evaluate(catalog, ComputeDevice.Parse(engine.Device), work, inputs, b => batches.Writer.TryWrite(b)));
+            info = await engine.RunAsync(() => Evaluate(catalog, ComputeDevice.Parse(engine.Device), work, inputs, b => batches.Writer.TryWrite(b), cancellation), cancellation);
         }
         finally
         {
@@ -84,7 +84,8 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
     }
 
     /// <summary>Runs on the evaluation thread.</summary>
-    private static EvaluationRunInfo Evaluate(ModelCatalog catalog, Device device, EvaluationWork work, byte[][] inputs, Action<PreparedBatch> onBatch)
+    private static EvaluationRunInfo Evaluate(ModelCatalog catalog, Device device, EvaluationWork work, byte[][] inputs, Action<PreparedBatch> onBatch,
+        CancellationToken cancellation)
     {
         var cfg = work.Configuration;
         var req = work.Request;
@@ -131,7 +132,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         {
             using var defense = new TaptDefense(model.Clip, artifact, options);
             var evaluator = new RobustnessEvaluator(model.Clip, defense, vocabulary);
-            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples), null,
+            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples) { Cancellation = cancellation }, null,
                 batch => onBatch(Prepare(work, batch, skip, epsilon, attackSettings)));
         }
         return new EvaluationRunInfo(work.EpsilonIndex, epsilon, report.Attack, report.Gradient, model.Checkpoint.Checksum, artifactName,

@@ -19,7 +19,14 @@ public enum EvaluationProtocol
 /// Adaptive protocol only: besides the defended output, the attack's logits average in those of this many fresh random
 /// views (TAPT's augmentation) under P_adv, so the perturbation must also survive the crops TAPT learns from (0 = off).
 /// </param>
-public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1, int AttackViews = 0);
+public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1, int AttackViews = 0)
+{
+    /// <summary>
+    /// Stops the evaluation with <see cref="OperationCanceledException"/>: checked before every batch and on every call of an
+    /// attacked model, so inside the attack loop at every step (and every EOT sample), not only between images.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
+}
 
 public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
 
@@ -107,6 +114,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var size = clip.ImageSize;
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
+            options.Cancellation.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var batch = indices.Skip(start).Take(options.BatchSize).ToArray();
             var x = data.Images(batch, size).to(clip.Device);
@@ -114,8 +122,8 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
             var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
 
-            LogitsFunction clipFn = img => clip.Classify(img, vocabulary, null);
-            LogitsFunction aptFn = img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial);
+            LogitsFunction clipFn = Cancellable(img => clip.Classify(img, vocabulary, null), options.Cancellation);
+            LogitsFunction aptFn = Cancellable(img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options.Cancellation);
             int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
             IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
 
@@ -137,7 +145,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             }
             else
             {
-                var through = ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall);
+                var through = Cancellable(ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall), options.Cancellation);
                 var advTapt = attack.Perturb(through, x, y, generator);
                 taptRobust = Tapt(advTapt);
                 advTaptImages = advTapt;
@@ -226,6 +234,15 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                 : null,
         };
     }
+
+    /// <summary>The model, checking the token on every call: an attack calls it at every step.</summary>
+    private static LogitsFunction Cancellable(LogitsFunction model, CancellationToken ct) => ct.CanBeCanceled
+        ? img =>
+        {
+            ct.ThrowIfCancellationRequested();
+            return model(img);
+        }
+    : model;
 
     private static bool? Flag(TaptResult r) => r.Distances is { ToAttackedImages: not null } d ? d.CloserToAttacked : null;
 }
