@@ -120,7 +120,7 @@ public sealed record EvaluationStatus(
     public long Cost => CostPerImage > 0 && Images > long.MaxValue / CostPerImage ? long.MaxValue : CostPerImage * Images;
 }
 
-/// <summary>One ε run handed to an accelerator silo: every image of the job (by index) with its label index.</summary>
+/// <summary>An evaluation's settings for one ε as its units carry them: every image of the job (by index) with its label index, and the images already recorded (<see cref="Skip"/>).</summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationWork(
     [property: Id(0)] string TenantId,
@@ -132,6 +132,26 @@ public sealed record EvaluationWork(
     [property: Id(6)] EvaluationRequest Request,
     [property: Id(7)] int EpsilonIndex,
     [property: Id(8)] ImmutableArray<int> Skip);
+
+/// <summary>
+/// One unit of an evaluation's work, as the silos' executors schedule it: one batch of images (dataset indices, in the
+/// evaluation's order) at one ε, from where the ε's random streams stood after the batch before (the generator's state and
+/// the adaptive attack's tuning-call count; null state: the first batch).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationUnit(
+    [property: Id(0)] EvaluationWork Work,
+    [property: Id(1)] int Batch,
+    [property: Id(2)] ImmutableArray<int> Images,
+    [property: Id(3)] byte[]? Cursor,
+    [property: Id(4)] int EotCalls);
+
+/// <summary>What a unit leaves for the next batch of its ε (the random streams' positions) and what it was pinned to.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationUnitResult(
+    [property: Id(0)] EvaluationRunInfo Info,
+    [property: Id(1)] byte[] Cursor,
+    [property: Id(2)] int EotCalls);
 
 /// <summary>What an ε run was pinned to and cost.</summary>
 [GenerateSerializer, Immutable]
@@ -207,10 +227,16 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes);
 }
 
-/// <summary>Runs evaluation work on an accelerator silo's dedicated evaluation thread (key: model name).</summary>
+/// <summary>
+/// The evaluation executor of one accelerator silo (key: the silo's address, placed on that silo): runs units on the
+/// silo's evaluation thread, serving tenants in turn.
+/// </summary>
 public interface IEvaluationWorkerGrain : IGrainWithStringKey
 {
-    /// <summary>Runs one ε; cancelling <paramref name="cancellation"/> (the caller's, propagated by Orleans) stops it within an attack step.</summary>
-    [ResponseTimeout("12:00:00")]
-    Task<EvaluationRunInfo> RunAsync(EvaluationWork work, CancellationToken cancellation = default);
+    /// <summary>
+    /// Runs one unit, stores its artifacts and records its outcomes with the evaluation; cancelling
+    /// <paramref name="cancellation"/> (the caller's, propagated by Orleans) stops it within an attack step.
+    /// </summary>
+    [ResponseTimeout("02:00:00")]
+    Task<EvaluationUnitResult> RunAsync(EvaluationUnit unit, CancellationToken cancellation = default);
 }

@@ -105,75 +105,87 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
     /// </summary>
     public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress, Action<EvaluationBatch>? onBatch)
     {
-        var attack = options.Attack.Create();
         var outcomes = new List<ImageOutcome>();
         var clock = Stopwatch.StartNew();
-        var generator = new Generator((ulong)(options.Seed + 1));
-        var eotCall = 0;
-        var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
-        var size = clip.ImageSize;
+        using var cursor = EvaluationCursor.Start(options.Seed);
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
-            options.Cancellation.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            var batch = indices.Skip(start).Take(options.BatchSize).ToArray();
-            var x = data.Images(batch, size).to(clip.Device);
-            var labels = batch.Select(data.Label).ToArray();
-            var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
-            var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
-
-            LogitsFunction clipFn = Cancellable(img => clip.Classify(img, vocabulary, null), options.Cancellation);
-            LogitsFunction aptFn = Cancellable(img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options.Cancellation);
-            int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
-            IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
-
-            var batchClock = Stopwatch.StartNew();
-            var clipClean = Predict(clipFn, x);
-            var aptClean = Predict(aptFn, x);
-            var taptClean = Tapt(x);
-
-            var advClip = attack.Perturb(clipFn, x, y, generator);
-            var clipRobust = Predict(clipFn, advClip);
-            var advApt = attack.Perturb(aptFn, x, y, generator);
-            var aptRobust = Predict(aptFn, advApt);
-
-            IReadOnlyList<TaptResult> taptRobust;
-            Tensor? advTaptImages = null;
-            if (options.Protocol == EvaluationProtocol.NonAdaptive)
-            {
-                taptRobust = Tapt(advApt);
-            }
-            else
-            {
-                var through = Cancellable(ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall), options.Cancellation);
-                var advTapt = attack.Perturb(through, x, y, generator);
-                taptRobust = Tapt(advTapt);
-                advTaptImages = advTapt;
-            }
-            for (var i = 0; i < batch.Length; i++)
-                outcomes.Add(new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i].Prediction, clipRobust[i], aptRobust[i], taptRobust[i].Prediction)
-                {
-                    ViewsClean = taptClean[i].ViewsPrediction ?? -1,
-                    ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
-                    FlagClean = Flag(taptClean[i]),
-                    FlagRobust = Flag(taptRobust[i]),
-                });
-            if (onBatch is not null)
-            {
-                static float[][] Rows(Tensor t)
-                {
-                    var flat = t.detach().cpu().contiguous().to_type(ScalarType.Float32);
-                    var n = (int)flat.shape[0];
-                    var all = flat.data<float>().ToArray();
-                    var plane = all.Length / Math.Max(1, n);
-                    return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
-                }
-                onBatch(new EvaluationBatch(outcomes.Skip(outcomes.Count - batch.Length).ToArray(), Rows(x), Rows(advClip), Rows(advApt),
-                    advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds));
-            }
+            var batch = EvaluateBatch(data, [.. indices.Skip(start).Take(options.BatchSize)], options, cursor, withPixels: onBatch is not null);
+            outcomes.AddRange(batch.Outcomes);
+            onBatch?.Invoke(batch);
             progress?.Invoke(outcomes.Count, indices.Count);
         }
-        return Report(outcomes, options, attack.Name, clock.Elapsed.TotalSeconds);
+        return Report(outcomes, options, options.Attack.Create().Name, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// One batch of <see cref="Evaluate(IImageDataset, IReadOnlyList{int}, EvaluationOptions, Action{int, int}?, Action{EvaluationBatch}?)"/>:
+    /// the images <paramref name="batch"/> (dataset indices) from where <paramref name="cursor"/> stands, which it advances. Run
+    /// batch after batch with one cursor (or its saved state), the outcomes are those of one whole evaluation. Without
+    /// <paramref name="withPixels"/> the batch carries no pixels (empty arrays).
+    /// </summary>
+    public EvaluationBatch EvaluateBatch(IImageDataset data, int[] batch, EvaluationOptions options, EvaluationCursor cursor, bool withPixels)
+    {
+        options.Cancellation.ThrowIfCancellationRequested();
+        var attack = options.Attack.Create();
+        var generator = cursor.Generator;
+        var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
+        var size = clip.ImageSize;
+        using var scope = NewDisposeScope();
+        var x = data.Images(batch, size).to(clip.Device);
+        var labels = batch.Select(data.Label).ToArray();
+        var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
+        var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
+
+        LogitsFunction clipFn = Cancellable(img => clip.Classify(img, vocabulary, null), options.Cancellation);
+        LogitsFunction aptFn = Cancellable(img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options.Cancellation);
+        int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
+        IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
+
+        var batchClock = Stopwatch.StartNew();
+        var clipClean = Predict(clipFn, x);
+        var aptClean = Predict(aptFn, x);
+        var taptClean = Tapt(x);
+
+        var advClip = attack.Perturb(clipFn, x, y, generator);
+        var clipRobust = Predict(clipFn, advClip);
+        var advApt = attack.Perturb(aptFn, x, y, generator);
+        var aptRobust = Predict(aptFn, advApt);
+
+        IReadOnlyList<TaptResult> taptRobust;
+        Tensor? advTaptImages = null;
+        if (options.Protocol == EvaluationProtocol.NonAdaptive)
+        {
+            taptRobust = Tapt(advApt);
+        }
+        else
+        {
+            var through = Cancellable(ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++cursor.EotCalls), options.Cancellation);
+            var advTapt = attack.Perturb(through, x, y, generator);
+            taptRobust = Tapt(advTapt);
+            advTaptImages = advTapt;
+        }
+        var outcomes = new ImageOutcome[batch.Length];
+        for (var i = 0; i < batch.Length; i++)
+            outcomes[i] = new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i].Prediction, clipRobust[i], aptRobust[i], taptRobust[i].Prediction)
+            {
+                ViewsClean = taptClean[i].ViewsPrediction ?? -1,
+                ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
+                FlagClean = Flag(taptClean[i]),
+                FlagRobust = Flag(taptRobust[i]),
+            };
+        static float[][] Rows(Tensor t)
+        {
+            var flat = t.detach().cpu().contiguous().to_type(ScalarType.Float32);
+            var n = (int)flat.shape[0];
+            var all = flat.data<float>().ToArray();
+            var plane = all.Length / Math.Max(1, n);
+            return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
+        }
+        return withPixels
+            ? new EvaluationBatch(outcomes, Rows(x), Rows(advClip), Rows(advApt), advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3],
+                batchClock.Elapsed.TotalSeconds)
+            : new EvaluationBatch(outcomes, [], [], [], null, (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds);
     }
 
     /// <summary>
@@ -211,6 +223,12 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         };
     }
 
+    /// <summary>Which gradient the attack on TAPT follows under these options (as a report says).</summary>
+    public static string GradientOf(EvaluationOptions options) => options.Protocol == EvaluationProtocol.Adaptive
+        ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples)
+            + (options.AttackViews > 0 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AttackViewsGradient, options.AttackViews) : "")
+        : NonAdaptiveGradient;
+
     private static EvaluationReport Report(List<ImageOutcome> outcomes, EvaluationOptions options, string attackName, double seconds)
     {
         double Acc(Func<ImageOutcome, int> f) => outcomes.Count == 0 ? double.NaN : outcomes.Count(o => f(o) == o.Label) / (double)outcomes.Count;
@@ -221,10 +239,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             options.Protocol == EvaluationProtocol.Adaptive ? "adaptive" : "nonadaptive",
             new MethodAccuracies(Acc(o => o.ClipClean), Acc(o => o.AptClean), Acc(o => o.TaptClean)),
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
-            options.Protocol == EvaluationProtocol.Adaptive
-                ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AdaptiveGradient, options.EotSamples)
-                    + (options.AttackViews > 0 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, AttackViewsGradient, options.AttackViews) : "")
-                : NonAdaptiveGradient,
+            GradientOf(options),
             seconds / Math.Max(1, outcomes.Count),
             outcomes)
         {
