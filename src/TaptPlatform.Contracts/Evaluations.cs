@@ -61,12 +61,10 @@ public sealed record EvaluationDefinition(
     [property: Id(4)] EvaluationRequest Request,
     [property: Id(5)] DateTimeOffset CreatedAt)
 {
-    /// <summary>Evaluation job ids start with this prefix (the live-events bridge routes on it).</summary>
+    /// <summary>Evaluation ids start with this prefix (a readable shape; nothing routes on it).</summary>
     public const string IdPrefix = "eval-";
 
     public static string NewId() => IdPrefix + Guid.NewGuid().ToString("N");
-
-    public static bool IsEvaluationId(string? id) => id is not null && id.StartsWith(IdPrefix, StringComparison.Ordinal);
 }
 
 /// <summary>One labelled image: display name, label (one of the vocabulary's) and encoded bytes.</summary>
@@ -218,10 +216,13 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// <summary>A stored artifact by its path under the job (e.g. <c>adversarial/eps0/00003/apt.png</c>).</summary>
     Task<EvaluationFile> GetArtifactAsync(string tenantId, string path);
 
-    /// <summary>Subscribes (or renews) a progress observer; true when this activation already had it (as <see cref="IJobGrain.SubscribeAsync"/>).</summary>
-    Task<bool> SubscribeAsync(string tenantId, IJobObserver observer);
+    /// <summary>
+    /// Subscribes (or renews) a progress observer; true when this activation already had it. Subscriptions expire unless
+    /// renewed within <see cref="IJobGrain.ObserverExpiry"/>.
+    /// </summary>
+    Task<bool> SubscribeAsync(string tenantId, IEvaluationObserver observer);
 
-    Task UnsubscribeAsync(string tenantId, IJobObserver observer);
+    Task UnsubscribeAsync(string tenantId, IEvaluationObserver observer);
 
     /// <summary>The worker records a batch's outcomes (each kept once: the first record of an image at an ε wins).</summary>
     Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes);

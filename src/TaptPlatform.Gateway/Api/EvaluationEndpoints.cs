@@ -53,8 +53,7 @@ public static class EvaluationEndpoints
         }).WithSummary("Downloads one artifact, e.g. adversarial/eps0/00003/apt.png.");
     }
 
-    private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) =>
-        Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? g.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
+    private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) => Live.EvaluationLive.Evaluation(g, jobId);
 
     private static async Task<Results<Ok<EvaluationStatus>, ProblemHttpResult>> Start(string jobId, HttpContext c, IGrainFactory g,
         IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)

@@ -20,7 +20,7 @@ namespace TaptPlatform.Grains.Evaluation;
 /// queue serves tenants in turn; the executor stores the adversarial artifacts and records the unit's outcomes here, and the
 /// ε's cursor is saved after each unit. An outcome is kept once (create-only blob, then the state's keyed
 /// dictionary; a recomputation after a failure finds the earlier record and keeps it). Progress goes to observers as
-/// <see cref="JobProgress"/> (counts of outcomes recorded), through the gateway's SignalR hub. When the silo of a running
+/// <see cref="EvaluationProgress"/> (counts of outcomes recorded; <see cref="IEvaluationObserver"/>), through the gateway's SignalR hub. When the silo of a running
 /// evaluation dies, its next activation resumes each ε at its saved cursor: while running, a keep-alive timer holds the
 /// activation and restarts a run that stopped, and a reminder (every minute) re-activates the grain on another silo
 /// after its silo died, so it resumes without anyone polling; the reminder is removed when the evaluation finishes.
@@ -37,7 +37,7 @@ public sealed class EvaluationJobGrain(
     /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
     public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
     private IGrainTimer? _keepAlive;
-    private readonly JobObservers _observers = new(log);
+    private readonly Observers<IEvaluationObserver> _observers = new(log);
     private Task? _running;
     private readonly CancellationTokenSource _stop = new();
     public const string CancelledReason = "cancelled";
@@ -78,7 +78,7 @@ public sealed class EvaluationJobGrain(
     public async Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition)
     {
         Identifiers.RequireTenantId(definition.TenantId);
-        if (definition.JobId != JobId || !EvaluationDefinition.IsEvaluationId(JobId)) throw new TaptRequestException("the definition is for another job id");
+        if (definition.JobId != JobId) throw new TaptRequestException("the definition is for another job id");
         if (S.Definition is { } existing)
         {
             if (existing.TenantId == definition.TenantId && existing.CreatedAt == definition.CreatedAt) return Status();
@@ -206,13 +206,13 @@ public sealed class EvaluationJobGrain(
         return new EvaluationFile(f.Content.ToArray(), f.ContentType);
     }
 
-    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IEvaluationObserver observer)
     {
         Authorize(tenantId);
         return Task.FromResult(_observers.Subscribe(observer));
     }
 
-    public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
+    public Task UnsubscribeAsync(string tenantId, IEvaluationObserver observer)
     {
         Authorize(tenantId);
         _observers.Unsubscribe(observer);
@@ -374,8 +374,8 @@ public sealed class EvaluationJobGrain(
     {
         if (_observers.Count == 0) return;
         var s = Status();
-        var progress = new JobProgress(JobId, s.State, new JobCounts(s.OutcomesTotal, s.OutcomesRecorded, 0, 0), s.Error ?? s.Waiting);
-        await _observers.Notify(o => o.OnJobProgress(progress));
+        var progress = new EvaluationProgress(JobId, s.State, s.OutcomesTotal, s.OutcomesRecorded, s.Error ?? s.Waiting);
+        await _observers.Notify(o => o.OnEvaluationProgress(progress));
     }
 
     private static string Key(int epsilonIndex, int index) => string.Create(CultureInfo.InvariantCulture, $"{epsilonIndex}:{index}");

@@ -45,7 +45,7 @@ async function show(id) {
 function leave() {
   const previous = ev.current;
   ev.current = null;
-  if (previous) connection().then((c) => c.invoke("Unsubscribe", previous.id)).catch(() => {});
+  if (previous) connection().then((c) => c.invoke("UnsubscribeEvaluation", previous.id)).catch(() => {});
 }
 
 // ---- the form -----------------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ async function wireHub() {
 
 async function subscribe(id) {
   const c = await wireHub();
-  const snapshot = await c.invoke("Subscribe", id);
+  const snapshot = await c.invoke("SubscribeEvaluation", id);
   if (!ev.current || ev.current.id !== id) return;
   bump("evalSnapshots");
   if (snapshot.evaluation) ev.current.status = snapshot.evaluation;
