@@ -10,4 +10,7 @@ public interface IEvaluationIndexGrain : IGrainWithStringKey
     Task AddAsync(string jobId);
 
     Task<ImmutableArray<string>> ListAsync();
+
+    /// <summary>Whether the tenant has this evaluation (among its latest <see cref="MaxEntries"/>).</summary>
+    Task<bool> ContainsAsync(string jobId);
 }

@@ -26,6 +26,11 @@ public sealed record EvaluationRequest(
     [property: Id(12)] string? Name = null)
 {
     public const int MaxEpsilons = 16;
+    // Per-field bounds well above the documented evaluations (PGD-100, APGD's restarts, EOT of a few samples); what an
+    // evaluation may cost as a whole is the operator's limit (EvaluationCost), checked by the gateway.
+    public const int MaxSteps = 1_000;
+    public const int MaxRestarts = 10;
+    public const int MaxEotSamples = 32;
     public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t"];
 
     /// <summary>Throws <see cref="TaptRequestException"/> when a setting is out of range.</summary>
@@ -37,11 +42,11 @@ public sealed record EvaluationRequest(
         if (Epsilons.IsDefaultOrEmpty || Epsilons.Length > MaxEpsilons) throw new TaptRequestException($"epsilons: 1 to {MaxEpsilons} values");
         if (Epsilons.Any(e => double.IsNaN(e) || e < 0 || e > 1)) throw new TaptRequestException("each ε must be in [0, 1] (a fraction of the pixel range: 1/255 = 0.00392)");
         if (Epsilons.Distinct().Count() != Epsilons.Length) throw new TaptRequestException("epsilons must be distinct");
-        if (Steps is < 1 or > 10_000) throw new TaptRequestException("steps must be in 1..10000");
+        if (Steps < 1 || Steps > MaxSteps) throw new TaptRequestException($"steps must be in 1..{MaxSteps}");
         if (StepSize is double s && (double.IsNaN(s) || s <= 0 || s > 1)) throw new TaptRequestException("stepSize must be in (0, 1]");
-        if (Restarts is < 1 or > 100) throw new TaptRequestException("restarts must be in 1..100");
+        if (Restarts < 1 || Restarts > MaxRestarts) throw new TaptRequestException($"restarts must be in 1..{MaxRestarts}");
         if (Protocol is not ("nonadaptive" or "adaptive")) throw new TaptRequestException("protocol must be nonadaptive or adaptive");
-        if (EotSamples is < 1 or > 100) throw new TaptRequestException("eot must be in 1..100");
+        if (EotSamples < 1 || EotSamples > MaxEotSamples) throw new TaptRequestException($"eot must be in 1..{MaxEotSamples}");
         if (BatchSize is < 1 or > 256) throw new TaptRequestException("batchSize must be in 1..256");
     }
 }
@@ -56,12 +61,10 @@ public sealed record EvaluationDefinition(
     [property: Id(4)] EvaluationRequest Request,
     [property: Id(5)] DateTimeOffset CreatedAt)
 {
-    /// <summary>Evaluation job ids start with this prefix (the live-events bridge routes on it).</summary>
+    /// <summary>Evaluation ids start with this prefix (a readable shape; nothing routes on it).</summary>
     public const string IdPrefix = "eval-";
 
     public static string NewId() => IdPrefix + Guid.NewGuid().ToString("N");
-
-    public static bool IsEvaluationId(string? id) => id is not null && id.StartsWith(IdPrefix, StringComparison.Ordinal);
 }
 
 /// <summary>One labelled image: display name, label (one of the vocabulary's) and encoded bytes.</summary>
@@ -88,7 +91,7 @@ public sealed record EvaluationImageOutcome(
     [property: Id(8)] int TaptRobust,
     [property: Id(9)] double Seconds);
 
-/// <summary>An evaluation's state and progress (outcomes recorded of images × ε).</summary>
+/// <summary>An evaluation's state and progress (outcomes recorded of images × ε), and its cost per image (<see cref="EvaluationCost"/>).</summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationStatus(
     [property: Id(0)] string JobId,
@@ -108,9 +111,14 @@ public sealed record EvaluationStatus(
     [property: Id(14)] DateTimeOffset? StartedAt,
     [property: Id(15)] DateTimeOffset? FinishedAt,
     [property: Id(16)] string? Error,
-    [property: Id(17)] string? Waiting);
+    [property: Id(17)] string? Waiting,
+    [property: Id(18)] long CostPerImage = 0)
+{
+    /// <summary>The evaluation's cost with the images it holds (see <see cref="EvaluationCost"/>).</summary>
+    public long Cost => CostPerImage > 0 && Images > long.MaxValue / CostPerImage ? long.MaxValue : CostPerImage * Images;
+}
 
-/// <summary>One ε run handed to an accelerator silo: every image of the job (by index) with its label index.</summary>
+/// <summary>An evaluation's settings for one ε as its units carry them: every image of the job (by index) with its label index, and the images already recorded (<see cref="Skip"/>).</summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationWork(
     [property: Id(0)] string TenantId,
@@ -122,6 +130,26 @@ public sealed record EvaluationWork(
     [property: Id(6)] EvaluationRequest Request,
     [property: Id(7)] int EpsilonIndex,
     [property: Id(8)] ImmutableArray<int> Skip);
+
+/// <summary>
+/// One unit of an evaluation's work, as the silos' executors schedule it: one batch of images (dataset indices, in the
+/// evaluation's order) at one ε, from where the ε's random streams stood after the batch before (the generator's state and
+/// the adaptive attack's tuning-call count; null state: the first batch).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationUnit(
+    [property: Id(0)] EvaluationWork Work,
+    [property: Id(1)] int Batch,
+    [property: Id(2)] ImmutableArray<int> Images,
+    [property: Id(3)] byte[]? Cursor,
+    [property: Id(4)] int EotCalls);
+
+/// <summary>What a unit leaves for the next batch of its ε (the random streams' positions) and what it was pinned to.</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationUnitResult(
+    [property: Id(0)] EvaluationRunInfo Info,
+    [property: Id(1)] byte[] Cursor,
+    [property: Id(2)] int EotCalls);
 
 /// <summary>What an ε run was pinned to and cost.</summary>
 [GenerateSerializer, Immutable]
@@ -168,6 +196,13 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// </summary>
     Task<EvaluationStatus> StartAsync(string tenantId, JobLimits? limits = null);
 
+    /// <summary>
+    /// Stops the evaluation: an open one never starts; a running one stops within an attack step, gives its running
+    /// slots back and keeps the outcomes recorded so far (its report stays partial). Idempotent; a finished evaluation is
+    /// left as it is.
+    /// </summary>
+    Task<EvaluationStatus> CancelAsync(string tenantId);
+
     Task<EvaluationStatus> GetStatusAsync(string tenantId);
 
     /// <summary>The robustness report (JSON); partial while running.</summary>
@@ -181,18 +216,28 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
     /// <summary>A stored artifact by its path under the job (e.g. <c>adversarial/eps0/00003/apt.png</c>).</summary>
     Task<EvaluationFile> GetArtifactAsync(string tenantId, string path);
 
-    /// <summary>Subscribes (or renews) a progress observer; true when this activation already had it (as <see cref="IJobGrain.SubscribeAsync"/>).</summary>
-    Task<bool> SubscribeAsync(string tenantId, IJobObserver observer);
+    /// <summary>
+    /// Subscribes (or renews) a progress observer; true when this activation already had it. Subscriptions expire unless
+    /// renewed within <see cref="IJobGrain.ObserverExpiry"/>.
+    /// </summary>
+    Task<bool> SubscribeAsync(string tenantId, IEvaluationObserver observer);
 
-    Task UnsubscribeAsync(string tenantId, IJobObserver observer);
+    Task UnsubscribeAsync(string tenantId, IEvaluationObserver observer);
 
     /// <summary>The worker records a batch's outcomes (each kept once: the first record of an image at an ε wins).</summary>
     Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes);
 }
 
-/// <summary>Runs evaluation work on an accelerator silo's dedicated evaluation thread (key: model name).</summary>
+/// <summary>
+/// The evaluation executor of one accelerator silo (key: the silo's address, placed on that silo): runs units on the
+/// silo's evaluation thread, serving tenants in turn.
+/// </summary>
 public interface IEvaluationWorkerGrain : IGrainWithStringKey
 {
-    [ResponseTimeout("12:00:00")]
-    Task<EvaluationRunInfo> RunAsync(EvaluationWork work);
+    /// <summary>
+    /// Runs one unit, stores its artifacts and records its outcomes with the evaluation; cancelling
+    /// <paramref name="cancellation"/> (the caller's, propagated by Orleans) stops it within an attack step.
+    /// </summary>
+    [ResponseTimeout("02:00:00")]
+    Task<EvaluationUnitResult> RunAsync(EvaluationUnit unit, CancellationToken cancellation = default);
 }

@@ -16,12 +16,15 @@ public sealed record QuotaDecision(
 
 /// <summary>
 /// The limits a job's start is held to (a gateway's configuration for the tenant): the tenant's jobs running at once
-/// and the cluster's. <see cref="None"/>: counted, never refused (callers inside the cluster, tests).
+/// and the cluster's, and the tenant's images per UTC day for a start that charges its images then (an evaluation:
+/// images × ε; a job's images are charged as they are uploaded). <see cref="None"/>: counted, never refused (callers
+/// inside the cluster, tests).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record JobLimits(
     [property: Id(0)] int MaxConcurrentJobs,
-    [property: Id(1)] int MaxRunningJobs)
+    [property: Id(1)] int MaxRunningJobs,
+    [property: Id(2)] int ImagesPerDay = int.MaxValue)
 {
     public static JobLimits None { get; } = new(int.MaxValue, int.MaxValue);
 }
@@ -34,6 +37,9 @@ public enum QuotaKind
 
     /// <summary>The cluster's jobs running at once.</summary>
     ClusterRunningJobs,
+
+    /// <summary>The tenant's images per UTC day.</summary>
+    ImagesPerDay,
 }
 
 /// <summary>A start refused by a limit: try again after <see cref="RetryAfter"/>; the job keeps its images.</summary>

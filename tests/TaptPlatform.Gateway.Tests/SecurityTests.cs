@@ -61,6 +61,7 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("POST", "/api/evaluations", HttpStatusCode.NotFound, """{"vocabulary":"{name}","promptConfiguration":"{name}","attack":"pgd","epsilons":[0.01]}"""),
         ("POST", "/api/evaluations/{jobId}/images", HttpStatusCode.NotFound, "multipart"),
         ("POST", "/api/evaluations/{jobId}/start", HttpStatusCode.NotFound, null),
+        ("POST", "/api/evaluations/{jobId}/cancel", HttpStatusCode.NotFound, null),
         ("GET", "/api/evaluations/{jobId}", HttpStatusCode.NotFound, null),
         ("GET", "/api/evaluations/{jobId}/report", HttpStatusCode.NotFound, null),
         ("GET", "/api/evaluations/{jobId}/report/download", HttpStatusCode.NotFound, null),

@@ -65,6 +65,13 @@ public sealed class GatewayClient : IDisposable
     public Task<JobInfo> GetJobAsync(string jobId, CancellationToken ct) =>
         SendAsync<JobInfo>(() => new HttpRequestMessage(HttpMethod.Get, $"api/jobs/{Uri.EscapeDataString(jobId)}"), ct);
 
+    public Task<EvaluationInfo> GetEvaluationAsync(string evaluationId, CancellationToken ct) =>
+        SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Get, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}"), ct);
+
+    /// <summary>Stops a robustness evaluation (idempotent); the outcomes recorded so far stay.</summary>
+    public Task<EvaluationInfo> CancelEvaluationAsync(string evaluationId, CancellationToken ct) =>
+        SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/cancel"), ct);
+
     /// <summary>Every result of the job, in image order.</summary>
     public async Task<List<ResultInfo>> GetResultsAsync(string jobId, CancellationToken ct)
     {
@@ -145,6 +152,9 @@ public sealed class GatewayClient : IDisposable
 // ---- the API's JSON, as far as the CLI reads it ------------------------------------------------------------------
 
 public sealed record JobCountsInfo(int Total, int Completed, int Succeeded, int Failed, int Flagged);
+
+/// <summary>A robustness evaluation's state and progress (outcomes recorded of images × ε), as <c>GET /api/evaluations/{id}</c> answers.</summary>
+public sealed record EvaluationInfo(string JobId, string? Name, string State, int Images, int OutcomesRecorded, int OutcomesTotal, string? Error, long CostPerImage);
 
 public sealed record JobInfo(string JobId, string? Name, string State, JobCountsInfo Counts, string Vocabulary, string PromptConfiguration,
     string Model, double? ThroughputPerSecond, double? EtaSeconds, string? Waiting)

@@ -18,7 +18,7 @@ public sealed record CreateEvaluationRequest(
 
 /// <summary>
 /// Robustness evaluations: create (pinned to a vocabulary version and a prompt configuration), upload labelled images
-/// (multipart: one file part per image, the part's name is its label), start, status, report (JSON and as a file),
+/// (multipart: one file part per image, the part's name is its label), start, cancel, status, report (JSON and as a file),
 /// per-image outcomes, and the stored artifacts (clean originals, adversarial images, amplified perturbations, outcome records).
 /// </summary>
 public static class EvaluationEndpoints
@@ -32,6 +32,8 @@ public static class EvaluationEndpoints
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
         e.MapPost("/{jobId}/start", Start)
             .WithSummary("Seals the evaluation and runs it on an accelerator silo (counted like a job: 429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit).");
+        e.MapPost("/{jobId}/cancel", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).CancelAsync(c.User.TenantId())))
+            .WithSummary("Stops the evaluation within an attack step and gives its running slot back; the outcomes recorded so far stay (the report is partial). Idempotent.");
         e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
             .WithSummary("State and progress (outcomes recorded of images × ε).");
         e.MapGet("/{jobId}/report", async (string jobId, HttpContext c, IGrainFactory g) =>
@@ -51,16 +53,20 @@ public static class EvaluationEndpoints
         }).WithSummary("Downloads one artifact, e.g. adversarial/eps0/00003/apt.png.");
     }
 
-    private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) =>
-        Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? g.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
+    private static IEvaluationJobGrain Grain(IGrainFactory g, string? jobId) => Live.EvaluationLive.Evaluation(g, jobId);
 
     private static async Task<Results<Ok<EvaluationStatus>, ProblemHttpResult>> Start(string jobId, HttpContext c, IGrainFactory g,
         IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
     {
         var tenantId = c.User.TenantId();
+        var grain = Grain(g, jobId);
+        var status = await grain.GetStatusAsync(tenantId);
+        if (status.State == JobState.Open && status.Cost > options.CurrentValue.MaxEvaluationCost)
+            return TooCostly(status.Cost, options.CurrentValue.MaxEvaluationCost,
+                $"this evaluation would cost {status.Cost} ({status.CostPerImage} per image × {status.Images} images), over the limit of {options.CurrentValue.MaxEvaluationCost} per evaluation");
         try
         {
-            return TypedResults.Ok(await Grain(g, jobId).StartAsync(tenantId, RunningSlots.LimitsFor(options.CurrentValue, tenantId)));
+            return TypedResults.Ok(await grain.StartAsync(tenantId, RunningSlots.LimitsFor(options.CurrentValue, tenantId)));
         }
         catch (TaptQuotaException e)
         {
@@ -68,7 +74,13 @@ public static class EvaluationEndpoints
         }
     }
 
-    private static async Task<Results<Created<EvaluationStatus>, ProblemHttpResult>> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock)
+    /// <summary>An evaluation over the operator's cost limit: 422 naming the cost, its factors and the limit.</summary>
+    private static ProblemHttpResult TooCostly(long cost, long limit, string detail) =>
+        Problems.Result(422, ErrorCodes.EvaluationTooCostly, "Evaluation too costly", detail,
+            new Dictionary<string, object?> { ["cost"] = cost, ["maxCost"] = limit });
+
+    private static async Task<Results<Created<EvaluationStatus>, ProblemHttpResult>> Create(CreateEvaluationRequest? body, HttpContext c, IGrainFactory g, TimeProvider clock,
+        IOptionsMonitor<GatewayOptions> options)
     {
         if (body is null) return Problems.Invalid("send a JSON body {\"vocabulary\", \"promptConfiguration\", \"attack\", \"epsilons\"}");
         if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
@@ -82,6 +94,9 @@ public static class EvaluationEndpoints
         var tenant = g.GetGrain<ITenantGrain>(tenantId);
         var vocabulary = await tenant.GetVocabularyAsync(request.Vocabulary, request.VocabularyVersion);
         var configuration = await tenant.GetPromptConfigurationAsync(request.PromptConfiguration);
+        var maxCost = options.CurrentValue.MaxEvaluationCost;
+        if (EvaluationCost.Of(request, configuration, 1) > maxCost)
+            return TooCostly(EvaluationCost.Of(request, configuration, 1), maxCost, EvaluationCost.Refusal(request, configuration, 1, maxCost) + ", even with a single image");
         var id = EvaluationDefinition.NewId();
         var status = await g.GetGrain<IEvaluationJobGrain>(id).CreateAsync(new EvaluationDefinition(tenantId, id, vocabulary, configuration, request, clock.GetUtcNow()));
         await g.GetGrain<IEvaluationIndexGrain>(tenantId).AddAsync(id);
@@ -106,11 +121,18 @@ public static class EvaluationEndpoints
         return TypedResults.Ok(statuses.OfType<EvaluationStatus>().ToImmutableArray());
     }
 
-    private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g)
+    private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options)
     {
         var grain = Grain(g, jobId);
         if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
         var form = await c.Request.ReadFormAsync(c.RequestAborted);
+        // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
+        var status = await grain.GetStatusAsync(c.User.TenantId());
+        var maxCost = options.CurrentValue.MaxEvaluationCost;
+        var offered = status.Images + form.Files.Count;
+        if (status.CostPerImage > 0 && offered > maxCost / status.CostPerImage)
+            return TooCostly(status.CostPerImage * offered, maxCost,
+                $"with these {form.Files.Count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
         var images = ImmutableArray.CreateBuilder<EvaluationImage>();
         foreach (var file in form.Files)
         {

@@ -10,11 +10,21 @@ namespace TaptPlatform.Gateway.Api;
 public static class RunningSlots
 {
     /// <summary>The limits a tenant's job or evaluation starts under.</summary>
-    public static JobLimits LimitsFor(GatewayOptions o, string tenantId) => new(o.LimitsFor(tenantId).MaxConcurrentJobs, o.MaxRunningJobs);
+    public static JobLimits LimitsFor(GatewayOptions o, string tenantId)
+    {
+        var limits = o.LimitsFor(tenantId);
+        return new(limits.MaxConcurrentJobs, o.MaxRunningJobs, limits.ImagesPerDay);
+    }
 
-    /// <summary>A start refused by the tenant's concurrent-jobs quota or the cluster's running-jobs limit: 429 with Retry-After.</summary>
+    /// <summary>A start refused by the tenant's concurrent-jobs or daily-images quota or the cluster's running-jobs limit: 429 with Retry-After.</summary>
     public static ProblemHttpResult Refused(HttpContext c, TaptQuotaException e, GatewayMetrics metrics)
     {
+        if (e.Kind == QuotaKind.ImagesPerDay)
+        {
+            metrics.Limited("images_per_day");
+            return Problems.TooMany(c, e.RetryAfter, ErrorCodes.QuotaImagesPerDay, e.Message,
+                new Dictionary<string, object?> { ["imagesToday"] = e.Used, ["imagesPerDay"] = e.Limit });
+        }
         if (e.Kind == QuotaKind.ConcurrentJobs)
         {
             metrics.Limited("concurrent_jobs");

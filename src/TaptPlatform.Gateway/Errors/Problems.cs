@@ -32,6 +32,7 @@ public static class ErrorCodes
     public const string ClusterBusy = "cluster_busy";
     public const string QuotaStorage = "quota_storage";
     public const string StorageUnavailable = "storage_unavailable";
+    public const string EvaluationTooCostly = "evaluation_too_costly";
     public const string Unavailable = "unavailable";
     public const string Internal = "internal_error";
 

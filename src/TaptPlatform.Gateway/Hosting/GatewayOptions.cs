@@ -39,6 +39,13 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
     /// </summary>
     public int MaxRunningJobs { get; set; } = 64;
 
+    /// <summary>
+    /// The most one evaluation may cost (<see cref="TaptPlatform.Contracts.EvaluationCost"/>: images × ε × steps × restarts × EOT,
+    /// × views when adaptive); more answers 422 <c>evaluation_too_costly</c> at creation, upload or start. The default
+    /// admits the README's largest documented run (1000 images, PGD-100, adaptive at 64 views: 6.4 million).
+    /// </summary>
+    public long MaxEvaluationCost { get; set; } = 10_000_000;
+
     /// <summary>Limits every tenant gets unless <see cref="Tenants"/> overrides them.</summary>
     public TenantLimits Limits { get; set; } = new();
 
@@ -64,6 +71,7 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
         if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0)
             throw new ArgumentException($"{Section}: size limits must be positive");
         if (MaxRunningJobs is < 1 or > 10_000) throw new ArgumentException($"{Section}:MaxRunningJobs must be in 1..10000");
+        if (MaxEvaluationCost < 1) throw new ArgumentException($"{Section}:MaxEvaluationCost must be positive");
     }
 }
 

@@ -119,6 +119,8 @@ public static class TaptGatewayExtensions
         services.AddSingleton<LiveConnections>();
         services.AddSingleton<JobEventBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<JobEventBridge>());
+        services.AddSingleton<EvaluationEventBridge>();
+        services.AddHostedService(sp => sp.GetRequiredService<EvaluationEventBridge>());
         services.AddSignalR(o =>
             {
                 o.MaximumReceiveMessageSize = 32 * 1024;

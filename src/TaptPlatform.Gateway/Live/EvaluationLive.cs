@@ -3,12 +3,12 @@ using TaptPlatform.Gateway.Api;
 
 namespace TaptPlatform.Gateway.Live;
 
-/// <summary>Robustness evaluations on the hub: the evaluation grain for an <c>eval-…</c> id and its status as a <see cref="JobView"/>.</summary>
+/// <summary>Robustness evaluations on the hub and the API: the evaluation grain for an id and its status as a <see cref="JobView"/>.</summary>
 public static class EvaluationLive
 {
-    /// <summary>The evaluation grain for an evaluation id of the right shape; otherwise the same not-found a foreign job gets.</summary>
+    /// <summary>The evaluation grain for a well-formed id (an id that is no evaluation of the caller's is its "not found"); otherwise the same not-found.</summary>
     public static IEvaluationJobGrain Evaluation(this IGrainFactory grains, string? jobId) =>
-        Identifiers.IsValidJobId(jobId) && EvaluationDefinition.IsEvaluationId(jobId) ? grains.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
+        Identifiers.IsValidJobId(jobId) ? grains.GetGrain<IEvaluationJobGrain>(jobId!) : throw JobIds.NotFound(jobId);
 
     /// <summary>An evaluation as a job view: its counts are outcomes (images × ε), all succeeded when recorded.</summary>
     public static JobView View(EvaluationStatus s, DateTimeOffset now, double? throughput = null)

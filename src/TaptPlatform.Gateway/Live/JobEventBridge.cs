@@ -36,8 +36,6 @@ public sealed class JobEventBridge(
         public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
         public ImmutableArray<string>? Labels { get; set; }
         public ThroughputMeter Meter { get; } = new(now);
-        /// <summary>Outcomes recorded so far (evaluations: the meter records the increments of progress events).</summary>
-        public int Recorded { get; set; }
     }
 
     /// <summary>Jobs followed by at least one connection of this gateway.</summary>
@@ -49,7 +47,6 @@ public sealed class JobEventBridge(
     /// </summary>
     public async Task<JobSnapshot> SubscribeAsync(ConnectionOutbox outbox, string jobId)
     {
-        if (EvaluationDefinition.IsEvaluationId(jobId)) return await SubscribeEvaluationAsync(outbox, jobId);
         var job = grains.Job(jobId);
         var status = await job.GetStatusAsync(outbox.TenantId);
         var watch = Join(outbox, jobId);
@@ -102,36 +99,6 @@ public sealed class JobEventBridge(
         return watch;
     }
 
-    /// <summary>Follows a robustness evaluation: the same checks, events and renewal as a job; its snapshot carries the evaluation's status.</summary>
-    private async Task<JobSnapshot> SubscribeEvaluationAsync(ConnectionOutbox outbox, string jobId)
-    {
-        var evaluation = grains.Evaluation(jobId);
-        var status = await evaluation.GetStatusAsync(outbox.TenantId);
-        var watch = Join(outbox, jobId);
-        try
-        {
-            await evaluation.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
-            status = await evaluation.GetStatusAsync(outbox.TenantId);
-            if (status.StartedAt is { } started) watch.Meter.StartAt(started);
-            lock (watch.Gate) watch.Recorded = Math.Max(watch.Recorded, status.OutcomesRecorded);
-            var now = clock.GetUtcNow();
-            return new JobSnapshot(EvaluationLive.View(status, now, watch.Meter.Rate(now)), [], [], false, status);
-        }
-        catch
-        {
-            Unfollow(outbox, jobId);
-            throw;
-        }
-    }
-
-    private Task<bool> SubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
-        ? grains.GetGrain<IEvaluationJobGrain>(jobId).SubscribeAsync(tenantId, observer)
-        : grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(tenantId, observer);
-
-    private Task UnsubscribeGrainAsync(string jobId, string tenantId, IJobObserver observer) => EvaluationDefinition.IsEvaluationId(jobId)
-        ? grains.GetGrain<IEvaluationJobGrain>(jobId).UnsubscribeAsync(tenantId, observer)
-        : grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(tenantId, observer);
-
     public void Unfollow(ConnectionOutbox outbox, string jobId)
     {
         outbox.RemoveJob(jobId);
@@ -174,17 +141,7 @@ public sealed class JobEventBridge(
 
     public Task OnJobProgress(JobProgress progress)
     {
-        if (_watches.TryGetValue(progress.JobId, out var w) && EvaluationDefinition.IsEvaluationId(progress.JobId))
-        {
-            // Evaluations send counts only: the meter learns from their increments.
-            var now = clock.GetUtcNow();
-            lock (w.Gate)
-            {
-                for (var i = w.Recorded; i < progress.Counts.Completed; i++) w.Meter.Record(now);
-                w.Recorded = Math.Max(w.Recorded, progress.Counts.Completed);
-            }
-        }
-        if (_watches.TryGetValue(progress.JobId, out w) && !w.Followers.IsEmpty)
+        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
         {
             var c = progress.Counts;
             var now = clock.GetUtcNow();
@@ -230,9 +187,9 @@ public sealed class JobEventBridge(
                 if (watch.Followers.IsEmpty)
                 {
                     _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
-                    if (_reference is not null) await UnsubscribeGrainAsync(jobId, watch.TenantId, _reference);
+                    if (_reference is not null) await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, _reference);
                 }
-                else if (!await SubscribeGrainAsync(jobId, watch.TenantId, await ReferenceAsync()))
+                else if (!await grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(watch.TenantId, await ReferenceAsync()))
                 {
                     log.LogInformation("Job {Job} had lost this gateway's subscription (reactivated elsewhere); its {Followers} follower(s) resync", jobId, watch.Followers.Length);
                     foreach (var f in watch.Followers) f.PostResync(jobId, "the job was reactivated and live events were missed: subscribe again for a fresh snapshot");
@@ -268,7 +225,7 @@ public sealed class JobEventBridge(
             {
                 try
                 {
-                    await UnsubscribeGrainAsync(jobId, watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+                    await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

@@ -10,7 +10,7 @@ namespace TaptPlatform.Gateway.Live;
 /// follow its own jobs only: any other job id, existing or not, gets the same "not found".
 /// </summary>
 [Authorize(Policy = TaptAuth.TenantPolicy)]
-public sealed class JobsHub(JobEventBridge bridge, LiveConnections connections) : Hub
+public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluations, LiveConnections connections) : Hub
 {
     public override async Task OnConnectedAsync()
     {
@@ -25,13 +25,49 @@ public sealed class JobsHub(JobEventBridge bridge, LiveConnections connections) 
         await base.OnConnectedAsync();
     }
 
-    /// <summary>Follows a job: returns its current state; live events follow.</summary>
+    /// <summary>
+    /// Follows a job: returns its current state; live events follow. An id the tenant's evaluation index holds is followed
+    /// as an evaluation (as <see cref="SubscribeEvaluation"/>), so clients that subscribed evaluations here keep working.
+    /// </summary>
     public async Task<JobSnapshot> Subscribe(string jobId)
     {
-        var outbox = connections.Get(Context.ConnectionId) ?? throw new HubException("the connection is closing");
+        var outbox = Outbox();
+        return await Refusals(async () => await evaluations.IsEvaluationAsync(outbox.TenantId, jobId)
+            ? await evaluations.SubscribeAsync(outbox, jobId)
+            : await bridge.SubscribeAsync(outbox, jobId));
+    }
+
+    public Task Unsubscribe(string jobId)
+    {
+        if (connections.Get(Context.ConnectionId) is { } outbox)
+        {
+            evaluations.Unfollow(outbox, jobId);
+            bridge.Unfollow(outbox, jobId);
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Follows a robustness evaluation: its status in the snapshot, then <c>jobProgress</c> events with its outcome counts.</summary>
+    public async Task<JobSnapshot> SubscribeEvaluation(string evaluationId)
+    {
+        var outbox = Outbox();
+        return await Refusals(() => evaluations.SubscribeAsync(outbox, evaluationId));
+    }
+
+    public Task UnsubscribeEvaluation(string evaluationId)
+    {
+        if (connections.Get(Context.ConnectionId) is { } outbox) evaluations.Unfollow(outbox, evaluationId);
+        return Task.CompletedTask;
+    }
+
+    private ConnectionOutbox Outbox() => connections.Get(Context.ConnectionId) ?? throw new HubException("the connection is closing");
+
+    /// <summary>A refusal (not found, a limit) as the hub error the caller sees.</summary>
+    private static async Task<T> Refusals<T>(Func<Task<T>> call)
+    {
         try
         {
-            return await bridge.SubscribeAsync(outbox, jobId);
+            return await call();
         }
         catch (Exception e) when (e is TaptNotFoundException or TaptRequestException)
         {
@@ -39,16 +75,11 @@ public sealed class JobsHub(JobEventBridge bridge, LiveConnections connections) 
         }
     }
 
-    public Task Unsubscribe(string jobId)
-    {
-        if (connections.Get(Context.ConnectionId) is { } outbox) bridge.Unfollow(outbox, jobId);
-        return Task.CompletedTask;
-    }
-
     public override async Task OnDisconnectedAsync(Exception? exception)
     {
         if (connections.Remove(Context.ConnectionId) is { } outbox)
         {
+            evaluations.Disconnected(outbox);
             bridge.Disconnected(outbox);
             await outbox.DisposeAsync();
         }

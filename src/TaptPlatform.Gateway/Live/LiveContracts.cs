@@ -7,6 +7,8 @@ namespace TaptPlatform.Gateway.Live;
 /// <summary>
 /// The hub at <c>/hubs/jobs</c>. Client → server: <c>Subscribe(jobId)</c> returns a <see cref="JobSnapshot"/>
 /// (the job's current state), after which the live events below arrive; <c>Unsubscribe(jobId)</c>.
+/// <c>SubscribeEvaluation(evaluationId)</c> / <c>UnsubscribeEvaluation(evaluationId)</c> follow a robustness evaluation
+/// (its snapshot carries its status; its progress comes as <c>jobProgress</c> with outcome counts, images × ε).
 /// Server → client methods (names are these constants):
 /// <list type="bullet">
 /// <item><c>steps</c>(<see cref="StepEvent"/>[]): the latest tuning step of images in progress (coalesced per image).</item>
@@ -22,6 +24,8 @@ public static class JobsHubMethods
     public const string Path = "/hubs/jobs";
     public const string Subscribe = "Subscribe";
     public const string Unsubscribe = "Unsubscribe";
+    public const string SubscribeEvaluation = "SubscribeEvaluation";
+    public const string UnsubscribeEvaluation = "UnsubscribeEvaluation";
     public const string Steps = "steps";
     public const string ImagesCompleted = "imagesCompleted";
     public const string JobProgress = "jobProgress";
@@ -72,7 +76,7 @@ public sealed record ResyncEvent(string JobId, string Reason);
 
 /// <summary>
 /// The state a subscriber starts from: the job, its labels (by index) and the results recorded so far. For a robustness
-/// evaluation (<c>eval-…</c>) <see cref="Evaluation"/> is its status, the job's counts are outcomes (images × ε) and there are no results.
+/// evaluation <see cref="Evaluation"/> is its status, the job's counts are outcomes (images × ε) and there are no results.
 /// </summary>
 public sealed record JobSnapshot(JobView Job, ImmutableArray<string> Labels, ImmutableArray<ResultView> Results, bool ResultsTruncated,
     EvaluationStatus? Evaluation = null);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
@@ -8,13 +7,14 @@ using static TorchSharp.torch;
 namespace TaptPlatform.Grains.Evaluation;
 
 /// <summary>
-/// The evaluation thread of an accelerator silo: one dedicated thread that runs evaluation work items (attacks and defended
-/// predictions) one after another, synchronously, so no TorchSharp work ever crosses an <c>await</c>. A bounded queue: when it
-/// is full, <see cref="RunAsync{T}"/> refuses (transiently) and the job retries later.
+/// The evaluation thread of an accelerator silo: one dedicated thread that runs evaluation work units (one batch of images at
+/// one ε: attacks and defended predictions) one after another, synchronously, so no TorchSharp work ever crosses an
+/// <c>await</c>. The units wait in a <see cref="FairQueue{T}"/> keyed by tenant, so the thread serves the tenants in turn,
+/// one unit each; when the queue is full, <see cref="RunAsync{T}"/> refuses (transiently) and the job retries later.
 /// </summary>
 public sealed class EvaluationEngine : IDisposable
 {
-    private readonly BlockingCollection<Action> _queue = new(new ConcurrentQueue<Action>(), 64);
+    private readonly FairQueue<Action> _queue = new(256);
     private readonly Thread _thread;
     private readonly ILogger<EvaluationEngine> _log;
     private bool _disposed;
@@ -30,29 +30,30 @@ public sealed class EvaluationEngine : IDisposable
 
     public string Device { get; }
 
-    /// <summary>Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result.</summary>
-    public Task<T> RunAsync<T>(Func<T> work)
+    /// <summary>
+    /// Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result. Work cancelled
+    /// while it waits in the queue never runs; once running, the work itself checks the token.
+    /// </summary>
+    public Task<T> RunAsync<T>(string tenantId, Func<T> work, CancellationToken ct = default)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         void Item()
         {
+            if (ct.IsCancellationRequested)
+            {
+                tcs.TrySetCanceled(ct);
+                return;
+            }
             try { tcs.TrySetResult(work()); }
             catch (Exception e) { tcs.TrySetException(e); }
         }
-        try
-        {
-            if (!_queue.TryAdd(Item)) throw new TuningFailedException("the evaluation queue is full", transient: true);
-        }
-        catch (InvalidOperationException)
-        {
-            throw new TuningFailedException("the evaluation engine is stopping", transient: true);
-        }
+        if (!_queue.TryAdd(tenantId, Item)) throw new TuningFailedException("the evaluation queue is full (or the engine is stopping)", transient: true);
         return tcs.Task;
     }
 
     private void Run()
     {
-        foreach (var item in _queue.GetConsumingEnumerable())
+        while (_queue.TryTake(out var item, out _))
         {
             try { item(); }
             catch (Exception e) { _log.LogError(e, "An evaluation work item failed outside its handler"); }

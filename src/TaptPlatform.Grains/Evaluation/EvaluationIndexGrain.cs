@@ -15,11 +15,14 @@ public sealed class EvaluationIndexGrain(
 {
     public async Task AddAsync(string jobId)
     {
-        if (!EvaluationDefinition.IsEvaluationId(jobId) || state.State.JobIds.Contains(jobId)) return;
+        Identifiers.RequireJobId(jobId);
+        if (state.State.JobIds.Contains(jobId)) return;
         state.State.JobIds.Add(jobId);
         if (state.State.JobIds.Count > IEvaluationIndexGrain.MaxEntries) state.State.JobIds.RemoveRange(0, state.State.JobIds.Count - IEvaluationIndexGrain.MaxEntries);
         await state.WriteStateAsync();
     }
 
     public Task<ImmutableArray<string>> ListAsync() => Task.FromResult(state.State.JobIds.ToImmutableArray());
+
+    public Task<bool> ContainsAsync(string jobId) => Task.FromResult(state.State.JobIds.Contains(jobId));
 }

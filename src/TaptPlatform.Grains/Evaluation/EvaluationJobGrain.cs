@@ -6,40 +6,22 @@ using Microsoft.Extensions.Options;
 using Polly;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.JobParts;
+using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Slots;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Vision.Imaging;
 
 namespace TaptPlatform.Grains.Evaluation;
 
-/// <summary>One accepted labelled image of an evaluation (its bytes are the blob <c>jobs/{jobId}/inputs/{index}</c>).</summary>
-[GenerateSerializer, Immutable]
-public sealed record EvaluationImageEntry(
-    [property: Id(0)] string Name,
-    [property: Id(1)] int Label,
-    [property: Id(2)] string Format);
-
-[GenerateSerializer]
-public sealed class EvaluationJobState
-{
-    [Id(0)] public EvaluationDefinition? Definition { get; set; }
-    [Id(1)] public JobState State { get; set; }
-    [Id(2)] public List<EvaluationImageEntry> Images { get; set; } = [];
-    /// <summary>Outcomes keyed "{ε index}:{image index}": at most one each.</summary>
-    [Id(3)] public Dictionary<string, EvaluationImageOutcome> Outcomes { get; set; } = [];
-    [Id(4)] public Dictionary<int, EvaluationRunInfo> Runs { get; set; } = [];
-    [Id(5)] public DateTimeOffset? StartedAt { get; set; }
-    [Id(6)] public DateTimeOffset? FinishedAt { get; set; }
-    [Id(7)] public string? Error { get; set; }
-}
-
 /// <summary>
 /// A robustness evaluation bound to one tenant. Images (with labels) are stored as blobs before they are acknowledged; once
-/// started, each ε is run on an accelerator silo by <see cref="IEvaluationWorkerGrain"/>, which stores the adversarial
-/// artifacts and records each batch's outcomes here: an outcome is kept once (create-only blob, then the state's keyed
+/// started, each ε is a chain of units (one batch each, carrying the random streams from the batch before), all ε side by
+/// side, each unit run by the executor (<see cref="IEvaluationWorkerGrain"/>) of one of the live accelerator silos, whose
+/// queue serves tenants in turn; the executor stores the adversarial artifacts and records the unit's outcomes here, and the
+/// ε's cursor is saved after each unit. An outcome is kept once (create-only blob, then the state's keyed
 /// dictionary; a recomputation after a failure finds the earlier record and keeps it). Progress goes to observers as
-/// <see cref="JobProgress"/> (counts of outcomes recorded), through the gateway's SignalR hub. When the silo of a running
-/// evaluation dies, its next activation resumes the ε runs still missing: while running, a keep-alive timer holds the
+/// <see cref="EvaluationProgress"/> (counts of outcomes recorded; <see cref="IEvaluationObserver"/>), through the gateway's SignalR hub. When the silo of a running
+/// evaluation dies, its next activation resumes each ε at its saved cursor: while running, a keep-alive timer holds the
 /// activation and restarts a run that stopped, and a reminder (every minute) re-activates the grain on another silo
 /// after its silo died, so it resumes without anyone polling; the reminder is removed when the evaluation finishes.
 /// </summary>
@@ -47,6 +29,7 @@ public sealed class EvaluationJobGrain(
     [PersistentState("evaluation", GrainStorageNames.Jobs)] IPersistentState<EvaluationJobState> state,
     IArtifactStore store,
     IOptions<JobOptions> jobOptions,
+    AcceleratorSilos acceleratorSilos,
     TimeProvider clock,
     ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain, IRemindable
 {
@@ -54,8 +37,10 @@ public sealed class EvaluationJobGrain(
     /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
     public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
     private IGrainTimer? _keepAlive;
-    private readonly JobObservers _observers = new(log);
+    private readonly Observers<IEvaluationObserver> _observers = new(log);
     private Task? _running;
+    private readonly CancellationTokenSource _stop = new();
+    public const string CancelledReason = "cancelled";
     private string? _waiting;
 
     private BatchedState<EvaluationJobState>? _saved;
@@ -63,6 +48,9 @@ public sealed class EvaluationJobGrain(
     private ResiliencePipeline? _runs;
 
     private string JobId => this.GetPrimaryKeyString();
+
+    /// <summary>What an evaluation takes of the tenant's daily images: each image once per ε (that many attacked images).</summary>
+    private int ChargedImages => (int)Math.Min(int.MaxValue, (long)S.Images.Count * S.Definition!.Request.Epsilons.Length);
     private EvaluationJobState S => state.State;
 
     /// <summary>The running slots an evaluation holds, as a job's: counted in the tenant's and the cluster's limits.</summary>
@@ -90,7 +78,7 @@ public sealed class EvaluationJobGrain(
     public async Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition)
     {
         Identifiers.RequireTenantId(definition.TenantId);
-        if (definition.JobId != JobId || !EvaluationDefinition.IsEvaluationId(JobId)) throw new TaptRequestException("the definition is for another job id");
+        if (definition.JobId != JobId) throw new TaptRequestException("the definition is for another job id");
         if (S.Definition is { } existing)
         {
             if (existing.TenantId == definition.TenantId && existing.CreatedAt == definition.CreatedAt) return Status();
@@ -127,12 +115,26 @@ public sealed class EvaluationJobGrain(
         if (S.State is JobState.Running or JobState.Completed) return Status();
         if (S.State == JobState.Cancelled) throw new TaptRequestException($"evaluation '{JobId}' stopped: {S.Error}");
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
-        await Slots.StartAsync(limits ?? JobLimits.None,
-            () =>
+        var l = limits ?? JobLimits.None;
+        await Slots.StartAsync(l,
+            async () =>
             {
+                // Charged once, when the work is known (images × ε); a start that cannot be recorded gives them back.
+                var images = ChargedImages;
+                var quota = GrainFactory.GetGrain<ITenantQuotaGrain>(S.Definition!.TenantId);
+                var decision = await quota.ReserveImagesAsync(images, l.ImagesPerDay);
+                if (!decision.Granted) throw new TaptQuotaException(QuotaKind.ImagesPerDay, decision);
                 S.State = JobState.Running;
                 S.StartedAt = clock.GetUtcNow();
-                return Saved.SaveAsync();
+                try
+                {
+                    await Saved.SaveAsync();
+                }
+                catch
+                {
+                    await quota.ReleaseImagesAsync(images);
+                    throw;
+                }
             },
             () =>
             {
@@ -142,6 +144,23 @@ public sealed class EvaluationJobGrain(
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
+        return Status();
+    }
+
+    public async Task<EvaluationStatus> CancelAsync(string tenantId)
+    {
+        Authorize(tenantId);
+        if (S.State is JobState.Completed or JobState.Cancelled) return Status();
+        var wasRunning = S.State == JobState.Running;
+        _stop.Cancel();   // the worker's call is cancelled: it stops within an attack step
+        if (wasRunning) await Slots.ReleaseAsync();
+        S.State = JobState.Cancelled;
+        S.Error = CancelledReason;
+        S.FinishedAt = clock.GetUtcNow();
+        await Saved.SaveAsync();
+        log.LogInformation("Evaluation {Job} cancelled with {Outcomes} outcome(s) recorded", JobId, S.Outcomes.Count);
+        await NotifyAsync();
+        await UnregisterReminderAsync();
         return Status();
     }
 
@@ -187,13 +206,13 @@ public sealed class EvaluationJobGrain(
         return new EvaluationFile(f.Content.ToArray(), f.ContentType);
     }
 
-    public Task<bool> SubscribeAsync(string tenantId, IJobObserver observer)
+    public Task<bool> SubscribeAsync(string tenantId, IEvaluationObserver observer)
     {
         Authorize(tenantId);
         return Task.FromResult(_observers.Subscribe(observer));
     }
 
-    public Task UnsubscribeAsync(string tenantId, IJobObserver observer)
+    public Task UnsubscribeAsync(string tenantId, IEvaluationObserver observer)
     {
         Authorize(tenantId);
         _observers.Unsubscribe(observer);
@@ -203,6 +222,7 @@ public sealed class EvaluationJobGrain(
     public async Task RecordOutcomesAsync(string tenantId, ImmutableArray<EvaluationImageOutcome> outcomes)
     {
         var def = Authorize(tenantId);
+        if (S.State != JobState.Running) return;   // a batch that finished as the evaluation was cancelled: not recorded
         var changed = false;
         foreach (var o in outcomes)
         {
@@ -270,30 +290,14 @@ public sealed class EvaluationJobGrain(
     {
         var def = S.Definition!;
         using var scope = log.BeginScope("Tenant {TenantId} evaluation {JobId}", def.TenantId, JobId);
-        var worker = GrainFactory.GetGrain<IEvaluationWorkerGrain>(def.Configuration.Model);
-        var labels = def.Vocabulary.Labels.Select(l => l.Label).ToImmutableArray();
-        var prompts = PromptTexts.Of(def.Vocabulary);
-        var imageLabels = S.Images.Select(i => i.Label).ToImmutableArray();
+        var template = new EvaluationWork(def.TenantId, JobId, def.Configuration, [.. def.Vocabulary.Labels.Select(l => l.Label)], PromptTexts.Of(def.Vocabulary),
+            [.. S.Images.Select(i => i.Label)], def.Request, 0, []);
+        var batches = EvaluationWorkerGrain.EvaluationOrder(S.Images.Count, def.Request.Seed).Chunk(def.Request.BatchSize).ToArray();
         try
         {
-            for (var k = 0; k < def.Request.Epsilons.Length; k++)
-            {
-                var done = Enumerable.Range(0, S.Images.Count).Where(i => S.Outcomes.ContainsKey(Key(k, i))).ToImmutableArray();
-                if (S.Runs.ContainsKey(k) && done.Length == S.Images.Count) continue;
-                var context = Retries.Context(CancellationToken.None);
-                try
-                {
-                    var info = await Runs.ExecuteAsync(async (_, eps) => await worker.RunAsync(
-                        new EvaluationWork(def.TenantId, JobId, def.Configuration, labels, prompts, imageLabels, def.Request, eps, done)), context, k);
-                    S.Runs[k] = info;
-                    _waiting = null;
-                    await Saved.SaveAsync();
-                }
-                finally
-                {
-                    Retries.Return(context);
-                }
-            }
+            // The ε run side by side, each a chain of units; the silos' queues interleave them with other tenants' units.
+            await Task.WhenAll(Enumerable.Range(0, def.Request.Epsilons.Length).Select(k => RunEpsilonAsync(template with { EpsilonIndex = k }, batches)));
+            if (S.State != JobState.Running) return;   // cancelled: CancelAsync recorded it
             if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
             await Slots.ReleaseAsync();   // first: whoever sees it completed may start the next one
             S.State = JobState.Completed;
@@ -301,6 +305,10 @@ public sealed class EvaluationJobGrain(
             await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(BuildReport().ToJsonString(new JsonSerializerOptions { WriteIndented = true })), "application/json");
             await Saved.SaveAsync();
             log.LogInformation("Evaluation {Job} completed: {Images} image(s) × {Eps} ε", JobId, S.Images.Count, def.Request.Epsilons.Length);
+        }
+        catch (Exception) when (S.State != JobState.Running)
+        {
+            return;   // cancelled while a unit ran: CancelAsync recorded it
         }
         catch (Exception e)
         {
@@ -315,6 +323,50 @@ public sealed class EvaluationJobGrain(
         if (S.State != JobState.Running) await UnregisterReminderAsync();
     }
 
+    /// <summary>
+    /// One ε: its batches one after another (each unit continues the random streams where the one before left them), each
+    /// on an accelerator silo's executor; the cursor is saved after every unit, so a resumed evaluation continues there.
+    /// </summary>
+    private async Task RunEpsilonAsync(EvaluationWork work, int[][] batches)
+    {
+        var k = work.EpsilonIndex;
+        var cursor = S.Cursors.GetValueOrDefault(k) ?? new EvaluationCursorState(0, null, 0);
+        for (var b = cursor.NextBatch; b < batches.Length && S.State == JobState.Running; b++)
+        {
+            var done = batches[b].Where(i => S.Outcomes.ContainsKey(Key(k, i))).ToImmutableArray();
+            var unit = new EvaluationUnit(work with { Skip = done }, b, [.. batches[b]], cursor.State, cursor.EotCalls);
+            var context = Retries.Context(_stop.Token);
+            try
+            {
+                var result = await Runs.ExecuteAsync(async (c, u) => await Executor(u).RunAsync(u, c.CancellationToken), context, unit);
+                if (S.State != JobState.Running) return;
+                cursor = new EvaluationCursorState(b + 1, result.Cursor, result.EotCalls);
+                S.Cursors[k] = cursor;
+                // The ε's pinning, with its mean seconds per image so far.
+                var seconds = S.Outcomes.Values.Where(o => o.EpsilonIndex == k).Select(o => o.Seconds).DefaultIfEmpty(0).Average();
+                S.Runs[k] = result.Info with { SecondsPerImage = seconds };
+                _waiting = null;
+                await Saved.SaveAsync();
+            }
+            finally
+            {
+                Retries.Return(context);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The executor of a live accelerator silo for a unit, spreading an evaluation's units over all of them (picked again
+    /// on every attempt, so a unit whose silo died goes to another).
+    /// </summary>
+    private IEvaluationWorkerGrain Executor(EvaluationUnit unit)
+    {
+        var silos = acceleratorSilos.Current();
+        if (silos.Count == 0) throw new TuningFailedException("no accelerator silo is up", transient: true);
+        var spread = (uint)StringComparer.Ordinal.GetHashCode(JobId) + (uint)unit.Work.EpsilonIndex + (uint)unit.Batch;
+        return GrainFactory.GetGrain<IEvaluationWorkerGrain>(silos[(int)(spread % (uint)silos.Count)].ToParsableString());
+    }
+
     private System.Text.Json.Nodes.JsonObject BuildReport() =>
         RobustnessReportBuilder.Build(Status(), S.Definition!, S.Images.Select(i => i.Name).ToArray(), S.Outcomes.Values, S.Runs);
 
@@ -322,8 +374,8 @@ public sealed class EvaluationJobGrain(
     {
         if (_observers.Count == 0) return;
         var s = Status();
-        var progress = new JobProgress(JobId, s.State, new JobCounts(s.OutcomesTotal, s.OutcomesRecorded, 0, 0), s.Error ?? s.Waiting);
-        await _observers.Notify(o => o.OnJobProgress(progress));
+        var progress = new EvaluationProgress(JobId, s.State, s.OutcomesTotal, s.OutcomesRecorded, s.Error ?? s.Waiting);
+        await _observers.Notify(o => o.OnEvaluationProgress(progress));
     }
 
     private static string Key(int epsilonIndex, int index) => string.Create(CultureInfo.InvariantCulture, $"{epsilonIndex}:{index}");
@@ -336,6 +388,6 @@ public sealed class EvaluationJobGrain(
         var d = S.Definition ?? throw new TaptNotFoundException($"evaluation '{JobId}' not found");
         return new EvaluationStatus(JobId, d.TenantId, d.Request.Name, S.State, S.Images.Count, S.Outcomes.Count, S.Images.Count * d.Request.Epsilons.Length,
             d.Configuration.Model, d.Vocabulary.Name, d.Vocabulary.Version, d.Configuration.Name, d.Configuration.Version, d.Request,
-            d.CreatedAt, S.StartedAt, S.FinishedAt, S.Error, _waiting);
+            d.CreatedAt, S.StartedAt, S.FinishedAt, S.Error, _waiting, EvaluationCost.Of(d.Request, d.Configuration, 1));
     }
 }

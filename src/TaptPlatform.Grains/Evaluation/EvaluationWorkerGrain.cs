@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
@@ -23,12 +22,14 @@ using static TorchSharp.torch;
 namespace TaptPlatform.Grains.Evaluation;
 
 /// <summary>
-/// Runs an evaluation's ε runs on an accelerator silo (key: model name). The attack and the defended predictions run on the
-/// silo's <see cref="EvaluationEngine"/> thread through <see cref="RobustnessEvaluator"/> exactly as <c>tapt eval</c> does
-/// (same batches, same generator, same TAPT seeds); after each batch the adversarial images are encoded there, then stored
-/// from this grain's context next to their clean originals, and the batch's outcomes are recorded by the job grain.
+/// The evaluation executor of one accelerator silo (key: that silo's address; <see cref="SiloKeyedPlacement"/> puts it
+/// there, so every accelerator silo has one). Evaluations are split into units of one batch at one ε; each unit runs on the
+/// silo's <see cref="EvaluationEngine"/> thread, whose queue serves the tenants in turn, through
+/// <see cref="RobustnessEvaluator.EvaluateBatch"/> exactly as <c>tapt eval</c> runs that batch (same order, same generator
+/// stream carried from the batch before, same TAPT seeds). The adversarial images are encoded there, then stored from this
+/// grain's context next to their clean originals, and the unit's outcomes are recorded by the evaluation grain.
 /// </summary>
-[AcceleratorPlacementFilter]
+[SiloKeyedPlacement]
 [Reentrant]
 public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactStore store, ILocalSiloDetails silo, ILogger<EvaluationWorkerGrain> log)
     : Grain, IEvaluationWorkerGrain
@@ -39,53 +40,42 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
 
     private sealed record PreparedBatch(ImmutableArray<EvaluationImageOutcome> Outcomes, List<(string Path, byte[] Bytes, string Type)> Files);
 
-    public async Task<EvaluationRunInfo> RunAsync(EvaluationWork work)
+    private sealed record UnitDone(PreparedBatch Batch, EvaluationUnitResult Result);
+
+    public async Task<EvaluationUnitResult> RunAsync(EvaluationUnit unit, CancellationToken cancellation = default)
     {
+        var work = unit.Work;
         Identifiers.RequireTenantId(work.TenantId);
         Identifiers.RequireJobId(work.JobId);
         var engine = services.GetService<EvaluationEngine>()
             ?? throw new InvalidOperationException($"silo {silo.SiloAddress} has no evaluation engine (cpu-only?)");
         var catalog = services.GetRequiredService<ModelCatalog>();
-        var inputs = new byte[work.ImageLabels.Length][];
-        for (var i = 0; i < inputs.Length; i++)
+        var inputs = new Dictionary<int, byte[]>();
+        foreach (var i in unit.Images)
+        {
+            if (i < 0 || i >= work.ImageLabels.Length) throw new TaptRequestException($"image {i} is not one of the evaluation's");
             inputs[i] = (await store.GetAsync(work.TenantId, work.JobId, ArtifactKinds.Inputs, i))?.ToArray()
                 ?? throw new TaptRequestException($"the stored image {i} is missing");
-
-        var batches = Channel.CreateUnbounded<PreparedBatch>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var job = GrainFactory.GetGrain<IEvaluationJobGrain>(work.JobId);
-        var forwarding = ForwardAsync(batches.Reader, work, job);
-        EvaluationRunInfo info;
-        try
-        {
-            info = await engine.RunAsync(() => Evaluate(catalog, ComputeDevice.Parse(engine.Device), work, inputs, b => batches.Writer.TryWrite(b)));
         }
-        finally
+        var done = await engine.RunAsync(work.TenantId, () => Evaluate(catalog, ComputeDevice.Parse(engine.Device), unit, inputs, cancellation), cancellation);
+        using (var gate = new SemaphoreSlim(8))
         {
-            batches.Writer.TryComplete();
-        }
-        await forwarding;
-        log.LogInformation("Evaluation {Job} ε#{Eps} done on {Silo}: {Seconds:F2}s per image", work.JobId, work.EpsilonIndex, silo.SiloAddress, info.SecondsPerImage);
-        return info with { Silo = silo.SiloAddress.ToString() };
-    }
-
-    private async Task ForwardAsync(ChannelReader<PreparedBatch> reader, EvaluationWork work, IEvaluationJobGrain job)
-    {
-        await foreach (var batch in reader.ReadAllAsync())
-        {
-            using var gate = new SemaphoreSlim(8);
-            await Task.WhenAll(batch.Files.Select(async f =>
+            await Task.WhenAll(done.Batch.Files.Select(async f =>
             {
-                await gate.WaitAsync();
+                await gate.WaitAsync(cancellation);
                 try { await store.PutFileAsync(work.TenantId, work.JobId, f.Path, BinaryData.FromBytes(f.Bytes), f.Type); }
                 finally { gate.Release(); }
             }));
-            await job.RecordOutcomesAsync(work.TenantId, batch.Outcomes);
         }
+        await GrainFactory.GetGrain<IEvaluationJobGrain>(work.JobId).RecordOutcomesAsync(work.TenantId, done.Batch.Outcomes);
+        log.LogDebug("Evaluation {Job} ε#{Eps} batch {Batch} done on {Silo}", work.JobId, work.EpsilonIndex, unit.Batch, silo.SiloAddress);
+        return done.Result with { Info = done.Result.Info with { Silo = silo.SiloAddress.ToString() } };
     }
 
-    /// <summary>Runs on the evaluation thread.</summary>
-    private static EvaluationRunInfo Evaluate(ModelCatalog catalog, Device device, EvaluationWork work, byte[][] inputs, Action<PreparedBatch> onBatch)
+    /// <summary>Runs on the evaluation thread: one batch at one ε, from the cursor the unit carries.</summary>
+    private static UnitDone Evaluate(ModelCatalog catalog, Device device, EvaluationUnit unit, Dictionary<int, byte[]> inputs, CancellationToken cancellation)
     {
+        var work = unit.Work;
         var cfg = work.Configuration;
         var req = work.Request;
         var model = catalog.Get(cfg.Model, device);          // loads once, outside any dispose scope
@@ -99,45 +89,50 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         {
             throw new TuningFailedException($"invalid test-time settings for artifact '{artifactName}': {e.Message}");
         }
-        var pixels = new List<float[]>(inputs.Length);
-        foreach (var (bytes, i) in inputs.Select((b, i) => (b, i)))
+        var size = model.Clip.ImageSize;
+        // The dataset is indexed as the whole evaluation's (seeds and outcomes use those indices); only this batch's images are decoded.
+        var blank = new float[3 * size * size];
+        var pixels = Enumerable.Repeat(blank, work.ImageLabels.Length).ToArray();
+        foreach (var (i, bytes) in inputs)
         {
-            try { pixels.Add(model.Preprocessor.Load(bytes)); }
+            try { pixels[i] = model.Preprocessor.Load(bytes); }
             catch (ImageRejectedException e) { throw new TaptRequestException($"image {i} cannot be decoded: {e.Message}"); }
         }
-        var size = model.Clip.ImageSize;
         var data = new InMemoryImageDataset(work.Labels, pixels, work.ImageLabels, size);
-        var vocabulary = new LabelVocabulary(work.Labels, work.PromptTexts);
         var epsilon = req.Epsilons[work.EpsilonIndex];
         var settings = new AttackSettings(AttackSettings.ParseKind(req.Attack), epsilon, req.Steps, req.StepSize, Restarts: req.Restarts);
         var protocol = req.Protocol == "adaptive" ? EvaluationProtocol.Adaptive : EvaluationProtocol.NonAdaptive;
-        var skip = work.Skip.ToHashSet();
-        var indices = EvaluationOrder(inputs.Length, req.Seed);
-        var attackSettings = new JsonObject
-        {
-            ["attack"] = req.Attack,
-            ["name"] = settings.Create().Name,
-            ["epsilon"] = epsilon,
-            ["steps"] = req.Steps,
-            ["stepSize"] = settings.Alpha,
-            ["restarts"] = req.Restarts,
-            ["protocol"] = req.Protocol,
-            ["eot"] = req.EotSamples,
-            ["seed"] = req.Seed,
-        };
+        var evaluationOptions = new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples) { Cancellation = cancellation };
 
-        EvaluationReport report;
+        using var cursor = EvaluationCursor.Restore(req.Seed, unit.Cursor, unit.EotCalls);
+        PreparedBatch prepared;
         using (var scope = NewDisposeScope())
         {
             using var defense = new TaptDefense(model.Clip, artifact, options);
-            var evaluator = new RobustnessEvaluator(model.Clip, defense, vocabulary);
-            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples), null,
-                batch => onBatch(Prepare(work, batch, skip, epsilon, attackSettings)));
+            var evaluator = new RobustnessEvaluator(model.Clip, defense, new LabelVocabulary(work.Labels, work.PromptTexts));
+            var batch = evaluator.EvaluateBatch(data, [.. unit.Images], evaluationOptions, cursor, withPixels: true);
+            prepared = Prepare(work, batch, work.Skip.ToHashSet(), epsilon, AttackSettingsRecord(req, settings, epsilon));
         }
-        return new EvaluationRunInfo(work.EpsilonIndex, epsilon, report.Attack, report.Gradient, model.Checkpoint.Checksum, artifactName,
-            Sha256(Path.Combine(model.Checkpoint.Directory, artifactName)), PromptArtifact.FormatVersion, artifact.Shape.Design.ToString(),
-            options.Views, options.Steps, options.LearningRate, EngineVersion, report.SecondsPerImage, "");
+        var perImage = prepared.Outcomes.Length == 0 ? 0 : prepared.Outcomes[0].Seconds;
+        var info = new EvaluationRunInfo(work.EpsilonIndex, epsilon, settings.Create().Name, RobustnessEvaluator.GradientOf(evaluationOptions), model.Checkpoint.Checksum,
+            artifactName, Sha256(Path.Combine(model.Checkpoint.Directory, artifactName)), PromptArtifact.FormatVersion, artifact.Shape.Design.ToString(),
+            options.Views, options.Steps, options.LearningRate, EngineVersion, perImage, "");
+        return new UnitDone(prepared, new EvaluationUnitResult(info, cursor.SaveState(), cursor.EotCalls));
     }
+
+    /// <summary>The attack's settings as each outcome record names them.</summary>
+    private static JsonObject AttackSettingsRecord(EvaluationRequest req, AttackSettings settings, double epsilon) => new()
+    {
+        ["attack"] = req.Attack,
+        ["name"] = settings.Create().Name,
+        ["epsilon"] = epsilon,
+        ["steps"] = req.Steps,
+        ["stepSize"] = settings.Alpha,
+        ["restarts"] = req.Restarts,
+        ["protocol"] = req.Protocol,
+        ["eot"] = req.EotSamples,
+        ["seed"] = req.Seed,
+    };
 
     /// <summary>One evaluated batch's outcomes and the artifacts to store with them (skipping images already recorded).</summary>
     private static PreparedBatch Prepare(EvaluationWork work, EvaluationBatch batch, HashSet<int> skip, double epsilon, JsonObject attackSettings)

@@ -57,6 +57,8 @@ public static class RobustnessReportBuilder
             {
                 ["secondsPerImage"] = all.Length == 0 ? null : all.Sum(o => o.Seconds) / all.Length,
                 ["note"] = "wall-clock seconds per image and ε for all three methods and their attacks, on the evaluating silo",
+                ["units"] = status.CostPerImage * imageNames.Count,
+                ["silos"] = new JsonArray([.. runs.Values.Select(r => r.Silo).Where(s => s.Length > 0).Distinct().Order(StringComparer.Ordinal).Select(s => JsonValue.Create(s))]),
             },
             ["confidence"] = "95% Wilson score intervals",
             ["results"] = results,

@@ -112,6 +112,7 @@ public static class TaptSiloBuilderExtensions
         var role = SiloRoles.Parse(accelerator);
         silo.UseSiloMetadata(new Dictionary<string, string> { [SiloRoles.MetadataKey] = role });
         silo.Services.AddAcceleratorPlacementFilter();
+        silo.Services.AddSiloKeyedPlacement();
         var engineOptions = silo.Services.AddOptions<TuningEngineOptions>().ValidatedOnStart()
             .Configure(o => o.Device = role == SiloRoles.Cuda ? "cuda" : "cpu");
         if (engine is not null) engineOptions.Configure(engine);

@@ -7,7 +7,7 @@ namespace TaptPlatform.Vision.Evaluation;
 /// Counts, per attacked model, the clean images whose cross-entropy gradient with respect to the pixels is all zero
 /// or not finite: the first of AutoAttack's masking checks, made on the very function each attack differentiates.
 /// </summary>
-internal sealed class GradientTally
+public sealed class GradientTally
 {
     private readonly Dictionary<string, (int Zero, int NonFinite, int Images)> _counts = new(StringComparer.Ordinal);
 

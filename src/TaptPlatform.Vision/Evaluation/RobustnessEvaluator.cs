@@ -19,7 +19,14 @@ public enum EvaluationProtocol
 /// Adaptive protocol only: besides the defended output, the attack's logits average in those of this many fresh random
 /// views (TAPT's augmentation) under P_adv, so the perturbation must also survive the crops TAPT learns from (0 = off).
 /// </param>
-public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1, int AttackViews = 0);
+public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol Protocol, int Seed = 0, int BatchSize = 16, int EotSamples = 1, int AttackViews = 0)
+{
+    /// <summary>
+    /// Stops the evaluation with <see cref="OperationCanceledException"/>: checked before every batch and on every call of an
+    /// attacked model, so inside the attack loop at every step (and every EOT sample), not only between images.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
+}
 
 public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
 
@@ -41,14 +48,14 @@ public sealed record ImageOutcome(int Index, int Label, int ClipClean, int AptCl
     public MethodStages? BrokenBy { get; init; }
 }
 
+/// <summary>Queries of a score-based attack per method (per image, or their mean over images).</summary>
+public sealed record MethodQueries(double Clip, double Apt, double Tapt);
+
 /// <summary>One integer per method (which AutoAttack stage fooled an image).</summary>
 public sealed record MethodStages(int Clip, int Apt, int Tapt);
 
 /// <summary>Robust accuracy of each method after one stage of a multi-stage attack.</summary>
 public sealed record StageAccuracy(string Stage, MethodAccuracies Robust);
-
-/// <summary>Queries of a score-based attack per method (per image, or their mean over images).</summary>
-public sealed record MethodQueries(double Clip, double Apt, double Tapt);
 
 /// <summary>
 /// One evaluated batch: outcomes and the pixels (CHW floats in [0,1], <paramref name="Height"/>×<paramref name="Width"/>) of the clean
@@ -116,6 +123,9 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         "and reads the defended probabilities; no gradient is used, so gradient masking cannot hide a weakness";
     public const string ScoreBasedNonAdaptive = "score-based, non-adaptive: adversarial images found by querying the APT model's probabilities, then defended by TAPT";
 
+    /// <summary>A method the attack did not run against (TAPT under the non-adaptive protocol).</summary>
+    public const int NotAttacked = int.MinValue;
+
     public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress = null) =>
         Evaluate(data, indices, options, progress, null);
 
@@ -126,80 +136,93 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
     /// </summary>
     public EvaluationReport Evaluate(IImageDataset data, IReadOnlyList<int> indices, EvaluationOptions options, Action<int, int>? progress, Action<EvaluationBatch>? onBatch)
     {
-        var attack = options.Attack.Create();
         var outcomes = new List<ImageOutcome>();
         var clock = Stopwatch.StartNew();
-        var generator = new Generator((ulong)(options.Seed + 1));
-        var eotCall = 0;
-        var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
-        var size = clip.ImageSize;
+        using var cursor = EvaluationCursor.Start(options.Seed);
         var gradients = new GradientTally();
         for (var start = 0; start < indices.Count; start += options.BatchSize)
         {
-            using var scope = NewDisposeScope();
-            var batch = indices.Skip(start).Take(options.BatchSize).ToArray();
-            var x = data.Images(batch, size).to(clip.Device);
-            var labels = batch.Select(data.Label).ToArray();
-            var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
-            var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
-
-            LogitsFunction clipFn = img => clip.Classify(img, vocabulary, null);
-            LogitsFunction aptFn = img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial);
-            int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
-            IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
-
-            var batchClock = Stopwatch.StartNew();
-            var clipClean = Predict(clipFn, x);
-            var aptClean = Predict(aptFn, x);
-            var taptClean = Tapt(x);
-
-            gradients.Add("CLIP", clipFn, x, y);
-            gradients.Add("APT", aptFn, x, y);
-            var advClip = attack.Perturb(clipFn, x, y, generator);
-            var clipQueries = QueriesOf(attack, batch.Length);
-            var clipStages = StagesOf(attack, batch.Length);
-            var clipRobust = Predict(clipFn, advClip);
-            var advApt = attack.Perturb(aptFn, x, y, generator);
-            var aptQueries = QueriesOf(attack, batch.Length);
-            var aptStages = StagesOf(attack, batch.Length);
-            int[]? taptStages = null;   // non-adaptive: TAPT is not attacked, only handed APT's adversarial images
-            var aptRobust = Predict(aptFn, advApt);
-            var taptQueries = new int[batch.Length];
-
-            IReadOnlyList<TaptResult> taptRobust;
-            Tensor? advTaptImages = null;
-            if (options.Protocol == EvaluationProtocol.NonAdaptive)
-            {
-                taptRobust = Tapt(advApt);
-            }
-            else
-            {
-                var through = ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++eotCall);
-                gradients.Add("TAPT", through, x, y);
-                var advTapt = attack.Perturb(through, x, y, generator);
-                taptQueries = QueriesOf(attack, batch.Length);
-                taptStages = StagesOf(attack, batch.Length);
-                taptRobust = Tapt(advTapt);
-                advTaptImages = advTapt;
-            }
-            for (var i = 0; i < batch.Length; i++)
-                outcomes.Add(new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i].Prediction, clipRobust[i], aptRobust[i], taptRobust[i].Prediction)
-                {
-                    ViewsClean = taptClean[i].ViewsPrediction ?? -1,
-                    ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
-                    FlagClean = Flag(taptClean[i]),
-                    FlagRobust = Flag(taptRobust[i]),
-                    Queries = attack is SquareAttack ? new MethodQueries(clipQueries[i], aptQueries[i], taptQueries[i]) : null,
-                    BrokenBy = attack is AutoAttack ? new MethodStages(clipStages[i], aptStages[i], taptStages?[i] ?? NotAttacked) : null,
-                });
-            if (onBatch is not null)
-            {
-                onBatch(new EvaluationBatch(outcomes.Skip(outcomes.Count - batch.Length).ToArray(), Rows(x), Rows(advClip), Rows(advApt),
-                    advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds));
-            }
+            var batch = EvaluateBatch(data, [.. indices.Skip(start).Take(options.BatchSize)], options, cursor, withPixels: onBatch is not null, gradients);
+            outcomes.AddRange(batch.Outcomes);
+            onBatch?.Invoke(batch);
             progress?.Invoke(outcomes.Count, indices.Count);
         }
+        var attack = options.Attack.Create();
         return Report(outcomes, options, attack, clock.Elapsed.TotalSeconds) with { Checks = Checks(outcomes, attack, gradients) };
+    }
+
+    /// <summary>
+    /// One batch of <see cref="Evaluate(IImageDataset, IReadOnlyList{int}, EvaluationOptions, Action{int, int}?, Action{EvaluationBatch}?)"/>:
+    /// the images <paramref name="batch"/> (dataset indices) from where <paramref name="cursor"/> stands, which it advances. Run
+    /// batch after batch with one cursor (or its saved state), the outcomes are those of one whole evaluation. Without
+    /// <paramref name="withPixels"/> the batch carries no pixels (empty arrays). With <paramref name="gradients"/>, the input
+    /// gradients of every attacked model at the clean images are counted there (the first masking check).
+    /// </summary>
+    public EvaluationBatch EvaluateBatch(IImageDataset data, int[] batch, EvaluationOptions options, EvaluationCursor cursor, bool withPixels,
+        GradientTally? gradients = null)
+    {
+        options.Cancellation.ThrowIfCancellationRequested();
+        var attack = options.Attack.Create();
+        var generator = cursor.Generator;
+        var augmenter = new ViewAugmenter(MinScale: defense.Options.ViewMinScale);   // the attack's views are the defense's
+        var size = clip.ImageSize;
+        using var scope = NewDisposeScope();
+        var x = data.Images(batch, size).to(clip.Device);
+        var labels = batch.Select(data.Label).ToArray();
+        var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
+        var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
+
+        LogitsFunction clipFn = Cancellable(img => clip.Classify(img, vocabulary, null), options.Cancellation);
+        LogitsFunction aptFn = Cancellable(img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options.Cancellation);
+        int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
+        IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
+
+        var batchClock = Stopwatch.StartNew();
+        var clipClean = Predict(clipFn, x);
+        var aptClean = Predict(aptFn, x);
+        var taptClean = Tapt(x);
+
+        gradients?.Add("CLIP", clipFn, x, y);
+        gradients?.Add("APT", aptFn, x, y);
+        var advClip = attack.Perturb(clipFn, x, y, generator);
+        var (clipQueries, clipStages) = (QueriesOf(attack, batch.Length), StagesOf(attack, batch.Length));
+        var clipRobust = Predict(clipFn, advClip);
+        var advApt = attack.Perturb(aptFn, x, y, generator);
+        var (aptQueries, aptStages) = (QueriesOf(attack, batch.Length), StagesOf(attack, batch.Length));
+        var aptRobust = Predict(aptFn, advApt);
+        var taptQueries = new int[batch.Length];
+        int[]? taptStages = null;   // non-adaptive: TAPT is not attacked, only handed APT's adversarial images
+
+        IReadOnlyList<TaptResult> taptRobust;
+        Tensor? advTaptImages = null;
+        if (options.Protocol == EvaluationProtocol.NonAdaptive)
+        {
+            taptRobust = Tapt(advApt);
+        }
+        else
+        {
+            var through = Cancellable(ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++cursor.EotCalls), options.Cancellation);
+            gradients?.Add("TAPT", through, x, y);
+            var advTapt = attack.Perturb(through, x, y, generator);
+            (taptQueries, taptStages) = (QueriesOf(attack, batch.Length), StagesOf(attack, batch.Length));
+            taptRobust = Tapt(advTapt);
+            advTaptImages = advTapt;
+        }
+        var outcomes = new ImageOutcome[batch.Length];
+        for (var i = 0; i < batch.Length; i++)
+            outcomes[i] = new ImageOutcome(batch[i], labels[i], clipClean[i], aptClean[i], taptClean[i].Prediction, clipRobust[i], aptRobust[i], taptRobust[i].Prediction)
+            {
+                ViewsClean = taptClean[i].ViewsPrediction ?? -1,
+                ViewsRobust = taptRobust[i].ViewsPrediction ?? -1,
+                FlagClean = Flag(taptClean[i]),
+                FlagRobust = Flag(taptRobust[i]),
+                Queries = attack is SquareAttack ? new MethodQueries(clipQueries[i], aptQueries[i], taptQueries[i]) : null,
+                BrokenBy = attack is AutoAttack ? new MethodStages(clipStages[i], aptStages[i], taptStages?[i] ?? NotAttacked) : null,
+            };
+        return withPixels
+            ? new EvaluationBatch(outcomes, Rows(x), Rows(advClip), Rows(advApt), advTaptImages is null ? null : Rows(advTaptImages), (int)x.shape[2], (int)x.shape[3],
+                batchClock.Elapsed.TotalSeconds)
+            : new EvaluationBatch(outcomes, [], [], [], null, (int)x.shape[2], (int)x.shape[3], batchClock.Elapsed.TotalSeconds);
     }
 
     /// <summary>
@@ -238,6 +261,17 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         };
     }
 
+    /// <summary>Which gradient (or none: a score-based attack) the attack on TAPT follows under these options (as a report says).</summary>
+    public static string GradientOf(EvaluationOptions options)
+    {
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        var scoreBased = options.Attack.Kind == AttackKind.Square;
+        if (options.Protocol != EvaluationProtocol.Adaptive) return scoreBased ? ScoreBasedNonAdaptive : NonAdaptiveGradient;
+        if (scoreBased) return string.Format(culture, ScoreBasedThroughTheDefense, options.EotSamples);
+        return string.Format(culture, AdaptiveGradient, options.EotSamples)
+            + (options.AttackViews > 0 ? string.Format(culture, AttackViewsGradient, options.AttackViews) : "");
+    }
+
     private static EvaluationReport Report(List<ImageOutcome> outcomes, EvaluationOptions options, IAttack attack, double seconds)
     {
         var attackName = attack.Name;
@@ -249,7 +283,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
             options.Protocol == EvaluationProtocol.Adaptive ? "adaptive" : "nonadaptive",
             new MethodAccuracies(Acc(o => o.ClipClean), Acc(o => o.AptClean), Acc(o => o.TaptClean)),
             new MethodAccuracies(Acc(o => o.ClipRobust), Acc(o => o.AptRobust), Acc(o => o.TaptRobust)),
-            Gradient(options),
+            GradientOf(options),
             seconds / Math.Max(1, outcomes.Count),
             outcomes)
         {
@@ -298,24 +332,20 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         return Enumerable.Range(0, n).Select(i => all.AsSpan(i * plane, plane).ToArray()).ToArray();
     }
 
-    /// <summary>A method the attack did not run against (TAPT under the non-adaptive protocol).</summary>
-    public const int NotAttacked = int.MinValue;
-
     /// <summary>Per image of the attack's last run, the AutoAttack stage that fooled it (else zeros).</summary>
     private static int[] StagesOf(IAttack attack, int count) => attack is AutoAttack auto ? auto.BrokenBy : new int[count];
 
-    private static string Gradient(EvaluationOptions options)
-    {
-        var culture = System.Globalization.CultureInfo.InvariantCulture;
-        var scoreBased = options.Attack.Kind == AttackKind.Square;
-        if (options.Protocol != EvaluationProtocol.Adaptive) return scoreBased ? ScoreBasedNonAdaptive : NonAdaptiveGradient;
-        if (scoreBased) return string.Format(culture, ScoreBasedThroughTheDefense, options.EotSamples);
-        return string.Format(culture, AdaptiveGradient, options.EotSamples)
-            + (options.AttackViews > 0 ? string.Format(culture, AttackViewsGradient, options.AttackViews) : "");
-    }
-
     /// <summary>The queries each image took in the attack's last run (score-based attacks), else zeros.</summary>
     private static int[] QueriesOf(IAttack attack, int count) => attack is SquareAttack square ? square.QueriesUsed : new int[count];
+
+    /// <summary>The model, checking the token on every call: an attack calls it at every step.</summary>
+    private static LogitsFunction Cancellable(LogitsFunction model, CancellationToken ct) => ct.CanBeCanceled
+        ? img =>
+        {
+            ct.ThrowIfCancellationRequested();
+            return model(img);
+        }
+    : model;
 
     private static bool? Flag(TaptResult r) => r.Distances is { ToAttackedImages: not null } d ? d.CloserToAttacked : null;
 }

@@ -19,7 +19,7 @@ public sealed class CliParsingTests
     public void Every_command_is_there()
     {
         Assert.Equal(
-            ["audit", "bench", "classify", "clip", "eval", "loadtest", "prompts train", "prompts calibrate", "prompts show", "samples", "submit", "train-clip", "zero-shot"],
+            ["audit", "bench", "classify", "clip", "eval", "evaluations status", "evaluations cancel", "loadtest", "prompts train", "prompts calibrate", "prompts show", "samples", "submit", "train-clip", "zero-shot"],
             Paths(TaptCli.CreateRoot(), "").ToArray());
     }
 

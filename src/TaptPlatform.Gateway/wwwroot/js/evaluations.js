@@ -45,7 +45,7 @@ async function show(id) {
 function leave() {
   const previous = ev.current;
   ev.current = null;
-  if (previous) connection().then((c) => c.invoke("Unsubscribe", previous.id)).catch(() => {});
+  if (previous) connection().then((c) => c.invoke("UnsubscribeEvaluation", previous.id)).catch(() => {});
 }
 
 // ---- the form -----------------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ async function wireHub() {
 
 async function subscribe(id) {
   const c = await wireHub();
-  const snapshot = await c.invoke("Subscribe", id);
+  const snapshot = await c.invoke("SubscribeEvaluation", id);
   if (!ev.current || ev.current.id !== id) return;
   bump("evalSnapshots");
   if (snapshot.evaluation) ev.current.status = snapshot.evaluation;
@@ -220,6 +220,7 @@ async function openEvaluation(id) {
   ev.current.status = status;
   $("eval-detail-title").textContent = status.name || "Evaluation";
   $("eval-start").hidden = status.state !== "open";
+  $("eval-cancel").hidden = !cancellable(status.state);
   try {
     await subscribe(id);
   } catch (e) {
@@ -229,6 +230,9 @@ async function openEvaluation(id) {
   await loadReport();
   detail.focus();
 }
+
+/** An open or running evaluation can be cancelled (the server keeps the outcomes recorded so far). */
+const cancellable = (state) => state === "open" || state === "running";
 
 function applyProgress(p) {
   const cur = ev.current;
@@ -247,6 +251,7 @@ function applyProgress(p) {
   badge.textContent = p.state;
   badge.className = `badge badge-${p.state}`;
   $("eval-start").hidden = p.state !== "open";
+  $("eval-cancel").hidden = !cancellable(p.state);
   if (!p.snapshot) bump("evalProgressApplied");
   // The report follows the progress: at most every 3 s while running, and once at the end.
   if (final && !wasFinal && cur.report) loadReport().catch(() => {});
@@ -499,6 +504,14 @@ function wire() {
   $("eval-start").addEventListener("click", async () => {
     if (!ev.current) return;
     try { await api(`/api/evaluations/${ev.current.id}/start`, { method: "POST" }); } catch (e) { toast(e.message, "error"); }
+  });
+  $("eval-cancel").addEventListener("click", async () => {
+    const cur = ev.current;
+    if (!cur) return;
+    try {
+      const s = await api(`/api/evaluations/${encodeURIComponent(cur.id)}/cancel`, { method: "POST" });
+      if (ev.current === cur) applyProgress({ jobId: s.jobId, state: s.state, total: s.outcomesTotal, completed: s.outcomesRecorded, waiting: s.error || s.waiting });
+    } catch (e) { toast(e.message, "error"); }
   });
   $("eval-download").addEventListener("click", () => ev.current && download(`/api/evaluations/${ev.current.id}/report/download`, `robustness-report-${ev.current.id}.json`).catch((e) => toast(e.message, "error")));
   const zone = $("eval-dropzone");

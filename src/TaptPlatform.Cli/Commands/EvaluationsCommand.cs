@@ -1,0 +1,55 @@
+using System.CommandLine;
+using System.Globalization;
+
+namespace TaptPlatform.Cli.Commands;
+
+/// <summary>
+/// <c>tapt evaluations status|cancel ID</c>: a robustness evaluation on a gateway (the API's <c>/api/evaluations</c>);
+/// <c>tapt eval</c> evaluates in this process instead.
+/// </summary>
+public static class EvaluationsCommand
+{
+    public static Command Create() => new("evaluations", """
+        Robustness evaluations on a gateway: their state, and cancelling one.
+        status ID prints an evaluation's state and progress; cancel ID stops it within an attack step, frees its
+        running slot and keeps the outcomes recorded so far (a second cancel changes nothing).
+        """)
+    {
+        Subcommand("status", "Prints an evaluation's state and progress."),
+        Subcommand("cancel", "Cancels an evaluation; the outcomes recorded so far stay."),
+    };
+
+    /// <summary>Runs <c>status</c> or <c>cancel</c> for one evaluation and prints its one-line description; the exit code.</summary>
+    public static async Task<int> RunAsync(string server, string key, string action, string id, TextWriter stdout, CancellationToken ct)
+    {
+        using var client = new GatewayClient(server, key);
+        var info = action == "cancel" ? await client.CancelEvaluationAsync(id, ct) : await client.GetEvaluationAsync(id, ct);
+        stdout.WriteLine(Describe(info));
+        return 0;
+    }
+
+    private static Command Subcommand(string name, string description)
+    {
+        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
+        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
+        var id = new Argument<string>("id") { Description = "the evaluation's id (eval-…)", HelpName = "ID" };
+        var command = new Command(name, description) { server, key, id };
+        command.SetAction(async (r, ct) =>
+        {
+            try
+            {
+                return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, name, r.GetValue(id)!, Console.Out, ct);
+            }
+            catch (GatewayException e)
+            {
+                Console.Error.WriteLine($"tapt evaluations {name}: {e.Message}");
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>One line: id, state, outcomes recorded of the total, and why it stopped (if it did).</summary>
+    public static string Describe(EvaluationInfo e) => string.Create(CultureInfo.InvariantCulture,
+        $"{e.JobId} {e.State}: {e.OutcomesRecorded} / {e.OutcomesTotal} outcomes ({e.Images} images, cost {e.CostPerImage * e.Images}){(e.Error is null ? "" : $" — {e.Error}")}");
+}
