@@ -47,6 +47,7 @@ public sealed class StoredApiKey
 public sealed class TenantGrain(
     [PersistentState("tenant", GrainStorageNames.Tenants)] IPersistentState<TenantState> state,
     TimeProvider clock,
+    ApiKeySigner keys,
     ILogger<TenantGrain> log) : Grain, ITenantGrain
 {
     public const int MaxVocabularies = 1000;
@@ -138,7 +139,7 @@ public sealed class TenantGrain(
         Identifiers.RequireName(name, "API key");
         if (state.State.ApiKeys.Count(k => k.RevokedAt is null) >= 100) throw new TaptRequestException("a tenant has at most 100 live API keys");
         var keyId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
-        var secret = $"tapt.{TenantId}.{keyId}.{Base64Url(RandomNumberGenerator.GetBytes(32))}";
+        var secret = keys.Mint(TenantId, keyId);
         state.State.ApiKeys.Add(new StoredApiKey { KeyId = keyId, Name = name, Sha256 = Hash(secret), CreatedAt = clock.GetUtcNow() });
         await state.WriteStateAsync();
         return new ApiKeyIssued(keyId, name, secret);
@@ -292,6 +293,4 @@ public sealed class TenantGrain(
     }
 
     private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
-
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

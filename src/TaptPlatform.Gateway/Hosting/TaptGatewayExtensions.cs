@@ -110,6 +110,7 @@ public static class TaptGatewayExtensions
         services.AddAuthorizationBuilder()
             .AddPolicy(TaptAuth.TenantPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.TenantRole).RequireClaim(TaptAuth.TenantClaim))
             .AddPolicy(TaptAuth.OperatorPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.OperatorRole));
+        services.AddTaptApiKeySigning(o => builder.Configuration.GetSection(ApiKeyOptions.Section).Bind(o));
         services.AddSingleton<ApiKeyValidator>();
         services.AddTaptRateLimits();
 
@@ -166,8 +167,9 @@ public static class TaptGatewayExtensions
         app.Use(SecurityHeaders);
         app.UseTaptConsole();
         app.UseRouting();
-        app.UseAuthentication();
+        // The rate limiter first: it picks its bucket from the key alone, so bad keys are counted before any is checked.
         app.UseRateLimiter();
+        app.UseAuthentication();
         app.UseTaptBodyLimits();
         app.UseAuthorization();
 

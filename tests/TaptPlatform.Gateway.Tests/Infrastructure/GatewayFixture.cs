@@ -24,6 +24,9 @@ public sealed class GatewayFixture : IAsyncLifetime
 {
     public const string OperatorKey = "operator-key-for-the-gateway-tests-0123456789";
 
+    /// <summary>The signing key of tenant keys, shared by the gateway and its silo (and any gateway a test adds).</summary>
+    public const string ApiKeySigningKey = "api-key-signing-key-of-the-gateway-tests-0123456789";
+
     /// <summary>A tenant id configured with tight limits (2 requests/s, burst 4; 5 images a day; 1 running job).</summary>
     public string LimitedTenant { get; } = "limited-" + Guid.NewGuid().ToString("N")[..12];
 
@@ -53,6 +56,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         {
             ["Tapt:Gateway:Mode"] = "all-in-one",
             ["Tapt:Gateway:OperatorKey"] = OperatorKey,
+            ["Tapt:ApiKeys:SigningKey"] = ApiKeySigningKey,
             ["Tapt:Gateway:MaxJsonBytes"] = (1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:MaxUploadBytes"] = (6 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:MaxImageBytes"] = (2 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -61,6 +65,9 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["Tapt:Gateway:Limits:Burst"] = "2000",
             ["Tapt:Gateway:Limits:MaxConcurrentJobs"] = "50",
             ["Tapt:Gateway:Limits:ImagesPerDay"] = "100000",
+            // The tests send many requests without a valid key from one address (RequestLimitTests tightens this).
+            ["Tapt:Gateway:Unauthenticated:RequestsPerSecond"] = "1000",
+            ["Tapt:Gateway:Unauthenticated:Burst"] = "5000",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:RequestsPerSecond"] = "2",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:Burst"] = "4",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:ImagesPerDay"] = "5",

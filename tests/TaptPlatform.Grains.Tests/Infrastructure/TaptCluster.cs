@@ -52,6 +52,7 @@ public sealed class TaptCluster : IAsyncDisposable
             // two silos that share one process on one loaded machine alike and may keep choosing the same one, so whether
             // a tenant grain ever landed on the cpu-only silo depended on the machine's load.
             silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
+            silo.Services.AddTaptApiKeySigning(o => o.SigningKey = "api-key-signing-key-of-the-grain-tests-0123456789");
             silo.AddTaptStorage(storage, o =>
                 {
                     o.RetryDelay = TimeSpan.FromMilliseconds(200);
