@@ -140,7 +140,7 @@ public static class TaptGatewayExtensions
                 Type = Microsoft.OpenApi.SecuritySchemeType.ApiKey,
                 In = Microsoft.OpenApi.ParameterLocation.Header,
                 Name = TaptAuth.Header,
-                Description = "A tenant key (tapt.{tenant}.{keyId}.{secret}), or the operator key for /api/tenants.",
+                Description = "A tenant key (tapt.{tenant}.{keyId}.{secret}.{mac}), or the operator key for /api/tenants.",
             };
             doc.Security ??= [];
             doc.Security.Add(new Microsoft.OpenApi.OpenApiSecurityRequirement { [new Microsoft.OpenApi.OpenApiSecuritySchemeReference(TaptAuth.Scheme, doc)] = [] });
