@@ -31,17 +31,22 @@ public static class TaptAuth
 
     /// <summary>
     /// The key a request carries: the <c>X-Api-Key</c> header, an <c>Authorization: Bearer</c> header, or, on the
-    /// SignalR hub only (browsers cannot set headers on WebSockets), the <c>access_token</c> query parameter.
+    /// SignalR hub only (browsers cannot set headers on WebSockets), the <c>access_token</c> query parameter (taken
+    /// out of the query before anything logs it: <see cref="AccessTokenRedactingContextFactory"/>).
     /// </summary>
     public static string? ReadKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue(Header, out var h) && !string.IsNullOrWhiteSpace(h)) return h.ToString().Trim();
         var auth = request.Headers.Authorization.ToString();
         if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return auth["Bearer ".Length..].Trim();
-        if (request.Path.StartsWithSegments("/hubs") && request.Query.TryGetValue("access_token", out var q) && !string.IsNullOrWhiteSpace(q))
-            return q.ToString();
+        if (request.Path.StartsWithSegments("/hubs") && request.HttpContext.Features.Get<AccessTokenFeature>() is { } q && !string.IsNullOrWhiteSpace(q.Token))
+            return q.Token;
         return null;
     }
+
+    /// <summary>The key a tenant principal was authenticated with (kept on its identity for the hub's re-checks).</summary>
+    public static string? KeyOf(ClaimsPrincipal user) =>
+        user.Identities.FirstOrDefault(i => i.AuthenticationType == Scheme)?.BootstrapContext as string;
 }
 
 /// <summary>A validated tenant key.</summary>
@@ -122,7 +127,12 @@ public sealed class ApiKeyAuthenticationHandler(
             new Claim(ClaimTypes.Role, TaptAuth.TenantRole),
             new Claim(TaptAuth.TenantClaim, identity.TenantId),
             new Claim(TaptAuth.KeyIdClaim, identity.KeyId),
-        ], Scheme.Name);
+        ], Scheme.Name)
+        {
+            // A hub connection's later requests (long polling) reach the hub as a copy of the first, without its
+            // features: the identity, which is copied, keeps the key for the hub's re-checks.
+            BootstrapContext = key,
+        };
         return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(claims), Scheme.Name));
     }
 

@@ -106,6 +106,8 @@ public static class TaptGatewayExtensions
             o.AddServerHeader = false;
         });
 
+        // Replaces the host's context factory (registered before this): access_token leaves the query before it is logged.
+        services.AddSingleton<IHttpContextFactory>(sp => new AccessTokenRedactingContextFactory(new DefaultHttpContextFactory(sp)));
         services.AddAuthentication(TaptAuth.Scheme).AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TaptAuth.Scheme, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(TaptAuth.TenantPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.TenantRole).RequireClaim(TaptAuth.TenantClaim))

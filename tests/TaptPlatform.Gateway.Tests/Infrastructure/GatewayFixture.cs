@@ -97,9 +97,10 @@ public sealed class GatewayFixture : IAsyncLifetime
     }
 
     /// <summary>Starts a gateway on Kestrel on a free loopback port and waits until it is ready (its cluster answers).</summary>
-    public static async Task<(GatewayFactory Factory, Uri BaseAddress)> StartAsync(IReadOnlyDictionary<string, string> settings)
+    public static async Task<(GatewayFactory Factory, Uri BaseAddress)> StartAsync(IReadOnlyDictionary<string, string> settings,
+        Action<ILoggingBuilder>? logging = null)
     {
-        var factory = new GatewayFactory(settings);
+        var factory = new GatewayFactory(settings, logging);
         factory.UseKestrel(0);
         factory.StartServer();
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
@@ -230,8 +231,8 @@ public sealed class GatewayFixture : IAsyncLifetime
     }
 }
 
-/// <summary>The real gateway (its Program) with the fixture's settings.</summary>
-public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings) : WebApplicationFactory<Program>
+/// <summary>The real gateway (its Program) with the fixture's settings, and optionally a test's own log providers.</summary>
+public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings, Action<ILoggingBuilder>? logging = null) : WebApplicationFactory<Program>
 {
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -244,6 +245,7 @@ public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings)
             l.ClearProviders();
             if (Environment.GetEnvironmentVariable("TAPT_TEST_LOG") is { Length: > 0 } level)
                 l.AddSimpleConsole(o => o.TimestampFormat = "HH:mm:ss.fff ").SetMinimumLevel(Enum.Parse<LogLevel>(level, ignoreCase: true));
+            logging?.Invoke(l);
         });
     }
 }
