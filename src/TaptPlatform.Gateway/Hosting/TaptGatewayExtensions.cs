@@ -99,6 +99,12 @@ public static class TaptGatewayExtensions
         services.AddExceptionHandler<GatewayExceptionHandler>();
         services.ConfigureHttpJsonOptions(o => GatewayJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        // The form reader's limits follow the gateway's: an upload the gateway accepts is never cut short by a lower one.
+        services.AddOptions<Microsoft.AspNetCore.Http.Features.FormOptions>().Configure<IOptions<GatewayOptions>>((f, g) =>
+        {
+            f.MultipartBodyLengthLimit = g.Value.MaxUploadBytes;
+            f.ValueCountLimit = g.Value.MaxImagesPerRequest;
+        });
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(o =>
         {
             var g = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
