@@ -224,8 +224,9 @@ public static class TaptGatewayExtensions
             app.Logger.LogWarning("{Section}:Enabled is ignored: the Orleans Dashboard is served in the {Mode} mode only", TaptDashboardOptions.Section, GatewayModes.AllInOne);
             return;
         }
+        // Not part of the API: kept out of the OpenAPI document.
         app.MapOrleansDashboard(dashboard.Path).AddEndpointFilter(async (context, next) =>
-            IsLoopback(context.HttpContext.Connection.RemoteIpAddress) ? await next(context) : Results.NotFound());
+            IsLoopback(context.HttpContext.Connection.RemoteIpAddress) ? await next(context) : Results.NotFound()).ExcludeFromDescription();
         app.Logger.LogInformation("Orleans Dashboard at {Path}/ (loopback clients only)", dashboard.Path);
     }
 
