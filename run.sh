@@ -137,6 +137,10 @@ if [ ! -s "$DATA/operator-key" ]; then
   head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 >"$DATA/operator-key"
 fi
 OPERATOR_KEY=$(cat "$DATA/operator-key")
+# Signs the tenant keys the platform issues (the gateway verifies them before asking any grain).
+if [ ! -s "$DATA/api-key-signing-key" ]; then
+  head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48 >"$DATA/api-key-signing-key"
+fi
 
 # ---- start ---------------------------------------------------------------------------------------------------------
 # Azurite and the gateway run in their own sessions (setsid), so Ctrl+C reaches only this script, which then stops
@@ -185,6 +189,7 @@ say "starting the gateway (all-in-one) on $URL"
 ASPNETCORE_URLS="http://$HOST:$PORT" \
 TAPT__GATEWAY__MODE=all-in-one \
 TAPT__GATEWAY__OPERATORKEY="$OPERATOR_KEY" \
+TAPT__APIKEYS__SIGNINGKEY="$(cat "$DATA/api-key-signing-key")" \
 TAPT__STORAGE__CONNECTIONSTRING="$STORAGE" \
 TAPT__ACCELERATOR=cpu \
 TAPT__ENGINE__THREADS="$ENGINE_THREADS" \

@@ -55,7 +55,7 @@ start_silo() {
   local name=$1 role=$2 accel
   case "$role" in accelerator) accel=cpu ;; cpu-only) accel=cpu-only ;; *) die "role must be accelerator or cpu-only" ;; esac
   alive "$name" && die "$name already runs"
-  TAPT__STORAGE__CONNECTIONSTRING="$STORAGE" TAPT__ACCELERATOR=$accel \
+  TAPT__STORAGE__CONNECTIONSTRING="$STORAGE" TAPT__ACCELERATOR=$accel TAPT__APIKEYS__SIGNINGKEY="$(cat "$DIR/api-key-signing-key")" \
   TAPT__ENGINE__THREADS=$ENGINE_THREADS TAPT__ENGINE__TORCHTHREADS=$TORCH_THREADS TAPT__MODELS__ROOT="$ROOT/models" \
   ORLEANS__CLUSTERID=$CLUSTER_ID ORLEANS__SERVICEID=tapt-platform ORLEANS__SILOPORT=$(free_port) ORLEANS__GATEWAYPORT=$(free_port) \
   DOTNET_gcServer=0 spawn "$name" dotnet "$SILO_DLL"
@@ -76,6 +76,7 @@ start_gateway() {
   if ! alive gateway; then
     port_busy "$PORT" && die "port $PORT is in use"
     ASPNETCORE_URLS=$URL TAPT__GATEWAY__MODE=client TAPT__GATEWAY__OPERATORKEY="$(cat "$DIR/operator-key")" \
+    TAPT__APIKEYS__SIGNINGKEY="$(cat "$DIR/api-key-signing-key")" \
     TAPT__STORAGE__CONNECTIONSTRING="$STORAGE" ORLEANS__CLUSTERID=$CLUSTER_ID ORLEANS__SERVICEID=tapt-platform \
       spawn gateway dotnet "$GATEWAY_DLL"
     say "gateway pid $(cat "$DIR/pids/gateway") on $URL"
@@ -114,6 +115,7 @@ case "${1:-}" in
         { tail -n 20 "$DIR/logs/build.log" >&2; die "build failed"; }
     fi
     [ -s "$DIR/operator-key" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 >"$DIR/operator-key")
+    [ -s "$DIR/api-key-signing-key" ] || (umask 077; head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48 >"$DIR/api-key-signing-key")
     start_azurite
     alive silo-accelerator || start_silo silo-accelerator accelerator
     alive silo-cpu || start_silo silo-cpu cpu-only

@@ -3,6 +3,7 @@ using TaptPlatform.Gateway.Hosting;
 // The TaptPlatform gateway. Configuration (appsettings.json, environment TAPT__..., command line):
 //   Tapt:Gateway:Mode            client (default: joins a cluster of separate silos) | all-in-one (co-hosts a silo)
 //   Tapt:Gateway:OperatorKey     the operator's key (creates tenants, issues their keys)
+//   Tapt:ApiKeys:SigningKey      signs tenant keys (the same on every silo and gateway; required)
 //   Tapt:Gateway:Limits:*        RequestsPerSecond, Burst, MaxConcurrentJobs, ImagesPerDay (Tapt:Gateway:Tenants:{id}:* per tenant)
 //   Tapt:Storage:ConnectionString, Orleans:ClusterId / Orleans:ServiceId, and in all-in-one mode the silo's settings
 //   Tapt:Dashboard:Enabled       the Orleans Dashboard at /dashboard/ (all-in-one mode, loopback clients only)

@@ -1,13 +1,15 @@
-using System.Collections.Concurrent;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Hosting;
+using TaptPlatform.Gateway.Telemetry;
+using TaptPlatform.Grains;
 
 namespace TaptPlatform.Gateway.Auth;
 
@@ -29,51 +31,72 @@ public static class TaptAuth
 
     /// <summary>
     /// The key a request carries: the <c>X-Api-Key</c> header, an <c>Authorization: Bearer</c> header, or, on the
-    /// SignalR hub only (browsers cannot set headers on WebSockets), the <c>access_token</c> query parameter.
+    /// SignalR hub only (browsers cannot set headers on WebSockets), the <c>access_token</c> query parameter (taken
+    /// out of the query before anything logs it: <see cref="AccessTokenRedactingContextFactory"/>).
     /// </summary>
     public static string? ReadKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue(Header, out var h) && !string.IsNullOrWhiteSpace(h)) return h.ToString().Trim();
         var auth = request.Headers.Authorization.ToString();
         if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return auth["Bearer ".Length..].Trim();
-        if (request.Path.StartsWithSegments("/hubs") && request.Query.TryGetValue("access_token", out var q) && !string.IsNullOrWhiteSpace(q))
-            return q.ToString();
+        if (request.Path.StartsWithSegments("/hubs") && request.HttpContext.Features.Get<AccessTokenFeature>() is { } q && !string.IsNullOrWhiteSpace(q.Token))
+            return q.Token;
         return null;
     }
+
+    /// <summary>The key a tenant principal was authenticated with (kept on its identity for the hub's re-checks).</summary>
+    public static string? KeyOf(ClaimsPrincipal user) =>
+        user.Identities.FirstOrDefault(i => i.AuthenticationType == Scheme)?.BootstrapContext as string;
 }
 
 /// <summary>A validated tenant key.</summary>
 public sealed record ApiKeyIdentity(string TenantId, string KeyId, string Name);
 
 /// <summary>
-/// Checks tenant keys with their tenant grain and remembers the answer briefly (keyed by the key's SHA-256, never
-/// the key). Revoking through this gateway forgets the key at once; other gateways notice within
-/// <see cref="GatewayOptions.KeyCacheDuration"/>.
+/// Checks tenant keys: first their shape and MAC here (<see cref="ApiKeySigner"/>), so a malformed or forged key is
+/// refused without any grain call; then, for a key that passed, with its tenant grain. Both answers of the grain are
+/// remembered briefly (keyed by the key's SHA-256, never the key; at most <see cref="MaxEntries"/>), so a refused key
+/// presented again does not reach the grain either. Revoking through this gateway forgets the key at once; other
+/// gateways notice within <see cref="GatewayOptions.KeyCacheDuration"/>.
 /// </summary>
-public sealed class ApiKeyValidator(IGrainFactory grains, TimeProvider clock, IOptionsMonitor<GatewayOptions> options)
+public sealed class ApiKeyValidator(
+    IGrainFactory grains,
+    ApiKeySigner signer,
+    IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<ApiKeyOptions> keyOptions,
+    GatewayMetrics metrics) : IDisposable
 {
-    private const int MaxEntries = 10_000;
-    private readonly ConcurrentDictionary<string, (ApiKeyIdentity? Identity, DateTimeOffset Expires)> _cache = new(StringComparer.Ordinal);
+    public const int MaxEntries = 10_000;
+    private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = MaxEntries });
 
     public async Task<ApiKeyIdentity?> ValidateAsync(string? secret)
     {
-        if (ApiKeySecrets.Parse(secret) is not { } parsed || secret!.Length > 200) return null;
-        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
-        var now = clock.GetUtcNow();
-        if (_cache.TryGetValue(hash, out var hit) && hit.Expires > now) return hit.Identity;
-        var info = await grains.GetGrain<ITenantGrain>(parsed.TenantId).ValidateApiKeyAsync(secret);
+        var shape = signer.Check(secret);
+        if (shape is ApiKeyShape.Malformed or ApiKeyShape.BadSignature || shape == ApiKeyShape.Unsigned && !keyOptions.CurrentValue.AcceptUnsignedLegacyKeys)
+        {
+            metrics.KeyRefused(shape == ApiKeyShape.Unsigned ? "unsigned" : shape == ApiKeyShape.Malformed ? "malformed" : "bad_signature");
+            return null;
+        }
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret!)));
+        if (_cache.TryGetValue(hash, out CachedAnswer? hit)) return hit!.Identity;
+        var parsed = ApiKeySecrets.Parse(secret)!.Value;
+        var info = await grains.GetGrain<ITenantGrain>(parsed.TenantId).ValidateApiKeyAsync(secret!);
         var identity = info is null ? null : new ApiKeyIdentity(parsed.TenantId, info.KeyId, info.Name);
-        if (_cache.Count >= MaxEntries) _cache.Clear();
-        _cache[hash] = (identity, now + options.CurrentValue.KeyCacheDuration);
+        if (identity is null) metrics.KeyRefused("unknown");
+        _cache.Set(hash, new CachedAnswer(identity), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = options.CurrentValue.KeyCacheDuration });
         return identity;
     }
 
     /// <summary>Forgets every cached answer for the key (after it was revoked).</summary>
     public void Forget(string tenantId, string keyId)
     {
-        foreach (var (hash, entry) in _cache)
-            if (entry.Identity is { } i && i.TenantId == tenantId && i.KeyId == keyId) _cache.TryRemove(hash, out _);
+        foreach (var hash in _cache.Keys)
+            if (_cache.TryGetValue(hash, out CachedAnswer? entry) && entry!.Identity is { } i && i.TenantId == tenantId && i.KeyId == keyId) _cache.Remove(hash);
     }
+
+    public void Dispose() => _cache.Dispose();
+
+    private sealed record CachedAnswer(ApiKeyIdentity? Identity);
 }
 
 /// <summary>
@@ -104,7 +127,12 @@ public sealed class ApiKeyAuthenticationHandler(
             new Claim(ClaimTypes.Role, TaptAuth.TenantRole),
             new Claim(TaptAuth.TenantClaim, identity.TenantId),
             new Claim(TaptAuth.KeyIdClaim, identity.KeyId),
-        ], Scheme.Name);
+        ], Scheme.Name)
+        {
+            // A hub connection's later requests (long polling) reach the hub as a copy of the first, without its
+            // features: the identity, which is copied, keeps the key for the hub's re-checks.
+            BootstrapContext = key,
+        };
         return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(claims), Scheme.Name));
     }
 

@@ -1,6 +1,9 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Orleans.Runtime;
@@ -82,6 +85,18 @@ public static class Problems
 
     private static int RetrySeconds(TimeSpan t) => (int)Math.Clamp(Math.Ceiling(t.TotalSeconds), 1, int.MaxValue);
 
+    /// <summary>The reason of a status that no handler explained (the framework's own refusals: routing, media types).</summary>
+    private static string? DefaultDetail(int status) => status switch
+    {
+        400 => "The request could not be read.",
+        401 => $"Send a valid API key in the {Auth.TaptAuth.Header} header.",
+        404 => "There is no such resource or route.",
+        405 => "This route does not take this HTTP method.",
+        413 => "The request body is larger than this endpoint accepts.",
+        415 => "This endpoint does not take this Content-Type: send JSON (application/json), or multipart/form-data for uploads.",
+        _ => null,
+    };
+
     /// <summary>Writes a problem document straight to the response (outside endpoint results: authentication, limits).</summary>
     public static async Task WriteAsync(HttpContext context, int status, string code, string title, string? detail = null, IDictionary<string, object?>? extensions = null)
     {
@@ -101,6 +116,7 @@ public static class Problems
         var p = context.ProblemDetails;
         var status = p.Status ?? context.HttpContext.Response.StatusCode;
         p.Extensions.TryAdd("code", ErrorCodes.ForStatus(status));
+        p.Detail ??= DefaultDetail(status);
         p.Extensions.TryAdd("traceId", Activity.Current?.Id ?? context.HttpContext.TraceIdentifier);
         p.Instance = null;   // never echo the request path (it may name another tenant's things)
     }
@@ -110,12 +126,14 @@ public static class Problems
 /// Turns exceptions into problem documents. Messages of the platform's own errors are safe to show (they name only
 /// the caller's own things); anything unexpected becomes a bare 500.
 /// </summary>
-public sealed class GatewayExceptionHandler(ILogger<GatewayExceptionHandler> log) : IExceptionHandler
+public sealed partial class GatewayExceptionHandler(ILogger<GatewayExceptionHandler> log) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
     {
         if (exception is OperationCanceledException && context.RequestAborted.IsCancellationRequested) return true;
-        var (status, code, title, detail) = Classify(exception);
+        var (status, code, title, detail) = exception is InvalidDataException invalid
+            ? ClassifyMultipart(invalid, context.RequestServices.GetRequiredService<IOptions<FormOptions>>().Value)
+            : Classify(exception);
         if (status >= 500) log.LogError(exception, "Request {Method} {Path} failed", context.Request.Method, context.Request.Path);
         else log.LogDebug("Request {Method} {Path}: {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, status, code, exception.Message);
         if (status == 503) Problems.SetRetryAfter(context, TimeSpan.FromSeconds(5));
@@ -132,13 +150,42 @@ public sealed class GatewayExceptionHandler(ILogger<GatewayExceptionHandler> log
         TaptStorageUnavailableException => (503, ErrorCodes.StorageUnavailable, "Storage unavailable", e.Message),
         BadHttpRequestException { StatusCode: 413 } => (413, ErrorCodes.PayloadTooLarge, "Payload too large", "The request body is larger than this endpoint accepts."),
         BadHttpRequestException { InnerException: JsonException j } => (400, ErrorCodes.MalformedRequest, "Malformed request", "The body is not valid JSON for this endpoint: " + JsonMessage(j)),
-        BadHttpRequestException b => (b.StatusCode is >= 400 and < 500 ? b.StatusCode : 400, ErrorCodes.ForStatus(b.StatusCode is >= 400 and < 500 ? b.StatusCode : 400), "Bad request", b.Message),
+        BadHttpRequestException { StatusCode: 415 } => (415, ErrorCodes.UnsupportedMediaType, "Unsupported media type", "Send the body as JSON (Content-Type: application/json)."),
+        BadHttpRequestException { StatusCode: 408 } => (408, "request_timeout", "Request timeout", "The request body arrived too slowly."),
+        BadHttpRequestException b => (400, ErrorCodes.MalformedRequest, "Malformed request", BadRequestDetail(b)),
         JsonException j => (400, ErrorCodes.MalformedRequest, "Malformed request", "The body is not valid JSON for this endpoint: " + JsonMessage(j)),
         InvalidDataException => (400, ErrorCodes.MalformedRequest, "Malformed request", "The multipart body is malformed."),
         SiloUnavailableException or OrleansMessageRejectionException or GatewayTooBusyException or Orleans.Runtime.Messaging.ConnectionFailedException or TimeoutException
             => (503, ErrorCodes.Unavailable, "Service unavailable", "The cluster is not reachable right now; try again shortly."),
         _ => (500, ErrorCodes.Internal, "Internal error", "An unexpected error occurred."),
     };
+
+    /// <summary>
+    /// Why a multipart body could not be read, in our words (the form reader's messages are not shown): over its size
+    /// or part-count limits (set from the gateway's own, see <c>AddTaptGateway</c>), or broken.
+    /// </summary>
+    internal static (int Status, string Code, string Title, string? Detail) ClassifyMultipart(InvalidDataException e, FormOptions limits) =>
+        e.Message switch
+        {
+            var m when m.Contains("body length limit", StringComparison.OrdinalIgnoreCase) =>
+                (413, ErrorCodes.PayloadTooLarge, "Payload too large", $"The upload is larger than {limits.MultipartBodyLengthLimit} bytes, the most one request may carry."),
+            var m when m.Contains("value count limit", StringComparison.OrdinalIgnoreCase) =>
+                (413, ErrorCodes.TooManyImages, "Too many images", $"One request carries at most {limits.ValueCountLimit} parts: send the rest in another request."),
+            var m when m.Contains("headers", StringComparison.OrdinalIgnoreCase) =>
+                (400, ErrorCodes.MalformedRequest, "Malformed request", "A part of the multipart body has too many or too long headers."),
+            var m when m.Contains("length limit", StringComparison.OrdinalIgnoreCase) =>
+                (400, ErrorCodes.MalformedRequest, "Malformed request", "A form field of the multipart body is too long."),
+            _ => (400, ErrorCodes.MalformedRequest, "Malformed request", "The multipart body is malformed: a boundary, a part's headers or its end is missing or broken."),
+        };
+
+    /// <summary>Which parameter could not be read, by its name only (the framework's message also names types).</summary>
+    private static string BadRequestDetail(BadHttpRequestException b) =>
+        ParameterName().Match(b.Message) is { Success: true } m
+            ? $"The parameter '{m.Groups["name"].Value}' is missing or not valid for this endpoint."
+            : "The request could not be read: its body is missing, incomplete, or not what this endpoint takes.";
+
+    [GeneratedRegex("""parameter "(?:[^"]* )?(?<name>[A-Za-z_][A-Za-z0-9_]*)" """, RegexOptions.CultureInvariant)]
+    private static partial Regex ParameterName();
 
     /// <summary>Where the JSON went wrong, without echoing the input.</summary>
     private static string JsonMessage(JsonException j) =>

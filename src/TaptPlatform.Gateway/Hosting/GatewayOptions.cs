@@ -49,6 +49,13 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
     /// <summary>Limits every tenant gets unless <see cref="Tenants"/> overrides them.</summary>
     public TenantLimits Limits { get; set; } = new();
 
+    /// <summary>
+    /// The rate limit, per client address, of requests that carry no correctly signed tenant key (nor the operator
+    /// key): anonymous calls, malformed or forged keys, and unsigned keys issued before keys were signed. It is applied
+    /// before authentication, so a flood of bad keys gets 429 after its burst without costing a key check.
+    /// </summary>
+    public AddressLimits Unauthenticated { get; set; } = new();
+
     /// <summary>Per-tenant overrides of <see cref="Limits"/> (by tenant id); unset values fall back to the defaults.</summary>
     public Dictionary<string, TenantLimits> Tenants { get; set; } = new(StringComparer.Ordinal);
 
@@ -70,6 +77,8 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
         if (OperatorKey is not null && OperatorKey.Length < 16) throw new ArgumentException($"{Section}:OperatorKey must have at least 16 characters");
         if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0)
             throw new ArgumentException($"{Section}: size limits must be positive");
+        if (Unauthenticated.RequestsPerSecond < 1 || Unauthenticated.Burst < 1)
+            throw new ArgumentException($"{Section}:Unauthenticated:RequestsPerSecond and Burst must be at least 1");
         if (MaxRunningJobs is < 1 or > 10_000) throw new ArgumentException($"{Section}:MaxRunningJobs must be in 1..10000");
         if (MaxEvaluationCost < 1) throw new ArgumentException($"{Section}:MaxEvaluationCost must be positive");
     }
@@ -136,6 +145,16 @@ public sealed class TenantLimits
 
     /// <summary>Images accepted per UTC day.</summary>
     public int? ImagesPerDay { get; set; }
+}
+
+/// <summary>The rate limit of one client address (see <see cref="GatewayOptions.Unauthenticated"/>).</summary>
+public sealed class AddressLimits
+{
+    /// <summary>Sustained requests per second.</summary>
+    public int RequestsPerSecond { get; set; } = 10;
+
+    /// <summary>Requests allowed in a burst.</summary>
+    public int Burst { get; set; } = 50;
 }
 
 public sealed record EffectiveLimits(int RequestsPerSecond, int Burst, int MaxConcurrentJobs, int ImagesPerDay);

@@ -99,6 +99,12 @@ public static class TaptGatewayExtensions
         services.AddExceptionHandler<GatewayExceptionHandler>();
         services.ConfigureHttpJsonOptions(o => GatewayJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        // The form reader's limits follow the gateway's: an upload the gateway accepts is never cut short by a lower one.
+        services.AddOptions<Microsoft.AspNetCore.Http.Features.FormOptions>().Configure<IOptions<GatewayOptions>>((f, g) =>
+        {
+            f.MultipartBodyLengthLimit = g.Value.MaxUploadBytes;
+            f.ValueCountLimit = g.Value.MaxImagesPerRequest;
+        });
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(o =>
         {
             var g = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
@@ -106,10 +112,13 @@ public static class TaptGatewayExtensions
             o.AddServerHeader = false;
         });
 
+        // Replaces the host's context factory (registered before this): access_token leaves the query before it is logged.
+        services.AddSingleton<IHttpContextFactory>(sp => new AccessTokenRedactingContextFactory(new DefaultHttpContextFactory(sp)));
         services.AddAuthentication(TaptAuth.Scheme).AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TaptAuth.Scheme, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(TaptAuth.TenantPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.TenantRole).RequireClaim(TaptAuth.TenantClaim))
             .AddPolicy(TaptAuth.OperatorPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.OperatorRole));
+        services.AddTaptApiKeySigning(o => builder.Configuration.GetSection(ApiKeyOptions.Section).Bind(o));
         services.AddSingleton<ApiKeyValidator>();
         services.AddTaptRateLimits();
 
@@ -141,7 +150,7 @@ public static class TaptGatewayExtensions
                 Type = Microsoft.OpenApi.SecuritySchemeType.ApiKey,
                 In = Microsoft.OpenApi.ParameterLocation.Header,
                 Name = TaptAuth.Header,
-                Description = "A tenant key (tapt.{tenant}.{keyId}.{secret}), or the operator key for /api/tenants.",
+                Description = "A tenant key (tapt.{tenant}.{keyId}.{secret}.{mac}), or the operator key for /api/tenants.",
             };
             doc.Security ??= [];
             doc.Security.Add(new Microsoft.OpenApi.OpenApiSecurityRequirement { [new Microsoft.OpenApi.OpenApiSecuritySchemeReference(TaptAuth.Scheme, doc)] = [] });
@@ -168,8 +177,9 @@ public static class TaptGatewayExtensions
         app.Use(SecurityHeaders);
         app.UseTaptConsole();
         app.UseRouting();
-        app.UseAuthentication();
+        // The rate limiter first: it picks its bucket from the key alone, so bad keys are counted before any is checked.
         app.UseRateLimiter();
+        app.UseAuthentication();
         app.UseTaptBodyLimits();
         app.UseAuthorization();
 
@@ -216,8 +226,9 @@ public static class TaptGatewayExtensions
             app.Logger.LogWarning("{Section}:Enabled is ignored: the Orleans Dashboard is served in the {Mode} mode only", TaptDashboardOptions.Section, GatewayModes.AllInOne);
             return;
         }
+        // Not part of the API: kept out of the OpenAPI document.
         app.MapOrleansDashboard(dashboard.Path).AddEndpointFilter(async (context, next) =>
-            IsLoopback(context.HttpContext.Connection.RemoteIpAddress) ? await next(context) : Results.NotFound());
+            IsLoopback(context.HttpContext.Connection.RemoteIpAddress) ? await next(context) : Results.NotFound()).ExcludeFromDescription();
         app.Logger.LogInformation("Orleans Dashboard at {Path}/ (loopback clients only)", dashboard.Path);
     }
 

@@ -1,8 +1,8 @@
-using System.Security.Claims;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Hosting;
@@ -43,8 +43,11 @@ public static class RequestLimits
     });
 
     /// <summary>
-    /// A token bucket per tenant (per client address before authentication) over <c>/api</c> and <c>/hubs</c>;
-    /// refusals are 429 problems with <c>Retry-After</c>.
+    /// A token bucket per tenant over <c>/api</c> and <c>/hubs</c>, chosen before authentication (it runs first, so a
+    /// flood of bad keys is refused before any of them is checked): a request with a correctly signed tenant key counts
+    /// for that tenant, one with the operator key for the operator, and every other (no key, a malformed or forged key,
+    /// an unsigned key of before keys were signed) for its client address under
+    /// <see cref="GatewayOptions.Unauthenticated"/>. Refusals are 429 problems with <c>Retry-After</c>.
     /// </summary>
     public static IServiceCollection AddTaptRateLimits(this IServiceCollection services) => services.AddRateLimiter(o =>
     {
@@ -52,15 +55,12 @@ public static class RequestLimits
         {
             var path = context.Request.Path;
             if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/hubs")) return RateLimitPartition.GetNoLimiter("unlimited");
-            var tenant = context.User.FindFirstValue(TaptAuth.TenantClaim);
-            var key = tenant is not null ? "tenant:" + tenant
-                : context.User.IsInRole(TaptAuth.OperatorRole) ? "operator"
-                : "address:" + context.Connection.RemoteIpAddress;
-            var limits = context.RequestServices.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue.LimitsFor(tenant);
-            return RateLimitPartition.GetTokenBucketLimiter(key, _ => new TokenBucketRateLimiterOptions
+            var gateway = context.RequestServices.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue;
+            var (partition, requestsPerSecond, burst) = PartitionOf(context, gateway);
+            return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
             {
-                TokenLimit = Math.Max(1, limits.Burst),
-                TokensPerPeriod = Math.Max(1, limits.RequestsPerSecond),
+                TokenLimit = Math.Max(1, burst),
+                TokensPerPeriod = Math.Max(1, requestsPerSecond),
                 ReplenishmentPeriod = TimeSpan.FromSeconds(1),
                 QueueLimit = 0,
                 AutoReplenishment = true,
@@ -72,8 +72,26 @@ public static class RequestLimits
             context.HttpContext.RequestServices.GetRequiredService<GatewayMetrics>().Limited("requests");
             Problems.SetRetryAfter(context.HttpContext, retry);
             await Problems.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests, ErrorCodes.RateLimited, "Too many requests",
-                "this tenant's request rate limit is exceeded; retry after the time in Retry-After",
+                "the request rate limit of this key (or, without a valid key, of this client address) is exceeded; retry after the time in Retry-After",
                 new Dictionary<string, object?> { ["retryAfterSeconds"] = Problems.RetrySecondsOf(retry) });
         };
     });
+
+    /// <summary>Whose bucket a request draws from, from its key alone (checked locally: no grain is asked).</summary>
+    internal static (string Partition, int RequestsPerSecond, int Burst) PartitionOf(HttpContext context, GatewayOptions gateway)
+    {
+        var key = TaptAuth.ReadKey(context.Request);
+        if (key is not null && ApiKeyAuthenticationHandler.IsOperatorKey(key, gateway.OperatorKey))
+        {
+            var defaults = gateway.LimitsFor(null);
+            return ("operator", defaults.RequestsPerSecond, defaults.Burst);
+        }
+        if (key is not null && context.RequestServices.GetRequiredService<ApiKeySigner>().Check(key) == ApiKeyShape.Signed)
+        {
+            var tenant = ApiKeySecrets.Parse(key)!.Value.TenantId;
+            var limits = gateway.LimitsFor(tenant);
+            return ("tenant:" + tenant, limits.RequestsPerSecond, limits.Burst);
+        }
+        return ("address:" + context.Connection.RemoteIpAddress, gateway.Unauthenticated.RequestsPerSecond, gateway.Unauthenticated.Burst);
+    }
 }

@@ -15,7 +15,7 @@ public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluat
     public override async Task OnConnectedAsync()
     {
         var user = Context.User!;
-        var secret = Context.GetHttpContext() is { } http ? TaptAuth.ReadKey(http.Request) : null;
+        var secret = TaptAuth.KeyOf(user);
         if (secret is null)
         {
             Context.Abort();

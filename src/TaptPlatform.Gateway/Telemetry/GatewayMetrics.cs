@@ -14,6 +14,7 @@ public sealed class GatewayMetrics
     private readonly Counter<long> _rejectedImages;
     private readonly Counter<long> _jobs;
     private readonly Counter<long> _limited;
+    private readonly Counter<long> _keysRefused;
     private readonly Counter<long> _liveSent;
     private readonly Counter<long> _coalesced;
     private readonly Counter<long> _dropped;
@@ -26,6 +27,8 @@ public sealed class GatewayMetrics
         _rejectedImages = m.CreateCounter<long>("tapt.gateway.images.rejected", "{image}", "Images refused at upload (format, size, limits)");
         _jobs = m.CreateCounter<long>("tapt.gateway.jobs.created", "{job}", "Jobs created");
         _limited = m.CreateCounter<long>("tapt.gateway.requests.limited", "{request}", "Requests refused with 429, by limit");
+        _keysRefused = m.CreateCounter<long>("tapt.gateway.keys.refused", "{request}",
+            "Tenant keys refused, by reason: malformed, bad_signature and unsigned (no grain asked), unknown (refused by the tenant grain)");
         _liveSent = m.CreateCounter<long>("tapt.gateway.live.messages", "{message}", "SignalR messages sent to live connections, by kind");
         _coalesced = m.CreateCounter<long>("tapt.gateway.live.steps_coalesced", "{event}", "Step events replaced by a later step of the same image before a slow connection read them");
         _dropped = m.CreateCounter<long>("tapt.gateway.live.dropped", "{event}", "Live events dropped for a connection whose buffer was full (it is told to resynchronise)");
@@ -36,6 +39,7 @@ public sealed class GatewayMetrics
     public void ImagesRejected(int n) => _rejectedImages.Add(n);
     public void JobCreated() => _jobs.Add(1);
     public void Limited(string limit) => _limited.Add(1, new KeyValuePair<string, object?>("limit", limit));
+    public void KeyRefused(string reason) => _keysRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
     public void LiveSent(string kind) => _liveSent.Add(1, new KeyValuePair<string, object?>("kind", kind));
     public void StepsCoalesced(int n) => _coalesced.Add(n);
     public void LiveDropped(int n) => _dropped.Add(n);

@@ -18,6 +18,7 @@ public sealed class TenantGrain(
     VocabularyStore vocabularyStore,
     TenantJobIndex jobIndex,
     IOptions<TenantLimits> limits,
+    ApiKeySigner signer,
     TimeProvider clock,
     ILogger<TenantGrain> log) : Grain, ITenantGrain
 {
@@ -41,7 +42,7 @@ public sealed class TenantGrain(
 
     public async Task<ApiKeyIssued> CreateApiKeyAsync(string name)
     {
-        var (keys, issued) = TenantKeyRing.Create(_keys.Value, TenantId, name, Limits, clock.GetUtcNow());
+        var (keys, issued) = TenantKeyRing.Create(_keys.Value, TenantId, name, Limits, signer, clock.GetUtcNow());
         await _keys.WriteAsync(keys);
         return issued;
     }

@@ -7,13 +7,14 @@ namespace TaptPlatform.Grains.Tenants;
 /// <summary>What can be done to a tenant's keys, as functions from one <see cref="TenantKeys"/> record to the next.</summary>
 internal static class TenantKeyRing
 {
-    public static (TenantKeys Keys, ApiKeyIssued Issued) Create(TenantKeys keys, string tenantId, string name, TenantLimits limits, DateTimeOffset now)
+    public static (TenantKeys Keys, ApiKeyIssued Issued) Create(TenantKeys keys, string tenantId, string name, TenantLimits limits, ApiKeySigner signer,
+        DateTimeOffset now)
     {
         Identifiers.RequireName(name, "API key");
         if (keys.Keys.Count(k => k.RevokedAt is null) >= limits.MaxLiveApiKeys)
             throw new TaptStorageQuotaException($"a tenant has at most {limits.MaxLiveApiKeys} live API keys: revoke one first");
         var keyId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
-        var secret = $"tapt.{tenantId}.{keyId}.{Base64Url(RandomNumberGenerator.GetBytes(32))}";
+        var secret = signer.Mint(tenantId, keyId);
         var list = keys.Keys.Add(new TenantApiKey(keyId, name, Hash(secret), now));
         // Forget the longest-revoked keys past the bound: they validate nothing, only the listing shows them.
         while (list.Count > limits.MaxStoredApiKeys)
@@ -43,6 +44,4 @@ internal static class TenantKeyRing
     }
 
     private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
-
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

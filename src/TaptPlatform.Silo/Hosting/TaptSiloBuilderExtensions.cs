@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Serialization;
 using Orleans.Storage;
+using TaptPlatform.Contracts;
 using TaptPlatform.Grains;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
@@ -48,7 +49,26 @@ public static class TaptSiloBuilderExtensions
             .UseTaptAzureReminders(storage)
             .AddTaptStorage(storage, configuration.TaptJobs())
             .UseTaptRole(configuration)
+            .AddTaptApiKeySigning(configuration)
             .AddActivityPropagation();
+    }
+
+    /// <summary>The API key signer (<c>Tapt:ApiKeys</c>, see <see cref="ApiKeyOptions"/>): tenant grains mint signed keys.</summary>
+    public static ISiloBuilder AddTaptApiKeySigning(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        silo.Services.AddTaptApiKeySigning(o => configuration.GetSection(ApiKeyOptions.Section).Bind(o));
+        return silo;
+    }
+
+    /// <summary>
+    /// Registers <see cref="ApiKeyOptions"/> (checked when the host starts) and the <see cref="ApiKeySigner"/> built from
+    /// them; for silos and gateways alike (registering twice, as the all-in-one mode does, is harmless).
+    /// </summary>
+    public static IServiceCollection AddTaptApiKeySigning(this IServiceCollection services, Action<ApiKeyOptions> configure)
+    {
+        services.AddOptions<ApiKeyOptions>().Configure(configure).ValidatedOnStart();
+        services.TryAddSingleton(sp => new ApiKeySigner(sp.GetRequiredService<IOptions<ApiKeyOptions>>().Value.SigningKey!));
+        return services;
     }
 
     /// <summary>Orleans membership in an Azure (or Azurite) table.</summary>

@@ -25,6 +25,9 @@ public sealed class GatewayFixture : IAsyncLifetime
     public const string OperatorKey = "operator-key-for-the-gateway-tests-0123456789";
     public const long VocabularyBytesLimit = 4L * 1024 * 1024;
 
+    /// <summary>The signing key of tenant keys, shared by the gateway and its silo (and any gateway a test adds).</summary>
+    public const string ApiKeySigningKey = "api-key-signing-key-of-the-gateway-tests-0123456789";
+
     /// <summary>A tenant id configured with tight limits (2 requests/s, burst 4; 5 images a day; 1 running job).</summary>
     public string LimitedTenant { get; } = "limited-" + Guid.NewGuid().ToString("N")[..12];
 
@@ -54,6 +57,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         {
             ["Tapt:Gateway:Mode"] = "all-in-one",
             ["Tapt:Gateway:OperatorKey"] = OperatorKey,
+            ["Tapt:ApiKeys:SigningKey"] = ApiKeySigningKey,
             ["Tapt:Gateway:MaxJsonBytes"] = (1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:MaxUploadBytes"] = (6 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:MaxImageBytes"] = (2 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -62,6 +66,9 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["Tapt:Gateway:Limits:Burst"] = "2000",
             ["Tapt:Gateway:Limits:MaxConcurrentJobs"] = "50",
             ["Tapt:Gateway:Limits:ImagesPerDay"] = "100000",
+            // The tests send many requests without a valid key from one address (RequestLimitTests tightens this).
+            ["Tapt:Gateway:Unauthenticated:RequestsPerSecond"] = "1000",
+            ["Tapt:Gateway:Unauthenticated:Burst"] = "5000",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:RequestsPerSecond"] = "2",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:Burst"] = "4",
             [$"Tapt:Gateway:Tenants:{LimitedTenant}:ImagesPerDay"] = "5",
@@ -94,9 +101,10 @@ public sealed class GatewayFixture : IAsyncLifetime
     }
 
     /// <summary>Starts a gateway on Kestrel on a free loopback port and waits until it is ready (its cluster answers).</summary>
-    public static async Task<(GatewayFactory Factory, Uri BaseAddress)> StartAsync(IReadOnlyDictionary<string, string> settings)
+    public static async Task<(GatewayFactory Factory, Uri BaseAddress)> StartAsync(IReadOnlyDictionary<string, string> settings,
+        Action<ILoggingBuilder>? logging = null)
     {
-        var factory = new GatewayFactory(settings);
+        var factory = new GatewayFactory(settings, logging);
         factory.UseKestrel(0);
         factory.StartServer();
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
@@ -227,8 +235,8 @@ public sealed class GatewayFixture : IAsyncLifetime
     }
 }
 
-/// <summary>The real gateway (its Program) with the fixture's settings.</summary>
-public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings) : WebApplicationFactory<Program>
+/// <summary>The real gateway (its Program) with the fixture's settings, and optionally a test's own log providers.</summary>
+public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings, Action<ILoggingBuilder>? logging = null) : WebApplicationFactory<Program>
 {
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -241,6 +249,7 @@ public sealed class GatewayFactory(IReadOnlyDictionary<string, string> settings)
             l.ClearProviders();
             if (Environment.GetEnvironmentVariable("TAPT_TEST_LOG") is { Length: > 0 } level)
                 l.AddSimpleConsole(o => o.TimestampFormat = "HH:mm:ss.fff ").SetMinimumLevel(Enum.Parse<LogLevel>(level, ignoreCase: true));
+            logging?.Invoke(l);
         });
     }
 }

@@ -67,6 +67,7 @@ public sealed class TaptCluster : IAsyncDisposable
             // a tenant grain ever landed on the cpu-only silo depended on the machine's load.
             silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
             silo.Services.Configure<TenantLimits>(o => o.MaxVocabularyBytes = TestVocabularyBytes);
+            silo.Services.AddTaptApiKeySigning(o => o.SigningKey = "api-key-signing-key-of-the-grain-tests-0123456789");
             silo.AddTaptStorage(storage, o =>
                 {
                     o.RetryDelay = TimeSpan.FromMilliseconds(200);

@@ -117,13 +117,14 @@ function showError(id, error) { $(id).textContent = error ? (error.message || St
 
 function tenantOf(key) {
   const parts = (key || "").split(".");
-  return parts.length === 4 && parts[0] === "tapt" ? parts[1] : null;
+  // Signed keys have five parts; keys issued before keys were signed have four.
+  return (parts.length === 5 || parts.length === 4) && parts[0] === "tapt" ? parts[1] : null;
 }
 
 async function signIn(key) {
   state.key = key.trim();
   const tenant = tenantOf(state.key);
-  if (!tenant) throw new Error("That is not a TAPT API key (tapt.<tenant>.<id>.<secret>).");
+  if (!tenant) throw new Error("That is not a TAPT API key (tapt.<tenant>.<id>.<secret>.<mac>).");
   const response = await fetch("/api/usage", { headers: { "X-Api-Key": state.key } });
   if (response.status === 401) throw new Error("This key is not valid (unknown or revoked).");
   if (response.status === 403) throw new Error("This is not a tenant key.");

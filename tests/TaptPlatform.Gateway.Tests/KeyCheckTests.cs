@@ -1,0 +1,93 @@
+using System.Net;
+using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
+using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Tests.Infrastructure;
+
+namespace TaptPlatform.Gateway.Tests;
+
+/// <summary>Keys are refused before any work: forged ones without a grain, floods of bad ones by the rate limiter.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class KeyCheckTests(GatewayFixture gateway)
+{
+    [Fact]
+    public async Task Forged_keys_get_401_without_activating_their_tenant_grains_and_only_correctly_signed_ones_reach_a_grain()
+    {
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var forger = new ApiKeySigner("a-signing-key-that-is-not-the-gateways-0123456789");
+        using var anonymous = gateway.Anonymous();
+        for (var i = 0; i < 50; i++)
+            Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(anonymous, forger.Mint($"forged-{run}-{i}", "0123456789ab")));
+        // A real key's MAC altered, and a forged key over the hub's access_token.
+        var (_, realKey) = await gateway.CreateTenantAsync(prefix: "real");
+        Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(anonymous, realKey[..^2] + (realKey.EndsWith("AA", StringComparison.Ordinal) ? "BB" : "AA")));
+        await using (var hub = new HubConnectionBuilder()
+            .WithUrl(new Uri(gateway.BaseAddress, "/hubs/jobs"), o => o.AccessTokenProvider = () => Task.FromResult<string?>(forger.Mint($"forged-{run}-hub", "0123456789ab")))
+            .Build())
+            Assert.Equal(HttpStatusCode.Unauthorized, (await Assert.ThrowsAnyAsync<HttpRequestException>(() => hub.StartAsync())).StatusCode);
+        Assert.Empty(await TenantActivationsAsync($"forged-{run}"));
+
+        // The count sees activations: a key signed with the real signing key but unknown to its tenant is asked there
+        // (and refused), once: the refusal is remembered.
+        var unknown = new ApiKeySigner(GatewayFixture.ApiKeySigningKey).Mint($"unknown-{run}", "0123456789ab");
+        Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(anonymous, unknown));
+        Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(anonymous, unknown));
+        Assert.Single(await TenantActivationsAsync($"unknown-{run}"));
+    }
+
+    [Fact]
+    public async Task A_flood_of_bad_keys_from_one_address_gets_429_after_its_burst_while_a_tenant_key_from_it_is_served()
+    {
+        // A second gateway (client mode, on the fixture's cluster) with a tight limit for requests without a valid key.
+        var settings = new Dictionary<string, string>(gateway.Settings)
+        {
+            ["Tapt:Gateway:Mode"] = "client",
+            ["Tapt:Gateway:Unauthenticated:RequestsPerSecond"] = "1",
+            ["Tapt:Gateway:Unauthenticated:Burst"] = "5",
+        };
+        var (factory, baseAddress) = await GatewayFixture.StartAsync(settings);
+        await using var _ = factory;
+        var (_, tenantKey) = await gateway.CreateTenantAsync(prefix: "flood");
+        using var http = new HttpClient { BaseAddress = baseAddress };
+        var forger = new ApiKeySigner("a-signing-key-that-is-not-the-gateways-0123456789");
+
+        var statuses = new List<HttpStatusCode>();
+        HttpResponseMessage? firstLimited = null;
+        for (var i = 0; i < 30; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/jobs");
+            request.Headers.Add("X-Api-Key", forger.Mint($"flood-target-{i}", "0123456789ab"));
+            var response = await http.SendAsync(request);
+            statuses.Add(response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) firstLimited ??= response;
+        }
+        Assert.All(statuses.Take(5), s => Assert.Equal(HttpStatusCode.Unauthorized, s));
+        Assert.All(statuses, s => Assert.True(s is HttpStatusCode.Unauthorized or HttpStatusCode.TooManyRequests, s.ToString()));
+        Assert.NotNull(firstLimited);
+        await CatalogAndKeyTests.AssertProblem(firstLimited, HttpStatusCode.TooManyRequests, "rate_limited");
+        Assert.True(firstLimited.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+        // A tenant's signed key draws from its tenant's bucket, not the address's.
+        Assert.Equal(HttpStatusCode.OK, await StatusWithKeyAsync(http, tenantKey));
+    }
+
+    private static async Task<HttpStatusCode> StatusWithKeyAsync(HttpClient http, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/jobs");
+        request.Headers.Add("X-Api-Key", key);
+        using var response = await http.SendAsync(request);
+        return response.StatusCode;
+    }
+
+    /// <summary>The active tenant grains (across the cluster) whose tenant id starts with <paramref name="prefix"/>.</summary>
+    private async Task<List<string>> TenantActivationsAsync(string prefix)
+    {
+        var management = gateway.Factory.Services.GetRequiredService<IGrainFactory>().GetGrain<IManagementGrain>(0);
+        var grains = await management.GetDetailedGrainStatistics();
+        // GrainType is the class's assembly-qualified name.
+        return grains.Where(g => g.GrainType.Split(',')[0] == typeof(Grains.Tenants.TenantGrain).FullName)
+            .Select(g => g.GrainId.Key.ToString()!)
+            .Where(k => k.StartsWith(prefix, StringComparison.Ordinal))
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+    }
+}
