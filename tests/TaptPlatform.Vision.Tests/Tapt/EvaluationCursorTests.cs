@@ -47,8 +47,10 @@ public class EvaluationCursorTests
         }
 
         Assert.Equal(whole.Images, outcomes);
+        // PGD's random starts move the generator, so its batches did depend on what came before; DI-FGSM draws from its own
+        // Random seeded by the generator's initial seed, the same at every call.
         using (var start = EvaluationCursor.Start(options.Seed))
-            Assert.NotEqual(start.SaveState(), state);   // the streams moved: the batches did depend on what came before
+            Assert.Equal(kind != AttackKind.Di, !start.SaveState().SequenceEqual(state!));
         Assert.True(protocol == EvaluationProtocol.NonAdaptive ? eotCalls == 0 : eotCalls > 0);
     }
 
