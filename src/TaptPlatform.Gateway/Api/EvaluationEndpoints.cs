@@ -26,12 +26,12 @@ public static class EvaluationEndpoints
     public static void MapEvaluationEndpoints(this RouteGroupBuilder api)
     {
         var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
-        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed).");
+        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
         e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
         e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
         e.MapPost("/{jobId}/start", Start)
-            .WithSummary("Seals the evaluation and runs it on an accelerator silo (counted like a job: 429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit).");
+            .WithSummary("Seals the evaluation and runs it on the accelerator silos (counted like a job: 429 past the tenant's concurrent-jobs quota, the cluster's running-jobs limit or the daily image quota, charged images × ε; 422 evaluation_too_costly past the cost limit).");
         e.MapPost("/{jobId}/cancel", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).CancelAsync(c.User.TenantId())))
             .WithSummary("Stops the evaluation within an attack step and gives its running slot back; the outcomes recorded so far stay (the report is partial). Idempotent.");
         e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
