@@ -28,6 +28,7 @@ public sealed class SiloHostTests(PlatformFixture platform)
             ["Tapt:Models:Directories:tiny"] = TestModels.TinyDirectory,
             ["Tapt:Storage:ConnectionString"] = platform.Storage.ConnectionString,
             ["Tapt:Storage:ClusteringTable"] = "TaptClusterTests",
+            ["Tapt:ApiKeys:SigningKey"] = "api-key-signing-key-of-the-silo-host-test-0123456789",
         });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         var storage = builder.Configuration.TaptStorage();
@@ -37,6 +38,7 @@ public sealed class SiloHostTests(PlatformFixture platform)
             .UseTaptAzureClustering(storage)
             .UseTaptAzureReminders(storage)
             .AddTaptStorage(storage)
+            .AddTaptApiKeySigning(builder.Configuration)
             .UseTaptRole(builder.Configuration));
         using var host = builder.Build();
         await host.StartAsync();
