@@ -124,10 +124,11 @@ public static class EvaluationEndpoints
     private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options)
     {
         var grain = Grain(g, jobId);
+        // Whose it is first: another tenant's evaluation is not found, whatever the body.
+        var status = await grain.GetStatusAsync(c.User.TenantId());
         if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
         var form = await c.Request.ReadFormAsync(c.RequestAborted);
         // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
-        var status = await grain.GetStatusAsync(c.User.TenantId());
         var maxCost = options.CurrentValue.MaxEvaluationCost;
         var offered = status.Images + form.Files.Count;
         if (status.CostPerImage > 0 && offered > maxCost / status.CostPerImage)
