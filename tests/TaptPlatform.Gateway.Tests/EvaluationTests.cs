@@ -81,6 +81,12 @@ public sealed class EvaluationTests(GatewayFixture gateway)
 
         // The same images, seed and settings through RobustnessEvaluator in this process.
         var expected = InProcess(Images, Epsilons, Seed, steps: 3, batchSize: 4);
+        // The ε check: each method's robust accuracy may not rise from 1/255 to 4/255 (a warning names it).
+        var checks = report.GetProperty("checks").EnumerateArray().ToDictionary(c => c.GetProperty("method").GetString()!);
+        Assert.Equal(["APT", "CLIP", "TAPT"], checks.Keys.Order());
+        Assert.All(checks.Values, c => Assert.Equal("monotone-in-epsilon", c.GetProperty("check").GetString()));
+        Assert.Equal(expected[1].Robust.Clip > expected[0].Robust.Clip, checks["CLIP"].GetProperty("warning").GetBoolean());
+        Assert.Equal(expected[1].Robust.Tapt > expected[0].Robust.Tapt, checks["TAPT"].GetProperty("warning").GetBoolean());
         for (var k = 0; k < Epsilons.Length; k++)
         {
             var r = results[k];

@@ -63,8 +63,29 @@ public static class RobustnessReportBuilder
             ["confidence"] = "95% Wilson score intervals",
             ["results"] = results,
             ["curve"] = curve,
+            ["checks"] = Checks(req.Epsilons, results),
             ["images"] = Images(imageNames, labels, byEps, req.Epsilons.Length),
         };
+    }
+
+    /// <summary>
+    /// The masking checks an evaluation's figures allow (<see cref="MaskingChecks"/>): with two ε or more, each method's
+    /// robust accuracy must not rise as ε grows.
+    /// </summary>
+    private static JsonArray Checks(IReadOnlyList<double> epsilons, JsonArray results)
+    {
+        var checks = new JsonArray();
+        foreach (var m in Methods)
+        {
+            var points = new List<(double Epsilon, double Robust)>();
+            for (var k = 0; k < epsilons.Count; k++)
+                if (results[k]?["robust"]?[m]?["accuracy"] is JsonValue v && v.TryGetValue(out double accuracy) && !double.IsNaN(accuracy))
+                    points.Add((epsilons[k], accuracy));
+            if (points.Count < 2) continue;
+            var c = MaskingChecks.OfEpsilons(m.ToUpperInvariant(), points);
+            checks.Add(new JsonObject { ["check"] = c.Name, ["method"] = c.Method, ["warning"] = c.Warning, ["detail"] = c.Detail });
+        }
+        return checks;
     }
 
     /// <summary>One ε: clean and robust accuracy per method, overall and per label, its cost and where it ran.</summary>
