@@ -163,25 +163,8 @@ public sealed class EvaluationEventBridge(
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        if (_reference is not { } r) return;
-        foreach (var (id, watch) in _watches)
-        {
-            try
-            {
-                await grains.GetGrain<IEvaluationJobGrain>(id).UnsubscribeAsync(watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Best effort: the grain forgets the observer when its subscription expires anyway.
-            }
-        }
-        try
-        {
-            grains.DeleteObjectReference<IEvaluationObserver>(r);
-        }
-        catch (ArgumentException)
-        {
-            // The runtime already let go of it (the co-hosted silo is stopping).
-        }
+        if (_reference is { } r)
+            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+                (Func<IEvaluationObserver, Task>)(o => grains.GetGrain<IEvaluationJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
     }
 }

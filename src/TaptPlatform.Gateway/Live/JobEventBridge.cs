@@ -220,26 +220,7 @@ public sealed class JobEventBridge(
     {
         await base.StopAsync(cancellationToken);
         if (_reference is { } r)
-        {
-            foreach (var (jobId, watch) in _watches)
-            {
-                try
-                {
-                    await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, r).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    // Best effort: the grain forgets the observer after five minutes anyway.
-                }
-            }
-            try
-            {
-                grains.DeleteObjectReference<IJobObserver>(r);
-            }
-            catch (ArgumentException)
-            {
-                // The runtime already let go of it (the co-hosted silo is stopping).
-            }
-        }
+            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+                (Func<IJobObserver, Task>)(o => grains.GetGrain<IJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
     }
 }
