@@ -28,13 +28,22 @@ public sealed class ClipAttention : nn.Module
     {
         var (b, l, d) = (x.shape[0], x.shape[1], x.shape[2]);
         var hd = d / _heads;
-        using var q = q_proj.forward(x).view(b, l, _heads, hd).transpose(1, 2);
-        using var k = k_proj.forward(x).view(b, l, _heads, hd).transpose(1, 2);
-        using var v = v_proj.forward(x).view(b, l, _heads, hd).transpose(1, 2);
+        using var q = Heads(q_proj, x, b, l, hd);
+        using var k = Heads(k_proj, x, b, l, hd);
+        using var v = Heads(v_proj, x, b, l, hd);
         // SDPA scales by head_dim^-0.5 as CLIPAttention does.
         using var a = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal);
-        using var merged = a.transpose(1, 2).reshape(b, l, d);
+        using var byToken = a.transpose(1, 2);
+        using var merged = byToken.reshape(b, l, d);
         return out_proj.forward(merged);
+    }
+
+    /// <summary>[B, heads, L, head_dim] view of a projection; every intermediate handle is freed here, not by the caller's scope.</summary>
+    private Tensor Heads(Linear projection, Tensor x, long b, long l, long hd)
+    {
+        using var y = projection.forward(x);
+        using var split = y.view(b, l, _heads, hd);
+        return split.transpose(1, 2);
     }
 }
 
@@ -125,8 +134,10 @@ public sealed class ClipVisionEmbeddings : nn.Module
     {
         var b = pixels.shape[0];
         using var patches = patch_embedding.forward(pixels);            // [B, D, h, w]
-        using var tokens = patches.flatten(2).transpose(1, 2);         // [B, N, D]
-        using var cls = class_embedding.view(1, 1, -1).expand(b, 1, -1);
+        using var flat = patches.flatten(2);
+        using var tokens = flat.transpose(1, 2);                       // [B, N, D]
+        using var one = class_embedding.view(1, 1, -1);
+        using var cls = one.expand(b, 1, -1);
         using var seq = cat([cls, tokens], 1);
         return seq + position_embedding.weight!;
     }
