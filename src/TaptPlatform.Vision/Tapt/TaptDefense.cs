@@ -213,7 +213,8 @@ public sealed class TaptDefense : IDisposable
         long[]? votes = null;
         using (no_grad())
         {
-            var all = GroupedLogits(views, text.detach(), prompts, k, v, null, 0);
+            using var scoringText = text.detach();
+            var all = ScoringLogits(views, scoringText, prompts, k, v);
             if (first) apt = Rows(all.select(1, 0).softmax(-1));
             selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
             if (first) votes = Vote(all, selected);
@@ -221,6 +222,41 @@ public sealed class TaptDefense : IDisposable
         var blocks = new List<Tensor>();
         var logits = GroupedLogits(Gather(views, selected, v), text, prompts, k, sel, blocks, layers);
         return new Selection(selected, logits, blocks, apt, votes);
+    }
+
+    /// <summary>
+    /// The scoring pass's [K, V, C] logits, run over the views in chunks (views j..j+n of every image at once, so each chunk
+    /// is still K groups under their own prompt slices) sized so the widest activation (the MLP's hidden layer) stays
+    /// under <see cref="TaptOptions.ScoringChunkBytes"/> (16 MiB). Without autograd nothing outlives a chunk, so a ViT-B/32 pass of 64 views
+    /// peaks at a third of the memory, and its buffers are small enough for the allocator to reuse instead of mapping
+    /// fresh pages for every layer (page faults were a fifth of the time at B/32). The default model fits in one chunk.
+    /// </summary>
+    private Tensor ScoringLogits(Tensor views, Tensor text, PromptSet prompts, int k, int v)
+    {
+        var vision = _clip.Model.Config.Vision;
+        var tokens = vision.NumPositions + prompts.Shape.TokensPerLayer;
+        var bytesPerView = (long)k * tokens * Math.Max(vision.IntermediateSize, vision.HiddenSize) * sizeof(float);
+        var budget = Math.Max(1, Options.ScoringChunkBytes);
+        var chunks = (int)Math.Clamp((bytesPerView * v + budget - 1) / budget, 1, v);
+        if (chunks == 1) return GroupedLogits(views, text, prompts, k, v, null, 0);
+        var size = (v + chunks - 1) / chunks;
+        using var byImage = views.view(k, v, views.shape[1], views.shape[2], views.shape[3]);
+        var parts = new List<Tensor>();
+        try
+        {
+            for (var start = 0; start < v; start += size)
+            {
+                var n = Math.Min(size, v - start);
+                using var scope = NewDisposeScope();
+                using var slice = byImage.narrow(1, start, n).reshape(k * n, views.shape[1], views.shape[2], views.shape[3]);
+                parts.Add(GroupedLogits(slice, text, prompts, k, n, null, 0).MoveToOuterDisposeScope());
+            }
+            return cat(parts, 1);
+        }
+        finally
+        {
+            foreach (var part in parts) part.Dispose();
+        }
     }
 
     /// <summary>The straightforward form (tested equal to the efficient one): every view with autograd, then select.</summary>

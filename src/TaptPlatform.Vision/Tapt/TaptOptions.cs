@@ -33,6 +33,9 @@ public sealed record TaptOptions
     /// <summary>Copy each image's tuned prompts into its result (audit trails of flagged images).</summary>
     public bool ReturnTunedPrompts { get; init; }
 
+    /// <summary>The widest activation one chunk of the scoring pass may make (see TaptDefense.ScoringLogits); tests force small chunks.</summary>
+    internal long ScoringChunkBytes { get; init; } = 16L << 20;
+
     public int SelectedViews => Math.Max(1, (int)(SelectionFraction * Views));
 
     public void Validate()

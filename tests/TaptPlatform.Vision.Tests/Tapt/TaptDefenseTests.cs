@@ -54,6 +54,32 @@ public class TaptDefenseTests
     }
 
     [Theory]
+    [InlineData(PromptDesign.V, 1)]        // one view per chunk
+    [InlineData(PromptDesign.VLI, 6)]      // 16 views as 6 + 6 + 4
+    [InlineData(PromptDesign.VLJ, 9)]      // 8 + 8
+    public void Scoring_in_chunks_gives_the_one_pass_result(PromptDesign design, int viewsPerChunk)
+    {
+        using var t = new TinyTapt(design);
+        var inputs = new[] { new TaptInput(t.Image(7), 3), new TaptInput(t.Image(8), 4) };
+        var vision = t.Checkpoint.Config.Vision;
+        var bytesPerView = inputs.Length * (vision.NumPositions + t.Artifact.Shape.TokensPerLayer) * Math.Max(vision.IntermediateSize, vision.HiddenSize) * sizeof(float);
+        var chunkBytes = (long)bytesPerView * viewsPerChunk;
+        var whole = new TaptDefense(t.Clip, t.Artifact, Fast).Classify(inputs, t.Vocabulary);
+        var chunked = new TaptDefense(t.Clip, t.Artifact, Fast with { ScoringChunkBytes = chunkBytes }).Classify(inputs, t.Vocabulary);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            AssertSameProbabilities(whole[i], chunked[i]);
+            Assert.Equal(whole[i].AptPrediction, chunked[i].AptPrediction);
+            Assert.Equal(whole[i].ViewsPrediction, chunked[i].ViewsPrediction);
+            for (var s = 0; s < Fast.Steps; s++)
+            {
+                Assert.Equal(whole[i].Steps[s].SelectedViews, chunked[i].Steps[s].SelectedViews);
+                Assert.Equal(whole[i].Steps[s].TotalLoss, chunked[i].Steps[s].TotalLoss, 4);
+            }
+        }
+    }
+
+    [Theory]
     [InlineData(0.08)]
     [InlineData(0.6)]
     public void Views_prediction_is_the_vote_of_the_selected_views_under_the_pretrained_prompts(double viewMinScale)
