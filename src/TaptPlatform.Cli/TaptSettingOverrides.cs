@@ -5,7 +5,7 @@ namespace TaptPlatform.Cli;
 
 /// <summary>
 /// The test-time settings a command may override on top of a prompt artifact's recorded ones
-/// (views, steps, learning rate, alignment weight, smallest view crop), so every command reads them the same way:
+/// (views, steps, learning rate, alignment weight, smallest view crop, precision), so every command reads them the same way:
 /// <c>--{prefix}steps</c>, <c>--{prefix}lr</c>, <c>--{prefix}alignment-weight</c>, <c>--{prefix}view-min-scale</c> and the views option
 /// (<c>--{prefix}views</c> unless another name is given).
 /// </summary>
@@ -20,7 +20,23 @@ public sealed class TaptSettingOverrides
         LearningRate = CliOptions.OptionalNumber($"--{prefix}lr", "TAPT learning rate" + Recorded, 0, 10);
         AlignmentWeight = CliOptions.OptionalNumber($"--{prefix}alignment-weight", "weight of the statistics alignment loss, e.g. 100/9" + Recorded, 0, 1e6, "W");
         ViewMinScale = CliOptions.OptionalNumber($"--{prefix}view-min-scale", "smallest view crop area fraction" + Recorded, 0.01, 1, "S");
+        Precision = new Option<string?>($"--{prefix}precision")
+        {
+            Description = "number format: fp32, or bf16-scoring (the view-ranking pass in bfloat16)" + Recorded,
+            HelpName = "fp32|bf16-scoring",
+        };
+        Precision.AcceptOnlyFromAmong("fp32", "bf16-scoring");
     }
+
+    /// <summary>The CLI's name of a precision (and back).</summary>
+    public static TaptPrecision ParsePrecision(string name) => name switch
+    {
+        "fp32" => TaptPrecision.Fp32,
+        "bf16-scoring" => TaptPrecision.Bf16Scoring,
+        _ => throw new CliException($"unknown precision '{name}' (fp32 or bf16-scoring)"),
+    };
+
+    public Option<string?> Precision { get; }
 
     public Option<int?> Views { get; }
     public Option<int?> Steps { get; }
@@ -35,6 +51,7 @@ public sealed class TaptSettingOverrides
         command.Options.Add(LearningRate);
         command.Options.Add(AlignmentWeight);
         command.Options.Add(ViewMinScale);
+        command.Options.Add(Precision);
     }
 
     /// <summary>The recorded settings with the given options replacing theirs.</summary>
@@ -45,5 +62,6 @@ public sealed class TaptSettingOverrides
         LearningRate = r.GetValue(LearningRate) ?? recorded.LearningRate,
         AlignmentWeight = r.GetValue(AlignmentWeight) ?? recorded.AlignmentWeight,
         ViewMinScale = r.GetValue(ViewMinScale) ?? recorded.ViewMinScale,
+        Precision = r.GetValue(Precision) is { } precision ? ParsePrecision(precision) : recorded.Precision,
     };
 }

@@ -22,6 +22,8 @@ public static class BenchCommand
         var labels = CliOptions.Int("--labels", 10, "labels in the vocabulary", 2, 100_000);
         var b32 = CliOptions.Flag("--vit-b32", "also time a ViT-B/32-sized CLIP with random weights");
         var b32Images = CliOptions.Int("--vit-b32-images", 2, "timed images per setting of the ViT-B/32", 1, 1000);
+        var precisions = CliOptions.Defaulted("--precision", "fp32", "number formats, comma-separated (bf16-scoring: the view-ranking pass in bfloat16)", "fp32,bf16-scoring");
+        var rounds = CliOptions.Int("--rounds", 1, "rounds over all settings, interleaved (one row per setting and round)", 1, 100);
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
@@ -31,32 +33,33 @@ public static class BenchCommand
             --vit-b32 adds a ViT-B/32-sized CLIP with random weights (the prompts and statistics are random too).
             """)
         {
-            model, designs, views, images, batch, labels, b32, b32Images, json, device, threads,
+            model, designs, views, images, batch, labels, b32, b32Images, precisions, rounds, json, device, threads,
         };
         command.SetAction(r =>
         {
             var dev = DeviceOption.Parse(r.GetValue(device));
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var setup = new Setup(r.GetValue(designs)!.Split(',').Select(PromptShape.ParseDesign).ToArray(), Counts(r.GetValue(views)!, "--views"),
-                Counts(r.GetValue(batch)!, "--batch"), r.GetValue(images), r.GetValue(labels), r.GetValue(json));
+                Counts(r.GetValue(batch)!, "--batch"), r.GetValue(images), r.GetValue(labels), r.GetValue(json),
+                r.GetValue(precisions)!.Split(',').Select(TaptSettingOverrides.ParsePrecision).ToArray(), r.GetValue(rounds));
             return Execute(setup, r.GetValue(model), dev, r.GetValue(b32), r.GetValue(b32Images));
         });
         return command;
     }
 
-    private sealed record Setup(PromptDesign[] Designs, int[] Views, int[] Batches, int Images, int Labels, bool Json);
+    private sealed record Setup(PromptDesign[] Designs, int[] Views, int[] Batches, int Images, int Labels, bool Json, TaptPrecision[] Precisions, int Rounds);
 
     private static int[] Counts(string list, string option) =>
         list.Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad {option} value '{v}'")).ToArray();
 
     private static int Execute(Setup setup, string? modelOption, Device device, bool b32, int b32Images)
     {
-        var (designs, views, batches, images, labels, json) = setup;
+        var (designs, views, batches, images, labels, json, _, _) = setup;
         var (ckpt, clip) = Session.LoadModel(modelOption, device);
         var rows = new JsonArray();
         Console.Error.WriteLine($"torch threads: {get_num_threads()}, device {device}");
         using (ckpt)
-            Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, designs, views, batches, images, labels, rows, json);
+            Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, setup, rows);
         if (b32)
         {
             // ViT-B/32 sizes; the text ids come from the default model's tokenizer, so its end token must be the pooled one.
@@ -70,75 +73,52 @@ public static class BenchCommand
                 foreach (var p in model.parameters()) { p.normal_(0, 0.02); p.requires_grad = false; }
             model.eval();
             using var randomCkpt = ClipCheckpoint.FromModel(model, ckpt.Tokenizer, PreprocessorConfig.Default(224), "sha256:random-vit-b32");
-            Measure("ViT-B/32 random weights", new PromptedClip(randomCkpt, device), designs, views, batches.Where(b => b <= 2).DefaultIfEmpty(1).ToArray(), b32Images, labels, rows, json);
+            using var randomClip = new PromptedClip(randomCkpt, device);
+            Measure("ViT-B/32 random weights", randomClip, setup with { Batches = batches.Where(b => b <= 2).DefaultIfEmpty(1).ToArray(), Images = b32Images }, rows);
         }
         if (json) Console.WriteLine(rows.ToJsonString());
         return 0;
     }
 
-    private static void Measure(string modelName, PromptedClip clip, PromptDesign[] designs, int[] views, int[] batches, int images, int labels, JsonArray rows, bool json)
+    private static void Measure(string modelName, PromptedClip clip, Setup setup, JsonArray rows)
     {
+        var (designs, views, batches, images, labels, json, precisions, rounds) = setup;
         var cfg = clip.Model.Config;
         var vocabulary = new LabelVocabulary(Enumerable.Range(0, labels).Select(i => $"class {i}").ToArray());
         var size = cfg.Vision.ImageSize;
-        if (!json) Console.WriteLine($"{modelName}: {"design",-6} {"views",5} {"batch",5} {"img/s",8} {"ms/img",8} {"peak RSS MiB",12}");
+        if (!json) Console.WriteLine($"{modelName}: {"design",-6} {"views",5} {"batch",5} {"precision",-12} {"round",5} {"img/s",8} {"ms/img",8} {"peak RSS MiB",12}");
         // The table rows wait for the display to end, so a live display on the same terminal does not overwrite them.
         var lines = new List<string>();
-        var total = designs.Length * views.Length * batches.Sum(b => (long)Math.Max(images, b));
+        var total = rounds * precisions.Length * designs.Length * views.Length * batches.Sum(b => (long)Math.Max(images, b));
         var timed = 0L;
         var progress = CliProgress.Start("bench " + modelName, "images");
         try
         {
-            foreach (var design in designs)
+            var artifacts = designs.ToDictionary(d => d, d => RandomArtifact(clip, d));
+            try
             {
-                var shape = PromptShape.For(design, cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers);
-                var gen = new Generator(1);
-                var adv = PromptSet.Initialise(shape, clip.Model, clip.Checkpoint.Tokenizer, gen);
-                var tokens = cfg.Vision.NumPositions + shape.TokensPerLayer;
-                ReferenceStatistics RandomStats() => new(randn([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen),
-                    rand([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen), 0, "random");
-                using var artifact = new PromptArtifact
-                {
-                    Shape = shape,
-                    ModelChecksum = clip.Checkpoint.Checksum,
-                    Adversarial = adv,
-                    AdversarialStatistics = RandomStats(),
-                    CleanStatistics = RandomStats(),
-                };
-                foreach (var v in views)
-                    foreach (var b in batches)
-                    {
-                        var defense = new TaptDefense(clip, artifact, new TaptOptions { Views = v });
-                        var inputs = Enumerable.Range(0, Math.Max(images, b)).Select(i => new TaptInput(rand([3, size, size], generator: gen), i)).ToList();
-                        defense.Classify(inputs.Take(b).ToList(), vocabulary);      // warm-up
-                        GC.Collect();
-                        PeakMemory.Reset();
-                        var clock = Stopwatch.StartNew();
-                        var done = 0;
-                        for (var s = 0; s < inputs.Count; s += b)
-                        {
-                            var chunk = inputs.Skip(s).Take(b).ToList();
-                            defense.Classify(chunk, vocabulary);
-                            done += chunk.Count;
-                            progress.Report(timed + done, total, $"{design}, {v} views, batch {b}");
-                        }
-                        timed += done;
-                        var seconds = clock.Elapsed.TotalSeconds;
-                        var peak = PeakMemory.MiB();
-                        foreach (var i in inputs) i.Image.Dispose();
-                        rows.Add(new JsonObject
-                        {
-                            ["model"] = modelName,
-                            ["design"] = design.ToString(),
-                            ["views"] = v,
-                            ["batch"] = b,
-                            ["images"] = done,
-                            ["images_per_second"] = done / seconds,
-                            ["ms_per_image"] = 1000 * seconds / done,
-                            ["peak_rss_mib"] = peak,
-                        });
-                        if (!json) lines.Add($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {done / seconds,8:F2} {1000 * seconds / done,8:F1} {peak,12:F0}");
-                    }
+                // Rounds outermost: every setting is timed once per round, so a noisy neighbour hits all settings alike.
+                for (var round = 1; round <= rounds; round++)
+                    foreach (var design in designs)
+                        foreach (var v in views)
+                            foreach (var b in batches)
+                                foreach (var precision in precisions)
+                                {
+                                    var row = TimeOne(clip, artifacts[design], new TaptOptions { Views = v, Precision = precision }, b, images, labels,
+                                        done => progress.Report(timed + done, total, $"{design}, {v} views, batch {b}, {Name(precision)}, round {round}"));
+                                    timed += (int)row["images"]!;
+                                    row["model"] = modelName;
+                                    row["design"] = design.ToString();
+                                    row["round"] = round;
+                                    rows.Add(row);
+                                    if (!json)
+                                        lines.Add($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {Name(precision),-12} {round,5} " +
+                                            $"{(double)row["images_per_second"]!,8:F2} {(double)row["ms_per_image"]!,8:F1} {(double)row["peak_rss_mib"]!,12:F0}");
+                                }
+            }
+            finally
+            {
+                foreach (var a in artifacts.Values) a.Dispose();
             }
         }
         finally
@@ -146,6 +126,68 @@ public static class BenchCommand
             progress.Dispose();
         }
         foreach (var line in lines) Console.WriteLine(line);
+    }
+    private static string Name(TaptPrecision p) => p == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring";
+
+    /// <summary>A prompt artifact of the design with random prompts and statistics (timing needs no trained ones).</summary>
+    private static PromptArtifact RandomArtifact(PromptedClip clip, PromptDesign design)
+    {
+        var cfg = clip.Model.Config;
+        var shape = PromptShape.For(design, cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers);
+        var gen = new Generator(1);
+        var adv = PromptSet.Initialise(shape, clip.Model, clip.Checkpoint.Tokenizer, gen);
+        var tokens = cfg.Vision.NumPositions + shape.TokensPerLayer;
+        ReferenceStatistics RandomStats() => new(randn([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen),
+            rand([cfg.Vision.NumHiddenLayers, tokens, cfg.Vision.HiddenSize], generator: gen), 0, "random");
+        return new PromptArtifact
+        {
+            Shape = shape,
+            ModelChecksum = clip.Checkpoint.Checksum,
+            Adversarial = adv,
+            AdversarialStatistics = RandomStats(),
+            CleanStatistics = RandomStats(),
+        };
+    }
+
+    /// <summary>Times the defense on random images after one warm-up batch: images/s, ms per image and peak RSS.</summary>
+    private static JsonObject TimeOne(PromptedClip clip, PromptArtifact artifact, TaptOptions options, int batch, int images, int labels, Action<int> progress)
+    {
+        var vocabulary = new LabelVocabulary(Enumerable.Range(0, labels).Select(i => $"class {i}").ToArray());
+        var size = clip.Model.Config.Vision.ImageSize;
+        var gen = new Generator(2);
+        var defense = new TaptDefense(clip, artifact, options);
+        var inputs = Enumerable.Range(0, Math.Max(images, batch)).Select(i => new TaptInput(rand([3, size, size], generator: gen), i)).ToList();
+        try
+        {
+            defense.Classify(inputs.Take(batch).ToList(), vocabulary);      // warm-up
+            GC.Collect();
+            PeakMemory.Reset();
+            var clock = Stopwatch.StartNew();
+            var done = 0;
+            for (var s = 0; s < inputs.Count; s += batch)
+            {
+                var chunk = inputs.Skip(s).Take(batch).ToList();
+                defense.Classify(chunk, vocabulary);
+                done += chunk.Count;
+                progress(done);
+            }
+            var seconds = clock.Elapsed.TotalSeconds;
+            return new JsonObject
+            {
+                ["views"] = options.Views,
+                ["batch"] = batch,
+                ["precision"] = Name(options.Precision),
+                ["images"] = done,
+                ["images_per_second"] = done / seconds,
+                ["ms_per_image"] = 1000 * seconds / done,
+                ["peak_rss_mib"] = PeakMemory.MiB(),
+            };
+        }
+        finally
+        {
+            foreach (var i in inputs) i.Image.Dispose();
+            defense.Dispose();
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -43,6 +44,27 @@ public sealed class ClipModel : nn.Module
         if (std.Any(s => s <= 0)) throw new ArgumentException("image std must be positive");
         _mean = [.. mean];
         _std = [.. std];
+    }
+
+    /// <summary>
+    /// A frozen, eval-mode copy of the weights in <paramref name="dtype"/> on <paramref name="device"/> (the bf16 scoring
+    /// pass's model). Inputs and prompt tokens must be cast to the same dtype.
+    /// </summary>
+    public ClipModel CopyAs(ScalarType dtype, Device device)
+    {
+        var copy = new ClipModel(Config);
+        copy.SetNormalisation(_mean, _std);
+        using (no_grad())
+        {
+            var source = state_dict();
+            foreach (var (name, parameter) in copy.named_parameters())
+                parameter.copy_(source[name]);
+        }
+        copy.to(dtype);
+        if (device.type != DeviceType.CPU) copy.to(device);
+        foreach (var parameter in copy.parameters()) parameter.requires_grad = false;
+        copy.eval();
+        return copy;
     }
 
     /// <summary>(x − mean) / std on [B, C, H, W] pixels in [0,1].</summary>

@@ -1,5 +1,6 @@
 using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Clip;
+using TaptPlatform.Vision.Tapt;
 using static TorchSharp.torch;
 
 namespace TaptPlatform.Vision.Prompts;
@@ -124,6 +125,29 @@ public sealed class PromptedClip : IDisposable
         return nn.functional.normalize(f, dim: -1);
     }
 
+    /// <summary>
+    /// <see cref="ImageFeatures"/> of a pass that only ranks (no gradient), in <paramref name="precision"/>: bf16 runs a
+    /// bf16 copy of the weights (made on first use and kept: one per model) and returns fp32 features.
+    /// </summary>
+    public Tensor ScoringImageFeatures(Tensor pixels01, PromptSet prompts, TaptPrecision precision)
+    {
+        if (precision == TaptPrecision.Fp32) return ImageFeatures(pixels01, prompts);
+        var model = LowPrecisionModel();
+        using var scope = NewDisposeScope();
+        var tokens = prompts.VisionTokens();
+        var cast = new PromptTokens(tokens.Layers.Select(t => t?.to(ScalarType.BFloat16)).ToList());
+        var pixels = pixels01.to(ScalarType.BFloat16);
+        var features = model.EncodeImage(pixels, cast).to(ScalarType.Float32);
+        return nn.functional.normalize(features, dim: -1).MoveToOuterDisposeScope();
+    }
+
+    private ClipModel? _lowPrecision;
+
+    private ClipModel LowPrecisionModel()
+    {
+        lock (_gate) return _lowPrecision ??= Model.CopyAs(ScalarType.BFloat16, Device);
+    }
+
     /// <summary>Scaled cosine logits: image [B, P] × text [C, P] → [B, C]; or grouped [K, V, P] × [K, C, P] → [K, V, C].</summary>
     public Tensor Logits(Tensor imageFeatures, Tensor textFeatures)
     {
@@ -142,5 +166,9 @@ public sealed class PromptedClip : IDisposable
     }
 
     /// <summary>Frees the cached tensors (handles callers still hold stay valid).</summary>
-    public void Dispose() => _text.Dispose();
+    public void Dispose()
+    {
+        _text.Dispose();
+        _lowPrecision?.Dispose();
+    }
 }

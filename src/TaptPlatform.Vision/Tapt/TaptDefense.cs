@@ -131,8 +131,9 @@ public sealed class TaptDefense : IDisposable
             return Rows(_clip.Logits(img, txt).squeeze(1).softmax(-1));
         }
 
-        // With steps, the first scoring pass already holds the originals (view 0) under P_adv.
-        if (o.Steps == 0 || !o.EfficientSelection) apt = Predict();
+        // With steps, the first scoring pass already holds the originals (view 0) under P_adv (in fp32 only: a bf16 scoring
+        // pass ranks views, it does not make APT's prediction).
+        if (o.Steps == 0 || !o.EfficientSelection || o.Precision != TaptPrecision.Fp32) apt = Predict();
         current = apt;
         for (var step = 1; step <= o.Steps; step++)
         {
@@ -142,7 +143,7 @@ public sealed class TaptDefense : IDisposable
                 ? SelectEfficiently(views, vocabulary, prompts, k, layers, step == 1)
                 : SelectStraightforwardly(views, vocabulary, prompts, k, layers, step == 1);
             var (selected, logitsSel, blocks) = (chosen.Selected, chosen.Logits, chosen.Blocks);
-            if (chosen.AptBefore is not null) apt = chosen.AptBefore;
+            if (chosen.AptBefore is not null && apt is null) apt = chosen.AptBefore;
             if (chosen.Votes is not null) votes = chosen.Votes;
 
             var entropyLoss = MarginalEntropy(logitsSel);                              // [K]
@@ -238,7 +239,7 @@ public sealed class TaptDefense : IDisposable
         var bytesPerView = (long)k * tokens * Math.Max(vision.IntermediateSize, vision.HiddenSize) * sizeof(float);
         var budget = Math.Max(1, Options.ScoringChunkBytes);
         var chunks = (int)Math.Clamp((bytesPerView * v + budget - 1) / budget, 1, v);
-        if (chunks == 1) return GroupedLogits(views, text, prompts, k, v, null, 0);
+        if (chunks == 1) return ScoringGroup(views, text, prompts, k, v);
         var size = (v + chunks - 1) / chunks;
         using var byImage = views.view(k, v, views.shape[1], views.shape[2], views.shape[3]);
         var parts = new List<Tensor>();
@@ -249,7 +250,7 @@ public sealed class TaptDefense : IDisposable
                 var n = Math.Min(size, v - start);
                 using var scope = NewDisposeScope();
                 using var slice = byImage.narrow(1, start, n).reshape(k * n, views.shape[1], views.shape[2], views.shape[3]);
-                parts.Add(GroupedLogits(slice, text, prompts, k, n, null, 0).MoveToOuterDisposeScope());
+                parts.Add(ScoringGroup(slice, text, prompts, k, n).MoveToOuterDisposeScope());
             }
             return cat(parts, 1);
         }
@@ -257,6 +258,13 @@ public sealed class TaptDefense : IDisposable
         {
             foreach (var part in parts) part.Dispose();
         }
+    }
+
+    private Tensor ScoringGroup(Tensor views, Tensor text, PromptSet prompts, int k, int n)
+    {
+        using var img = _clip.ScoringImageFeatures(views, prompts, Options.Precision);
+        using var grouped = img.view(k, n, -1);
+        return _clip.Logits(grouped, text);
     }
 
     /// <summary>The straightforward form (tested equal to the efficient one): every view with autograd, then select.</summary>

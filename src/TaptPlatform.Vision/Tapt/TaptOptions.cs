@@ -9,6 +9,18 @@ public enum AlignmentForm
     Paper,
 }
 
+/// <summary>The number format of the test-time step's passes.</summary>
+public enum TaptPrecision
+{
+    /// <summary>Every pass in fp32.</summary>
+    Fp32,
+    /// <summary>
+    /// The scoring pass (all views, no gradient; it only ranks views by confidence) in bfloat16 on a bf16 copy of the
+    /// weights; the selected views' forward and backward, APT's and the final prediction stay in fp32.
+    /// </summary>
+    Bf16Scoring,
+}
+
 /// <summary>The test-time step's settings. Defaults follow the method note (paper's code where they differ).</summary>
 public sealed record TaptOptions
 {
@@ -33,6 +45,8 @@ public sealed record TaptOptions
     /// <summary>Copy each image's tuned prompts into its result (audit trails of flagged images).</summary>
     public bool ReturnTunedPrompts { get; init; }
 
+    /// <summary>Number format of the passes (fp32 unless measured otherwise: see the README's speed section).</summary>
+    public TaptPrecision Precision { get; init; } = TaptPrecision.Fp32;
     /// <summary>The widest activation one chunk of the scoring pass may make (see TaptDefense.ScoringLogits); tests force small chunks.</summary>
     internal long ScoringChunkBytes { get; init; } = 16L << 20;
 

@@ -80,6 +80,38 @@ public class TaptDefenseTests
     }
 
     [Theory]
+    [InlineData(PromptDesign.V)]
+    [InlineData(PromptDesign.VLJ)]
+    public void Bf16_scoring_only_ranks_the_views(PromptDesign design)
+    {
+        using var t = new TinyTapt(design);
+        var inputs = new[] { new TaptInput(t.Image(9), 5), new TaptInput(t.Image(10), 6) };
+        // With every view selected the ranking cannot matter: the step and the prediction must be fp32's.
+        var all = Fast with { SelectionFraction = 1 };
+        var fp32 = new TaptDefense(t.Clip, t.Artifact, all).Classify(inputs, t.Vocabulary);
+        var bf16 = new TaptDefense(t.Clip, t.Artifact, all with { Precision = TaptPrecision.Bf16Scoring }).Classify(inputs, t.Vocabulary);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            AssertSameProbabilities(fp32[i], bf16[i]);
+            for (var c = 0; c < t.Vocabulary.Count; c++)      // APT's prediction is made in fp32 (alone, so to float tolerance)
+                Assert.Equal(fp32[i].AptProbabilities[c], bf16[i].AptProbabilities[c], 5);
+            Assert.Equal(fp32[i].Steps[0].TotalLoss, bf16[i].Steps[0].TotalLoss, 4);
+            Assert.Equal(fp32[i].Steps[0].SelectedViews.Order(), bf16[i].Steps[0].SelectedViews.Order());
+        }
+
+        // The bf16 pass's features are fp32's to bfloat16's precision (8 bits of mantissa), not something else.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var views = new ViewAugmenter().Views(inputs[0].Image, 8, new Random(1));
+        var exact = t.Clip.ImageFeatures(views, t.Artifact.Adversarial);
+        var low = t.Clip.ScoringImageFeatures(views, t.Artifact.Adversarial, TaptPrecision.Bf16Scoring);
+        Assert.Equal(ScalarType.Float32, low.dtype);
+        var cosine = (exact * low).sum(-1).min().item<float>();
+        Assert.InRange(cosine, 0.99f, 1.001f);
+        Assert.True((exact - low).abs().max().item<float>() > 0, "the bf16 pass returned the fp32 features");
+    }
+
+    [Theory]
     [InlineData(0.08)]
     [InlineData(0.6)]
     public void Views_prediction_is_the_vote_of_the_selected_views_under_the_pretrained_prompts(double viewMinScale)
