@@ -102,10 +102,20 @@ public static class BenchCommand
                     foreach (var design in designs)
                         foreach (var v in views)
                             foreach (var b in batches)
+                            {
+                                List<TaptResult>? first = null;     // the first precision's results, for the others' agreement with them
                                 foreach (var precision in precisions)
                                 {
-                                    var row = TimeOne(clip, artifacts[design], new TaptOptions { Views = v, Precision = precision }, b, images, labels,
+                                    var results = new List<TaptResult>();
+                                    var row = TimeOne(clip, artifacts[design], new TaptOptions { Views = v, Precision = precision }, b, images, labels, results,
                                         done => progress.Report(timed + done, total, $"{design}, {v} views, batch {b}, {Name(precision)}, round {round}"));
+                                    if (first is null) first = results;
+                                    else
+                                    {
+                                        row["same_prediction_as_first"] = results.Zip(first).Average(p => p.First.Prediction == p.Second.Prediction ? 1.0 : 0.0);
+                                        row["same_selection_as_first"] = results.Zip(first).Average(p =>
+                                            p.First.Steps[0].SelectedViews.Order().SequenceEqual(p.Second.Steps[0].SelectedViews.Order()) ? 1.0 : 0.0);
+                                    }
                                     timed += (int)row["images"]!;
                                     row["model"] = modelName;
                                     row["design"] = design.ToString();
@@ -113,8 +123,10 @@ public static class BenchCommand
                                     rows.Add(row);
                                     if (!json)
                                         lines.Add($"{new string(' ', modelName.Length + 1)} {design,-6} {v,5} {b,5} {Name(precision),-12} {round,5} " +
-                                            $"{(double)row["images_per_second"]!,8:F2} {(double)row["ms_per_image"]!,8:F1} {(double)row["peak_rss_mib"]!,12:F0}");
+                                            $"{(double)row["images_per_second"]!,8:F2} {(double)row["ms_per_image"]!,8:F1} {(double)row["peak_rss_mib"]!,12:F0}" +
+                                            (row["same_prediction_as_first"] is { } same ? $"   same prediction {(double)same:P0}, same views {(double)row["same_selection_as_first"]!:P0} as {Name(precisions[0])}" : ""));
                                 }
+                            }
             }
             finally
             {
@@ -150,7 +162,7 @@ public static class BenchCommand
     }
 
     /// <summary>Times the defense on random images after one warm-up batch: images/s, ms per image and peak RSS.</summary>
-    private static JsonObject TimeOne(PromptedClip clip, PromptArtifact artifact, TaptOptions options, int batch, int images, int labels, Action<int> progress)
+    private static JsonObject TimeOne(PromptedClip clip, PromptArtifact artifact, TaptOptions options, int batch, int images, int labels, List<TaptResult> results, Action<int> progress)
     {
         var vocabulary = new LabelVocabulary(Enumerable.Range(0, labels).Select(i => $"class {i}").ToArray());
         var size = clip.Model.Config.Vision.ImageSize;
@@ -167,7 +179,7 @@ public static class BenchCommand
             for (var s = 0; s < inputs.Count; s += batch)
             {
                 var chunk = inputs.Skip(s).Take(batch).ToList();
-                defense.Classify(chunk, vocabulary);
+                results.AddRange(defense.Classify(chunk, vocabulary));
                 done += chunk.Count;
                 progress(done);
             }

@@ -44,7 +44,7 @@ public static class EvalCommand
         var eot = CliOptions.Int("--eot", 1, "expectation over transformation samples per attack step (autoattack-rand: at least 20)", 1, 100);
         var attackViews = CliOptions.Int("--attack-views", 0, "views the adaptive attack goes through (needs --protocol adaptive)", 0, 1024);
         var overrides = new TaptSettingOverrides("tapt-", viewsOption: "views");
-        var sweep = CliOptions.Text("--tapt-sweep", "also run TAPT under each listed setting (non-adaptive)", "LR:STEPS:WEIGHT[:VIEW_MIN_SCALE][,...]");
+        var sweep = CliOptions.Text("--tapt-sweep", "also run TAPT under each listed setting (non-adaptive)", "LR:STEPS:WEIGHT[:VIEW_MIN_SCALE[:PRECISION]][,...]");
         var batch = CliOptions.Int("--batch", 16, "images per batch", 1, 1024);
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
@@ -154,6 +154,9 @@ public static class EvalCommand
                     ["clean"] = r.Clean,
                     ["robust"] = r.Robust,
                     ["views_vote_robust"] = r.VoteRobust,
+                    ["precision"] = r.Settings.Precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring",
+                    ["same_prediction_as_first"] = double.IsNaN(r.SamePrediction) ? null : r.SamePrediction,
+                    ["same_selection_as_first"] = double.IsNaN(r.SameSelection) ? null : r.SameSelection,
                 }).ToArray());
             Console.WriteLine(o.ToJsonString());
             return 0;
@@ -178,9 +181,11 @@ public static class EvalCommand
         if (sweep is not null)
         {
             Console.WriteLine("TAPT under other test-time settings, on the same clean and adversarial images:");
-            Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"min crop",8} {"clean",8} {"robust",8} {"(views)",8}");
+            Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"min crop",8} {"precision",-12} {"clean",8} {"robust",8} {"(views)",8} {"same pred",9} {"same views",10}   (same: as the first setting, clean and attacked)");
             foreach (var r in sweep.Results)
-                Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Settings.ViewMinScale,8:G4} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1}");
+                Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Settings.ViewMinScale,8:G4} " +
+                    $"{(r.Settings.Precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring"),-12} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1} " +
+                    $"{(double.IsNaN(r.SamePrediction) ? "" : r.SamePrediction.ToString("P1")),9} {(double.IsNaN(r.SameSelection) ? "" : r.SameSelection.ToString("P1")),10}");
         }
         Console.WriteLine($"gradient: {report.Gradient}");
         Console.WriteLine($"{report.SecondsPerImage:F2} s per image (all methods and attacks)");
@@ -193,15 +198,16 @@ public static class EvalCommand
         var list = new List<TaptOptions>();
         foreach (var item in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
-            CliException Malformed() => new($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE] (e.g. 0.02:1:0 or 5e-4:1:100/9:0.08)");
+            CliException Malformed() => new($"--tapt-sweep: '{item}' is not LR:STEPS:WEIGHT[:VIEW_MIN_SCALE[:PRECISION]] (e.g. 0.02:1:0, 5e-4:1:100/9:0.08 or 0.02:1:0::bf16-scoring)");
             var parts = item.Split(':');
-            if (parts.Length is not (3 or 4)
+            if (parts.Length is not (3 or 4 or 5)
                 || CliOptions.ParseNumber(parts[0]) is not { } lr
                 || !int.TryParse(parts[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var steps)
                 || CliOptions.ParseNumber(parts[2]) is not { } weight)
                 throw Malformed();
-            var minScale = parts.Length == 4 ? CliOptions.ParseNumber(parts[3]) ?? throw Malformed() : baseline.ViewMinScale;
-            var setting = baseline with { LearningRate = lr, Steps = steps, AlignmentWeight = weight, ViewMinScale = minScale };
+            var minScale = parts.Length >= 4 && parts[3].Length > 0 ? CliOptions.ParseNumber(parts[3]) ?? throw Malformed() : baseline.ViewMinScale;
+            var precision = parts.Length == 5 ? TaptSettingOverrides.ParsePrecision(parts[4]) : baseline.Precision;
+            var setting = baseline with { LearningRate = lr, Steps = steps, AlignmentWeight = weight, ViewMinScale = minScale, Precision = precision };
             // The ranges are TaptOptions' own.
             try { setting.Validate(); }
             catch (ArgumentException e) { throw new CliException($"--tapt-sweep: '{item}': {e.Message}"); }

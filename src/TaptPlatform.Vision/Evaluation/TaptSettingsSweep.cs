@@ -5,7 +5,12 @@ using static TorchSharp.torch;
 namespace TaptPlatform.Vision.Evaluation;
 
 /// <summary>TAPT's accuracy under one test-time setting, on the clean and on APT's adversarial images of an evaluation.</summary>
-public sealed record SweepResult(TaptOptions Settings, int N, double Clean, double Robust, double VoteRobust);
+/// <remarks>
+/// <see cref="SamePrediction"/> and <see cref="SameSelection"/> compare with the first listed setting, over the clean and
+/// the attacked images (NaN for the first): the share of images predicted alike, and of images whose first step
+/// selected the same set of views (how a precision setting is judged against fp32).
+/// </remarks>
+public sealed record SweepResult(TaptOptions Settings, int N, double Clean, double Robust, double VoteRobust, double SamePrediction = double.NaN, double SameSelection = double.NaN);
 
 /// <summary>
 /// Runs TAPT under several test-time settings on the very images of a non-adaptive evaluation (fed batch by batch
@@ -17,7 +22,7 @@ public sealed class TaptSettingsSweep
     private readonly PromptedClip _clip;
     private readonly LabelVocabulary _vocabulary;
     private readonly int _seed;
-    private readonly (TaptDefense Defense, int[] Counts)[] _runs;   // counts: clean, robust, vote on robust
+    private readonly (TaptDefense Defense, int[] Counts)[] _runs;   // counts: clean, robust, vote on robust, same prediction and same selection as the first
     private int _n;
 
     public TaptSettingsSweep(PromptedClip clip, PromptArtifact artifact, LabelVocabulary vocabulary, IReadOnlyList<TaptOptions> settings, int seed)
@@ -26,7 +31,7 @@ public sealed class TaptSettingsSweep
         _clip = clip;
         _vocabulary = vocabulary;
         _seed = seed;
-        _runs = settings.Select(s => (new TaptDefense(clip, artifact, s), new int[3])).ToArray();
+        _runs = settings.Select(s => (new TaptDefense(clip, artifact, s), new int[5])).ToArray();
     }
 
     /// <summary>Tunes every image of the batch under every setting, clean and attacked (APT's adversarial images).</summary>
@@ -38,22 +43,38 @@ public sealed class TaptSettingsSweep
         var attacked = Images(batch.AptAdversarial);
         var outcomes = batch.Outcomes;
         List<TaptInput> Inputs(Tensor x) => outcomes.Select((o, i) => new TaptInput(x[i], _seed * 1_000_003 + o.Index)).ToList();
+        IReadOnlyList<TaptResult>? first = null;
         foreach (var (defense, counts) in _runs)
         {
             var c = defense.Classify(Inputs(clean), _vocabulary);
             var r = defense.Classify(Inputs(attacked), _vocabulary);
+            IReadOnlyList<TaptResult> both = [.. c, .. r];
             for (var i = 0; i < outcomes.Count; i++)
             {
                 counts[0] += c[i].Prediction == outcomes[i].Label ? 1 : 0;
                 counts[1] += r[i].Prediction == outcomes[i].Label ? 1 : 0;
                 counts[2] += r[i].ViewsPrediction == outcomes[i].Label ? 1 : 0;
             }
+            if (first is null)
+            {
+                first = both;
+                continue;
+            }
+            for (var i = 0; i < both.Count; i++)
+            {
+                counts[3] += both[i].Prediction == first[i].Prediction ? 1 : 0;
+                counts[4] += SameSelection(both[i], first[i]) ? 1 : 0;
+            }
         }
         _n += outcomes.Count;
     }
 
+    private static bool SameSelection(TaptResult a, TaptResult b) =>
+        a.Steps.Count > 0 && b.Steps.Count > 0 && a.Steps[0].SelectedViews.Order().SequenceEqual(b.Steps[0].SelectedViews.Order());
+
     public IReadOnlyList<SweepResult> Results =>
-        _runs.Select(r => new SweepResult(r.Defense.Options, _n, Ratio(r.Counts[0]), Ratio(r.Counts[1]), Ratio(r.Counts[2]))).ToArray();
+        _runs.Select((r, i) => new SweepResult(r.Defense.Options, _n, Ratio(r.Counts[0]), Ratio(r.Counts[1]), Ratio(r.Counts[2]),
+            i == 0 ? double.NaN : r.Counts[3] / (2.0 * _n), i == 0 ? double.NaN : r.Counts[4] / (2.0 * _n))).ToArray();
 
     private double Ratio(int count) => _n == 0 ? double.NaN : count / (double)_n;
 }

@@ -59,8 +59,19 @@ public sealed class TaptSettingOverridesTests
         Assert.Equal(0.5, Assert.Single(list).ViewMinScale);
     }
 
+    [Fact]
+    public void Sweep_item_may_also_set_the_precision_with_or_without_the_crop()
+    {
+        var list = EvalCommand.ParseSweep("0.02:1:0::bf16-scoring, 0.02:1:0:0.5:fp32", Recorded);
+        Assert.Equal(TaptPrecision.Bf16Scoring, list[0].Precision);
+        Assert.Equal(Recorded.ViewMinScale, list[0].ViewMinScale);
+        Assert.Equal((0.5, TaptPrecision.Fp32), (list[1].ViewMinScale, list[1].Precision));
+    }
+
     [Theory]
     [InlineData("0.02:1:0:0")]
+    [InlineData("0.02:1:0:0.5:fp16")]
+    [InlineData("0.02:1:0:0.5:fp32:x")]
     [InlineData("0.02:1")]
     [InlineData("x:1:0")]
     [InlineData("0.02:-1:0")]

@@ -143,17 +143,21 @@ public class RobustnessEvaluatorTests
         using var _ = t;
         var options = new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2 };
         var evaluator = new RobustnessEvaluator(t.Clip, new TaptDefense(t.Clip, t.Artifact, options), t.Vocabulary);
-        var sweep = new TaptSettingsSweep(t.Clip, t.Artifact, t.Vocabulary, [options, options with { LearningRate = 0.5, Steps = 3 }], seed: 2);
+        var sweep = new TaptSettingsSweep(t.Clip, t.Artifact, t.Vocabulary, [options, options with { LearningRate = 0.5, Steps = 3 }, options with { }], seed: 2);
         var report = evaluator.Evaluate(data, Enumerable.Range(0, 6).ToArray(),
             new EvaluationOptions(new AttackSettings(AttackKind.Pgd, 16.0 / 255, 5, 4.0 / 255), EvaluationProtocol.NonAdaptive, Seed: 2, BatchSize: 4),
             null, sweep.Add);
         var results = sweep.Results;
-        Assert.Equal(2, results.Count);
+        Assert.Equal(3, results.Count);
         Assert.Equal(6, results[0].N);
         Assert.Equal(report.Clean.Tapt, results[0].Clean);
         Assert.Equal(report.Robust.Tapt, results[0].Robust);
         Assert.Equal(report.ViewsVote!.Value.Robust, results[0].VoteRobust);
         Assert.Equal(0.5, results[1].Settings.LearningRate);
         Assert.Equal(3, results[1].Settings.Steps);
+        // Agreement is with the first setting: none for the first itself, all for a repeat of it.
+        Assert.True(double.IsNaN(results[0].SamePrediction) && double.IsNaN(results[0].SameSelection));
+        Assert.Equal((1.0, 1.0), (results[2].SamePrediction, results[2].SameSelection));
+        Assert.InRange(results[1].SamePrediction, 0, 1);
     }
 }
