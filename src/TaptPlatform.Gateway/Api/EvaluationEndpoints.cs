@@ -14,7 +14,7 @@ namespace TaptPlatform.Gateway.Api;
 /// <summary>The body of <c>POST /api/evaluations</c>.</summary>
 public sealed record CreateEvaluationRequest(
     string? Vocabulary, string? PromptConfiguration, string? Attack, double[]? Epsilons, double? Epsilon, int? Steps, double? StepSize,
-    int? Restarts, string? Protocol, int? Seed, int? Eot, int? BatchSize, int? VocabularyVersion, string? Name);
+    int? Restarts, string? Protocol, int? Seed, int? Eot, int? BatchSize, int? VocabularyVersion, string? Name, int? Queries = null);
 
 /// <summary>
 /// Robustness evaluations: create (pinned to a vocabulary version and a prompt configuration), upload labelled images
@@ -86,9 +86,9 @@ public static class EvaluationEndpoints
         if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
         if (body.PromptConfiguration is null || !Identifiers.IsValidName(body.PromptConfiguration)) return Problems.Invalid("promptConfiguration: the name of one of your prompt configurations is required");
         var epsilons = body.Epsilons is { Length: > 0 } list ? list.ToImmutableArray() : [body.Epsilon ?? 1.0 / 255];
-        var request = new EvaluationRequest(body.Vocabulary, body.PromptConfiguration, (body.Attack ?? "pgd").Trim().ToLowerInvariant() switch { "apgd" => "apgd-ce", var a => a },
+        var request = new EvaluationRequest(body.Vocabulary, body.PromptConfiguration, (body.Attack ?? "pgd").Trim().ToLowerInvariant() switch { "apgd" => "apgd-ce", "fab" => "fab-t", var a => a },
             epsilons, body.Steps ?? 10, body.StepSize, body.Restarts ?? 1, body.Protocol ?? "nonadaptive", body.Seed ?? 0, body.Eot ?? 1, body.BatchSize ?? 16,
-            body.VocabularyVersion, body.Name);
+            body.VocabularyVersion, body.Name, body.Queries ?? EvaluationRequest.DefaultQueries);
         request.Validate();
         var tenantId = c.User.TenantId();
         var tenant = g.GetGrain<ITenantGrain>(tenantId);
