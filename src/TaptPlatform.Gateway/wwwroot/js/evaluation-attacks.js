@@ -53,7 +53,7 @@ export function stagesBlock(result, epsilon) {
   if (result.stages) {
     parts.push(el("div", { class: "table-wrap" }, el("table", { class: "table table-compact", id: "rep-stages" },
       el("caption", { class: "visually-hidden", text: "Robust accuracy per method after each attack stage" }),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Stage" }), ...METHODS.map(([, name]) => el("th", { scope: "col", text: name })))),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Stage" }), ...METHODS.map(([, name]) => el("th", { scope: "col", class: "num", text: name })))),
       el("tbody", {}, result.stages.map((s) => el("tr", {},
         el("th", { scope: "row", text: `${s.stage}. ${s.attack}` }),
         ...METHODS.map(([m]) => el("td", { class: "num", text: s[m] === null ? "not attacked" : pct1(s[m]) }))))))));
