@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text.Json.Serialization;
 using Orleans.Concurrency;
 
 namespace TaptPlatform.Contracts;
@@ -41,9 +42,11 @@ public sealed record EvaluationRequest(
     public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t", "square", "fab-t", "autoattack", "autoattack-rand"];
 
     /// <summary>Attacks that read Square's query budget (<see cref="Queries"/>).</summary>
+    [JsonIgnore]
     public bool UsesQueries => Attack is "square" or "autoattack";
 
     /// <summary>Attacks that run a fixed single restart per stage (AutoAttack's versions, FAB-T), so <see cref="Restarts"/> must stay 1.</summary>
+    [JsonIgnore]
     public bool HasFixedRestarts => Attack is "fab-t" or "autoattack" or "autoattack-rand";
 
     /// <summary>Throws <see cref="TaptRequestException"/> when a setting is out of range.</summary>

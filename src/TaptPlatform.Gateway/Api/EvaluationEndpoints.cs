@@ -26,7 +26,7 @@ public static class EvaluationEndpoints
     public static void MapEvaluationEndpoints(this RouteGroupBuilder api)
     {
         var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
-        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
+        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack: pgd, cw, di, apgd-ce, apgd-t, fab-t, square, autoattack, autoattack-rand; ε list, steps, Square queries, protocol, EOT, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
         e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
         e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
