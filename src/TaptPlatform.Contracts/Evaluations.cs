@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text.Json.Serialization;
 using Orleans.Concurrency;
 
 namespace TaptPlatform.Contracts;
@@ -6,8 +7,9 @@ namespace TaptPlatform.Contracts;
 /// <summary>
 /// What a tenant asks of a robustness evaluation: the vocabulary (its labels are the images' label set; latest version unless
 /// pinned), the prompt configuration (model, prompt artifact, TAPT settings) and the attack: kind (pgd, cw, di, apgd-ce,
-/// apgd-t), one or more ε (fractions of the [0,1] pixel range), steps, step size (null: 1/255), restarts, protocol
-/// (nonadaptive | adaptive), EOT samples (adaptive), seed and batch size (as <c>tapt eval</c>).
+/// apgd-t, square, fab-t, autoattack, autoattack-rand), one or more ε (fractions of the [0,1] pixel range), steps, step size
+/// (null: 1/255), restarts, protocol (nonadaptive | adaptive), EOT samples (adaptive), seed, batch size and Square's query
+/// budget per image and restart (as <c>tapt eval</c>).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationRequest(
@@ -23,7 +25,8 @@ public sealed record EvaluationRequest(
     [property: Id(9)] int EotSamples = 1,
     [property: Id(10)] int BatchSize = 16,
     [property: Id(11)] int? VocabularyVersion = null,
-    [property: Id(12)] string? Name = null)
+    [property: Id(12)] string? Name = null,
+    [property: Id(13)] int Queries = EvaluationRequest.DefaultQueries)
 {
     public const int MaxEpsilons = 16;
     // Per-field bounds well above the documented evaluations (PGD-100, APGD's restarts, EOT of a few samples); what an
@@ -31,7 +34,20 @@ public sealed record EvaluationRequest(
     public const int MaxSteps = 1_000;
     public const int MaxRestarts = 10;
     public const int MaxEotSamples = 32;
-    public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t"];
+    /// <summary>Square's default budget, the ML core's (<c>AttackSettings.DefaultQueries</c>, AutoAttack's standard 5000).</summary>
+    public const int DefaultQueries = 5000;
+    public const int MaxQueries = 100_000;
+    /// <summary>AutoAttack's EOT draws in its version for randomised defenses (the core's <c>AutoAttack.RandomisedEotSamples</c>).</summary>
+    public const int RandomisedEotSamples = 20;
+    public static readonly ImmutableArray<string> Attacks = ["pgd", "cw", "di", "apgd-ce", "apgd-t", "square", "fab-t", "autoattack", "autoattack-rand"];
+
+    /// <summary>Attacks that read Square's query budget (<see cref="Queries"/>).</summary>
+    [JsonIgnore]
+    public bool UsesQueries => Attack is "square" or "autoattack";
+
+    /// <summary>Attacks that run a fixed single restart per stage (AutoAttack's versions, FAB-T), so <see cref="Restarts"/> must stay 1.</summary>
+    [JsonIgnore]
+    public bool HasFixedRestarts => Attack is "fab-t" or "autoattack" or "autoattack-rand";
 
     /// <summary>Throws <see cref="TaptRequestException"/> when a setting is out of range.</summary>
     public void Validate()
@@ -48,6 +64,12 @@ public sealed record EvaluationRequest(
         if (Protocol is not ("nonadaptive" or "adaptive")) throw new TaptRequestException("protocol must be nonadaptive or adaptive");
         if (EotSamples < 1 || EotSamples > MaxEotSamples) throw new TaptRequestException($"eot must be in 1..{MaxEotSamples}");
         if (BatchSize is < 1 or > 256) throw new TaptRequestException("batchSize must be in 1..256");
+        if (Queries < 1 || Queries > MaxQueries) throw new TaptRequestException($"queries (Square's budget per image and restart) must be in 1..{MaxQueries}");
+        if (HasFixedRestarts && Restarts != 1)
+            throw new TaptRequestException($"{Attack} runs one restart per stage, as AutoAttack's reference does: restarts must be 1 (got {Restarts})");
+        if (Attack == "autoattack-rand" && Protocol == "adaptive" && EotSamples < RandomisedEotSamples)
+            throw new TaptRequestException($"autoattack-rand through the defense averages at least {RandomisedEotSamples} EOT draws per step (AutoAttack's version for " +
+                $"randomised defenses): eot must be in {RandomisedEotSamples}..{MaxEotSamples} (got {EotSamples})");
     }
 }
 
@@ -76,7 +98,9 @@ public sealed record EvaluationImage(
 
 /// <summary>
 /// The outcome of one image at one ε (recorded once): its label and the predictions of plain CLIP, the pre-trained prompts (APT)
-/// and TAPT on the clean image and under attack.
+/// and TAPT on the clean image and under attack; for AutoAttack the stage that fooled each method (<see cref="BrokenBy"/>), for
+/// Square the queries it took (<see cref="Queries"/>), and whether each attacked model's input gradient at the clean image was
+/// all zero or not finite (the gradient masking check).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationImageOutcome(
@@ -89,7 +113,29 @@ public sealed record EvaluationImageOutcome(
     [property: Id(6)] int ClipRobust,
     [property: Id(7)] int AptRobust,
     [property: Id(8)] int TaptRobust,
-    [property: Id(9)] double Seconds);
+    [property: Id(9)] double Seconds,
+    [property: Id(10)] EvaluationMethodFigures? BrokenBy = null,
+    [property: Id(11)] EvaluationMethodFigures? Queries = null,
+    [property: Id(12)] EvaluationMethodFlags? ZeroGradient = null,
+    [property: Id(13)] EvaluationMethodFlags? NonFiniteGradient = null);
+
+/// <summary>
+/// One figure per method for one image; null for a method the attack did not run against (TAPT under the non-adaptive
+/// protocol). For AutoAttack's <see cref="EvaluationImageOutcome.BrokenBy"/>: the 1-based stage that fooled the image, 0 when
+/// it was misclassified before any attack, −1 when no stage did.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationMethodFigures(
+    [property: Id(0)] int? Clip,
+    [property: Id(1)] int? Apt,
+    [property: Id(2)] int? Tapt);
+
+/// <summary>One yes/no per method for one image; null for a method that was not measured (TAPT under the non-adaptive protocol).</summary>
+[GenerateSerializer, Immutable]
+public sealed record EvaluationMethodFlags(
+    [property: Id(0)] bool? Clip,
+    [property: Id(1)] bool? Apt,
+    [property: Id(2)] bool? Tapt);
 
 /// <summary>An evaluation's state and progress (outcomes recorded of images × ε), and its cost per image (<see cref="EvaluationCost"/>).</summary>
 [GenerateSerializer, Immutable]

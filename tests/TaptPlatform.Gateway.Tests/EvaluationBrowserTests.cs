@@ -7,9 +7,9 @@ using TaptPlatform.Grains.Tests.Infrastructure;
 namespace TaptPlatform.Gateway.Tests;
 
 /// <summary>
-/// The robustness report page in headless Chromium: an evaluation runs through the HTTP API, then the console shows its
-/// report (accuracy table, SVG bar chart with CI whiskers, robust-accuracy-vs-ε curve, per-label table, pinned versions)
-/// and the artifact browser. Screenshots: <c>artifacts/console-evaluation-*.png</c>.
+/// The robustness report page in headless Chromium: an AutoAttack evaluation runs through the HTTP API, then the console
+/// shows its report (accuracy table, SVG bar chart with CI whiskers, robust accuracy after each stage, the masking checks,
+/// robust-accuracy-vs-ε curve, per-label table, pinned versions) and the artifact browser. Screenshots: <c>artifacts/console-evaluation-*.png</c>.
 /// </summary>
 [Collection(GatewayCollection.Name)]
 public sealed class EvaluationBrowserTests(GatewayFixture gateway)
@@ -20,7 +20,7 @@ public sealed class EvaluationBrowserTests(GatewayFixture gateway)
         Assert.True(File.Exists(BrowserTests.Chromium), $"{BrowserTests.Chromium} is missing: install Debian's chromium package");
         var (_, key, http) = await gateway.TenantWithSetupAsync("evpage");
         using var _ = http;
-        var jobId = await EvaluationLiveTests.CreateEvaluationAsync(http, [0, 1, 2, 3], [1.0 / 255, 4.0 / 255], name: "report page");
+        var jobId = await EvaluationLiveTests.CreateEvaluationAsync(http, [0, 1, 2, 3], [1.0 / 255, 4.0 / 255], name: "report page", attack: "autoattack", queries: 10);
         (await http.PostAsync($"/api/evaluations/{jobId}/start", null)).EnsureSuccessStatusCode();
         var deadline = DateTime.UtcNow.AddMinutes(3);
         while ((await http.GetFromJsonAsync<JsonElement>($"/api/evaluations/{jobId}")).GetProperty("state").GetString() is not ("completed" or "cancelled"))
@@ -42,6 +42,18 @@ public sealed class EvaluationBrowserTests(GatewayFixture gateway)
         await page.GetByRole(AriaRole.Link, new() { Name = "Evaluations" }).ClickAsync();
         await Assertions.Expect(page.Locator("#eval-table tbody tr")).ToHaveCountAsync(1);
         await Assertions.Expect(page.Locator("#eval-label option")).ToHaveCountAsync(10);
+        // Square's budget is asked for only where an attack reads it; EOT only through the defense, at least 20 for AutoAttack-rand.
+        await Assertions.Expect(page.Locator("#eval-queries")).ToBeHiddenAsync();
+        await page.Locator("#eval-attack").SelectOptionAsync("autoattack");
+        await Assertions.Expect(page.Locator("#eval-queries")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#eval-queries")).ToHaveValueAsync("5000");
+        await page.Locator("#eval-attack").SelectOptionAsync("autoattack-rand");
+        await Assertions.Expect(page.Locator("#eval-queries")).ToBeHiddenAsync();
+        await Assertions.Expect(page.Locator("#eval-eot")).ToBeHiddenAsync();
+        await page.Locator("#eval-protocol").SelectOptionAsync("adaptive");
+        await Assertions.Expect(page.Locator("#eval-eot")).ToHaveValueAsync("20");
+        await page.Locator("#eval-protocol").SelectOptionAsync("nonadaptive");
+        await page.Locator("#eval-attack").SelectOptionAsync("pgd");
         await page.Locator("#eval-label").SelectOptionAsync(TestModels.FashionLabels[3]);
         var files = new[] { 5, 6 }.Select(i => new { name = $"fashion-{i}.png", data = Convert.ToBase64String(TestModels.FashionPng(i)) }).ToArray();
         await page.EvaluateAsync(@"files => {
@@ -61,6 +73,17 @@ public sealed class EvaluationBrowserTests(GatewayFixture gateway)
         await Assertions.Expect(page.Locator("#rep-accuracy tbody tr")).ToHaveCountAsync(3);
         await Assertions.Expect(page.Locator("#rep-bars rect.bar")).ToHaveCountAsync(6);
         Assert.True(await page.Locator("#rep-bars g.whisker").CountAsync() >= 6);
+        // AutoAttack: robust accuracy after each of its four stages (TAPT not attacked non-adaptively), and the checks at this ε and across ε.
+        await Assertions.Expect(page.Locator("#rep-stages tbody tr")).ToHaveCountAsync(4);
+        await Assertions.Expect(page.Locator("#rep-stages tbody tr").Last).ToContainTextAsync("Square-10");
+        await Assertions.Expect(page.Locator("#rep-stages tbody tr").First).ToContainTextAsync("not attacked");
+        var report = await http.GetFromJsonAsync<JsonElement>($"/api/evaluations/{jobId}/report");
+        var shown = report.GetProperty("checks").EnumerateArray()
+            .Where(c => !c.TryGetProperty("epsilon", out var e) || e.GetDouble() == 1.0 / 255).ToList();
+        Assert.Equal(7, shown.Count);   // gradients and Square-beyond-white-box for CLIP and APT at 1/255, ε-monotonicity for each method
+        await Assertions.Expect(page.Locator("#rep-checks li")).ToHaveCountAsync(shown.Count);
+        await Assertions.Expect(page.Locator("#rep-checks li.check-warning")).ToHaveCountAsync(shown.Count(c => c.GetProperty("warning").GetBoolean()));
+        await Assertions.Expect(page.Locator("#rep-checks")).ToContainTextAsync("square-beyond-white-box (CLIP)");
         await Assertions.Expect(page.Locator("#rep-curve polyline.curve")).ToHaveCountAsync(3);
         await Assertions.Expect(page.Locator("#rep-curve circle.dot")).ToHaveCountAsync(6);
         Assert.True(await page.Locator("#rep-per-label tbody tr").CountAsync() >= 1);

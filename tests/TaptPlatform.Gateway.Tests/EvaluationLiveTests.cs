@@ -15,13 +15,15 @@ namespace TaptPlatform.Gateway.Tests;
 public sealed class EvaluationLiveTests(GatewayFixture gateway)
 {
     /// <summary>Creates an evaluation of <paramref name="images"/> Fashion-MNIST test images (labelled) and returns its id.</summary>
-    internal static async Task<string> CreateEvaluationAsync(HttpClient http, int[] images, double[] epsilons, int steps = 2, string? name = null)
+    internal static async Task<string> CreateEvaluationAsync(HttpClient http, int[] images, double[] epsilons, int steps = 2, string? name = null,
+        string attack = "pgd", int queries = 5000)
     {
         var created = await http.PostAsJsonAsync("/api/evaluations", new
         {
             vocabulary = "fashion",
             promptConfiguration = "default",
-            attack = "pgd",
+            attack,
+            queries,
             epsilons,
             steps,
             seed = 1,

@@ -39,28 +39,47 @@ public sealed class EvaluationSchedulingTests(PlatformFixture platform)
     [Fact]
     public async Task An_evaluations_units_run_on_every_accelerator_silo_and_give_the_results_of_one_run()
     {
-        // Silo 0 cpu-only, silos 1 and 2 cpu accelerators.
+        // Silo 0 cpu-only, silos 1 and 2 cpu accelerators. PGD draws its random start, Square its squares, from the carried cursor.
         await using var cluster = await TaptCluster.StartAsync(platform.Storage.ConnectionString, initialSilos: 3);
         var tenantId = PlatformFixture.NewTenant("spread");
         var tenant = await PlatformFixture.TenantWithFashionSetupAsync(cluster.Client, tenantId, TestModels.Tiny);
-        var request = new EvaluationRequest("fashion", "default", "pgd", [1.0 / 255, 4.0 / 255], Steps: 3, Seed: 3, BatchSize: 2);
-        var evaluation = await EvaluationsForTests.CreateAsync(cluster.Client, tenant, tenantId, images: 6, request);
-        await evaluation.StartAsync(tenantId);
-        Assert.Equal(JobState.Completed, (await EvaluationsForTests.WaitAsync(evaluation, tenantId, s => s.State != JobState.Running, TimeSpan.FromMinutes(3))).State);
-
-        var report = JsonDocument.Parse(await evaluation.GetReportAsync(tenantId)).RootElement;
-        var silos = report.GetProperty("cost").GetProperty("silos").EnumerateArray().Select(s => s.GetString()!).ToHashSet();
+        var pgd = new EvaluationRequest("fashion", "default", "pgd", [1.0 / 255, 4.0 / 255], Steps: 3, Seed: 3, BatchSize: 2);
+        // Two ε each: the report names the silo of each ε's last unit, and those differ.
+        EvaluationRequest[] requests = [pgd, pgd with { Attack = "square", Queries = 20 }];
+        var spread = await RunAllAsync(cluster, tenant, tenantId, requests);
         var accelerators = new[] { cluster.Silo(1), cluster.Silo(2) }.Select(s => s.SiloAddress.ToString()).ToHashSet();
-        Assert.Equal(accelerators, silos);
+        foreach (var evaluation in spread)
+        {
+            var report = JsonDocument.Parse(await evaluation.GetReportAsync(tenantId)).RootElement;
+            var silos = report.GetProperty("cost").GetProperty("silos").EnumerateArray().Select(s => s.GetString()!).ToHashSet();
+            Assert.Equal(accelerators, silos);
+        }
 
         // The same outcomes as one uninterrupted run of the same batches (the shared cluster's single accelerator runs it).
         var shared = await platform.ClusterAsync();
         var other = PlatformFixture.NewTenant("spread");
-        var single = await EvaluationsForTests.CreateAsync(shared.Client, await PlatformFixture.TenantWithFashionSetupAsync(shared.Client, other, TestModels.Tiny), other, 6, request);
-        await single.StartAsync(other);
-        await EvaluationsForTests.WaitAsync(single, other, s => s.State != JobState.Running, TimeSpan.FromMinutes(3));
-        Assert.Equal((await single.GetOutcomesAsync(other)).Select(o => o with { Seconds = 0 }), (await evaluation.GetOutcomesAsync(tenantId)).Select(o => o with { Seconds = 0 }));
-        Assert.Single(JsonDocument.Parse(await single.GetReportAsync(other)).RootElement.GetProperty("cost").GetProperty("silos").EnumerateArray());
+        var single = await RunAllAsync(shared, await PlatformFixture.TenantWithFashionSetupAsync(shared.Client, other, TestModels.Tiny), other, requests);
+        for (var r = 0; r < requests.Length; r++)
+        {
+            Assert.Equal((await single[r].GetOutcomesAsync(other)).Select(o => o with { Seconds = 0 }), (await spread[r].GetOutcomesAsync(tenantId)).Select(o => o with { Seconds = 0 }));
+            Assert.Single(JsonDocument.Parse(await single[r].GetReportAsync(other)).RootElement.GetProperty("cost").GetProperty("silos").EnumerateArray());
+        }
+        Assert.All(await spread[1].GetOutcomesAsync(tenantId), o => Assert.NotNull(o.Queries));
+    }
+
+    /// <summary>Evaluations of the first 6 test images with each request, run side by side to completion.</summary>
+    private static async Task<IEvaluationJobGrain[]> RunAllAsync(TaptCluster cluster, ITenantGrain tenant, string tenantId, EvaluationRequest[] requests)
+    {
+        var evaluations = new List<IEvaluationJobGrain>();
+        foreach (var request in requests)
+        {
+            var evaluation = await EvaluationsForTests.CreateAsync(cluster.Client, tenant, tenantId, images: 6, request);
+            await evaluation.StartAsync(tenantId);
+            evaluations.Add(evaluation);
+        }
+        foreach (var evaluation in evaluations)
+            Assert.Equal(JobState.Completed, (await EvaluationsForTests.WaitAsync(evaluation, tenantId, s => s.State != JobState.Running, TimeSpan.FromMinutes(3))).State);
+        return [.. evaluations];
     }
 
     private static async Task<(string TenantId, ITenantGrain Tenant)> TenantAsync(TaptCluster cluster, string prefix)

@@ -4,25 +4,35 @@ using System.Globalization;
 namespace TaptPlatform.Cli.Commands;
 
 /// <summary>
-/// <c>tapt evaluations status|cancel ID</c>: a robustness evaluation on a gateway (the API's <c>/api/evaluations</c>);
+/// <c>tapt evaluations create|status|cancel|report</c>: robustness evaluations on a gateway (the API's <c>/api/evaluations</c>);
 /// <c>tapt eval</c> evaluates in this process instead.
 /// </summary>
 public static class EvaluationsCommand
 {
     public static Command Create() => new("evaluations", """
-        Robustness evaluations on a gateway: their state, and cancelling one.
-        status ID prints an evaluation's state and progress; cancel ID stops it within an attack step, frees its
-        running slot and keeps the outcomes recorded so far (a second cancel changes nothing).
+        Robustness evaluations on a gateway: creating one, its state, cancelling it and its report.
+        create uploads a folder of labelled images (one subfolder per label) and starts an evaluation under an attack
+        (pgd, cw, di, apgd-ce, apgd-t, fab-t, square, autoattack, autoattack-rand); status ID prints an evaluation's state
+        and progress; cancel ID stops it within an attack step, frees its running slot and keeps the outcomes recorded so
+        far (a second cancel changes nothing); report ID prints its accuracies, AutoAttack's stages, Square's queries and
+        the gradient-masking checks.
         """)
     {
+        EvaluationsCreateCommand.Create(),
         Subcommand("status", "Prints an evaluation's state and progress."),
         Subcommand("cancel", "Cancels an evaluation; the outcomes recorded so far stay."),
+        Subcommand("report", "Prints an evaluation's report (partial while it runs): accuracy per ε, stages, queries and checks."),
     };
 
-    /// <summary>Runs <c>status</c> or <c>cancel</c> for one evaluation and prints its one-line description; the exit code.</summary>
+    /// <summary>Runs <c>status</c>, <c>cancel</c> or <c>report</c> for one evaluation and prints its description or report; the exit code.</summary>
     public static async Task<int> RunAsync(string server, string key, string action, string id, TextWriter stdout, CancellationToken ct)
     {
         using var client = new GatewayClient(server, key);
+        if (action == "report")
+        {
+            EvaluationReportPrinter.Print(await client.GetEvaluationReportAsync(id, ct), stdout);
+            return 0;
+        }
         var info = action == "cancel" ? await client.CancelEvaluationAsync(id, ct) : await client.GetEvaluationAsync(id, ct);
         stdout.WriteLine(Describe(info));
         return 0;

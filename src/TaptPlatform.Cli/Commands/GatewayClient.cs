@@ -72,6 +72,31 @@ public sealed class GatewayClient : IDisposable
     public Task<EvaluationInfo> CancelEvaluationAsync(string evaluationId, CancellationToken ct) =>
         SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/cancel"), ct);
 
+    /// <summary>Creates a robustness evaluation from the API's create body (attack, ε list, budgets, protocol, seed).</summary>
+    public Task<EvaluationInfo> CreateEvaluationAsync(object body, CancellationToken ct) =>
+        SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, "api/evaluations") { Content = JsonContent.Create(body, options: Json) }, ct);
+
+    /// <summary>Uploads labelled images as one multipart request (each part named by its label).</summary>
+    public Task<JsonElement> UploadEvaluationImagesAsync(string evaluationId, IReadOnlyList<(string Label, string File)> images, CancellationToken ct) =>
+        SendAsync<JsonElement>(() =>
+        {
+            var content = new MultipartFormDataContent();
+            foreach (var (label, f) in images)
+            {
+                var part = new ByteArrayContent(File.ReadAllBytes(f));
+                part.Headers.ContentType = new MediaTypeHeaderValue(ContentType(f));
+                content.Add(part, label, Path.GetFileName(f));
+            }
+            return new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/images") { Content = content };
+        }, ct);
+
+    public Task<EvaluationInfo> StartEvaluationAsync(string evaluationId, CancellationToken ct) =>
+        SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/start"), ct);
+
+    /// <summary>The robustness report (partial while the evaluation runs).</summary>
+    public Task<JsonElement> GetEvaluationReportAsync(string evaluationId, CancellationToken ct) =>
+        SendAsync<JsonElement>(() => new HttpRequestMessage(HttpMethod.Get, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/report"), ct);
+
     /// <summary>Every result of the job, in image order.</summary>
     public async Task<List<ResultInfo>> GetResultsAsync(string jobId, CancellationToken ct)
     {

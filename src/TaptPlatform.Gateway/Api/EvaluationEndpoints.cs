@@ -14,7 +14,7 @@ namespace TaptPlatform.Gateway.Api;
 /// <summary>The body of <c>POST /api/evaluations</c>.</summary>
 public sealed record CreateEvaluationRequest(
     string? Vocabulary, string? PromptConfiguration, string? Attack, double[]? Epsilons, double? Epsilon, int? Steps, double? StepSize,
-    int? Restarts, string? Protocol, int? Seed, int? Eot, int? BatchSize, int? VocabularyVersion, string? Name);
+    int? Restarts, string? Protocol, int? Seed, int? Eot, int? BatchSize, int? VocabularyVersion, string? Name, int? Queries = null);
 
 /// <summary>
 /// Robustness evaluations: create (pinned to a vocabulary version and a prompt configuration), upload labelled images
@@ -26,7 +26,7 @@ public static class EvaluationEndpoints
     public static void MapEvaluationEndpoints(this RouteGroupBuilder api)
     {
         var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
-        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack, ε list, steps, protocol, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
+        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack: pgd, cw, di, apgd-ce, apgd-t, fab-t, square, autoattack, autoattack-rand; ε list, steps, Square queries, protocol, EOT, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
         e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
         e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
@@ -86,9 +86,9 @@ public static class EvaluationEndpoints
         if (body.Vocabulary is null || !Identifiers.IsValidName(body.Vocabulary)) return Problems.Invalid("vocabulary: the name of one of your vocabularies is required");
         if (body.PromptConfiguration is null || !Identifiers.IsValidName(body.PromptConfiguration)) return Problems.Invalid("promptConfiguration: the name of one of your prompt configurations is required");
         var epsilons = body.Epsilons is { Length: > 0 } list ? list.ToImmutableArray() : [body.Epsilon ?? 1.0 / 255];
-        var request = new EvaluationRequest(body.Vocabulary, body.PromptConfiguration, (body.Attack ?? "pgd").Trim().ToLowerInvariant() switch { "apgd" => "apgd-ce", var a => a },
+        var request = new EvaluationRequest(body.Vocabulary, body.PromptConfiguration, (body.Attack ?? "pgd").Trim().ToLowerInvariant() switch { "apgd" => "apgd-ce", "fab" => "fab-t", var a => a },
             epsilons, body.Steps ?? 10, body.StepSize, body.Restarts ?? 1, body.Protocol ?? "nonadaptive", body.Seed ?? 0, body.Eot ?? 1, body.BatchSize ?? 16,
-            body.VocabularyVersion, body.Name);
+            body.VocabularyVersion, body.Name, body.Queries ?? EvaluationRequest.DefaultQueries);
         request.Validate();
         var tenantId = c.User.TenantId();
         var tenant = g.GetGrain<ITenantGrain>(tenantId);

@@ -100,9 +100,12 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         }
         var data = new InMemoryImageDataset(work.Labels, pixels, work.ImageLabels, size);
         var epsilon = req.Epsilons[work.EpsilonIndex];
-        var settings = new AttackSettings(AttackSettings.ParseKind(req.Attack), epsilon, req.Steps, req.StepSize, Restarts: req.Restarts);
+        var kind = AttackSettings.ParseKind(req.Attack);
+        var settings = new AttackSettings(kind, epsilon, req.Steps, req.StepSize, Restarts: req.Restarts, Queries: req.Queries);
         var protocol = req.Protocol == "adaptive" ? EvaluationProtocol.Adaptive : EvaluationProtocol.NonAdaptive;
-        var evaluationOptions = new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, req.EotSamples) { Cancellation = cancellation };
+        // As tapt eval: AutoAttack's version for randomised defenses draws at least its 20 EOT samples.
+        var eot = kind == AttackKind.AutoAttackRand ? Math.Max(req.EotSamples, AutoAttack.RandomisedEotSamples) : req.EotSamples;
+        var evaluationOptions = new EvaluationOptions(settings, protocol, req.Seed, req.BatchSize, eot) { Cancellation = cancellation };
 
         using var cursor = EvaluationCursor.Restore(req.Seed, unit.Cursor, unit.EotCalls);
         PreparedBatch prepared;
@@ -110,8 +113,10 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         {
             using var defense = new TaptDefense(model.Clip, artifact, options);
             var evaluator = new RobustnessEvaluator(model.Clip, defense, new LabelVocabulary(work.Labels, work.PromptTexts));
-            var batch = evaluator.EvaluateBatch(data, [.. unit.Images], evaluationOptions, cursor, withPixels: true);
-            prepared = Prepare(work, batch, work.Skip.ToHashSet(), epsilon, AttackSettingsRecord(req, settings, epsilon));
+            // The gradient check as tapt eval makes it (through the defense it also advances the tuning-call count, as there).
+            var gradients = new GradientTally();
+            var batch = evaluator.EvaluateBatch(data, [.. unit.Images], evaluationOptions, cursor, withPixels: true, gradients);
+            prepared = Prepare(work, batch, gradients, work.Skip.ToHashSet(), epsilon, AttackSettingsRecord(req, settings, epsilon, eot));
         }
         var perImage = prepared.Outcomes.Length == 0 ? 0 : prepared.Outcomes[0].Seconds;
         var info = new EvaluationRunInfo(work.EpsilonIndex, epsilon, settings.Create().Name, RobustnessEvaluator.GradientOf(evaluationOptions), model.Checkpoint.Checksum,
@@ -121,7 +126,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
     }
 
     /// <summary>The attack's settings as each outcome record names them.</summary>
-    private static JsonObject AttackSettingsRecord(EvaluationRequest req, AttackSettings settings, double epsilon) => new()
+    private static JsonObject AttackSettingsRecord(EvaluationRequest req, AttackSettings settings, double epsilon, int eot) => new()
     {
         ["attack"] = req.Attack,
         ["name"] = settings.Create().Name,
@@ -130,16 +135,20 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         ["stepSize"] = settings.Alpha,
         ["restarts"] = req.Restarts,
         ["protocol"] = req.Protocol,
-        ["eot"] = req.EotSamples,
+        ["eot"] = eot,
+        ["queries"] = req.UsesQueries ? req.Queries : null,
         ["seed"] = req.Seed,
     };
 
     /// <summary>One evaluated batch's outcomes and the artifacts to store with them (skipping images already recorded).</summary>
-    private static PreparedBatch Prepare(EvaluationWork work, EvaluationBatch batch, HashSet<int> skip, double epsilon, JsonObject attackSettings)
+    private static PreparedBatch Prepare(EvaluationWork work, EvaluationBatch batch, GradientTally gradients, HashSet<int> skip, double epsilon, JsonObject attackSettings)
     {
         var perImage = batch.Seconds / Math.Max(1, batch.Outcomes.Count);
-        var outcomes = batch.Outcomes.Select(o => new EvaluationImageOutcome(o.Index, work.EpsilonIndex, o.Label,
-            o.ClipClean, o.AptClean, o.TaptClean, o.ClipRobust, o.AptRobust, o.TaptRobust, perImage)).ToImmutableArray();
+        var outcomes = batch.Outcomes.Select((o, i) => new EvaluationImageOutcome(o.Index, work.EpsilonIndex, o.Label,
+            o.ClipClean, o.AptClean, o.TaptClean, o.ClipRobust, o.AptRobust, o.TaptRobust, perImage,
+            o.BrokenBy is { } b ? new EvaluationMethodFigures(b.Clip, b.Apt, b.Tapt == RobustnessEvaluator.NotAttacked ? null : b.Tapt) : null,
+            o.Queries is { } q ? new EvaluationMethodFigures((int)q.Clip, (int)q.Apt, batch.TaptAdversarial is null ? null : (int)q.Tapt) : null,
+            GradientFlags(gradients, i, g => g.Zero), GradientFlags(gradients, i, g => g.NonFinite))).ToImmutableArray();
         var files = new List<(string, byte[], string)>();
         for (var i = 0; i < outcomes.Length; i++)
         {
@@ -176,10 +185,25 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
                 ["tapt"] = Method(o.TaptClean, o.TaptRobust, batch.TaptAdversarial is null ? "apt.png" : "tapt.png"),
                 ["perturbationAmplification"] = "0.5 + 0.5 * (adversarial - clean) / epsilon",
             };
+            if (o.BrokenBy is { } brokenBy) record["brokenByStage"] = Figures(brokenBy);
+            if (o.Queries is { } queries) record["queries"] = Figures(queries);
+            record["zeroGradient"] = Flags(o.ZeroGradient);
+            record["nonFiniteGradient"] = Flags(o.NonFiniteGradient);
             files.Add(($"{folder}/outcome.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), "application/json"));
         }
         return new PreparedBatch(outcomes, files);
     }
+
+    /// <summary>Image <paramref name="position"/> of the batch's gradient check per method (null: that method's gradient was not taken).</summary>
+    private static EvaluationMethodFlags? GradientFlags(GradientTally tally, int position, Func<(bool Zero, bool NonFinite), bool> pick)
+    {
+        bool? Of(string method) => tally.PerImage(method) is { } list && position < list.Count ? pick(list[position]) : null;
+        return tally.Has("CLIP") ? new EvaluationMethodFlags(Of("CLIP"), Of("APT"), Of("TAPT")) : null;
+    }
+
+    private static JsonObject Figures(EvaluationMethodFigures f) => new() { ["clip"] = f.Clip, ["apt"] = f.Apt, ["tapt"] = f.Tapt };
+
+    private static JsonObject? Flags(EvaluationMethodFlags? f) => f is null ? null : new() { ["clip"] = f.Clip, ["apt"] = f.Apt, ["tapt"] = f.Tapt };
 
     /// <summary>The order images are evaluated in: <c>tapt eval</c>'s sample order (<see cref="DatasetSampling.Sample"/>) for all of them.</summary>
     public static int[] EvaluationOrder(int count, int seed) => DatasetSampling.Sample(count, count, seed);

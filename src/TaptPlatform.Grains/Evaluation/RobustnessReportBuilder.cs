@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Text.Json.Nodes;
 using TaptPlatform.Contracts;
+using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Evaluation;
 
 namespace TaptPlatform.Grains.Evaluation;
@@ -28,7 +29,7 @@ public static class RobustnessReportBuilder
         {
             var os = byEps.GetValueOrDefault(k) ?? [];
             runs.TryGetValue(k, out var run);
-            var result = EpsilonResult(req.Epsilons[k], os, labels, run, complete: run is not null && os.Length == imageNames.Count);
+            var result = EpsilonResult(req, req.Epsilons[k], os, labels, run, complete: run is not null && os.Length == imageNames.Count);
             results.Add(result);
             var robust = result["robust"]!;
             curve.Add(new JsonObject
@@ -63,33 +64,42 @@ public static class RobustnessReportBuilder
             ["confidence"] = "95% Wilson score intervals",
             ["results"] = results,
             ["curve"] = curve,
-            ["checks"] = Checks(req.Epsilons, results),
+            ["checks"] = Checks(req, byEps, results),
             ["images"] = Images(imageNames, labels, byEps, req.Epsilons.Length),
         };
     }
 
     /// <summary>
-    /// The masking checks an evaluation's figures allow (<see cref="MaskingChecks"/>): with two ε or more, each method's
-    /// robust accuracy must not rise as ε grows.
+    /// The masking checks an evaluation's figures allow (<see cref="MaskingChecks"/>): per ε, the input gradients at the clean
+    /// images and (standard AutoAttack) the images Square fooled after the white-box stages (<see cref="AttackDiagnostics"/>);
+    /// with two ε or more, each method's robust accuracy must not rise as ε grows. (AutoAttack against PGD needs both in one
+    /// report; an evaluation runs one attack, so it is not made here.)
     /// </summary>
-    private static JsonArray Checks(IReadOnlyList<double> epsilons, JsonArray results)
+    private static JsonArray Checks(EvaluationRequest req, Dictionary<int, EvaluationImageOutcome[]> byEps, JsonArray results)
     {
+        var epsilons = req.Epsilons;
         var checks = new JsonArray();
+        for (var k = 0; k < epsilons.Length; k++)
+            foreach (var c in AttackDiagnostics.Checks(req, epsilons[k], byEps.GetValueOrDefault(k) ?? []))
+                checks.Add(AttackDiagnostics.ToJson(c, epsilons[k]));
         foreach (var m in Methods)
         {
             var points = new List<(double Epsilon, double Robust)>();
-            for (var k = 0; k < epsilons.Count; k++)
+            for (var k = 0; k < epsilons.Length; k++)
                 if (results[k]?["robust"]?[m]?["accuracy"] is JsonValue v && v.TryGetValue(out double accuracy) && !double.IsNaN(accuracy))
                     points.Add((epsilons[k], accuracy));
             if (points.Count < 2) continue;
             var c = MaskingChecks.OfEpsilons(m.ToUpperInvariant(), points);
-            checks.Add(new JsonObject { ["check"] = c.Name, ["method"] = c.Method, ["warning"] = c.Warning, ["detail"] = c.Detail });
+            checks.Add(AttackDiagnostics.ToJson(c));
         }
         return checks;
     }
 
-    /// <summary>One ε: clean and robust accuracy per method, overall and per label, its cost and where it ran.</summary>
-    private static JsonObject EpsilonResult(double epsilon, EvaluationImageOutcome[] os, string[] labels, EvaluationRunInfo? run, bool complete)
+    /// <summary>
+    /// One ε: clean and robust accuracy per method, overall and per label, AutoAttack's robust accuracy after each stage and
+    /// Square's mean queries per image (null for other attacks), its cost and where it ran.
+    /// </summary>
+    private static JsonObject EpsilonResult(EvaluationRequest req, double epsilon, EvaluationImageOutcome[] os, string[] labels, EvaluationRunInfo? run, bool complete)
     {
         var perLabel = new JsonArray();
         for (var l = 0; l < labels.Length; l++)
@@ -107,6 +117,8 @@ public static class RobustnessReportBuilder
             ["clean"] = Accuracies(os, robust: false),
             ["robust"] = Accuracies(os, robust: true),
             ["perLabel"] = perLabel,
+            ["stages"] = AttackDiagnostics.Stages(req, epsilon, os),
+            ["queriesPerImage"] = AttackDiagnostics.QueriesPerImage(os),
             ["secondsPerImage"] = os.Length == 0 ? null : os.Sum(o => o.Seconds) / os.Length,
             ["gradient"] = run?.Gradient,
             ["silo"] = run?.Silo,
@@ -128,6 +140,9 @@ public static class RobustnessReportBuilder
         ["steps"] = req.Steps,
         ["stepSize"] = req.StepSize ?? 1.0 / 255,
         ["restarts"] = req.Restarts,
+        ["queries"] = req.UsesQueries ? req.Queries : null,
+        ["stages"] = AttackDiagnostics.StageNames(req, req.Epsilons.FirstOrDefault()) is { } stages ? new JsonArray([.. stages.Select(n => JsonValue.Create(n))]) : null,
+        ["description"] = AttackSettings.Describe(AttackSettings.ParseKind(req.Attack)),
         ["protocol"] = req.Protocol,
         ["eot"] = req.EotSamples,
         ["seed"] = req.Seed,
@@ -171,6 +186,8 @@ public static class RobustnessReportBuilder
                     ["clipRobust"] = labels[o.ClipRobust],
                     ["aptRobust"] = labels[o.AptRobust],
                     ["taptRobust"] = labels[o.TaptRobust],
+                    ["brokenByStage"] = Figures(o.BrokenBy),
+                    ["queries"] = Figures(o.Queries),
                 });
             }
             var label = byEps.Values.SelectMany(x => x).FirstOrDefault(x => x.Index == i)?.Label;
@@ -178,6 +195,8 @@ public static class RobustnessReportBuilder
         }
         return images;
     }
+
+    private static JsonObject? Figures(EvaluationMethodFigures? f) => f is null ? null : new() { ["clip"] = f.Clip, ["apt"] = f.Apt, ["tapt"] = f.Tapt };
 
     private static (int Prediction, int Label) Pick(EvaluationImageOutcome o, string method, bool robust) => (method, robust) switch
     {

@@ -66,6 +66,14 @@ public sealed class AutoAttackTests : IDisposable
         Assert.False(checks["plain"].Warning, checks["plain"].Detail);
         Assert.True(checks["quantised"].Warning);
         Assert.StartsWith("4 of 4 images have an all-zero input gradient", checks["quantised"].Detail);
+
+        // Per image, in the order added: the first two images go through the masked model, the last two not.
+        LogitsFunction mixed = img => cat([quantised(img.narrow(0, 0, 2)), plain(img.narrow(0, 2, 2))], 0);
+        tally.Add("mixed", mixed, x, y);
+        Assert.Equal([true, true, false, false], tally.PerImage("mixed").Select(f => f.Zero));
+        Assert.All(tally.PerImage("mixed"), f => Assert.False(f.NonFinite));
+        Assert.Equal(4, tally.PerImage("quantised").Count(f => f.Zero));
+        Assert.Empty(tally.PerImage("never tallied"));
     }
 
     [Fact]

@@ -19,7 +19,7 @@ public sealed class CliParsingTests
     public void Every_command_is_there()
     {
         Assert.Equal(
-            ["audit", "bench", "classify", "clip", "eval", "evaluations status", "evaluations cancel", "loadtest", "prompts train", "prompts calibrate", "prompts show", "samples", "submit", "train-clip", "zero-shot"],
+            ["audit", "bench", "classify", "clip", "eval", "evaluations create", "evaluations status", "evaluations cancel", "evaluations report", "loadtest", "prompts train", "prompts calibrate", "prompts show", "samples", "submit", "train-clip", "zero-shot"],
             Paths(TaptCli.CreateRoot(), "").ToArray());
     }
 
@@ -45,6 +45,8 @@ public sealed class CliParsingTests
     [InlineData("--tapt-lr", "prompts", "calibrate", "--tapt-lr", "-1")]
     [InlineData("--batch", "submit", "--server", "http://127.0.0.1:1", "--key", "k", "--vocabulary", "v", "--batch", "1001", "x")]
     [InlineData("--split", "zero-shot", "--split", "validation")]
+    [InlineData("--attack", "evaluations", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--attack", "autoattack-plus")]
+    [InlineData("--queries", "evaluations", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--queries", "0")]
     [InlineData("--out", "train-clip", "--epochs", "2")]
     public void Unknown_options_and_bad_values_exit_2_naming_the_option(string option, params string[] args)
     {

@@ -1,6 +1,7 @@
 // TAPT Console: robustness evaluations (list, create with labelled images, live status, report page, artifact browser).
 // Plain ES module sharing console.js's helpers; charts are inline SVG built with DOM calls (CSP: no inline styles or scripts).
 import { sections, api, el, toast, download, authorizedUrl, connection, fmtTime, fmtEta, setBusy, showError } from "./console.js";
+import { attackFields, attackFacts, checksBlock, stagesBlock, wireAttackFields } from "./evaluation-attacks.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -139,7 +140,7 @@ async function submit(event) {
     const body = {
       vocabulary: $("eval-vocabulary").value,
       promptConfiguration: $("eval-config").value,
-      attack: $("eval-attack").value,
+      ...attackFields(),
       epsilons: parseEpsilons($("eval-eps").value),
       steps: Number($("eval-steps").value || 10),
       protocol: $("eval-protocol").value,
@@ -292,6 +293,7 @@ function renderReport() {
       fact("Attack", `${r.attack.name || r.attack.kind.toUpperCase()} (${r.attack.kind})`),
       fact("ε", eps.map((e) => `${eps255(e)}/255`).join(", ")),
       fact("Steps · step size", `${r.attack.steps} · ${eps255(r.attack.stepSize)}/255`),
+      ...attackFacts(r, fact),
       fact("Protocol", `${r.attack.protocol}${r.attack.protocol === "adaptive" ? ` (EOT ${r.attack.eot})` : ""}`),
       fact("Seed", String(r.attack.seed)),
       fact("Images", String(r.n)),
@@ -310,6 +312,11 @@ function renderReport() {
       el("div", { class: "table-wrap" }, accuracyTable(result)),
       el("figure", { class: "plot" }, barChart(result, eps[k]),
         el("figcaption", {}, legendItem("bar-clean", "clean"), legendItem("bar-robust", "under attack"), el("span", { class: "muted", text: "whiskers: 95% CI" }))))));
+
+  const stages = stagesBlock(result, eps[k]);
+  if (stages) children.push(stages);
+  const checks = checksBlock(r, eps[k]);
+  if (checks) children.push(checks);
 
   if (eps.length > 1) {
     children.push(el("section", { class: "report-block", "aria-labelledby": "rep-curve-title" },
@@ -497,6 +504,7 @@ function verdictCell(prediction, label) {
 
 function wire() {
   $("eval-form").addEventListener("submit", submit);
+  wireAttackFields();
   $("eval-vocabulary").addEventListener("change", () => loadLabels().catch((e) => toast(e.message, "error")));
   $("eval-config").addEventListener("change", summarize);
   $("eval-refresh").addEventListener("click", () => loadList().catch((e) => toast(e.message, "error")));
