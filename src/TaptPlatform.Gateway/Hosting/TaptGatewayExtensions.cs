@@ -124,8 +124,11 @@ public static class TaptGatewayExtensions
         services.AddSingleton<ApiKeyValidator>();
         services.AddTaptRateLimits();
 
-        // Large upload parts are staged in the tenant's container (an all-in-one gateway's silo registered this already).
-        services.TryAddSingleton(_ => new ImageStaging(new TenantContainers(builder.Configuration.TaptStorage().Blobs)));
+        // Large upload parts are staged in the tenant's container, and stored input images are streamed from it (an
+        // all-in-one gateway's silo registered these already).
+        services.TryAddSingleton(_ => new TenantContainers(builder.Configuration.TaptStorage().Blobs));
+        services.TryAddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
+        services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<JobLabels>();
         services.AddSingleton<ILiveSender, HubLiveSender>();
