@@ -119,6 +119,44 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
         Assert.All(results.Items, r => Assert.Null(r.Error));
     }
 
+    [Fact]
+    public async Task An_evaluation_upload_streams_large_labelled_parts_and_leaves_no_staging_blob_whether_taken_or_refused()
+    {
+        await using var large = await LargeGateway.StartAsync(gateway);
+        var (tenantId, http) = await large.TenantAsync("eval");
+        var created = await http.PostAsJsonAsync("/api/evaluations", new { vocabulary = "fashion", promptConfiguration = "default", attack = "pgd", epsilons = new[] { 1.0 / 255 }, steps = 1 });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var evaluationId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("jobId").GetString();
+        var coat = Grains.Tests.Infrastructure.TestModels.FashionLabels[4];
+        MultipartFormDataContent Parts(params (string Label, string Name, byte[] Bytes)[] parts)
+        {
+            var content = new MultipartFormDataContent();
+            foreach (var (label, name, bytes) in parts) content.Add(new ByteArrayContent(bytes), label, name);
+            return content;
+        }
+        var big = LargePng(seed: 3, side: 1100);
+
+        // Four images cost more than the evaluation may (the large gateway's limit is 3 per evaluation): refused whole, staged parts deleted.
+        var tooMany = await http.PostAsync($"/api/evaluations/{evaluationId}/images",
+            Parts((coat, "a.png", TestModelsPng(0)), (coat, "big.png", big), (coat, "big2.png", big), (coat, "b.png", TestModelsPng(1))));
+        await CatalogAndKeyTests.AssertProblem(tooMany, HttpStatusCode.UnprocessableEntity, "evaluation_too_costly");
+        Assert.Empty(await large.StagingBlobsAsync(tenantId));
+
+        // Small and large in one request: order kept, the large noise part refused by the grain, nothing left in staging.
+        var upload = await http.PostAsync($"/api/evaluations/{evaluationId}/images",
+            Parts((coat, "a.png", TestModelsPng(0)), (coat, "big.png", big), (coat, "noise.png", RandomNumberGenerator.GetBytes((int)(2 * MiB)))));
+        Assert.Equal(HttpStatusCode.OK, upload.StatusCode);
+        var receipt = await upload.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal([0, 1], receipt.GetProperty("acceptedIndices").EnumerateArray().Select(i => i.GetInt32()));
+        var rejected = Assert.Single(receipt.GetProperty("rejected").EnumerateArray());
+        Assert.Equal("noise.png", rejected.GetProperty("name").GetString());
+        Assert.StartsWith("UnknownFormat", rejected.GetProperty("reason").GetString());
+        Assert.Equal(2, receipt.GetProperty("totalImages").GetInt32());
+        Assert.Empty(await large.StagingBlobsAsync(tenantId));
+    }
+
+    private static byte[] TestModelsPng(int index) => Grains.Tests.Infrastructure.TestModels.FashionPng(index);
+
     /// <summary>The live managed heap after full, blocking, compacting collections (aggressive: the GC also releases what it can).</summary>
     private long Measure(string when)
     {
@@ -146,7 +184,8 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
     }
 
     /// <summary>
-    /// A gateway of its own (own cluster, same storage) whose limits admit images up to 20 MiB, staged above 1 MiB.
+    /// A gateway of its own (own cluster, same storage) whose limits admit images up to 20 MiB, staged above 1 MiB
+    /// (and evaluations of at most 3 one-step images).
     /// </summary>
     private sealed class LargeGateway(GatewayFixture fixture, GatewayFactory factory, Uri baseAddress) : IAsyncDisposable
     {
@@ -158,6 +197,7 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
                 ["Tapt:Gateway:MaxImageBytes"] = (20 * MiB).ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Tapt:Gateway:MaxUploadBytes"] = (96 * MiB).ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Tapt:Gateway:StagingThresholdBytes"] = MiB.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Tapt:Gateway:MaxEvaluationCost"] = "3",
                 ["Orleans:ClusterId"] = clusterId,
                 ["Orleans:ServiceId"] = clusterId,
                 ["Orleans:SiloPort"] = GatewayFixture.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),

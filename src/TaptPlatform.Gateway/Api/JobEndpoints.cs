@@ -165,12 +165,11 @@ public static class JobEndpoints
                 if (++files > o.MaxImagesPerRequest)
                     return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images",
                         $"one request carries at most {o.MaxImagesPerRequest} images: send the rest in another request", upload.Extensions());
-                var name = HeaderUtilities.RemoveQuotes(disposition.FileNameStar).Value is { Length: > 0 } star ? star
-                    : HeaderUtilities.RemoveQuotes(disposition.FileName).Value ?? "";
-                if (await upload.ReadPartAsync(name, section.Body, o, c.RequestAborted) is not { } image)
+                var name = UploadParts.FileName(disposition);
+                if (await UploadParts.ReadAsync(staging, tenantId, status.JobId, section.Body, o.StagingThresholdBytes, o.MaxImageBytes, c.RequestAborted) is not { } part)
                     return Problems.Result(413, ErrorCodes.ImageTooLarge, "Image too large",
                         $"image '{Shorten(name)}' is larger than {o.MaxImageBytes} bytes", upload.Extensions());
-                upload.Add(image);
+                upload.Add(part.Staged is { } staged ? JobImage.Of(name, staged) : new JobImage(name, part.Content));
                 if (upload.PendingCount >= o.UploadChunkImages || upload.PendingBytes >= o.UploadChunkBytes)
                     if (await upload.FlushAsync(c, metrics) is { } refused) return refused;
             }
@@ -210,32 +209,6 @@ public static class JobEndpoints
             PendingBytes += image.Staged?.Length ?? image.Content.Length;
         }
 
-        /// <summary>
-        /// One part as an image: its bytes up to <see cref="GatewayOptions.StagingThresholdBytes"/>, past that streamed
-        /// into a staging blob; null when it is longer than <see cref="GatewayOptions.MaxImageBytes"/> (the rest is skipped
-        /// and nothing is left in staging).
-        /// </summary>
-        public async Task<JobImage?> ReadPartAsync(string name, Stream body, GatewayOptions o, CancellationToken ct)
-        {
-            using var buffer = new MemoryStream();
-            var chunk = new byte[81920];
-            int n;
-            while ((n = await body.ReadAsync(chunk, ct)) > 0)
-            {
-                if (buffer.Length + n > o.MaxImageBytes)
-                {
-                    await body.DrainAsync(ct);
-                    return null;
-                }
-                buffer.Write(chunk, 0, n);
-                if (buffer.Length > o.StagingThresholdBytes)
-                    return await staging.StageAsync(tenantId, jobId, buffer.GetBuffer().AsMemory(0, (int)buffer.Length), body, o.MaxImageBytes, ct) is { } staged
-                        ? JobImage.Of(name, staged)
-                        : null;
-            }
-            return new JobImage(name, buffer.ToArray());
-        }
-
         /// <summary>Hands the pending images to the job grain; a problem result when the quota refuses them.</summary>
         public async Task<ProblemHttpResult?> FlushAsync(HttpContext c, GatewayMetrics metrics)
         {
@@ -273,18 +246,9 @@ public static class JobEndpoints
         /// <summary>Deletes the staging blobs of images not handed over (the upload was refused or failed part-way).</summary>
         public async Task DiscardPendingAsync(ILogger log)
         {
-            var staged = _pending.Select(i => i.Staged?.Id).OfType<string>().ToList();
+            var pending = _pending.Select(i => i.Staged).ToList();
             _pending.Clear();
-            if (staged.Count == 0) return;
-            try
-            {
-                await staging.DeleteAsync(tenantId, jobId, staged);
-            }
-            catch (Exception e)
-            {
-                // The response stands; the storage account's lifecycle rule (if any) is the only other way they go.
-                log.LogWarning(e, "Upload to job {Job}: {Count} staging blob(s) could not be deleted", jobId, staged.Count);
-            }
+            await UploadParts.DiscardAsync(staging, tenantId, jobId, pending, log);
         }
 
         public UploadReceipt Receipt(string jobId) => new(jobId, [.. _accepted], [.. _rejected], _total);
