@@ -25,7 +25,10 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
     public async Task Memory_returns_to_its_baseline_after_large_uploads_and_every_image_is_stored()
     {
         await using var large = await LargeGateway.StartAsync(gateway);
-        var (tenantId, http) = await large.TenantAsync("mem");
+        // The production shape: a gateway that is an Orleans client of the cluster (here the large gateway's silo), so
+        // every grain call is a serialized message; both run in this process, so the measure covers both sides.
+        await using var client = await large.StartClientAsync();
+        var (tenantId, http) = await client.TenantAsync("mem");
         var jobId = await GatewayFixture.CreateJobAsync(http);
         var images = Enumerable.Range(0, 8).Select(i => ($"large-{i}.png", LargePng(seed: i))).ToList();
         Assert.All(images, i => Assert.InRange(i.Item2.Length, 18_500_000, 20 * MiB));
@@ -187,7 +190,7 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
     /// A gateway of its own (own cluster, same storage) whose limits admit images up to 20 MiB, staged above 1 MiB
     /// (and evaluations of at most 3 one-step images).
     /// </summary>
-    private sealed class LargeGateway(GatewayFixture fixture, GatewayFactory factory, Uri baseAddress) : IAsyncDisposable
+    private sealed class LargeGateway(GatewayFixture fixture, IReadOnlyDictionary<string, string> settings, GatewayFactory factory, Uri baseAddress) : IAsyncDisposable
     {
         public static async Task<LargeGateway> StartAsync(GatewayFixture fixture)
         {
@@ -204,7 +207,15 @@ public sealed class LargeUploadTests(GatewayFixture gateway, ITestOutputHelper o
                 ["Orleans:GatewayPort"] = GatewayFixture.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
             };
             var (factory, baseAddress) = await GatewayFixture.StartAsync(settings);
-            return new LargeGateway(fixture, factory, baseAddress);
+            return new LargeGateway(fixture, settings, factory, baseAddress);
+        }
+
+        /// <summary>A second gateway with the same limits, in client mode, on this gateway's cluster.</summary>
+        public async Task<LargeGateway> StartClientAsync()
+        {
+            var client = new Dictionary<string, string>(settings) { ["Tapt:Gateway:Mode"] = "client" };
+            var (factory, baseAddress) = await GatewayFixture.StartAsync(client);
+            return new LargeGateway(fixture, client, factory, baseAddress);
         }
 
         public async Task<(string TenantId, HttpClient Http)> TenantAsync(string prefix)
