@@ -111,8 +111,7 @@ public sealed class JobGrain(
     public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<JobImage> images)
     {
         var def = Authorize(tenantId);
-        var staged = images.IsDefault ? [] : images.Select(i => i?.Staged?.Id).OfType<string>().ToList();
-        try
+        return await ImageIntake.DeletingStagedAsync(staging, def.TenantId, JobId, images.IsDefault ? [] : images.Select(i => i?.Staged), async () =>
         {
             if (S.State != JobState.Open) throw new TaptRequestException($"job '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
             if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
@@ -130,12 +129,7 @@ public sealed class JobGrain(
             foreach (var a in accepted)
                 if (a.Content.LongLength <= _options.InlineImageBytes) _inputs.TryKeep(a.Index, a.Content);
             return AddImagesReceipt.Of(parts, S.Images.Count);
-        }
-        finally
-        {
-            // Stored or refused, a staged image has served its purpose here.
-            if (staged.Count > 0) await staging.DeleteAsync(def.TenantId, JobId, staged);
-        }
+        });
     }
 
     public async Task<JobStatus> StartAsync(string tenantId, JobLimits? limits = null)

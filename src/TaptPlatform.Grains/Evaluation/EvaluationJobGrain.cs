@@ -97,8 +97,7 @@ public sealed class EvaluationJobGrain(
     public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images)
     {
         var def = Authorize(tenantId);
-        var staged = images.IsDefault ? [] : images.Select(i => i?.Staged?.Id).OfType<string>().ToList();
-        try
+        return await ImageIntake.DeletingStagedAsync(staging, def.TenantId, JobId, images.IsDefault ? [] : images.Select(i => i?.Staged), async () =>
         {
             if (S.State != JobState.Open) throw new TaptRequestException($"evaluation '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
             if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
@@ -112,12 +111,7 @@ public sealed class EvaluationJobGrain(
             S.Images.AddRange(accepted.Select(a => new EvaluationImageEntry(a.Name, labels[images[a.Position].Label], a.Info.Format)));
             await Saved.SaveAsync();
             return AddImagesReceipt.Of(parts, S.Images.Count);
-        }
-        finally
-        {
-            // Stored or refused, a staged image has served its purpose here.
-            if (staged.Count > 0) await staging.DeleteAsync(def.TenantId, JobId, staged);
-        }
+        });
     }
 
     public async Task<EvaluationStatus> StartAsync(string tenantId, JobLimits? limits = null)

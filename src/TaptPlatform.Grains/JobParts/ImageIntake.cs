@@ -81,6 +81,23 @@ public static class ImageIntake
         return (offered, unreadable);
     }
 
+    /// <summary>
+    /// Runs <paramref name="intake"/>, then deletes the staging blobs of <paramref name="staged"/> whatever happened:
+    /// stored or refused (the image, or the whole call), a staged image has served its purpose.
+    /// </summary>
+    public static async Task<T> DeletingStagedAsync<T>(ImageStaging staging, string tenantId, string jobId, IEnumerable<StagedImage?> staged, Func<Task<T>> intake)
+    {
+        var ids = staged.OfType<StagedImage>().Select(s => s.Id).ToList();
+        try
+        {
+            return await intake();
+        }
+        finally
+        {
+            if (ids.Count > 0) await staging.DeleteAsync(tenantId, jobId, ids);
+        }
+    }
+
     /// <summary>Writes the accepted images' blobs (<c>inputs/{index}</c>), at most <paramref name="parallelism"/> at a time.</summary>
     public static async Task StoreAsync(IArtifactStore store, string tenantId, string jobId, IReadOnlyList<IntakeImage> accepted, int parallelism)
     {
