@@ -89,12 +89,18 @@ public sealed record EvaluationDefinition(
     public static string NewId() => IdPrefix + Guid.NewGuid().ToString("N");
 }
 
-/// <summary>One labelled image: display name, label (one of the vocabulary's) and encoded bytes.</summary>
+/// <summary>
+/// One labelled image: display name, label (one of the vocabulary's) and encoded bytes, or, for a large image, empty
+/// bytes and <see cref="Staged"/>, the staging blob the gateway streamed it into (see <see cref="JobImage"/>).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record EvaluationImage(
     [property: Id(0)] string Name,
     [property: Id(1)] string Label,
-    [property: Id(2)] byte[] Content);
+    [property: Id(2)] byte[] Content)
+{
+    [Id(3)] public StagedImage? Staged { get; init; }
+}
 
 /// <summary>
 /// The outcome of one image at one ε (recorded once): its label and the predictions of plain CLIP, the pre-trained prompts (APT)

@@ -25,11 +25,31 @@ public sealed record JobDefinition(
     [property: Id(5)] int Seed,
     [property: Id(6)] DateTimeOffset CreatedAt);
 
-/// <summary>One uploaded image: a display name and the encoded bytes (PNG, JPEG, WebP, BMP or GIF).</summary>
+/// <summary>
+/// One uploaded image: a display name and the encoded bytes (PNG, JPEG, WebP, BMP or GIF), or, for a large image,
+/// empty bytes and <see cref="Staged"/>: the gateway streamed it into a staging blob of the job, so it never travels
+/// in a grain message.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record JobImage(
     [property: Id(0)] string Name,
-    [property: Id(1)] byte[] Content);
+    [property: Id(1)] byte[] Content)
+{
+    [Id(2)] public StagedImage? Staged { get; init; }
+
+    /// <summary>A large image by reference to its staging blob.</summary>
+    public static JobImage Of(string name, StagedImage staged) => new(name, []) { Staged = staged };
+}
+
+/// <summary>
+/// An image the gateway streamed into a staging blob of a job (<c>staging/jobs/{jobId}/{Id}</c> in the tenant's
+/// container): the receiving grain reads it from there, checks its length and hash, and deletes it.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record StagedImage(
+    [property: Id(0)] string Id,
+    [property: Id(1)] long Length,
+    [property: Id(2)] string Sha256);
 
 /// <summary>An image refused at upload, with the reason (format, size, limits).</summary>
 [GenerateSerializer, Immutable]

@@ -15,9 +15,10 @@ public sealed record TuningSettings(
 }
 
 /// <summary>
-/// One image for a model grain: the encoded bytes (the job grain reads them from its own tenant's blobs), the
-/// vocabulary by reference (the model grain obtains its texts once per reference), the settings and the seed of
-/// the random views. Never stored: its shape may change between versions.
+/// One image for a model grain: the encoded bytes (the job grain reads them from its own tenant's blobs), or, for a
+/// large image, none and <see cref="ImageStored"/>: the model grain reads the job's stored input blob itself, so the
+/// image never travels in a grain message; the vocabulary by reference (the model grain obtains its texts once per
+/// reference), the settings and the seed of the random views. Never stored: its shape may change between versions.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TuningRequest(
@@ -28,7 +29,8 @@ public sealed record TuningRequest(
     [property: Id(9)] VocabularyReference Vocabulary,
     [property: Id(6)] TuningSettings Settings,
     [property: Id(7)] int Seed,
-    [property: Id(8)] bool ReportSteps = true);
+    [property: Id(8)] bool ReportSteps = true,
+    [property: Id(10)] bool ImageStored = false);
 
 /// <summary>One test-time step of one image: the losses, the selected views and the top labels after the step.</summary>
 [GenerateSerializer, Immutable]
@@ -75,6 +77,9 @@ public abstract record TuningReply([property: Id(0)] int ImageIndex)
 
         [Id(0)] public string Reason { get; init; }
     }
+
+    /// <summary>The failure of an image whose stored input blob is gone.</summary>
+    public const string MissingInput = "the stored input image is missing";
 
     /// <summary>Why the image has no prediction (null when it was tuned).</summary>
     public string? Error => this switch

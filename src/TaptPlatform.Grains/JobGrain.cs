@@ -29,6 +29,7 @@ namespace TaptPlatform.Grains;
 public sealed class JobGrain(
     [PersistentState("job", GrainStorageNames.Jobs)] IPersistentState<JobGrainState> state,
     IArtifactStore store,
+    ImageStaging staging,
     TenantJobIndex jobIndex,
     InputMemory inputMemory,
     IOptions<JobOptions> jobOptions,
@@ -110,18 +111,25 @@ public sealed class JobGrain(
     public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<JobImage> images)
     {
         var def = Authorize(tenantId);
-        if (S.State != JobState.Open) throw new TaptRequestException($"job '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
-        if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
-        if (S.Images.Count + images.Length > IJobGrain.MaxImages)
-            throw new TaptRequestException($"a job holds at most {IJobGrain.MaxImages} images ({S.Images.Count} already, {images.Length} more offered)");
+        return await ImageIntake.DeletingStagedAsync(staging, def.TenantId, JobId, images.IsDefault ? [] : images.Select(i => i?.Staged), async () =>
+        {
+            if (S.State != JobState.Open) throw new TaptRequestException($"job '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
+            if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
+            if (S.Images.Count + images.Length > IJobGrain.MaxImages)
+                throw new TaptRequestException($"a job holds at most {IJobGrain.MaxImages} images ({S.Images.Count} already, {images.Length} more offered)");
 
-        var (accepted, parts) = ImageIntake.Examine([.. images.Select(i => (i?.Name, i?.Content))], S.Images.Count);
-        // Blobs first, then the state that refers to them: an acknowledged image is always stored.
-        await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, _options.UploadParallelism);
-        S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, Convert.ToHexStringLower(SHA256.HashData(a.Content)))));
-        await SaveAsync();
-        foreach (var a in accepted) _inputs.TryKeep(a.Index, a.Content);
-        return AddImagesReceipt.Of(parts, S.Images.Count);
+            var (offered, unreadable) = await ImageIntake.LoadAsync(staging, def.TenantId, JobId, [.. images.Select(i => (i?.Name, i?.Content, i?.Staged))]);
+            var (accepted, parts) = ImageIntake.Examine(offered, S.Images.Count, unreadable: p => unreadable[p]);
+            // Blobs first, then the state that refers to them: an acknowledged image is always stored.
+            await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, _options.UploadParallelism);
+            S.Images.AddRange(accepted.Select(a => new JobImageEntry(a.Name, a.Info.Format, a.Content.LongLength, Convert.ToHexStringLower(SHA256.HashData(a.Content)))));
+            await SaveAsync();
+            // Large images are not kept: they never travel to the model grain (it reads their blobs), and kept they would
+            // hold memory while the job waits to start.
+            foreach (var a in accepted)
+                if (a.Content.LongLength <= _options.InlineImageBytes) _inputs.TryKeep(a.Index, a.Content);
+            return AddImagesReceipt.Of(parts, S.Images.Count);
+        });
     }
 
     public async Task<JobStatus> StartAsync(string tenantId, JobLimits? limits = null)
@@ -312,9 +320,14 @@ public sealed class JobGrain(
 
     bool IDispatchedJob.HasResult(int index) => S.Results.ContainsKey(index);
 
-    async Task<byte[]?> IDispatchedJob.LoadImageAsync(int index, CancellationToken ct) =>
-        _inputs.TryGetValue(index, out var image) ? image
-        : (await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct))?.ToArray();
+    async Task<TuningRequest?> IDispatchedJob.WithImageAsync(TuningRequest template, CancellationToken ct)
+    {
+        var index = template.ImageIndex;
+        // A large image does not travel in a message: the model grain reads its stored blob.
+        if (S.Images[index].Size > _options.InlineImageBytes) return template with { ImageStored = true };
+        if (_inputs.TryGetValue(index, out var kept)) return template with { Image = kept };
+        return await store.GetAsync(S.Definition!.TenantId, JobId, ArtifactKinds.Inputs, index, ct) is { } data ? template with { Image = data.ToArray() } : null;
+    }
 
     Task IDispatchedJob.RecordAsync(TuningReply reply) => RecordAsync(reply);
 

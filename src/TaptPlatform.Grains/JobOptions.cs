@@ -49,6 +49,12 @@ public sealed class JobOptions : ISelfValidatingOptions
     /// </summary>
     public long InputMemoryBytes { get; set; } = 128L << 20;
 
+    /// <summary>
+    /// Stored images larger than this are not sent to the model grain in the tuning request: it reads the job's input
+    /// blob itself, so no grain message carries a large image (Orleans serializes a message whole, into a pooled buffer).
+    /// </summary>
+    public long InlineImageBytes { get; set; } = 1L << 20;
+
     public void Validate()
     {
         if (MaxInFlight is < 1 or > 10_000) throw new ArgumentException("Tapt:Jobs:MaxInFlight must be in 1..10000");
@@ -60,5 +66,6 @@ public sealed class JobOptions : ISelfValidatingOptions
         if (SlotLease <= TimeSpan.Zero || SlotLease > Slots.SlotLeases.MaxLease) throw new ArgumentException($"Tapt:Jobs:SlotLease must be in (0, {Slots.SlotLeases.MaxLease}]");
         if (StateWriteResults < 1) throw new ArgumentException("Tapt:Jobs:StateWriteResults must be at least 1");
         if (InputMemoryBytes < 0) throw new ArgumentException("Tapt:Jobs:InputMemoryBytes must not be negative");
+        if (InlineImageBytes < 0) throw new ArgumentException("Tapt:Jobs:InlineImageBytes must not be negative");
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Placement;
+using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tuning;
 
 namespace TaptPlatform.Grains;
@@ -79,6 +80,14 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
         // The texts come from the tenant grain once per reference and silo, not with every image.
         var vocabulary = await _engine!.Vocabularies.GetAsync(reference,
             r => GrainFactory.GetGrain<ITenantGrain>(r.TenantId).GetVocabularyAsync(r.Name, r.Version));
+        if (request.ImageStored)
+        {
+            // A large input is read here, from the job's own blob, rather than carried in the request.
+            var store = services.GetRequiredService<IArtifactStore>();
+            if (await store.GetAsync(request.TenantId, request.JobId, ArtifactKinds.Inputs, request.ImageIndex) is not { } stored)
+                return new TuningReply.Failed(request.ImageIndex, TuningReply.MissingInput);
+            request = request with { Image = stored.ToArray(), ImageStored = false };
+        }
         var writer = _steps!.Writer;
         Action<StepMetrics>? onStep = request.ReportSteps
             ? m => writer.TryWrite((request.TenantId, new ImageStepProgress(request.JobId, request.ImageIndex, m)))

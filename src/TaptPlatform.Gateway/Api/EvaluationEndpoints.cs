@@ -8,6 +8,9 @@ using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Limits;
+using TaptPlatform.Grains.Storage;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Net.Http.Headers;
 
 namespace TaptPlatform.Gateway.Api;
 
@@ -121,31 +124,93 @@ public static class EvaluationEndpoints
         return TypedResults.Ok(statuses.OfType<EvaluationStatus>().ToImmutableArray());
     }
 
-    private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options)
+    /// <summary>
+    /// Streams the labelled parts (each at most <see cref="GatewayOptions.MaxImageBytes"/>; large ones, and every part
+    /// once <see cref="GatewayOptions.UploadChunkBytes"/> are held, into staging blobs), checks the evaluation's cost for
+    /// all of them, then hands them to the grain in chunks. Nothing is stored unless the whole upload fits the cost limit.
+    /// </summary>
+    private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options,
+        ImageStaging staging, ILoggerFactory loggers)
     {
+        var o = options.CurrentValue;
+        var tenantId = c.User.TenantId();
         var grain = Grain(g, jobId);
         // Whose it is first: another tenant's evaluation is not found, whatever the body.
-        var status = await grain.GetStatusAsync(c.User.TenantId());
+        var status = await grain.GetStatusAsync(tenantId);
         if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
-        var form = await c.Request.ReadFormAsync(c.RequestAborted);
-        // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
-        var maxCost = options.CurrentValue.MaxEvaluationCost;
-        var offered = status.Images + form.Files.Count;
-        if (status.CostPerImage > 0 && offered > maxCost / status.CostPerImage)
-            return TooCostly(status.CostPerImage * offered, maxCost,
-                $"with these {form.Files.Count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
-        var images = ImmutableArray.CreateBuilder<EvaluationImage>();
-        foreach (var file in form.Files)
+        if (!MediaTypeHeaderValue.TryParse(c.Request.ContentType, out var mediaType) || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
+            return Problems.Invalid("no image parts in the upload");
+        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
+        if (string.IsNullOrEmpty(boundary) || boundary.Length > 200) return Problems.Invalid("the multipart boundary is missing or too long", ErrorCodes.MalformedRequest);
+
+        var images = new List<EvaluationImage>();
+        try
         {
-            using var ms = new MemoryStream();
-            await file.CopyToAsync(ms, c.RequestAborted);
-            images.Add(new EvaluationImage(Path.GetFileName(file.FileName), file.Name, ms.ToArray()));
+            var reader = new MultipartReader(boundary, c.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16 };
+            long held = 0;
+            MultipartSection? section;
+            while ((section = await reader.ReadNextSectionAsync(c.RequestAborted)) is not null)
+            {
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFileDisposition())
+                {
+                    await section.Body.DrainAsync(c.RequestAborted);   // plain form fields are ignored
+                    continue;
+                }
+                if (images.Count >= o.MaxImagesPerRequest)
+                    return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images", $"one request carries at most {o.MaxImagesPerRequest} images: send the rest in another request");
+                var name = Path.GetFileName(UploadParts.FileName(disposition));
+                var label = HeaderUtilities.RemoveQuotes(disposition.Name).Value ?? "";
+                // Small parts are held until the cost check; past UploadChunkBytes held, every part is staged.
+                var threshold = Math.Min(o.StagingThresholdBytes, Math.Max(0, o.UploadChunkBytes - held));
+                if (await UploadParts.ReadAsync(staging, tenantId, status.JobId, section.Body, threshold, o.MaxImageBytes, c.RequestAborted) is not { } part)
+                    return Problems.Result(413, ErrorCodes.ImageTooLarge, "Image too large", $"image '{name}' is larger than {o.MaxImageBytes} bytes");
+                held += part.Content.Length;
+                images.Add(new EvaluationImage(name, label, part.Content) { Staged = part.Staged });
+            }
+            if (images.Count == 0) return Problems.Invalid("no image parts in the upload");
+            // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
+            var maxCost = o.MaxEvaluationCost;
+            var offered = status.Images + images.Count;
+            if (status.CostPerImage > 0 && offered > maxCost / status.CostPerImage)
+                return TooCostly(status.CostPerImage * offered, maxCost,
+                    $"with these {images.Count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
+            if (offered > IEvaluationJobGrain.MaxImages) throw new TaptRequestException($"an evaluation holds at most {IEvaluationJobGrain.MaxImages} images");
+            var receipt = await AddInChunksAsync(grain, tenantId, images, o);
+            if (receipt.AcceptedIndices.IsEmpty)
+                return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
+                    new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
+            return TypedResults.Ok(receipt);
         }
-        if (images.Count == 0) return Problems.Invalid("no image parts in the upload");
-        var receipt = await grain.AddImagesAsync(c.User.TenantId(), images.ToImmutable());
-        if (receipt.AcceptedIndices.IsEmpty)
-            return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
-                new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
-        return TypedResults.Ok(receipt);
+        finally
+        {
+            // What the grain did not take: the upload was refused or failed part-way.
+            await UploadParts.DiscardAsync(staging, tenantId, status.JobId, images.Select(i => i.Staged), loggers.CreateLogger(typeof(EvaluationEndpoints)));
+        }
+    }
+
+    /// <summary>
+    /// Hands the images over in chunks (<see cref="GatewayOptions.UploadChunkImages"/> images or
+    /// <see cref="GatewayOptions.UploadChunkBytes"/> bytes, staged ones at their length: the grain reads them) and joins
+    /// the receipts in order. Images the grain answered for leave <paramref name="images"/>: it deleted their staging blobs.
+    /// </summary>
+    private static async Task<AddImagesReceipt> AddInChunksAsync(IEvaluationJobGrain grain, string tenantId, List<EvaluationImage> images, GatewayOptions o)
+    {
+        var parts = ImmutableArray.CreateBuilder<OfferedImage>();
+        var total = 0;
+        while (images.Count > 0)
+        {
+            var count = 0;
+            long bytes = 0;
+            while (count < images.Count && count < o.UploadChunkImages && (count == 0 || bytes < o.UploadChunkBytes))
+            {
+                var image = images[count++];
+                bytes += image.Staged?.Length ?? image.Content.Length;
+            }
+            var receipt = await grain.AddImagesAsync(tenantId, [.. images.GetRange(0, count)]);
+            images.RemoveRange(0, count);
+            parts.AddRange(receipt.Parts);
+            total = receipt.TotalImages;
+        }
+        return AddImagesReceipt.Of(parts.ToImmutable(), total);
     }
 }

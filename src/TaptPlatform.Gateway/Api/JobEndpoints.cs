@@ -12,6 +12,7 @@ using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Hosting;
 using TaptPlatform.Gateway.Limits;
 using TaptPlatform.Gateway.Telemetry;
+using TaptPlatform.Grains.Storage;
 
 namespace TaptPlatform.Gateway.Api;
 
@@ -113,25 +114,27 @@ public static class JobEndpoints
     private static async Task<Ok<ImageResultDetail>> ResultDetail(string jobId, int index, HttpContext c, IGrainFactory g) =>
         TypedResults.Ok(await g.Job(jobId).GetResultDetailAsync(c.User.TenantId(), index));
 
-    private static async Task<FileContentHttpResult> InputImage(string jobId, int index, HttpContext c, IGrainFactory g)
+    /// <summary>
+    /// Streamed from the tenant's blob by the gateway, after the job grain said whose the job is and how many images it
+    /// has: an image of up to 20 MiB never travels in a grain message nor sits whole in the gateway's memory.
+    /// </summary>
+    private static async Task<FileStreamHttpResult> InputImage(string jobId, int index, HttpContext c, IGrainFactory g, IArtifactStore store)
     {
-        var bytes = await g.Job(jobId).GetInputImageAsync(c.User.TenantId(), index);
+        var tenantId = c.User.TenantId();
+        var status = await g.Job(jobId).GetStatusAsync(tenantId);
+        if (index < 0 || index >= status.Counts.Total) throw new TaptNotFoundException($"job '{status.JobId}' has no image {index}");
+        var (content, contentType, length) = await store.OpenReadAsync(tenantId, status.JobId, ArtifactKinds.Inputs, index, c.RequestAborted)
+            ?? throw new TaptNotFoundException($"the stored input image {index} is missing");
         c.Response.Headers.CacheControl = "private, max-age=3600";
-        return TypedResults.File(bytes, ImageContentType(bytes));
+        c.Response.ContentLength = length;
+        // The job grain stored it with the type of the format it identified.
+        return TypedResults.Stream(content, contentType.StartsWith("image/", StringComparison.Ordinal) ? contentType : "application/octet-stream");
     }
-
-    /// <summary>The content type from the image's magic bytes (the job grain accepted only these formats).</summary>
-    internal static string ImageContentType(ReadOnlySpan<byte> b) =>
-        b.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47]) ? "image/png"
-        : b.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8]) ? "image/jpeg"
-        : b.StartsWith("GIF8"u8) ? "image/gif"
-        : b.StartsWith("BM"u8) ? "image/bmp"
-        : b.Length >= 12 && b.StartsWith("RIFF"u8) && b[8..12].SequenceEqual("WEBP"u8) ? "image/webp"
-        : "application/octet-stream";
 
     // ---- upload -------------------------------------------------------------------------------------------
 
-    private static async Task<Results<Ok<UploadReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options, GatewayMetrics metrics)
+    private static async Task<Results<Ok<UploadReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options,
+        GatewayMetrics metrics, ImageStaging staging, ILoggerFactory loggers)
     {
         var o = options.CurrentValue;
         var tenantId = c.User.TenantId();
@@ -146,41 +149,51 @@ public static class JobEndpoints
 
         var quota = g.GetGrain<ITenantQuotaGrain>(tenantId);
         var limits = o.LimitsFor(tenantId);
-        var upload = new UploadState(tenantId, job, quota, limits.ImagesPerDay);
-        var reader = new MultipartReader(boundary, c.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16 };
-        var files = 0;
-        MultipartSection? section;
-        while ((section = await reader.ReadNextSectionAsync(c.RequestAborted)) is not null)
+        var upload = new UploadState(tenantId, status.JobId, job, quota, limits.ImagesPerDay, staging);
+        try
         {
-            if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFileDisposition())
+            var reader = new MultipartReader(boundary, c.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16 };
+            var files = 0;
+            MultipartSection? section;
+            while ((section = await reader.ReadNextSectionAsync(c.RequestAborted)) is not null)
             {
-                await section.Body.DrainAsync(c.RequestAborted);   // plain form fields are ignored
-                continue;
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFileDisposition())
+                {
+                    await section.Body.DrainAsync(c.RequestAborted);   // plain form fields are ignored
+                    continue;
+                }
+                if (++files > o.MaxImagesPerRequest)
+                    return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images",
+                        $"one request carries at most {o.MaxImagesPerRequest} images: send the rest in another request", upload.Extensions());
+                var name = UploadParts.FileName(disposition);
+                if (await UploadParts.ReadAsync(staging, tenantId, status.JobId, section.Body, o.StagingThresholdBytes, o.MaxImageBytes, c.RequestAborted) is not { } part)
+                    return Problems.Result(413, ErrorCodes.ImageTooLarge, "Image too large",
+                        $"image '{Shorten(name)}' is larger than {o.MaxImageBytes} bytes", upload.Extensions());
+                upload.Add(part.Staged is { } staged ? JobImage.Of(name, staged) : new JobImage(name, part.Content));
+                if (upload.PendingCount >= o.UploadChunkImages || upload.PendingBytes >= o.UploadChunkBytes)
+                    if (await upload.FlushAsync(c, metrics) is { } refused) return refused;
             }
-            if (++files > o.MaxImagesPerRequest)
-                return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images",
-                    $"one request carries at most {o.MaxImagesPerRequest} images: send the rest in another request", upload.Extensions());
-            var name = HeaderUtilities.RemoveQuotes(disposition.FileNameStar).Value is { Length: > 0 } star ? star
-                : HeaderUtilities.RemoveQuotes(disposition.FileName).Value ?? "";
-            var bytes = await ReadBoundedAsync(section.Body, o.MaxImageBytes, c.RequestAborted);
-            if (bytes is null)
-                return Problems.Result(413, ErrorCodes.ImageTooLarge, "Image too large",
-                    $"image '{Shorten(name)}' is larger than {o.MaxImageBytes} bytes", upload.Extensions());
-            upload.Add(new JobImage(name, bytes));
-            if (upload.PendingCount >= o.UploadChunkImages || upload.PendingBytes >= o.UploadChunkBytes)
-                if (await upload.FlushAsync(c, metrics) is { } refused) return refused;
+            if (await upload.FlushAsync(c, metrics) is { } last) return last;
+            if (files == 0) return Problems.Invalid("the request has no file parts: send each image as a file part of multipart/form-data", ErrorCodes.NoImages);
+            var receipt = upload.Receipt(jobId);
+            if (receipt.Accepted.IsEmpty)
+                return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images could be read as a supported image (PNG, JPEG, WebP, BMP, GIF)",
+                    new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
+            return TypedResults.Ok(receipt);
         }
-        if (await upload.FlushAsync(c, metrics) is { } last) return last;
-        if (files == 0) return Problems.Invalid("the request has no file parts: send each image as a file part of multipart/form-data", ErrorCodes.NoImages);
-        var receipt = upload.Receipt(jobId);
-        if (receipt.Accepted.IsEmpty)
-            return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images could be read as a supported image (PNG, JPEG, WebP, BMP, GIF)",
-                new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
-        return TypedResults.Ok(receipt);
+        finally
+        {
+            // The upload ends here: staged parts never handed to the job grain go now, not with some later sweep.
+            await upload.DiscardPendingAsync(loggers.CreateLogger(typeof(JobEndpoints)));
+        }
     }
 
-    /// <summary>The images of one upload request: buffered in chunks, each chunk reserved against the daily quota and handed to the job grain.</summary>
-    private sealed class UploadState(string tenantId, IJobGrain job, ITenantQuotaGrain quota, int imagesPerDay)
+    /// <summary>
+    /// The images of one upload request: small parts buffered, large ones streamed into staging blobs; handed to the job
+    /// grain in chunks (<see cref="GatewayOptions.UploadChunkImages"/> images or <see cref="GatewayOptions.UploadChunkBytes"/>
+    /// bytes, staged ones counted at their length, since the grain reads them), each chunk reserved against the daily quota.
+    /// </summary>
+    private sealed class UploadState(string tenantId, string jobId, IJobGrain job, ITenantQuotaGrain quota, int imagesPerDay, ImageStaging staging)
     {
         private readonly List<JobImage> _pending = [];
         private readonly List<AcceptedImage> _accepted = [];
@@ -193,7 +206,7 @@ public static class JobEndpoints
         public void Add(JobImage image)
         {
             _pending.Add(image);
-            PendingBytes += image.Content.Length;
+            PendingBytes += image.Staged?.Length ?? image.Content.Length;
         }
 
         /// <summary>Hands the pending images to the job grain; a problem result when the quota refuses them.</summary>
@@ -216,6 +229,9 @@ public static class JobEndpoints
                 await quota.ReleaseImagesAsync(_pending.Count);
                 throw;
             }
+            // The job grain has taken (or refused) the staged images and deleted their blobs.
+            _pending.Clear();
+            PendingBytes = 0;
             if (receipt.Rejected.Length > 0) await quota.ReleaseImagesAsync(receipt.Rejected.Length);
             metrics.ImagesAccepted(receipt.AcceptedIndices.Length);
             metrics.ImagesRejected(receipt.Rejected.Length);
@@ -224,9 +240,15 @@ public static class JobEndpoints
                 if (part.Index is { } index) _accepted.Add(new AcceptedImage(index, part.Name));
             _rejected.AddRange(receipt.Rejected);
             _total = receipt.TotalImages;
-            _pending.Clear();
-            PendingBytes = 0;
             return null;
+        }
+
+        /// <summary>Deletes the staging blobs of images not handed over (the upload was refused or failed part-way).</summary>
+        public async Task DiscardPendingAsync(ILogger log)
+        {
+            var pending = _pending.Select(i => i.Staged).ToList();
+            _pending.Clear();
+            await UploadParts.DiscardAsync(staging, tenantId, jobId, pending, log);
         }
 
         public UploadReceipt Receipt(string jobId) => new(jobId, [.. _accepted], [.. _rejected], _total);
@@ -237,24 +259,6 @@ public static class JobEndpoints
             ["accepted"] = _accepted.ToArray(),
             ["rejected"] = _rejected.ToArray(),
         };
-    }
-
-    /// <summary>The whole body, or null when it is longer than <paramref name="max"/> (the rest is skipped).</summary>
-    private static async Task<byte[]?> ReadBoundedAsync(Stream body, long max, CancellationToken ct)
-    {
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int n;
-        while ((n = await body.ReadAsync(chunk, ct)) > 0)
-        {
-            if (buffer.Length + n > max)
-            {
-                await body.DrainAsync(ct);
-                return null;
-            }
-            buffer.Write(chunk, 0, n);
-        }
-        return buffer.ToArray();
     }
 
     private static string Shorten(string s) => s.Length <= 80 ? s : s[..80] + "…";

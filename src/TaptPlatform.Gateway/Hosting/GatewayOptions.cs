@@ -20,6 +20,13 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
     /// <summary>Largest single image in an upload (the image pipeline's own limit is 20 MiB).</summary>
     public long MaxImageBytes { get; set; } = 20L * 1024 * 1024;
 
+    /// <summary>
+    /// An image part longer than this is not held in memory: the gateway streams it into a staging blob of the job
+    /// (hashing it and enforcing <see cref="MaxImageBytes"/> as it goes) and hands the job grain a reference, so no
+    /// grain message carries it. Shorter parts travel in the job grain call as they are.
+    /// </summary>
+    public long StagingThresholdBytes { get; set; } = 1L * 1024 * 1024;
+
     /// <summary>Most images in one upload request.</summary>
     public int MaxImagesPerRequest { get; set; } = 1000;
 
@@ -77,6 +84,8 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
         if (OperatorKey is not null && OperatorKey.Length < 16) throw new ArgumentException($"{Section}:OperatorKey must have at least 16 characters");
         if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0)
             throw new ArgumentException($"{Section}: size limits must be positive");
+        if (StagingThresholdBytes is < 64 * 1024 or > 16L * 1024 * 1024)
+            throw new ArgumentException($"{Section}:StagingThresholdBytes must be in 64 KiB..16 MiB (larger parts would travel whole in grain messages)");
         if (Unauthenticated.RequestsPerSecond < 1 || Unauthenticated.Burst < 1)
             throw new ArgumentException($"{Section}:Unauthenticated:RequestsPerSecond and Burst must be at least 1");
         if (MaxRunningJobs is < 1 or > 10_000) throw new ArgumentException($"{Section}:MaxRunningJobs must be in 1..10000");

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using Azure.Data.Tables;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.AspNetCore.SignalR;
@@ -17,6 +18,7 @@ using TaptPlatform.Gateway.Limits;
 using TaptPlatform.Gateway.Live;
 using TaptPlatform.Gateway.Telemetry;
 using TaptPlatform.Grains;
+using TaptPlatform.Grains.Storage;
 using TaptPlatform.Silo.Hosting;
 
 namespace TaptPlatform.Gateway.Hosting;
@@ -122,6 +124,11 @@ public static class TaptGatewayExtensions
         services.AddSingleton<ApiKeyValidator>();
         services.AddTaptRateLimits();
 
+        // Large upload parts are staged in the tenant's container, and stored input images are streamed from it (an
+        // all-in-one gateway's silo registered these already).
+        services.TryAddSingleton(_ => new TenantContainers(builder.Configuration.TaptStorage().Blobs));
+        services.TryAddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
+        services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<JobLabels>();
         services.AddSingleton<ILiveSender, HubLiveSender>();

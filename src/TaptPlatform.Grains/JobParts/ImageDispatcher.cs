@@ -13,8 +13,11 @@ public interface IDispatchedJob
 
     bool HasResult(int index);
 
-    /// <summary>The image's bytes (from memory or its blob); null when the stored image is missing.</summary>
-    Task<byte[]?> LoadImageAsync(int index, CancellationToken ct);
+    /// <summary>
+    /// The request with the image: its bytes (from memory or its blob), or for a large image the mark that the model
+    /// grain reads its stored blob; null when the stored image is missing.
+    /// </summary>
+    Task<TuningRequest?> WithImageAsync(TuningRequest template, CancellationToken ct);
 
     /// <summary>Records the image's result once: an outcome, or a failure with its reason.</summary>
     Task RecordAsync(TuningReply reply);
@@ -67,13 +70,13 @@ public sealed class ImageDispatcher(JobOptions options, IDispatchedJob job, ILog
             await _retries.ExecuteAsync(async (_, _) =>
             {
                 if (ct.IsCancellationRequested || job.HasResult(index)) return;
-                if (await job.LoadImageAsync(index, ct) is not { } image)
+                if (await job.WithImageAsync(template, ct) is not { } request)
                 {
-                    await job.RecordAsync(new TuningReply.Failed(index, "the stored input image is missing"));
+                    await job.RecordAsync(new TuningReply.Failed(index, TuningReply.MissingInput));
                     return;
                 }
                 activity?.AddEvent(new ActivityEvent("tune"));
-                var reply = await model.TuneAsync(template with { Image = image });
+                var reply = await model.TuneAsync(request);
                 if (ct.IsCancellationRequested) return;
                 await job.RecordAsync(reply);
                 await job.SetWaitingAsync(null);

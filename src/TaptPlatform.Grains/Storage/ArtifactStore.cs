@@ -33,6 +33,12 @@ public interface IArtifactStore
     /// <summary>The artifact's content, or null when it does not exist.</summary>
     Task<BinaryData?> GetAsync(string tenantId, string jobId, string kind, int index, CancellationToken ct = default);
 
+    /// <summary>
+    /// The artifact as a stream read from storage as it is consumed (never whole in memory), with its content type and
+    /// length; null when it does not exist. The caller disposes the stream.
+    /// </summary>
+    Task<(Stream Content, string ContentType, long Length)?> OpenReadAsync(string tenantId, string jobId, string kind, int index, CancellationToken ct = default);
+
     /// <summary>The indices that have an artifact of this kind.</summary>
     Task<IReadOnlyList<int>> ListIndicesAsync(string tenantId, string jobId, string kind, CancellationToken ct = default);
 
@@ -138,6 +144,20 @@ public sealed class BlobArtifactStore(TenantContainers containers) : IArtifactSt
         {
             var r = await blob.DownloadContentAsync(ct);
             return r.Value.Content;
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+    }
+
+    public async Task<(Stream Content, string ContentType, long Length)?> OpenReadAsync(string tenantId, string jobId, string kind, int index, CancellationToken ct = default)
+    {
+        var blob = (await Container(tenantId)).GetBlobClient(BlobName(jobId, kind, index));
+        try
+        {
+            var r = (await blob.DownloadStreamingAsync(cancellationToken: ct)).Value;
+            return (r.Content, r.Details.ContentType ?? "application/octet-stream", r.Details.ContentLength);
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {

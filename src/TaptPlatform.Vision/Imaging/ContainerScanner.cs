@@ -127,28 +127,18 @@ internal static class ContainerScanner
     /// (the Adam7 loop re-enters itself when the data runs out), so this must run before any decode.
     /// Cost: one extra inflate, bounded by the expected size (at most MaxPixels * 8 bytes plus filter bytes).
     /// </summary>
-    private static void VerifyPngImageData(ReadOnlySpan<byte> d, long idatStart, long idatBytes, PngHeader header, ScanResult r)
+    private static unsafe void VerifyPngImageData(ReadOnlySpan<byte> d, long idatStart, long idatBytes, PngHeader header, ScanResult r)
     {
         var expected = header.ExpectedDataBytes();
-        var compressed = System.Buffers.ArrayPool<byte>.Shared.Rent((int)idatBytes);
+        // Small and pooled: the compressed data is read in place (never gathered into a buffer as large as the image,
+        // which a shared pool would then keep).
         var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
-            // Gather the run of IDAT payloads.
-            var n = 0;
-            var pos = (int)idatStart;
-            while (n < idatBytes)
-            {
-                var length = (int)BinaryPrimitives.ReadUInt32BigEndian(d[pos..]);
-                d.Slice(pos + 8, length).CopyTo(compressed.AsSpan(n));
-                n += length;
-                pos += 12 + length;
-            }
-
             long produced = 0;
-            using (var z = new System.IO.Compression.ZLibStream(new MemoryStream(compressed, 0, n, writable: false),
-                       System.IO.Compression.CompressionMode.Decompress))
+            fixed (byte* data = d)
             {
+                using var z = new System.IO.Compression.ZLibStream(new PngIdatStream(data, (int)idatStart, idatBytes), System.IO.Compression.CompressionMode.Decompress);
                 while (produced < expected)
                 {
                     var read = z.Read(scratch, 0, (int)Math.Min(scratch.Length, expected - produced));
@@ -166,7 +156,6 @@ internal static class ContainerScanner
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(compressed);
             System.Buffers.ArrayPool<byte>.Shared.Return(scratch);
         }
     }

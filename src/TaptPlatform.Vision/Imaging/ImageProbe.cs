@@ -19,15 +19,25 @@ public static class ImageProbe
         return Probe(encoded, limits, DecoderConfiguration.For(limits)).Info;
     }
 
+    /// <summary>
+    /// The byte-size rule alone (the first check of <see cref="Identify"/>), for an image whose length is known before
+    /// its bytes are read (a stored upload): throws <see cref="ImageRejectedException"/> when it is empty or too large.
+    /// </summary>
+    public static void CheckByteSize(long length, ImageLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        if (length <= 0)
+            throw new ImageRejectedException(ImageRejectionReason.Empty, "image is empty (0 bytes)");
+        if (length > limits.MaxBytes)
+            throw new ImageRejectedException(ImageRejectionReason.TooManyBytes,
+                $"image is {FormatBytes(length)}, above the {FormatBytes(limits.MaxBytes)} limit");
+    }
+
     internal readonly record struct ProbeResult(ImageInfo Info, IImageFormat Format, ScanResult Scan);
 
     internal static ProbeResult Probe(ReadOnlySpan<byte> encoded, ImageLimits limits, Configuration config)
     {
-        if (encoded.IsEmpty)
-            throw new ImageRejectedException(ImageRejectionReason.Empty, "image is empty (0 bytes)");
-        if (encoded.Length > limits.MaxBytes)
-            throw new ImageRejectedException(ImageRejectionReason.TooManyBytes,
-                $"image is {FormatBytes(encoded.Length)}, above the {FormatBytes(limits.MaxBytes)} limit");
+        CheckByteSize(encoded.Length, limits);
 
         var format = Image.DetectFormat(config, encoded)
             ?? throw new ImageRejectedException(ImageRejectionReason.UnknownFormat,
