@@ -1,3 +1,5 @@
+// Around 400 lines because it walks five container formats (PNG, GIF, BMP, JPEG, WebP) with one result type; each
+// format's walk is a few small methods that read better beside the others than in files of their own.
 using System.Buffers.Binary;
 
 namespace TaptPlatform.Vision.Imaging;

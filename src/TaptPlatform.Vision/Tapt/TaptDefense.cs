@@ -1,3 +1,5 @@
+// Around 400 lines because the test-time step's passes (scoring in chunks, selection, loss, statistics, report) share one
+// instance's references, options and augmenter; split apart they would only pass those around.
 using System.Diagnostics;
 using TaptPlatform.Vision.Prompts;
 using static TorchSharp.torch;

@@ -1,5 +1,6 @@
 // TAPT Console: robustness evaluations (list, create with labelled images, live status, report page, artifact browser).
-// Plain ES module sharing console.js's helpers; charts are inline SVG built with DOM calls (CSP: no inline styles or scripts).
+// Over 400 lines: one page with five views (list, form, live status, report, artifacts); the attack-specific parts are
+// in evaluation-attacks.js. Plain ES module sharing console.js's helpers; charts are inline SVG built with DOM calls (CSP: no inline styles or scripts).
 import { sections, api, el, toast, download, authorizedUrl, connection, fmtTime, fmtEta, setBusy, showError } from "./console.js";
 import { attackFields, attackFacts, checksBlock, stagesBlock, wireAttackFields } from "./evaluation-attacks.js";
 
