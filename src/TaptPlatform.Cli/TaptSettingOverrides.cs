@@ -36,6 +36,8 @@ public sealed class TaptSettingOverrides
         _ => throw new CliException($"unknown precision '{name}' (fp32 or bf16-scoring)"),
     };
 
+    public static string PrecisionName(TaptPrecision precision) => precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring";
+
     public Option<string?> Precision { get; }
 
     public Option<int?> Views { get; }

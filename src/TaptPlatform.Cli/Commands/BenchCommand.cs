@@ -113,8 +113,7 @@ public static class BenchCommand
                                     else
                                     {
                                         row["same_prediction_as_first"] = results.Zip(first).Average(p => p.First.Prediction == p.Second.Prediction ? 1.0 : 0.0);
-                                        row["same_selection_as_first"] = results.Zip(first).Average(p =>
-                                            p.First.Steps[0].SelectedViews.Order().SequenceEqual(p.Second.Steps[0].SelectedViews.Order()) ? 1.0 : 0.0);
+                                        row["same_selection_as_first"] = results.Zip(first).Average(p => p.First.SelectsSameViewsAs(p.Second) ? 1.0 : 0.0);
                                     }
                                     timed += (int)row["images"]!;
                                     row["model"] = modelName;
@@ -139,7 +138,7 @@ public static class BenchCommand
         }
         foreach (var line in lines) Console.WriteLine(line);
     }
-    private static string Name(TaptPrecision p) => p == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring";
+    private static string Name(TaptPrecision p) => TaptSettingOverrides.PrecisionName(p);
 
     /// <summary>A prompt artifact of the design with random prompts and statistics (timing needs no trained ones).</summary>
     private static PromptArtifact RandomArtifact(PromptedClip clip, PromptDesign design)

@@ -154,7 +154,7 @@ public static class EvalCommand
                     ["clean"] = r.Clean,
                     ["robust"] = r.Robust,
                     ["views_vote_robust"] = r.VoteRobust,
-                    ["precision"] = r.Settings.Precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring",
+                    ["precision"] = TaptSettingOverrides.PrecisionName(r.Settings.Precision),
                     ["same_prediction_as_first"] = double.IsNaN(r.SamePrediction) ? null : r.SamePrediction,
                     ["same_selection_as_first"] = double.IsNaN(r.SameSelection) ? null : r.SameSelection,
                 }).ToArray());
@@ -184,7 +184,7 @@ public static class EvalCommand
             Console.WriteLine($"  {"lr",-8} {"steps",5} {"align w",8} {"min crop",8} {"precision",-12} {"clean",8} {"robust",8} {"(views)",8} {"same pred",9} {"same views",10}   (same: as the first setting, clean and attacked)");
             foreach (var r in sweep.Results)
                 Console.WriteLine($"  {r.Settings.LearningRate,-8:G4} {r.Settings.Steps,5} {r.Settings.AlignmentWeight,8:G4} {r.Settings.ViewMinScale,8:G4} " +
-                    $"{(r.Settings.Precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring"),-12} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1} " +
+                    $"{TaptSettingOverrides.PrecisionName(r.Settings.Precision),-12} {r.Clean,8:P1} {r.Robust,8:P1} {r.VoteRobust,8:P1} " +
                     $"{(double.IsNaN(r.SamePrediction) ? "" : r.SamePrediction.ToString("P1")),9} {(double.IsNaN(r.SameSelection) ? "" : r.SameSelection.ToString("P1")),10}");
         }
         Console.WriteLine($"gradient: {report.Gradient}");

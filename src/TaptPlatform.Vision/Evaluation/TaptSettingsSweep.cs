@@ -63,14 +63,11 @@ public sealed class TaptSettingsSweep
             for (var i = 0; i < both.Count; i++)
             {
                 counts[3] += both[i].Prediction == first[i].Prediction ? 1 : 0;
-                counts[4] += SameSelection(both[i], first[i]) ? 1 : 0;
+                counts[4] += both[i].SelectsSameViewsAs(first[i]) ? 1 : 0;
             }
         }
         _n += outcomes.Count;
     }
-
-    private static bool SameSelection(TaptResult a, TaptResult b) =>
-        a.Steps.Count > 0 && b.Steps.Count > 0 && a.Steps[0].SelectedViews.Order().SequenceEqual(b.Steps[0].SelectedViews.Order());
 
     public IReadOnlyList<SweepResult> Results =>
         _runs.Select((r, i) => new SweepResult(r.Defense.Options, _n, Ratio(r.Counts[0]), Ratio(r.Counts[1]), Ratio(r.Counts[2]),

@@ -145,7 +145,7 @@ public sealed class TaptDefense : IDisposable
                 ? SelectEfficiently(views, vocabulary, prompts, k, layers, step == 1)
                 : SelectStraightforwardly(views, vocabulary, prompts, k, layers, step == 1);
             var (selected, logitsSel, blocks) = (chosen.Selected, chosen.Logits, chosen.Blocks);
-            if (chosen.AptBefore is not null && apt is null) apt = chosen.AptBefore;
+            if (chosen.AptBefore is not null) apt = chosen.AptBefore;
             if (chosen.Votes is not null) votes = chosen.Votes;
 
             var entropyLoss = MarginalEntropy(logitsSel);                              // [K]
@@ -218,7 +218,7 @@ public sealed class TaptDefense : IDisposable
         {
             using var scoringText = text.detach();
             var all = ScoringLogits(views, scoringText, prompts, k, v);
-            if (first) apt = Rows(all.select(1, 0).softmax(-1));
+            if (first && Options.Precision == TaptPrecision.Fp32) apt = Rows(all.select(1, 0).softmax(-1));
             selected = Entropy(all).topk(sel, dim: 1, largest: false, sorted: true).indexes;
             if (first) votes = Vote(all, selected);
         }
@@ -241,7 +241,7 @@ public sealed class TaptDefense : IDisposable
         var bytesPerView = (long)k * tokens * Math.Max(vision.IntermediateSize, vision.HiddenSize) * sizeof(float);
         var budget = Math.Max(1, Options.ScoringChunkBytes);
         var chunks = (int)Math.Clamp((bytesPerView * v + budget - 1) / budget, 1, v);
-        if (chunks == 1) return ScoringGroup(views, text, prompts, k, v);
+        if (chunks == 1) return GroupedLogits(views, text, prompts, k, v, null, 0, Options.Precision);
         var size = (v + chunks - 1) / chunks;
         using var byImage = views.view(k, v, views.shape[1], views.shape[2], views.shape[3]);
         var parts = new List<Tensor>();
@@ -252,7 +252,7 @@ public sealed class TaptDefense : IDisposable
                 var n = Math.Min(size, v - start);
                 using var scope = NewDisposeScope();
                 using var slice = byImage.narrow(1, start, n).reshape(k * n, views.shape[1], views.shape[2], views.shape[3]);
-                parts.Add(ScoringGroup(slice, text, prompts, k, n).MoveToOuterDisposeScope());
+                parts.Add(GroupedLogits(slice, text, prompts, k, n, null, 0, Options.Precision).MoveToOuterDisposeScope());
             }
             return cat(parts, 1);
         }
@@ -260,13 +260,6 @@ public sealed class TaptDefense : IDisposable
         {
             foreach (var part in parts) part.Dispose();
         }
-    }
-
-    private Tensor ScoringGroup(Tensor views, Tensor text, PromptSet prompts, int k, int n)
-    {
-        using var img = _clip.ScoringImageFeatures(views, prompts, Options.Precision);
-        using var grouped = img.view(k, n, -1);
-        return _clip.Logits(grouped, text);
     }
 
     /// <summary>The straightforward form (tested equal to the efficient one): every view with autograd, then select.</summary>
@@ -325,9 +318,14 @@ public sealed class TaptDefense : IDisposable
     }
 
     /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice; <paramref name="text"/> is [K, C, P] (or [C, P]).</summary>
-    private Tensor GroupedLogits(Tensor views, Tensor text, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers)
+    /// <remarks>A precision other than fp32 is for passes that only rank (no gradient, no block inputs).</remarks>
+    private Tensor GroupedLogits(Tensor views, Tensor text, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers,
+        TaptPrecision precision = TaptPrecision.Fp32)
     {
-        var img = _clip.ImageFeatures(views, prompts, blocks, layers).view(k, n, -1);
+        using var features = precision == TaptPrecision.Fp32
+            ? _clip.ImageFeatures(views, prompts, blocks, layers)
+            : _clip.ScoringImageFeatures(views, prompts, precision);
+        using var img = features.view(k, n, -1);
         return _clip.Logits(img, text);
     }
 

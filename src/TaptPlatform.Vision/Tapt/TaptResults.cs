@@ -46,4 +46,8 @@ public sealed record TaptResult(
     /// Entropy minimisation can only pull the original image's prediction towards it, so it bounds what a step can fix.
     /// </summary>
     public int? ViewsPrediction { get; init; }
+
+    /// <summary>Whether the first step selected the same set of views as <paramref name="other"/>'s (order aside).</summary>
+    public bool SelectsSameViewsAs(TaptResult other) =>
+        Steps.Count > 0 && other.Steps.Count > 0 && Steps[0].SelectedViews.Order().SequenceEqual(other.Steps[0].SelectedViews.Order());
 }
