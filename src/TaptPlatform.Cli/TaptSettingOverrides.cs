@@ -22,10 +22,10 @@ public sealed class TaptSettingOverrides
         ViewMinScale = CliOptions.OptionalNumber($"--{prefix}view-min-scale", "smallest view crop area fraction" + Recorded, 0.01, 1, "S");
         Precision = new Option<string?>($"--{prefix}precision")
         {
-            Description = "number format: fp32, or bf16-scoring (the view-ranking pass in bfloat16)" + Recorded,
-            HelpName = "fp32|bf16-scoring",
+            Description = "number format: fp32, bf16-scoring (the view-ranking pass in bfloat16) or bf16 (every pass of the step)" + Recorded,
+            HelpName = "fp32|bf16-scoring|bf16",
         };
-        Precision.AcceptOnlyFromAmong("fp32", "bf16-scoring");
+        Precision.AcceptOnlyFromAmong("fp32", "bf16-scoring", "bf16");
     }
 
     /// <summary>The CLI's name of a precision (and back).</summary>
@@ -33,10 +33,16 @@ public sealed class TaptSettingOverrides
     {
         "fp32" => TaptPrecision.Fp32,
         "bf16-scoring" => TaptPrecision.Bf16Scoring,
-        _ => throw new CliException($"unknown precision '{name}' (fp32 or bf16-scoring)"),
+        "bf16" => TaptPrecision.Bf16,
+        _ => throw new CliException($"unknown precision '{name}' (fp32, bf16-scoring or bf16)"),
     };
 
-    public static string PrecisionName(TaptPrecision precision) => precision == TaptPrecision.Fp32 ? "fp32" : "bf16-scoring";
+    public static string PrecisionName(TaptPrecision precision) => precision switch
+    {
+        TaptPrecision.Fp32 => "fp32",
+        TaptPrecision.Bf16Scoring => "bf16-scoring",
+        _ => "bf16",
+    };
 
     public Option<string?> Precision { get; }
 

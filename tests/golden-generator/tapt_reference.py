@@ -12,8 +12,11 @@ statistics, torch.optim.AdamW, and the prediction of the original image with the
         input.json); the C# test checks that they are still the ones it draws, then compares its TaptDefense with
         expected.json.
     /usr/bin/python3 tests/golden-generator/tapt_reference.py bench [--threads 2] [--images 32] [--views 64]
+            [--vit-b32 | --vit-b16] [--rounds 1] [--straightforward]
         seconds per image of the same step (one image at a time), efficient (scoring without autograd, gradients only
-        through the selected views) and straightforward (every view with autograd), for comparison with `tapt bench`.
+        through the selected views) and, with --straightforward (default on the default model), every view with
+        autograd; for comparison with `tapt bench`. --vit-b32/--vit-b16: a CLIP of that size with random weights and
+        random V prompts and statistics (2 tokens in the first 9 vision blocks), as `tapt bench --vit-b32 --designs V`.
 
 Needs Debian's python3-torch and python3-regex (the tokenizer of generate_clip_golden.py); for `bench`, also
 libopenblas0-pthread: Debian's torch is built against the generic reference BLAS, 5x slower on these matrix sizes.
@@ -23,6 +26,7 @@ import gzip
 import json
 import math
 import os
+import resource
 import struct
 import sys
 import time
@@ -111,6 +115,8 @@ class Model:
         c, p = self.cfg["text_config"], self.p
         n, length = self.ids.shape
         h = p["text_model.embeddings.token_embedding.weight"][self.ids]
+        if prompts is not None and "text.0" not in prompts:  # V: prompts on the vision side only
+            prompts = None
         if prompts is not None:
             k = prompts["text.0"].shape[0]
             h = torch.cat([h[:, :1], prompts["text.0"].unsqueeze(0).expand(n, -1, -1), h[:, 1 + k:]], 1)
@@ -243,14 +249,62 @@ def golden(crops_path):
         print("apt", np.argmax(r["apt"]), "tapt", np.argmax(r["probabilities"]), [round(s["total"], 5) for s in r["steps"]])
 
 
+class RandomClip(Model):
+    """A ViT-B CLIP with random weights (HF names, normal(0, 0.02) as `tapt bench` draws them), 10 labels of 8 random
+    tokens, and random TAPT-V prompts and statistics: timing needs no trained ones."""
+
+    def __init__(self, patch):
+        g = torch.Generator().manual_seed(1)
+        vc = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+              "image_size": 224, "patch_size": patch, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
+        tc = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
+              "max_position_embeddings": 77, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+              "vocab_size": 49408, "pad_token_id": 1, "eos_token_id": 49407}
+        self.cfg = {"vision_config": vc, "text_config": tc}
+        positions = (224 // patch) ** 2 + 1
+        shapes = {"vision_model.embeddings.patch_embedding.weight": [768, 3, patch, patch],
+                  "vision_model.embeddings.class_embedding": [768],
+                  "vision_model.embeddings.position_embedding.weight": [positions, 768],
+                  "text_model.embeddings.token_embedding.weight": [49408, 512],
+                  "text_model.embeddings.position_embedding.weight": [77, 512],
+                  "visual_projection.weight": [512, 768], "text_projection.weight": [512, 512], "logit_scale": []}
+        for prefix, final, c in (("vision_model", "post_layernorm", vc), ("text_model", "final_layer_norm", tc)):
+            d, m = c["hidden_size"], c["intermediate_size"]
+            for i in range(c["num_hidden_layers"]):
+                lp = f"{prefix}.encoder.layers.{i}"
+                for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                    shapes[f"{lp}.self_attn.{proj}.weight"], shapes[f"{lp}.self_attn.{proj}.bias"] = [d, d], [d]
+                shapes[f"{lp}.mlp.fc1.weight"], shapes[f"{lp}.mlp.fc1.bias"] = [m, d], [m]
+                shapes[f"{lp}.mlp.fc2.weight"], shapes[f"{lp}.mlp.fc2.bias"] = [d, m], [d]
+                for ln in ("layer_norm1", "layer_norm2"):
+                    shapes[f"{lp}.{ln}.weight"], shapes[f"{lp}.{ln}.bias"] = [d], [d]
+            shapes[f"{prefix}.{final}.weight"], shapes[f"{prefix}.{final}.bias"] = [d], [d]
+        shapes["vision_model.pre_layrnorm.weight"] = shapes["vision_model.pre_layrnorm.bias"] = [768]
+        self.p = {k: torch.empty(v).normal_(0, 0.02, generator=g) for k, v in shapes.items()}
+        self.mean = torch.tensor([0.4815, 0.4578, 0.4082]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.2686, 0.2613, 0.2758]).view(1, 3, 1, 1)
+        self.ids = torch.randint(2, 49000, (10, 8), generator=g)
+        self.ids[:, -1] = 49407
+        self.eos = torch.full((10,), 7)
+        self.p_adv = {f"visual.{i}": torch.empty(2, 768).normal_(0, 0.02, generator=g) for i in range(9)}
+        self.stats = {name: (torch.randn(12, positions + 2, 768, generator=g), torch.rand(12, positions + 2, 768, generator=g))
+                      for name in ("adv", "clean")}
+
+
 def bench(argv):
-    threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 2
-    n = int(argv[argv.index("--images") + 1]) if "--images" in argv else 32
-    views = int(argv[argv.index("--views") + 1]) if "--views" in argv else 64
+    def arg(name, default):
+        return int(argv[argv.index(name) + 1]) if name in argv else default
+
+    threads, n, views, rounds = arg("--threads", 2), arg("--images", 32), arg("--views", 64), arg("--rounds", 1)
     torch.set_num_threads(threads)
-    model = Model()
+    patch = 32 if "--vit-b32" in argv else 16 if "--vit-b16" in argv else None
+    model = Model() if patch is None else RandomClip(patch)
+    name, design = ("default model", "VLI") if patch is None else (f"ViT-B/{patch} random weights", "V")
     size = model.cfg["vision_config"]["image_size"]
-    images = [upsample(p, size) for p, _ in test_images(range(n))]
+    if patch is None:
+        images = [upsample(p, size) for p, _ in test_images(range(n))]
+    else:
+        images = [torch.rand(3, size, size, generator=torch.Generator().manual_seed(2 + i)) for i in range(n)]
     rng = np.random.default_rng(0)
 
     def random_crops():
@@ -263,14 +317,20 @@ def bench(argv):
         return out
 
     settings = dict(SETTINGS, views=views, steps=1)
-    for efficient in (True, False):
+    modes = (True, False) if patch is None or "--straightforward" in argv else (True,)
+    for efficient in modes:
         tapt(model, images[0], random_crops(), settings, efficient)  # warm-up
-        t = time.perf_counter()
-        for img in images:
-            tapt(model, img, random_crops(), settings, efficient)
-        per = (time.perf_counter() - t) / n
-        print(f"python torch {torch.__version__}, {threads} threads, {views} views, 1 step, VLI, "
-              f"{'efficient' if efficient else 'straightforward'}: {per * 1000:.1f} ms/image ({1 / per:.1f} img/s, {n} images)")
+    # Rounds outermost, modes inside: a noisy neighbour hits every mode alike.
+    for round_ in range(1, rounds + 1):
+        for efficient in modes:
+            t = time.perf_counter()
+            for img in images:
+                tapt(model, img, random_crops(), settings, efficient)
+            per = (time.perf_counter() - t) / n
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"python torch {torch.__version__}, {name}, {threads} threads, {views} views, 1 step, {design}, "
+                  f"{'efficient' if efficient else 'straightforward'}, round {round_}: {per * 1000:.1f} ms/image "
+                  f"({1 / per:.2f} img/s, {n} images, process peak RSS {peak:.0f} MiB)", flush=True)
 
 
 if __name__ == "__main__":

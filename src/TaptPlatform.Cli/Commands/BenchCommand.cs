@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
+using TaptPlatform.Vision.Text;
 using static TorchSharp.torch;
 
 namespace TaptPlatform.Cli.Commands;
@@ -21,8 +22,10 @@ public static class BenchCommand
         var batch = CliOptions.Defaulted("--batch", "1,8", "batch sizes, comma-separated", "N,...");
         var labels = CliOptions.Int("--labels", 10, "labels in the vocabulary", 2, 100_000);
         var b32 = CliOptions.Flag("--vit-b32", "also time a ViT-B/32-sized CLIP with random weights");
-        var b32Images = CliOptions.Int("--vit-b32-images", 2, "timed images per setting of the ViT-B/32", 1, 1000);
-        var precisions = CliOptions.Defaulted("--precision", "fp32", "number formats, comma-separated (bf16-scoring: the view-ranking pass in bfloat16)", "fp32,bf16-scoring");
+        var b16 = CliOptions.Flag("--vit-b16", "also time a ViT-B/16-sized CLIP with random weights");
+        var vitImages = CliOptions.Int("--vit-images", 2, "timed images per setting of the ViT-B sizes", 1, 1000);
+        vitImages.Aliases.Add("--vit-b32-images");
+        var precisions = CliOptions.Defaulted("--precision", "fp32", "number formats, comma-separated (bf16-scoring: the view-ranking pass in bfloat16; bf16: every pass of the step)", "fp32,bf16-scoring,bf16");
         var rounds = CliOptions.Int("--rounds", 1, "rounds over all settings, interleaved (one row per setting and round)", 1, 100);
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
@@ -30,10 +33,10 @@ public static class BenchCommand
         var command = new Command("bench", """
             Throughput and peak memory of TAPT per design, view count and batch.
             Times the full per-image defense (views, selection, one AdamW step, prediction) after one warm-up image.
-            --vit-b32 adds a ViT-B/32-sized CLIP with random weights (the prompts and statistics are random too).
+            --vit-b32 and --vit-b16 add CLIPs of those sizes with random weights (the prompts and statistics are random too).
             """)
         {
-            model, designs, views, images, batch, labels, b32, b32Images, precisions, rounds, json, device, threads,
+            model, designs, views, images, batch, labels, b32, b16, vitImages, precisions, rounds, json, device, threads,
         };
         command.SetAction(r =>
         {
@@ -42,7 +45,8 @@ public static class BenchCommand
             var setup = new Setup(r.GetValue(designs)!.Split(',').Select(PromptShape.ParseDesign).ToArray(), Counts(r.GetValue(views)!, "--views"),
                 Counts(r.GetValue(batch)!, "--batch"), r.GetValue(images), r.GetValue(labels), r.GetValue(json),
                 r.GetValue(precisions)!.Split(',').Select(TaptSettingOverrides.ParsePrecision).ToArray(), r.GetValue(rounds));
-            return Execute(setup, r.GetValue(model), dev, r.GetValue(b32), r.GetValue(b32Images));
+            var patches = new[] { (r.GetValue(b32), 32), (r.GetValue(b16), 16) }.Where(p => p.Item1).Select(p => p.Item2).ToArray();
+            return Execute(setup, r.GetValue(model), dev, patches, r.GetValue(vitImages));
         });
         return command;
     }
@@ -52,32 +56,37 @@ public static class BenchCommand
     private static int[] Counts(string list, string option) =>
         list.Split(',').Select(v => int.TryParse(v, out var n) && n > 0 ? n : throw new CliException($"bad {option} value '{v}'")).ToArray();
 
-    private static int Execute(Setup setup, string? modelOption, Device device, bool b32, int b32Images)
+    private static int Execute(Setup setup, string? modelOption, Device device, int[] vitPatches, int vitImages)
     {
-        var (designs, views, batches, images, labels, json, _, _) = setup;
         var (ckpt, clip) = Session.LoadModel(modelOption, device);
         var rows = new JsonArray();
         Console.Error.WriteLine($"torch threads: {get_num_threads()}, device {device}");
         using (ckpt)
-            Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, setup, rows);
-        if (b32)
         {
-            // ViT-B/32 sizes; the text ids come from the default model's tokenizer, so its end token must be the pooled one.
-            var config = new ClipConfig
-            {
-                Vision = new ClipVisionConfig { PatchSize = 32 },
-                Text = new ClipTextConfig { BosTokenId = ckpt.Tokenizer.StartId, EosTokenId = ckpt.Tokenizer.EndId },
-            };
-            var model = new ClipModel(config);
-            using (no_grad())
-                foreach (var p in model.parameters()) { p.normal_(0, 0.02); p.requires_grad = false; }
-            model.eval();
-            using var randomCkpt = ClipCheckpoint.FromModel(model, ckpt.Tokenizer, PreprocessorConfig.Default(224), "sha256:random-vit-b32");
-            using var randomClip = new PromptedClip(randomCkpt, device);
-            Measure("ViT-B/32 random weights", randomClip, setup with { Batches = batches.Where(b => b <= 2).DefaultIfEmpty(1).ToArray(), Images = b32Images }, rows);
+            Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, setup, rows);
+            foreach (var patch in vitPatches)
+                MeasureRandomVit(patch, ckpt.Tokenizer, device, setup with { Batches = setup.Batches.Where(b => b <= 4).DefaultIfEmpty(1).ToArray(), Images = vitImages }, rows);
         }
-        if (json) Console.WriteLine(rows.ToJsonString());
+        if (setup.Json) Console.WriteLine(rows.ToJsonString());
         return 0;
+    }
+
+    /// <summary>A ViT-B CLIP of the patch size with random weights: CLIP-size costs without a checkpoint.</summary>
+    private static void MeasureRandomVit(int patch, ClipTokenizer tokenizer, Device device, Setup setup, JsonArray rows)
+    {
+        // ViT-B sizes; the text ids come from the default model's tokenizer, so its end token must be the pooled one.
+        var config = new ClipConfig
+        {
+            Vision = new ClipVisionConfig { PatchSize = patch },
+            Text = new ClipTextConfig { BosTokenId = tokenizer.StartId, EosTokenId = tokenizer.EndId },
+        };
+        var model = new ClipModel(config);
+        using (no_grad())
+            foreach (var p in model.parameters()) { p.normal_(0, 0.02); p.requires_grad = false; }
+        model.eval();
+        using var randomCkpt = ClipCheckpoint.FromModel(model, tokenizer, PreprocessorConfig.Default(224), $"sha256:random-vit-b{patch}");
+        using var randomClip = new PromptedClip(randomCkpt, device);
+        Measure($"ViT-B/{patch} random weights", randomClip, setup, rows);
     }
 
     private static void Measure(string modelName, PromptedClip clip, Setup setup, JsonArray rows)

@@ -126,18 +126,22 @@ public sealed class PromptedClip : IDisposable
     }
 
     /// <summary>
-    /// <see cref="ImageFeatures"/> of a pass that only ranks (no gradient), in <paramref name="precision"/>: bf16 runs a
-    /// bf16 copy of the weights (made on first use and kept: one per model) and returns fp32 features.
+    /// <see cref="ImageFeatures"/> in <paramref name="precision"/>: anything but fp32 runs a bf16 copy of the weights
+    /// (made on first use and kept: one per model) on the prompt tokens cast from their fp32 values, so gradients reach
+    /// the prompts in fp32; the features and the captured block inputs come back in fp32.
     /// </summary>
-    public Tensor ScoringImageFeatures(Tensor pixels01, PromptSet prompts, TaptPrecision precision)
+    public Tensor ImageFeatures(Tensor pixels01, PromptSet prompts, TaptPrecision precision, IList<Tensor>? blockInputs = null, int captureLayers = int.MaxValue)
     {
-        if (precision == TaptPrecision.Fp32) return ImageFeatures(pixels01, prompts);
+        if (precision == TaptPrecision.Fp32) return ImageFeatures(pixels01, prompts, blockInputs, captureLayers);
         var model = LowPrecisionModel();
         using var scope = NewDisposeScope();
         var tokens = prompts.VisionTokens();
         var cast = new PromptTokens(tokens.Layers.Select(t => t?.to(ScalarType.BFloat16)).ToList());
         var pixels = pixels01.to(ScalarType.BFloat16);
-        var features = model.EncodeImage(pixels, cast).to(ScalarType.Float32);
+        var lowBlocks = blockInputs is null ? null : new List<Tensor>();
+        var features = model.EncodeImage(pixels, cast, lowBlocks, captureLayers).to(ScalarType.Float32);
+        foreach (var block in lowBlocks ?? [])
+            blockInputs!.Add(block.to(ScalarType.Float32).MoveToOuterDisposeScope());
         return nn.functional.normalize(features, dim: -1).MoveToOuterDisposeScope();
     }
 

@@ -199,6 +199,9 @@ public sealed class TaptDefense : IDisposable
         }
     }
 
+    /// <summary>The number format of the passes that carry gradients to the prompts.</summary>
+    private TaptPrecision StepPrecision => Options.Precision == TaptPrecision.Bf16 ? TaptPrecision.Bf16 : TaptPrecision.Fp32;
+
     /// <summary>What one step's selection yields: the chosen views' logits with autograd to the prompts, their block inputs.</summary>
     private sealed record Selection(Tensor Selected, Tensor Logits, List<Tensor> Blocks, float[][]? AptBefore, long[]? Votes);
 
@@ -223,7 +226,7 @@ public sealed class TaptDefense : IDisposable
             if (first) votes = Vote(all, selected);
         }
         var blocks = new List<Tensor>();
-        var logits = GroupedLogits(Gather(views, selected, v), text, prompts, k, sel, blocks, layers);
+        var logits = GroupedLogits(Gather(views, selected, v), text, prompts, k, sel, blocks, layers, StepPrecision);
         return new Selection(selected, logits, blocks, apt, votes);
     }
 
@@ -267,7 +270,7 @@ public sealed class TaptDefense : IDisposable
     {
         var (v, sel, c) = (Options.Views, Options.SelectedViews, vocabulary.Count);
         var allBlocks = new List<Tensor>();
-        var all = GroupedLogits(views, _clip.TextFeatures(vocabulary, prompts), prompts, k, v, allBlocks, layers);
+        var all = GroupedLogits(views, _clip.TextFeatures(vocabulary, prompts), prompts, k, v, allBlocks, layers, StepPrecision);
         Tensor selected;
         long[]? votes = null;
         using (no_grad())
@@ -318,13 +321,10 @@ public sealed class TaptDefense : IDisposable
     }
 
     /// <summary>[K, n, C] logits of K groups of n views each under their own prompt slice; <paramref name="text"/> is [K, C, P] (or [C, P]).</summary>
-    /// <remarks>A precision other than fp32 is for passes that only rank (no gradient, no block inputs).</remarks>
     private Tensor GroupedLogits(Tensor views, Tensor text, PromptSet prompts, int k, int n, List<Tensor>? blocks, int layers,
-        TaptPrecision precision = TaptPrecision.Fp32)
+        TaptPrecision precision)
     {
-        using var features = precision == TaptPrecision.Fp32
-            ? _clip.ImageFeatures(views, prompts, blocks, layers)
-            : _clip.ScoringImageFeatures(views, prompts, precision);
+        using var features = _clip.ImageFeatures(views, prompts, precision, blocks, layers);
         using var img = features.view(k, n, -1);
         return _clip.Logits(img, text);
     }

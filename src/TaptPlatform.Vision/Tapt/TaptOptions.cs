@@ -19,6 +19,12 @@ public enum TaptPrecision
     /// weights; the selected views' forward and backward, APT's and the final prediction stay in fp32.
     /// </summary>
     Bf16Scoring,
+    /// <summary>
+    /// The scoring pass and the selected views' forward and backward in bfloat16 on the bf16 copy of the weights (the
+    /// authors' code runs the step in fp16 autocast): the prompts stay fp32 and are cast into each pass, so their
+    /// gradients, the block statistics, the losses and AdamW are fp32; APT's and the final prediction stay fp32.
+    /// </summary>
+    Bf16,
 }
 
 /// <summary>The test-time step's settings. Defaults follow the method note (paper's code where they differ).</summary>

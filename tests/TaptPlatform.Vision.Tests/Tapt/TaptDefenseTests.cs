@@ -104,11 +104,58 @@ public class TaptDefenseTests
         using var _ = no_grad();
         var views = new ViewAugmenter().Views(inputs[0].Image, 8, new Random(1));
         var exact = t.Clip.ImageFeatures(views, t.Artifact.Adversarial);
-        var low = t.Clip.ScoringImageFeatures(views, t.Artifact.Adversarial, TaptPrecision.Bf16Scoring);
+        var low = t.Clip.ImageFeatures(views, t.Artifact.Adversarial, TaptPrecision.Bf16Scoring);
         Assert.Equal(ScalarType.Float32, low.dtype);
         var cosine = (exact * low).sum(-1).min().item<float>();
         Assert.InRange(cosine, 0.99f, 1.001f);
         Assert.True((exact - low).abs().max().item<float>() > 0, "the bf16 pass returned the fp32 features");
+    }
+
+    [Fact]
+    public void Bf16_passes_carry_fp32_gradients_to_the_prompts()
+    {
+        using var t = new TinyTapt(PromptDesign.VLI);
+        using var scope = NewDisposeScope();
+        using var views = new ViewAugmenter().Views(t.Image(3), 8, new Random(2));
+        float[] Gradient(TaptPrecision precision, out List<Tensor> blocks)
+        {
+            using var prompts = t.Artifact.Adversarial.Clone();
+            prompts.SetRequiresGrad(true);
+            blocks = [];
+            var features = t.Clip.ImageFeatures(views, prompts, precision, blocks, 2);
+            Assert.Equal(ScalarType.Float32, features.dtype);
+            // A loss of the features and of the captured block inputs, as the step's entropy and alignment are.
+            (features[.., 0].sum() + blocks[1].var(0).mean()).backward();
+            var grad = prompts.VisionTokens().Layers[1]!.grad!;
+            Assert.Equal(ScalarType.Float32, grad.dtype);
+            return grad.flatten().data<float>().ToArray();
+        }
+        var exact = Gradient(TaptPrecision.Fp32, out var exactBlocks);
+        var low = Gradient(TaptPrecision.Bf16, out var lowBlocks);
+        Assert.Equal(exactBlocks.Count, lowBlocks.Count);
+        Assert.All(lowBlocks, b => Assert.Equal(ScalarType.Float32, b.dtype));
+        var cosine = exact.Zip(low).Sum(p => (double)p.First * p.Second) / Math.Sqrt(exact.Sum(x => (double)x * x) * low.Sum(x => (double)x * x));
+        Assert.InRange(cosine, 0.98, 1.0001);
+        Assert.NotEqual(exact, low);         // the pass did run in bf16
+    }
+
+    [Fact]
+    public void Bf16_step_tunes_like_fp32()
+    {
+        using var t = new TinyTapt(PromptDesign.VLI);
+        var inputs = new[] { new TaptInput(t.Image(9), 5), new TaptInput(t.Image(10), 6) };
+        var all = Fast with { SelectionFraction = 1, Steps = 1 };     // every view selected: the ranking cannot differ
+        var fp32 = new TaptDefense(t.Clip, t.Artifact, all).Classify(inputs, t.Vocabulary);
+        var bf16 = new TaptDefense(t.Clip, t.Artifact, all with { Precision = TaptPrecision.Bf16 }).Classify(inputs, t.Vocabulary);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            for (var c = 0; c < t.Vocabulary.Count; c++)      // APT's prediction is made in fp32
+                Assert.Equal(fp32[i].AptProbabilities[c], bf16[i].AptProbabilities[c], 5);
+            var (a, b) = (fp32[i].Steps[0].TotalLoss, bf16[i].Steps[0].TotalLoss);
+            Assert.True(Math.Abs(a - b) <= 0.02 * Math.Abs(a), $"loss {a} (fp32) vs {b} (bf16)");
+            Assert.True(Math.Abs(a - b) > 1e-5 * Math.Abs(a), "the step did not run in bf16");  // fp32 sums in another order differ by ~1e-7
+            AssertSameProbabilities(fp32[i], bf16[i], 0.05);
+        }
     }
 
     [Theory]
