@@ -1,5 +1,5 @@
 #!/bin/sh
-# silo | gateway [extra configuration arguments]. In a container the silo advertises the pod/container address.
+# silo | gateway | tapt [arguments]. In a container the silo advertises the pod/container address.
 set -e
 what=${1:-silo}; [ $# -gt 0 ] && shift
 if [ -z "${ORLEANS__ADVERTISEDIP:-}" ]; then
@@ -8,5 +8,6 @@ fi
 case "$what" in
   silo) exec dotnet /app/silo/TaptPlatform.Silo.dll "$@" ;;
   gateway) exec dotnet /app/gateway/TaptPlatform.Gateway.dll "$@" ;;
+  tapt) exec dotnet /app/cli/tapt.dll "$@" ;;
   *) exec "$what" "$@" ;;
 esac

@@ -1,3 +1,5 @@
 using TaptPlatform.Cli;
+using TaptPlatform.Vision;
 
+NativeHeap.KeepTensorBuffers();
 return TaptCli.Run(args);

@@ -22,27 +22,18 @@ public sealed class TaptSettingOverrides
         ViewMinScale = CliOptions.OptionalNumber($"--{prefix}view-min-scale", "smallest view crop area fraction" + Recorded, 0.01, 1, "S");
         Precision = new Option<string?>($"--{prefix}precision")
         {
-            Description = "number format: fp32, bf16-scoring (the view-ranking pass in bfloat16) or bf16 (every pass of the step)" + Recorded,
-            HelpName = "fp32|bf16-scoring|bf16",
+            Description = "number format: fp32, bf16-scoring (the view-ranking pass in bfloat16), bf16 (every pass of the step) or auto (bf16 where the device has native bf16, else fp32)" + Recorded,
+            HelpName = "fp32|bf16-scoring|bf16|auto",
         };
-        Precision.AcceptOnlyFromAmong("fp32", "bf16-scoring", "bf16");
+        Precision.AcceptOnlyFromAmong([.. TaptPrecisions.Names, TaptPrecisions.Auto]);
     }
 
-    /// <summary>The CLI's name of a precision (and back).</summary>
-    public static TaptPrecision ParsePrecision(string name) => name switch
-    {
-        "fp32" => TaptPrecision.Fp32,
-        "bf16-scoring" => TaptPrecision.Bf16Scoring,
-        "bf16" => TaptPrecision.Bf16,
-        _ => throw new CliException($"unknown precision '{name}' (fp32, bf16-scoring or bf16)"),
-    };
+    /// <summary>The CLI's name of a precision (and back): the library's names.</summary>
+    public static TaptPrecision ParsePrecision(string name) => TaptPrecisions.TryParse(name, out var precision)
+        ? precision
+        : throw new CliException($"unknown precision '{name}' ({string.Join(", ", TaptPrecisions.Names)})");
 
-    public static string PrecisionName(TaptPrecision precision) => precision switch
-    {
-        TaptPrecision.Fp32 => "fp32",
-        TaptPrecision.Bf16Scoring => "bf16-scoring",
-        _ => "bf16",
-    };
+    public static string PrecisionName(TaptPrecision precision) => TaptPrecisions.Name(precision);
 
     public Option<string?> Precision { get; }
 
@@ -62,14 +53,19 @@ public sealed class TaptSettingOverrides
         command.Options.Add(Precision);
     }
 
-    /// <summary>The recorded settings with the given options replacing theirs.</summary>
-    public TaptOptions Apply(ParseResult r, TaptOptions recorded) => recorded with
+    /// <summary>The recorded settings with the given options replacing theirs ("auto" precision chosen for <paramref name="device"/>, CPU by default).</summary>
+    public TaptOptions Apply(ParseResult r, TaptOptions recorded, TorchSharp.torch.Device? device = null) => recorded with
     {
         Views = r.GetValue(Views) ?? recorded.Views,
         Steps = r.GetValue(Steps) ?? recorded.Steps,
         LearningRate = r.GetValue(LearningRate) ?? recorded.LearningRate,
         AlignmentWeight = r.GetValue(AlignmentWeight) ?? recorded.AlignmentWeight,
         ViewMinScale = r.GetValue(ViewMinScale) ?? recorded.ViewMinScale,
-        Precision = r.GetValue(Precision) is { } precision ? ParsePrecision(precision) : recorded.Precision,
+        Precision = r.GetValue(Precision) switch
+        {
+            null => recorded.Precision,
+            TaptPrecisions.Auto => TaptPrecisions.Fastest(device ?? TorchSharp.torch.CPU),
+            var name => ParsePrecision(name),
+        },
     };
 }

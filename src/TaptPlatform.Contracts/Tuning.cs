@@ -116,7 +116,9 @@ public sealed record TuningOutcome(
     [property: Id(16)] double Seconds,
     [property: Id(17)] int BatchSize,
     // Id 18 (the rejection of an image that was not tuned) is retired: that is a TuningReply.Rejected now.
-    [property: Id(19)] ImmutableDictionary<string, ImmutableArray<float>>? TunedPrompts = null)
+    [property: Id(19)] ImmutableDictionary<string, ImmutableArray<float>>? TunedPrompts = null,
+    // The number format the step ran in (the engine's Tapt:Engine:Precision with "auto" resolved): fp32, bf16-scoring or bf16.
+    [property: Id(20)] string Precision = "fp32")
 {
     public float Confidence => Probabilities.IsDefaultOrEmpty ? 0f : Probabilities[Prediction];
 }

@@ -4,7 +4,7 @@ using TaptPlatform.Silo.Hosting;
 
 // A TaptPlatform silo. Configuration (appsettings.json, environment TAPT__..., command line):
 //   Tapt:Accelerator        cpu | cuda | cpu-only
-//   Tapt:Engine:Threads     tuning threads (accelerator silos); also QueueCapacity, MaxBatchSize, Device, TorchThreads
+//   Tapt:Engine:Threads     tuning threads (accelerator silos); also QueueCapacity, MaxBatchSize, Device, Precision, TorchThreads
 //   Tapt:Models:Root        folder of model directories (default: the nearest "models" folder)
 //   Tapt:Storage:ConnectionString   Azure Storage (default: Azurite's development account)
 //   Orleans:ClusterId / Orleans:ServiceId, Orleans:AdvertisedIP (default 127.0.0.1), Orleans:SiloPort / Orleans:GatewayPort

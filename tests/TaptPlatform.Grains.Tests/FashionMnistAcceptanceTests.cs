@@ -51,7 +51,12 @@ public sealed class FashionMnistAcceptanceTests(PlatformFixture platform, ITestO
         var results = (await job.GetResultsAsync(tenantId, 0, 1000)).Items;
         Assert.Equal(Enumerable.Range(0, Images), results.Select(r => r.Index));
 
-        // The same images, preprocessed the same way, through TaptDefense in process with the job's seed.
+        // The engine ran in "auto" precision: bf16 on CPUs with native bf16, fp32 elsewhere; every outcome names it.
+        var ran = (await job.GetResultDetailAsync(tenantId, 0)).Outcome!.Precision;
+        Assert.Equal(TaptPrecisions.Name(TaptPrecisions.Fastest(TorchSharp.torch.CPU)), ran);
+        Assert.True(TaptPrecisions.TryParse(ran, out var precision));
+
+        // The same images, preprocessed the same way, through TaptDefense in process with the job's seed and precision.
         clock.Restart();
         var expected = new List<TaptResult>();
         using (var checkpoint = ClipCheckpoint.Load(modelDir))
@@ -59,7 +64,7 @@ public sealed class FashionMnistAcceptanceTests(PlatformFixture platform, ITestO
         {
             var clip = new PromptedClip(checkpoint);
             var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
-            var defense = new TaptDefense(clip, artifact, artifact.Settings);
+            var defense = new TaptDefense(clip, artifact, artifact.Settings with { Precision = precision });
             var vocabulary = new LabelVocabulary(TestModels.FashionLabels);
             foreach (var chunk in pngs.Chunk(8))
             {
@@ -118,7 +123,7 @@ public sealed class FashionMnistAcceptanceTests(PlatformFixture platform, ITestO
         try
         {
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in new[] { tapt, "classify", "--model", modelDir, "--seed", Seed.ToString(System.Globalization.CultureInfo.InvariantCulture), "--json" }) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { tapt, "classify", "--model", modelDir, "--seed", Seed.ToString(System.Globalization.CultureInfo.InvariantCulture), "--precision", "auto", "--json" }) psi.ArgumentList.Add(a);
             for (var i = 0; i < pngs.Length; i++)
             {
                 var path = Path.Combine(dir, $"{i:D3}.png");

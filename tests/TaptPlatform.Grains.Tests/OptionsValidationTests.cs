@@ -28,4 +28,14 @@ public sealed class OptionsValidationTests
         var e = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<TuningEngineOptions>>().Value);
         Assert.Contains("Tapt:Engine:Threads", e.Message);
     }
+
+    [Theory]
+    [InlineData("fp16")]
+    [InlineData("")]
+    public void An_unknown_engine_precision_is_refused_by_name(string precision)
+    {
+        var result = new SelfValidatingOptions<TuningEngineOptions>().Validate(null, new TuningEngineOptions { Precision = precision });
+        Assert.True(result.Failed);
+        Assert.Contains("Tapt:Engine:Precision", result.FailureMessage);
+    }
 }

@@ -86,7 +86,7 @@ public sealed class TuningEngineCacheTests
             for (var s = 0; s < 5; s++)
             {
                 using var scope = TorchSharp.torch.NewDisposeScope();
-                using var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = Settings(s).Views!.Value, Steps = 1 });
+                using var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = Settings(s).Views!.Value, Steps = 1, Precision = engine.Precision });
                 var x = pre.ToTensor([pre.Load(TestModels.FashionPng(v % 10))]);
                 var vocabulary = VocabularyReferences.Resolve(VocabularyReferences.Of(Vocabulary(v)), Vocabulary(v));
                 var expected = defense.Classify([new TaptInput(x[0], 11)], vocabulary)[0];

@@ -55,7 +55,7 @@ public sealed class TuningEngineTests
         using var checkpoint = ClipCheckpoint.Load(TestModels.TinyDirectory);
         var clip = new PromptedClip(checkpoint);
         using var artifact = PromptArtifact.Load(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"), checkpoint);
-        var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = 16, Steps = 2 });
+        var defense = new TaptDefense(clip, artifact, artifact.Settings with { Views = 16, Steps = 2, Precision = engine.Precision });
         var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
         var vocabulary = new LabelVocabulary(TestModels.FashionLabels);
         foreach (var i in new[] { 0, 5, 23 })
@@ -67,6 +67,32 @@ public sealed class TuningEngineTests
             Assert.Equal(expected.BaselinePrediction, outcomes[i].BaselinePrediction);
             for (var c = 0; c < expected.Probabilities.Length; c++) Assert.Equal(expected.Probabilities[c], outcomes[i].Probabilities[c], 4);
         }
+    }
+
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16-scoring")]
+    [InlineData("bf16")]
+    [InlineData("auto")]
+    public async Task The_engine_runs_the_step_in_its_precision_and_every_outcome_names_it(string setting)
+    {
+        using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }), NullLogger<ModelCatalog>.Instance);
+        using var engine = new TuningEngine(Options.Create(new TuningEngineOptions { Precision = setting }), catalog, NullLogger<TuningEngine>.Instance);
+        var expected = TaptPrecisions.TryParse(setting, out var named) ? named : TaptPrecisions.Fastest(TorchSharp.torch.CPU);
+        Assert.Equal(expected, engine.Precision);
+        var outcome = Assert.IsType<TuningReply.Tuned>(await engine.EnqueueAsync(Item(Request(4)))).Outcome;
+        Assert.Equal(TaptPrecisions.Name(expected), outcome.Precision);
+
+        // The outcome is what the in-process defense gives in that precision.
+        using var checkpoint = ClipCheckpoint.Load(TestModels.TinyDirectory);
+        var clip = new PromptedClip(checkpoint);
+        using var artifact = PromptArtifact.Load(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"), checkpoint);
+        var pre = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var x = pre.ToTensor([pre.Load(TestModels.FashionPng(4))]);
+        var local = new TaptDefense(clip, artifact, artifact.Settings with { Views = 16, Steps = 2, Precision = expected })
+            .Classify([new TaptInput(x[0], 5)], new LabelVocabulary(TestModels.FashionLabels))[0];
+        for (var c = 0; c < local.Probabilities.Length; c++) Assert.Equal(local.Probabilities[c], outcome.Probabilities[c], 4);
     }
 
     [Fact]

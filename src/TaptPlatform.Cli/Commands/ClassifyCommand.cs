@@ -36,14 +36,14 @@ public static class ClassifyCommand
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var input = new Input(r.GetValue(images) ?? [], r.GetValue(labels) ?? [], r.GetValue(template)!, r.GetValue(seed), r.GetValue(batch), r.GetValue(json));
-            return Execute(r.GetValue(model), r.GetValue(prompts), r.GetValue(device), input, recorded => overrides.Apply(r, recorded));
+            return Execute(r.GetValue(model), r.GetValue(prompts), r.GetValue(device), input, (recorded, dev) => overrides.Apply(r, recorded, dev));
         });
         return command;
     }
 
     private sealed record Input(string[] Images, string[] Labels, string Template, int Seed, int Batch, bool Json);
 
-    private static int Execute(string? modelOption, string? promptsPath, string? deviceOption, Input input, Func<TaptOptions, TaptOptions> settings)
+    private static int Execute(string? modelOption, string? promptsPath, string? deviceOption, Input input, Func<TaptOptions, TorchSharp.torch.Device, TaptOptions> settings)
     {
         var device = DeviceOption.Parse(deviceOption);
         var (images, labels, template, seed, batch, json) = input;
@@ -57,7 +57,7 @@ public static class ClassifyCommand
         var (ckpt, clip) = Session.LoadModel(modelOption, device);
         using var _ = ckpt;
         using var artifact = Session.LoadArtifact(promptsPath, ckpt);
-        var options = settings(artifact.Settings);
+        var options = settings(artifact.Settings, device);
         var pre = new ImagePreprocessor(ckpt.Preprocessor.ImageOptions);
         var pixels = images.Select(p =>
         {
@@ -85,6 +85,7 @@ public static class ClassifyCommand
                 ["design"] = artifact.Shape.Design.ToString(),
                 ["views"] = options.Views,
                 ["steps"] = options.Steps,
+                ["precision"] = TaptPrecisions.Name(options.Precision),
                 ["seed"] = seed,
                 ["labels"] = new JsonArray(labels.Select(l => (JsonNode)l).ToArray()),
                 ["results"] = arr,

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TaptPlatform.Vision;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Tuning;
 using static TorchSharp.torch;
@@ -24,6 +25,7 @@ public sealed class EvaluationEngine : IDisposable
         _log = log;
         Device = options.Value.Device;
         if (options.Value.TorchThreads > 0) set_num_threads(options.Value.TorchThreads);
+        NativeHeap.KeepTensorBuffers();
         _thread = new Thread(Run) { IsBackground = true, Name = "tapt-evaluation" };
         _thread.Start();
     }

@@ -32,6 +32,7 @@ public sealed class TuningEngine : IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, DateTime> _cancelledJobs = new(StringComparer.Ordinal);
     private readonly Device _device;
+    private readonly TaptPrecision _precision;
     private readonly TuningMetrics _metrics;
     private readonly bool _ownsMetrics;
     private readonly int[] _carried;
@@ -53,7 +54,9 @@ public sealed class TuningEngine : IDisposable
         _defenses = new BoundedCache<DefenseKey, TaptDefense>("tuning-engine.defenses", long.MaxValue, d => d.DeviceBytes, _options.DefenseCacheEntries);
         Vocabularies = new VocabularyCache(_options.VocabularyCacheBytes);
         _device = ComputeDevice.Parse(_options.Device);
+        _precision = TaptPrecisions.TryParse(_options.Precision, out var precision) ? precision : TaptPrecisions.Fastest(_device);
         if (_options.TorchThreads > 0) set_num_threads(_options.TorchThreads);
+        NativeHeap.KeepTensorBuffers();
         _queue = Channel.CreateBounded<TuningWorkItem>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             FullMode = BoundedChannelFullMode.Wait,
@@ -67,11 +70,14 @@ public sealed class TuningEngine : IDisposable
         }).ToArray();
         _metrics.ObserveQueue(() => Queued, () => Pending);
         foreach (var t in _threads) t.Start();
-        _log.LogInformation("Tuning engine started: {Threads} thread(s) on {Device}, queue {Capacity}, batches of up to {Batch}",
-            _options.Threads, _options.Device, _options.QueueCapacity, _options.MaxBatchSize);
+        _log.LogInformation("Tuning engine started: {Threads} thread(s) on {Device} in {Precision} (setting {PrecisionSetting}), queue {Capacity}, batches of up to {Batch}",
+            _options.Threads, _options.Device, TaptPrecisions.Name(_precision), _options.Precision, _options.QueueCapacity, _options.MaxBatchSize);
     }
 
     public TuningEngineOptions Options => _options;
+
+    /// <summary>The number format the step runs in (the setting, with "auto" resolved for the device).</summary>
+    public TaptPrecision Precision => _precision;
 
     /// <summary>Vocabularies resolved from the references of tuning requests (model grains fill it).</summary>
     public VocabularyCache Vocabularies { get; }
@@ -326,17 +332,18 @@ public sealed class TuningEngine : IDisposable
                 r.Steps.Select(ToMetrics).ToImmutableArray(),
                 d is null ? null : new StatisticsDistanceInfo(d.ToAdversarialReference, d.ToCleanReference, d.ToAttackedImages, d.CloserToAttacked),
                 r.Seconds, accepted.Count,
-                TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray()))));
+                TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray()),
+                Precision: TaptPrecisions.Name(options.Precision))));
         }
     }
 
     /// <summary>The artifact's test-time settings with the request's overrides; a mismatch or an invalid value fails permanently.</summary>
-    private static TaptOptions OptionsFor(string model, string artifactName, PromptArtifact artifact, TuningSettings s)
+    private TaptOptions OptionsFor(string model, string artifactName, PromptArtifact artifact, TuningSettings s)
     {
         try
         {
             // Flagged images keep their tuned prompts in the audit record.
-            return artifact.SettingsWith(s.Design, s.Views, s.Steps, s.LearningRate) with { ReturnTunedPrompts = true };
+            return artifact.SettingsWith(s.Design, s.Views, s.Steps, s.LearningRate) with { ReturnTunedPrompts = true, Precision = _precision };
         }
         catch (ArgumentException e)
         {

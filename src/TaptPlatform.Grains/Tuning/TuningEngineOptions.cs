@@ -1,3 +1,5 @@
+using TaptPlatform.Vision.Tapt;
+
 namespace TaptPlatform.Grains.Tuning;
 
 /// <summary>The tuning engine of an accelerator silo (configuration section <c>Tapt:Engine</c>).</summary>
@@ -14,6 +16,12 @@ public sealed class TuningEngineOptions : ISelfValidatingOptions
 
     /// <summary>"cpu", "cuda" or "cuda:N".</summary>
     public string Device { get; set; } = "cpu";
+
+    /// <summary>
+    /// Number format of the test-time step: "auto" (bf16 where the device has native bf16 matrix products, fp32 elsewhere;
+    /// the README's speed section has the agreement measured), "fp32", "bf16-scoring" or "bf16".
+    /// </summary>
+    public string Precision { get; set; } = TaptPrecisions.Auto;
 
     /// <summary>libtorch intra-op threads (0: leave libtorch's default).</summary>
     public int TorchThreads { get; set; }
@@ -32,6 +40,8 @@ public sealed class TuningEngineOptions : ISelfValidatingOptions
         if (Threads is < 1 or > 64) throw new ArgumentException("Tapt:Engine:Threads must be in 1..64");
         if (QueueCapacity is < 1 or > 100_000) throw new ArgumentException("Tapt:Engine:QueueCapacity must be in 1..100000");
         if (MaxBatchSize is < 1 or > 256) throw new ArgumentException("Tapt:Engine:MaxBatchSize must be in 1..256");
+        if (Precision != TaptPrecisions.Auto && !TaptPrecisions.TryParse(Precision, out _))
+            throw new ArgumentException($"Tapt:Engine:Precision must be {TaptPrecisions.Auto}, {string.Join(", ", TaptPrecisions.Names)}");
         if (TorchThreads < 0) throw new ArgumentException("Tapt:Engine:TorchThreads must not be negative");
         if (TextCacheBytes is < 1 or > 1L << 40) throw new ArgumentException("Tapt:Engine:TextCacheBytes must be in 1..2^40");
         if (DefenseCacheEntries is < 1 or > 4096) throw new ArgumentException("Tapt:Engine:DefenseCacheEntries must be in 1..4096");
