@@ -65,7 +65,7 @@ public static class BenchCommand
         {
             Measure("default (" + Path.GetFileName(ckpt.Directory) + ")", clip, setup, rows);
             foreach (var patch in vitPatches)
-                MeasureRandomVit(patch, ckpt.Tokenizer, device, setup with { Batches = setup.Batches.Where(b => b <= 4).DefaultIfEmpty(1).ToArray(), Images = vitImages }, rows);
+                MeasureRandomVit(patch, ckpt.Tokenizer, device, setup with { Batches = setup.Batches.Where(b => b <= 8).DefaultIfEmpty(1).ToArray(), Images = vitImages }, rows);
         }
         if (setup.Json) Console.WriteLine(rows.ToJsonString());
         return 0;
