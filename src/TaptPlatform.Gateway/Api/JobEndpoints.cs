@@ -118,13 +118,15 @@ public static class JobEndpoints
     /// Streamed from the tenant's blob by the gateway, after the job grain said whose the job is and how many images it
     /// has: an image of up to 20 MiB never travels in a grain message nor sits whole in the gateway's memory.
     /// </summary>
-    private static async Task<FileStreamHttpResult> InputImage(string jobId, int index, HttpContext c, IGrainFactory g, IArtifactStore store)
+    private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> InputImage(string jobId, int index, HttpContext c, IGrainFactory g, IArtifactStore store)
     {
         var tenantId = c.User.TenantId();
         var status = await g.Job(jobId).GetStatusAsync(tenantId);
         if (index < 0 || index >= status.Counts.Total) throw new TaptNotFoundException($"job '{status.JobId}' has no image {index}");
-        var (content, contentType, length) = await store.OpenReadAsync(tenantId, status.JobId, ArtifactKinds.Inputs, index, c.RequestAborted)
-            ?? throw new TaptNotFoundException($"the stored input image {index} is missing");
+        // The job accepted it, so a missing blob was deleted: by the tenant's retention (the result stays).
+        if (await store.OpenReadAsync(tenantId, status.JobId, ArtifactKinds.Inputs, index, c.RequestAborted) is not var (content, contentType, length))
+            return Problems.Result(410, ErrorCodes.Expired, "Gone",
+                $"input image {index} is no longer stored: it expired under the tenant's retention (GET /api/retention); its result is kept");
         c.Response.Headers.CacheControl = "private, max-age=3600";
         c.Response.ContentLength = length;
         // The job grain stored it with the type of the format it identified.

@@ -17,6 +17,7 @@ public static class ErrorCodes
     public const string Unauthenticated = "unauthenticated";
     public const string Forbidden = "forbidden";
     public const string NotFound = "not_found";
+    public const string Expired = "expired";
     public const string InvalidRequest = "invalid_request";
     public const string MalformedRequest = "malformed_request";
     public const string Conflict = "conflict";

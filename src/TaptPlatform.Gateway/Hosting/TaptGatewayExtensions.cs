@@ -196,6 +196,7 @@ public static class TaptGatewayExtensions
         api.MapJobEndpoints();
         api.MapAuditEndpoints();
         api.MapEvaluationEndpoints();
+        api.MapRetentionEndpoints();
 
         app.MapHub<JobsHub>(JobsHubMethods.Path);
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });

@@ -91,6 +91,7 @@ public sealed class EvaluationJobGrain(
         S.Definition = definition;
         S.State = JobState.Open;
         await Saved.SaveAsync();
+        await GrainFactory.GetGrain<IRetentionGrain>(definition.TenantId).EnsureScheduledAsync();   // its artifacts will expire
         return Status();
     }
 

@@ -179,6 +179,7 @@ public sealed class TenantGrain(
         var definition = new JobDefinition(TenantId, Identifiers.NewJobId(), request.Name, vocabulary, configuration, request.Seed, clock.GetUtcNow());
         // Recorded first: a job grain that exists is always listed by its tenant, and pins what it uses.
         await Store(() => jobIndex.AddAsync(TenantId, TenantJobRow.Of(definition)), "job list");
+        await GrainFactory.GetGrain<IRetentionGrain>(TenantId).EnsureScheduledAsync();   // what the job stores will expire
         return await GrainFactory.GetGrain<IJobGrain>(definition.JobId).CreateAsync(definition);
     }
 

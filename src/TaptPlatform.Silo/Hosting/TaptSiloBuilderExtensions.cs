@@ -10,6 +10,7 @@ using Orleans.Storage;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains;
 using TaptPlatform.Grains.Placement;
+using TaptPlatform.Grains.Retention;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tenants;
 using TaptPlatform.Grains.Telemetry;
@@ -117,6 +118,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
         silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
+        silo.Services.AddOptions<RetentionOptions>().BindConfiguration("Tapt:Retention").ValidatedOnStart();
         var jobOptions = silo.Services.AddOptions<JobOptions>().ValidatedOnStart();
         if (jobs is not null) jobOptions.Configure(jobs);
         return silo;

@@ -67,6 +67,8 @@ public sealed class TaptCluster : IAsyncDisposable
             // a tenant grain ever landed on the cpu-only silo depended on the machine's load.
             silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
             silo.Services.Configure<TenantLimits>(o => o.MaxVocabularyBytes = TestVocabularyBytes);
+            // Retention tests set periods of seconds (production's shortest is minutes).
+            silo.Services.Configure<TaptPlatform.Grains.Retention.RetentionOptions>(o => o.MinimumPeriod = TimeSpan.FromSeconds(1));
             silo.Services.AddTaptApiKeySigning(o => o.SigningKey = "api-key-signing-key-of-the-grain-tests-0123456789");
             silo.AddTaptStorage(storage, o =>
                 {
