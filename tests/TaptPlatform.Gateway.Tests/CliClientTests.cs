@@ -45,6 +45,7 @@ public sealed class CliClientTests(GatewayFixture gateway)
             Assert.Contains("7 flagged image(s) in 1 job(s)", listing);
             Assert.Contains("lowConfidence", listing);
             Assert.Contains($"/api/audit/{jobId}/0", listing);
+            Assert.Contains("by verdict: confirmed-attack 0, false-alarm 0, needs-follow-up 0, unreviewed 7", listing);
 
             // A wrong key is a one-line error, not a crash.
             var denied = await Assert.ThrowsAsync<GatewayException>(() =>

@@ -13,20 +13,22 @@ public static class AuditCommand
         var job = CliOptions.Text("--job", "only this job's flagged images", "ID");
         var reason = CliOptions.Text("--reason", "only images flagged for this reason", "changedPrediction|closerToAttacked|lowConfidence");
         reason.CompletionSources.Add("changedPrediction", "closerToAttacked", "lowConfidence");
+        var verdict = CliOptions.Text("--verdict", "only images with this current verdict", "unreviewed|confirmed-attack|false-alarm|needs-follow-up");
+        verdict.CompletionSources.Add("unreviewed", "confirmed-attack", "false-alarm", "needs-follow-up");
         var limit = CliOptions.Int("--limit", 100, "flagged images at most", 1, 500);
         var command = new Command("audit", """
             Lists a tenant's flagged images from a gateway.
-            Lists flagged images, newest jobs first (or of one job): why each was flagged, TAPT's label against plain
-            CLIP's, and where its audit record is (GET URL with the key).
+            Lists flagged images, unreviewed first, then newest first (or of one job): why each was flagged, TAPT's
+            label against plain CLIP's, the current verdict, and where its audit record is (GET URL with the key).
             """)
         {
-            server, key, job, reason, limit,
+            server, key, job, reason, verdict, limit,
         };
         command.SetAction(r =>
         {
             try
             {
-                return RunAsync(r.GetValue(server)!, r.GetValue(key)!, r.GetValue(job), r.GetValue(reason), r.GetValue(limit), Console.Out, CancellationToken.None)
+                return RunAsync(r.GetValue(server)!, r.GetValue(key)!, r.GetValue(job), r.GetValue(reason), r.GetValue(limit), Console.Out, CancellationToken.None, r.GetValue(verdict))
                     .GetAwaiter().GetResult();
             }
             catch (GatewayException e)
@@ -38,11 +40,12 @@ public static class AuditCommand
         return command;
     }
 
-    public static async Task<int> RunAsync(string server, string key, string? job, string? reason, int limit, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> RunAsync(string server, string key, string? job, string? reason, int limit, TextWriter stdout, CancellationToken ct,
+        string? verdict = null)
     {
         using var client = new GatewayClient(server, key);
-        var page = await client.AuditAsync(job, reason, limit, ct);
-        TextTable.Write(stdout, ["job", "#", "image", "TAPT", "conf", "CLIP", "reasons", "record"],
+        var page = await client.AuditAsync(job, reason, limit, ct, verdict);
+        TextTable.Write(stdout, ["job", "#", "image", "TAPT", "conf", "CLIP", "reasons", "verdict", "record"],
             page.Items.Select(i => (IReadOnlyList<string>)
             [
                 i.JobName is { Length: > 0 } n ? $"{i.JobId} ({n})" : i.JobId,
@@ -52,9 +55,12 @@ public static class AuditCommand
                 TextTable.Percent(i.Result.Confidence),
                 i.Result.BaselineLabel ?? i.Result.BaselinePrediction.ToString(CultureInfo.InvariantCulture),
                 string.Join(',', i.Result.Reasons ?? []),
+                i.Review is { } review ? $"{review.Verdict} (r{review.Revision.ToString(CultureInfo.InvariantCulture)})" : "unreviewed",
                 new Uri(client.Server, i.RecordUrl.TrimStart('/')).ToString(),
             ]));
         stdout.WriteLine($"{page.Items.Count} flagged image(s) in {page.JobsScanned} job(s){(page.Truncated ? " (truncated: use --limit or --job)" : "")}");
+        if (page.Verdicts is { Count: > 0 } counts)
+            stdout.WriteLine("by verdict: " + string.Join(", ", counts.OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key} {c.Value.ToString(CultureInfo.InvariantCulture)}")));
         return 0;
     }
 }

@@ -112,11 +112,12 @@ public sealed class GatewayClient : IDisposable
         return all;
     }
 
-    public Task<AuditPageInfo> AuditAsync(string? jobId, string? reason, int limit, CancellationToken ct)
+    public Task<AuditPageInfo> AuditAsync(string? jobId, string? reason, int limit, CancellationToken ct, string? verdict = null)
     {
         var q = new List<string> { "limit=" + limit.ToString(CultureInfo.InvariantCulture) };
         if (jobId is not null) q.Add("jobId=" + Uri.EscapeDataString(jobId));
         if (reason is not null) q.Add("reason=" + Uri.EscapeDataString(reason));
+        if (verdict is not null) q.Add("verdict=" + Uri.EscapeDataString(verdict));
         return SendAsync<AuditPageInfo>(() => new HttpRequestMessage(HttpMethod.Get, "api/audit?" + string.Join('&', q)), ct);
     }
 
@@ -196,9 +197,12 @@ public sealed record ResultInfo(int Index, string Name, string? Error, int Predi
 
 public sealed record ResultPageInfo(List<ResultInfo> Items, int Offset, int TotalResults, int? NextOffset);
 
-public sealed record AuditItemInfo(string JobId, string? JobName, ResultInfo Result, string ImageUrl, string RecordUrl);
+public sealed record AuditItemInfo(string JobId, string? JobName, ResultInfo Result, string ImageUrl, string RecordUrl, ReviewInfo? Review = null);
 
-public sealed record AuditPageInfo(List<AuditItemInfo> Items, int JobsScanned, bool Truncated);
+/// <summary>A flagged image's current verdict.</summary>
+public sealed record ReviewInfo(string Verdict, int Revision, string ReviewedBy, DateTimeOffset ReviewedAt);
+
+public sealed record AuditPageInfo(List<AuditItemInfo> Items, int JobsScanned, bool Truncated, Dictionary<string, int>? Verdicts = null);
 
 /// <summary>The hub's <c>jobProgress</c> event.</summary>
 public sealed record JobProgressInfo(string JobId, string State, int Total, int Completed, int Succeeded, int Failed, int Flagged,

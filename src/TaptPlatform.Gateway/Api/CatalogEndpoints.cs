@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 
@@ -18,46 +19,46 @@ public static class CatalogEndpoints
         var v = api.MapGroup("/vocabularies").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Vocabularies");
         v.MapGet("/", async (HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).ListVocabulariesAsync()))
             .WithSummary("Lists vocabularies with their latest version and label count.");
-        v.MapPost("/", CreateVocabulary).WithSummary("Creates a vocabulary (version 1).");
+        v.MapPost("/", CreateVocabulary).Trail(TrailKinds.VocabularyCreated).WithSummary("Creates a vocabulary (version 1).");
         v.MapGet("/{name}", async (string name, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).GetVocabularyAsync(name)))
             .WithSummary("The latest version of a vocabulary.");
         v.MapGet("/{name}/versions", async (string name, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).ListVocabularyVersionsAsync(name)))
             .WithSummary("The version numbers of a vocabulary.");
-        v.MapPost("/{name}/versions", NewVocabularyVersion).WithSummary("Stores a new version of a vocabulary (an identical one returns the latest).");
+        v.MapPost("/{name}/versions", NewVocabularyVersion).Trail(TrailKinds.VocabularyVersioned).WithSummary("Stores a new version of a vocabulary (an identical one returns the latest).");
         v.MapGet("/{name}/versions/{version:int}", async (string name, int version, HttpContext c, IGrainFactory g) =>
             TypedResults.Ok(await Tenant(c, g).GetVocabularyAsync(name, version))).WithSummary("One version of a vocabulary.");
         v.MapDelete("/{name}", async (string name, HttpContext c, IGrainFactory g) =>
         {
             await Tenant(c, g).DeleteVocabularyAsync(name);
             return TypedResults.NoContent();
-        }).WithSummary("Deletes every version of a vocabulary (409 while an unfinished job uses one).");
+        }).Trail(TrailKinds.VocabularyDeleted).WithSummary("Deletes every version of a vocabulary (409 while an unfinished job uses one).");
         v.MapDelete("/{name}/versions/{version:int}", async (string name, int version, HttpContext c, IGrainFactory g) =>
         {
             await Tenant(c, g).DeleteVocabularyAsync(name, version);
             return TypedResults.NoContent();
-        }).WithSummary("Deletes one version of a vocabulary (409 while an unfinished job uses it).");
+        }).Trail(TrailKinds.VocabularyDeleted).WithSummary("Deletes one version of a vocabulary (409 while an unfinished job uses it).");
 
         var p = api.MapGroup("/prompt-configurations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Prompt configurations");
         p.MapGet("/", async (HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).ListPromptConfigurationsAsync()))
             .WithSummary("Lists prompt configurations (latest versions).");
-        p.MapPost("/", CreatePromptConfiguration).WithSummary("Creates a prompt configuration (version 1).");
+        p.MapPost("/", CreatePromptConfiguration).Trail(TrailKinds.ConfigurationCreated).WithSummary("Creates a prompt configuration (version 1).");
         p.MapGet("/{name}", async (string name, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).GetPromptConfigurationAsync(name)))
             .WithSummary("The latest version of a prompt configuration.");
         p.MapGet("/{name}/versions", async (string name, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Tenant(c, g).ListPromptConfigurationVersionsAsync(name)))
             .WithSummary("The version numbers of a prompt configuration.");
-        p.MapPost("/{name}/versions", NewPromptConfigurationVersion).WithSummary("Stores a new version of a prompt configuration.");
+        p.MapPost("/{name}/versions", NewPromptConfigurationVersion).Trail(TrailKinds.ConfigurationVersioned).WithSummary("Stores a new version of a prompt configuration.");
         p.MapGet("/{name}/versions/{version:int}", async (string name, int version, HttpContext c, IGrainFactory g) =>
             TypedResults.Ok(await Tenant(c, g).GetPromptConfigurationVersionAsync(name, version))).WithSummary("One version of a prompt configuration.");
         p.MapDelete("/{name}", async (string name, HttpContext c, IGrainFactory g) =>
         {
             await Tenant(c, g).DeletePromptConfigurationAsync(name);
             return TypedResults.NoContent();
-        }).WithSummary("Deletes every version of a prompt configuration (409 while an unfinished job uses one).");
+        }).Trail(TrailKinds.ConfigurationDeleted).WithSummary("Deletes every version of a prompt configuration (409 while an unfinished job uses one).");
         p.MapDelete("/{name}/versions/{version:int}", async (string name, int version, HttpContext c, IGrainFactory g) =>
         {
             await Tenant(c, g).DeletePromptConfigurationAsync(name, version);
             return TypedResults.NoContent();
-        }).WithSummary("Deletes one version of a prompt configuration (409 while an unfinished job uses it).");
+        }).Trail(TrailKinds.ConfigurationDeleted).WithSummary("Deletes one version of a prompt configuration (409 while an unfinished job uses it).");
     }
 
     private static ITenantGrain Tenant(HttpContext c, IGrainFactory g) => g.GetGrain<ITenantGrain>(c.User.TenantId());

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using System.Text;
 using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Limits;
@@ -29,13 +30,13 @@ public static class EvaluationEndpoints
     public static void MapEvaluationEndpoints(this RouteGroupBuilder api)
     {
         var e = api.MapGroup("/evaluations").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Evaluations");
-        e.MapPost("/", Create).WithSummary("Creates a robustness evaluation (attack: pgd, cw, di, apgd-ce, apgd-t, fab-t, square, autoattack, autoattack-rand; ε list, steps, Square queries, protocol, EOT, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
+        e.MapPost("/", Create).Trail(TrailKinds.EvaluationCreated).WithSummary("Creates a robustness evaluation (attack: pgd, cw, di, apgd-ce, apgd-t, fab-t, square, autoattack, autoattack-rand; ε list, steps, Square queries, protocol, EOT, seed); 422 evaluation_too_costly when even one image would cost more than the limit.");
         e.MapGet("/", List).WithSummary("The tenant's evaluations, newest first.");
-        e.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
+        e.MapPost("/{jobId}/images", Upload).Trail(TrailKinds.EvaluationImagesUploaded).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
-        e.MapPost("/{jobId}/start", Start)
+        e.MapPost("/{jobId}/start", Start).Trail(TrailKinds.EvaluationStarted)
             .WithSummary("Seals the evaluation and runs it on the accelerator silos (counted like a job: 429 past the tenant's concurrent-jobs quota, the cluster's running-jobs limit or the daily image quota, charged images × ε; 422 evaluation_too_costly past the cost limit).");
-        e.MapPost("/{jobId}/cancel", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).CancelAsync(c.User.TenantId())))
+        e.MapPost("/{jobId}/cancel", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).CancelAsync(c.User.TenantId()))).Trail(TrailKinds.EvaluationCancelled)
             .WithSummary("Stops the evaluation within an attack step and gives its running slot back; the outcomes recorded so far stay (the report is partial). Idempotent.");
         e.MapGet("/{jobId}", async (string jobId, HttpContext c, IGrainFactory g) => TypedResults.Ok(await Grain(g, jobId).GetStatusAsync(c.User.TenantId())))
             .WithSummary("State and progress (outcomes recorded of images × ε).");

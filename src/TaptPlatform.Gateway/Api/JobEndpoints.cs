@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Hosting;
@@ -23,16 +24,16 @@ public static class JobEndpoints
     {
         var jobs = api.MapGroup("/jobs").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Jobs");
         jobs.MapGet("/", List).WithSummary("The tenant's jobs, newest first.");
-        jobs.MapPost("/", Create).WithSummary("Creates a job pinned to a vocabulary version and a prompt configuration.");
+        jobs.MapPost("/", Create).Trail(TrailKinds.JobCreated).WithSummary("Creates a job pinned to a vocabulary version and a prompt configuration.");
         jobs.MapGet("/{jobId}", Get).WithSummary("A job's state, counts, throughput and ETA.");
-        jobs.MapPost("/{jobId}/images", Upload).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
+        jobs.MapPost("/{jobId}/images", Upload).Trail(TrailKinds.ImagesUploaded).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds images (multipart/form-data, one file part per image). Each accepted image is stored before the answer.");
-        jobs.MapPost("/{jobId}/start", Start).WithSummary("Seals the job and starts classifying its images (429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit; the job keeps its images).");
-        jobs.MapPost("/{jobId}/cancel", Cancel).WithSummary("Stops the job; images without a result stay without one.");
+        jobs.MapPost("/{jobId}/start", Start).Trail(TrailKinds.JobStarted).WithSummary("Seals the job and starts classifying its images (429 past the tenant's concurrent-jobs quota or the cluster's running-jobs limit; the job keeps its images).");
+        jobs.MapPost("/{jobId}/cancel", Cancel).Trail(TrailKinds.JobCancelled).WithSummary("Stops the job; images without a result stay without one.");
         jobs.MapGet("/{jobId}/results", Results).WithSummary("Results in image order, paged (offset, limit ≤ 1000).");
         jobs.MapGet("/{jobId}/results/{index:int}", ResultDetail).WithSummary("The full record of one image's result (every probability, every step).");
         jobs.MapGet("/{jobId}/images/{index:int}", InputImage).WithSummary("The stored input image.");
-        jobs.MapGet("/{jobId}/export", Export).WithSummary("Every result as CSV (format=csv, the default) or JSON (format=json).");
+        jobs.MapGet("/{jobId}/export", Export).Trail(TrailKinds.ResultsExported).WithSummary("Every result as CSV (format=csv, the default) or JSON (format=json).");
         jobs.MapGet("/{jobId}/artifacts", async (string jobId, HttpContext c, IGrainFactory g) =>
             TypedResults.Ok(await g.Job(jobId).ListArtifactsAsync(c.User.TenantId()))).WithSummary("The job's stored artifacts.");
     }

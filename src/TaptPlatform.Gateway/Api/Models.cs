@@ -106,9 +106,11 @@ public sealed record AcceptedImage(int Index, string Name);
 
 public sealed record UploadReceipt(string JobId, ImmutableArray<AcceptedImage> Accepted, ImmutableArray<RejectedImage> Rejected, int TotalImages);
 
-public sealed record AuditItem(string JobId, string? JobName, ResultView Result, string ImageUrl, string RecordUrl);
+/// <summary>A flagged image in the audit list, with its current verdict (null: unreviewed).</summary>
+public sealed record AuditItem(string JobId, string? JobName, ResultView Result, string ImageUrl, string RecordUrl, Grains.Storage.ReviewSummary? Review = null);
 
-public sealed record AuditPage(ImmutableArray<AuditItem> Items, int JobsScanned, bool Truncated);
+/// <summary>A page of the audit list; <c>verdicts</c> counts every image matching the other filters by current verdict (<c>unreviewed</c> included).</summary>
+public sealed record AuditPage(ImmutableArray<AuditItem> Items, int JobsScanned, bool Truncated, ImmutableDictionary<string, int>? Verdicts = null);
 
 /// <summary>One flagged image's audit record (the stored JSON, with every tuned step's metrics) and where its artifacts are.</summary>
 public sealed record AuditRecordView(string JobId, int Index, string ImageUrl, string DownloadUrl, ImmutableArray<ArtifactInfo> Artifacts, JsonElement Record);

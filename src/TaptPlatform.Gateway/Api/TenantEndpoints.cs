@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 using TaptPlatform.Gateway.Hosting;
@@ -15,21 +16,21 @@ public static class TenantEndpoints
     public static void MapTenantEndpoints(this RouteGroupBuilder api)
     {
         var ops = api.MapGroup("/tenants").RequireAuthorization(TaptAuth.OperatorPolicy).WithTags("Operator");
-        ops.MapPost("/", CreateTenant).WithSummary("Creates a tenant and issues its first API key (operator key).");
+        ops.MapPost("/", CreateTenant).Trail(TrailKinds.TenantCreated).WithSummary("Creates a tenant and issues its first API key (operator key).");
         ops.MapGet("/{tenantId}/keys", (string tenantId, IGrainFactory g) => ListKeys(g, ValidTenant(tenantId)))
             .WithSummary("Lists a tenant's keys (never their secrets).");
-        ops.MapPost("/{tenantId}/keys", (string tenantId, CreateKeyRequest? body, IGrainFactory g) => IssueKey(g, ValidTenant(tenantId), body))
+        ops.MapPost("/{tenantId}/keys", (string tenantId, CreateKeyRequest? body, IGrainFactory g) => IssueKey(g, ValidTenant(tenantId), body)).Trail(TrailKinds.KeyIssued)
             .WithSummary("Issues another key for a tenant.");
         ops.MapDelete("/{tenantId}/keys/{keyId}", (string tenantId, string keyId, IGrainFactory g, ApiKeyValidator v, LiveConnections live) =>
-            Revoke(g, v, live, ValidTenant(tenantId), keyId)).WithSummary("Revokes a tenant's key.");
+            Revoke(g, v, live, ValidTenant(tenantId), keyId)).Trail(TrailKinds.KeyRevoked).WithSummary("Revokes a tenant's key.");
 
         var keys = api.MapGroup("/keys").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Keys");
         keys.MapGet("/", (HttpContext c, IGrainFactory g) => ListKeys(g, c.User.TenantId())).WithSummary("Lists the tenant's keys.");
-        keys.MapPost("/", (HttpContext c, CreateKeyRequest? body, IGrainFactory g) => IssueKey(g, c.User.TenantId(), body))
+        keys.MapPost("/", (HttpContext c, CreateKeyRequest? body, IGrainFactory g) => IssueKey(g, c.User.TenantId(), body)).Trail(TrailKinds.KeyIssued)
             .WithSummary("Issues another key for the tenant (the secret is shown once).");
-        keys.MapPost("/{keyId}/rotate", Rotate).WithSummary("Issues a new key with the same name and revokes the old one.");
+        keys.MapPost("/{keyId}/rotate", Rotate).Trail(TrailKinds.KeyRotated).WithSummary("Issues a new key with the same name and revokes the old one.");
         keys.MapDelete("/{keyId}", (string keyId, HttpContext c, IGrainFactory g, ApiKeyValidator v, LiveConnections live) =>
-            Revoke(g, v, live, c.User.TenantId(), keyId)).WithSummary("Revokes one of the tenant's keys (live connections using it are closed).");
+            Revoke(g, v, live, c.User.TenantId(), keyId)).Trail(TrailKinds.KeyRevoked).WithSummary("Revokes one of the tenant's keys (live connections using it are closed).");
 
         api.MapGet("/usage", Usage).RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Keys")
             .WithSummary("The tenant's quotas and what it used today.");

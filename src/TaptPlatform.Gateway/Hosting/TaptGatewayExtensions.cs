@@ -131,6 +131,7 @@ public static class TaptGatewayExtensions
         services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<JobLabels>();
+        services.AddTaptAuditWorkflow();
         services.AddSingleton<ILiveSender, HubLiveSender>();
         services.AddSingleton<LiveConnections>();
         services.AddSingleton<JobEventBridge>();
@@ -195,6 +196,7 @@ public static class TaptGatewayExtensions
         api.MapCatalogEndpoints();
         api.MapJobEndpoints();
         api.MapAuditEndpoints();
+        api.MapAuditWorkflow();
         api.MapEvaluationEndpoints();
         api.MapRetentionEndpoints();
 

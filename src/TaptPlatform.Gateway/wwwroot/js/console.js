@@ -164,7 +164,7 @@ async function route() {
     switch (section) {
       case "vocabularies": showView("vocabularies"); await loadVocabularies(); break;
       case "prompts": showView("prompts"); await loadPrompts(); break;
-      case "audit": showView("audit"); await loadAudit(a && b !== undefined ? { jobId: a, index: Number(b) } : null); break;
+      case "audit": showView("audit"); if (sections.audit) await sections.audit(a, b); break;
       case "evaluations": showView("evaluations"); if (sections.evaluations) await sections.evaluations(a, b); break;
       default:
         showView("jobs");
@@ -643,93 +643,7 @@ function drawLoss() {
     : "No tuning steps yet");
 }
 
-// ---- audit --------------------------------------------------------------------------------------------------
-
-async function loadAudit(open) {
-  await loadJobs().catch(() => {});
-  if (open?.jobId) $("audit-job").value = [...$("audit-job").options].some((o) => o.value === open.jobId) ? open.jobId : "";
-  await searchAudit();
-  if (open) await openAudit(open.jobId, open.index);
-}
-
-async function searchAudit(event) {
-  event?.preventDefault();
-  const q = new URLSearchParams();
-  const add = (k, v) => { if (v) q.set(k, v); };
-  add("jobId", $("audit-job").value);
-  add("reason", $("audit-reason").value);
-  add("label", $("audit-label").value.trim());
-  if ($("audit-since").value) q.set("since", new Date($("audit-since").value).toISOString());
-  if ($("audit-until").value) q.set("until", new Date($("audit-until").value).toISOString());
-  q.set("limit", "200");
-  const page = await api(`/api/audit?${q}`);
-  state.audit.items = page.items;
-  $("audit-summary").textContent = page.items.length
-    ? `${page.items.length} flagged image${page.items.length === 1 ? "" : "s"}${page.truncated ? " (more exist: narrow the filters)" : ""}.`
-    : "No flagged images match these filters.";
-  $("audit-list").replaceChildren(...page.items.map((item) => {
-    const img = el("img", { alt: "" });
-    authorizedUrl(item.imageUrl).then((u) => { img.src = u; }).catch(() => {});
-    const r = item.result;
-    const button = el("button", {
-      type: "button", class: "audit-item", "data-job": item.jobId, "data-index": String(r.index),
-      onclick: () => { location.hash = `#/audit/${item.jobId}/${r.index}`; },
-    }, img, el("div", {},
-      el("div", { class: "line1", text: `${r.label ?? "?"}${r.baselineLabel && r.baselineLabel !== r.label ? ` ← ${r.baselineLabel}` : ""}` }),
-      el("div", { class: "line2", text: `${r.name} · ${r.reasons.map((x) => reasonText[x] || x).join(", ")}` }),
-      el("div", { class: "line2", text: `${item.jobName || item.jobId.slice(0, 16)} · ${fmtTime(r.completedAt)}` })));
-    return el("li", {}, button);
-  }));
-}
-
-function barsFor(list, labels, probabilities, highlight) {
-  const ranked = probabilities.map((p, i) => ({ label: labels[i] ?? `#${i}`, probability: p, index: i }))
-    .sort((a, b) => b.probability - a.probability).slice(0, 5);
-  list.replaceChildren(...ranked.map((p) => {
-    const fill = el("div", { class: "bar-fill" });
-    fill.style.width = `${Math.max(1, p.probability * 100).toFixed(1)}%`;
-    return el("li", { class: `bar ${p.index === highlight ? "bar-top" : ""}`, "aria-label": `${p.label}: ${pct(p.probability)}` },
-      el("span", { class: "bar-label", text: p.label, title: p.label }), el("span", { class: "bar-value", text: pct(p.probability) }),
-      el("div", { class: "bar-track" }, fill));
-  }));
-}
-
-async function openAudit(jobId, index) {
-  const view = await api(`/api/audit/${encodeURIComponent(jobId)}/${index}`);
-  const rec = view.record;
-  const labels = rec.vocabulary.labels.map((l) => l.label);
-  const t = rec.tuning;
-  state.audit.current = view;
-  for (const b of document.querySelectorAll(".audit-item")) b.setAttribute("aria-current", String(b.dataset.job === jobId && Number(b.dataset.index) === index));
-  const panel = $("audit-detail");
-  panel.hidden = false;
-  $("audit-detail-title").textContent = rec.imageName;
-  $("audit-detail-sub").textContent = `${jobId} · image ${index}`;
-  $("audit-image").alt = `Flagged image ${rec.imageName}`;
-  authorizedUrl(view.imageUrl).then((u) => { $("audit-image").src = u; }).catch(() => {});
-  $("audit-baseline-label").textContent = t ? `${labels[t.baselinePrediction] ?? "?"} · ${pct(t.baselineProbabilities[t.baselinePrediction])}` : "–";
-  $("audit-defended-label").textContent = t ? `${labels[t.prediction] ?? "?"} · ${pct(t.probabilities[t.prediction])}` : (rec.result.error ?? "–");
-  if (t) {
-    barsFor($("audit-baseline-bars"), labels, t.baselineProbabilities, t.baselinePrediction);
-    barsFor($("audit-defended-bars"), labels, t.probabilities, t.prediction);
-  }
-  const reasons = (rec.reasons ?? []).map((x) => x.charAt(0).toLowerCase() + x.slice(1));
-  $("audit-reasons").replaceChildren(el("span", { class: "muted small", text: "Flagged because:" }),
-    ...reasons.map((x) => el("span", { class: "badge badge-flag", text: reasonText[x] || x })));
-  $("audit-steps").tBodies[0].replaceChildren(...(t?.stepMetrics ?? []).map((s) => el("tr", {},
-    el("td", { text: String(s.step) }),
-    el("td", { text: Number(s.entropyLoss).toFixed(4) }),
-    el("td", { text: Number(s.alignmentAdversarial).toFixed(4) }),
-    el("td", { text: Number(s.alignmentClean).toFixed(4) }),
-    el("td", { text: Number(s.totalLoss).toFixed(4) }),
-    el("td", { text: s.topK?.[0] ? `${s.topK[0].label} (${pct(s.topK[0].probability)})` : "–" }))));
-  $("audit-provenance").textContent = t
-    ? `Model ${t.model} (${t.modelChecksum.slice(0, 12)}…), artifact ${t.promptArtifact}, design ${t.design}, ${t.views} views × ${t.steps} steps, lr ${t.learningRate}; vocabulary ${rec.vocabulary.name} v${rec.vocabulary.version}, configuration ${rec.configuration.name} v${rec.configuration.version}, seed ${rec.seed}.`
-    : "";
-  $("audit-download").onclick = () => download(view.downloadUrl, `${jobId}-${String(index).padStart(5, "0")}-audit.json`).catch((e) => toast(e.message, "error"));
-  $("audit-download-image").onclick = () => download(view.imageUrl, rec.imageName || `image-${index}`).catch((e) => toast(e.message, "error"));
-  panel.focus();
-}
+// ---- audit: js/audit.js (reviews, keyboard navigation, trends, trail, bundles) ---------------------------------
 
 // ---- wiring -------------------------------------------------------------------------------------------------
 
@@ -761,7 +675,6 @@ function wire() {
   $("job-config").addEventListener("change", updateFileSummary);
   $("refresh-jobs").addEventListener("click", () => loadJobs().catch((e) => toast(e.message, "error")));
   $("clear-files").addEventListener("click", () => { state.files = []; updateFileSummary(); });
-  $("audit-filters").addEventListener("submit", (e) => searchAudit(e).catch((x) => toast(x.message, "error")));
   $("cancel-job").addEventListener("click", async () => {
     if (!state.live) return;
     try { applyJob(await api(`/api/jobs/${state.live.jobId}/cancel`, { method: "POST" })); } catch (e) { toast(e.message, "error"); }
@@ -784,4 +697,4 @@ wire();
 if (state.key) state.tenant = tenantOf(state.key);
 route();
 
-export { api, el, toast, download, authorizedUrl, connection, state, fmtTime, fmtEta, pct, setBusy, showError, route };
+export { api, el, toast, download, authorizedUrl, connection, state, fmtTime, fmtEta, pct, setBusy, showError, route, loadJobs };
