@@ -51,6 +51,15 @@ public sealed class RetentionTests(PlatformFixture platform)
         Assert.Equal(results, await CountAsync(container, status.JobId, ArtifactKinds.Results));
         Assert.Equal(3, (await job.GetResultsAsync(tenantId, 0, 10)).Items.Length);
 
+        // The tenant's trail says what the sweep deleted.
+        var trail = new AuditTrailStore(new TenantContainers(new BlobServiceClient(platform.Storage.ConnectionString)));
+        var entries = new List<TrailEntry>();
+        await foreach (var (entry, _) in trail.ReadNewestFirstAsync(tenantId, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(1)))
+            entries.Add(entry);
+        var recorded = Assert.Single(entries, e => e.Kind == Retention.RetentionGrain.TrailKind);
+        Assert.Equal("retention", recorded.Actor);
+        Assert.Equal("3", recorded.Target[ArtifactKinds.Inputs]);
+
         // Idempotent: the next sweep finds nothing more; the totals keep what was deleted.
         Assert.Empty((await retention.SweepNowAsync()).Deleted);
         var after = await retention.GetAsync();

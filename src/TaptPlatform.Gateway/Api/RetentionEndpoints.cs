@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
 
@@ -16,10 +17,10 @@ public static class RetentionEndpoints
         var tenant = api.MapGroup("/retention").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Retention");
         tenant.MapGet("/", (HttpContext c, IGrainFactory g) => Get(g, c.User.TenantId()))
             .WithSummary("The tenant's retention: the operator's periods, its own, what applies, and what sweeps deleted.");
-        tenant.MapPut("/", (HttpContext c, RetentionPolicy? body, IGrainFactory g) => Set(g, c.User.TenantId(), body))
+        tenant.MapPut("/", (HttpContext c, RetentionPolicy? body, IGrainFactory g) => Set(g, c.User.TenantId(), body)).Trail(TrailKinds.RetentionChanged)
             .WithSummary("Sets the tenant's periods per kind (inputs, results, audit, adversarial); each at most the operator's.");
 
-        api.MapPost("/tenants/{tenantId}/retention/sweep", Sweep).RequireAuthorization(TaptAuth.OperatorPolicy).WithTags("Operator")
+        api.MapPost("/tenants/{tenantId}/retention/sweep", Sweep).Trail(TrailKinds.RetentionSwept).RequireAuthorization(TaptAuth.OperatorPolicy).WithTags("Operator")
             .WithSummary("Runs a tenant's retention sweep now and returns what it deleted.");
     }
 

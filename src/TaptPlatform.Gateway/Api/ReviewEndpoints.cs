@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using TaptPlatform.Gateway.Audit;
 using TaptPlatform.Gateway.Auth;
 using TaptPlatform.Gateway.Errors;
@@ -16,7 +17,7 @@ public static class ReviewEndpoints
     public static IServiceCollection AddTaptAuditWorkflow(this IServiceCollection services)
     {
         services.AddSingleton(sp => new ReviewStore(sp.GetRequiredService<TenantContainers>()));
-        services.AddSingleton(sp => new AuditTrailStore(sp.GetRequiredService<TenantContainers>()));
+        services.TryAddSingleton(sp => new AuditTrailStore(sp.GetRequiredService<TenantContainers>()));
         services.AddSingleton<TrailRecorder>();
         return services;
     }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Api;
 using TaptPlatform.Gateway.Auth;
+using TaptPlatform.Grains.Retention;
 using TaptPlatform.Grains.Storage;
 
 namespace TaptPlatform.Gateway.Audit;
@@ -35,6 +36,11 @@ public static class TrailKinds
     public const string AuditRecordExported = "export.audit-record";
     public const string BundleExported = "export.bundle";
     public const string TrailExported = "export.trail";
+    public const string RetentionChanged = "retention.changed";
+    public const string RetentionSwept = "retention.swept";
+
+    /// <summary>Written by the retention sweep itself (actor <c>retention</c>), with the counts it deleted per kind.</summary>
+    public const string RetentionDeleted = RetentionGrain.TrailKind;
 
     /// <summary>A kind filter: letters, digits, '.', '-' (a prefix such as <c>key</c> matches every <c>key.*</c>).</summary>
     public static bool IsValidFilter(string kind) => kind.Length is > 0 and <= 64 && kind.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-');

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using Azure;
 using Azure.Storage.Blobs.Models;
 using Microsoft.Extensions.Logging;
@@ -31,11 +32,15 @@ public sealed class RetentionState
 public sealed class RetentionGrain(
     [PersistentState("retention", GrainStorageNames.Tenants)] IPersistentState<RetentionState> state,
     TenantContainers containers,
+    AuditTrailStore trail,
     IOptions<RetentionOptions> options,
     TimeProvider clock,
     ILogger<RetentionGrain> log) : Grain, IRetentionGrain, IRemindable
 {
     private const string ReminderName = "retention";
+
+    /// <summary>The tenant's trail entry of a sweep that deleted something (actor "retention", counts per kind).</summary>
+    public const string TrailKind = "retention.deleted";
     private const int PageSize = 500;
 
     private string TenantId => this.GetPrimaryKeyString();
@@ -102,8 +107,12 @@ public sealed class RetentionGrain(
         state.State.LastSweep = sweep;
         await state.WriteStateAsync();
         if (sweep.Deleted.Count > 0)
+        {
             log.LogInformation("Retention of {Tenant}: deleted {Deleted} of {Examined} artifacts", TenantId,
                 string.Join(", ", sweep.Deleted.Select(d => $"{d.Value} {d.Key}")), sweep.Examined);
+            var counts = sweep.Deleted.ToImmutableDictionary(d => d.Key, d => d.Value.ToString(CultureInfo.InvariantCulture), StringComparer.Ordinal);
+            await trail.AppendAsync(TenantId, new TrailEntry(Guid.CreateVersion7().ToString("N"), sweep.Finished!.Value, TrailKind, "retention", "", "", 200, counts));
+        }
         return sweep;
     }
 
