@@ -6,8 +6,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
+using Microsoft.Extensions.DependencyInjection;
 using TaptPlatform.Gateway.Tests.Infrastructure;
 using TaptPlatform.Grains.Tests.Infrastructure;
+using TaptPlatform.Grains.Tuning;
 
 namespace TaptPlatform.Gateway.Tests;
 
@@ -70,6 +72,10 @@ public sealed class PromptArtifactTests(GatewayFixture gateway)
         Assert.Equal(3, done.GetProperty("counts").GetProperty("succeeded").GetInt32());
         var detail = await http.GetFromJsonAsync<JsonElement>($"/api/jobs/{jobId}/results/0");
         Assert.Equal("mine@v1", detail.GetProperty("outcome").GetProperty("promptArtifact").GetString());
+        // The accelerator silo fetched it into its local cache, under its checksum, and keeps it loaded for the model.
+        var silo = gateway.Factory.Services;
+        Assert.True(File.Exists(Path.Combine(silo.GetRequiredService<TenantArtifactCache>().Directory, v1.GetProperty("sha256").GetString()!)));
+        Assert.True(silo.GetRequiredService<ModelCatalog>().Get(TestModels.Tiny, TorchSharp.torch.CPU).TenantArtifacts.Count >= 1);
 
         // Version 1 is referenced by the configuration: refused; version 2 is not: deleted, its number not given again.
         var refused = await http.DeleteAsync("/api/prompt-artifacts/mine/versions/1");

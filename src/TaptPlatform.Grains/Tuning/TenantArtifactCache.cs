@@ -57,6 +57,9 @@ public sealed class TenantArtifactCache : IDisposable
 
     public ICacheStatistics Files => _files;
 
+    /// <summary>The local folder of the fetched files (each named by its SHA-256).</summary>
+    public string Directory => _files.Directory;
+
     /// <summary>A lease on the artifact's local file, fetched and checked when not kept; <see cref="TuningFailedException"/> when it cannot be.</summary>
     public async Task<LocalFileCache.Lease> GetAsync(TenantArtifactReference artifact, CancellationToken ct = default)
     {
@@ -78,7 +81,7 @@ public sealed class TenantArtifactCache : IDisposable
         if (_ownDirectory is null) return;
         try
         {
-            Directory.Delete(_ownDirectory, recursive: true);
+            System.IO.Directory.Delete(_ownDirectory, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
