@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace TaptPlatform.Contracts;
 
 /// <summary>
@@ -14,8 +16,11 @@ public sealed record FlaggingPolicy(
 
 /// <summary>
 /// How a tenant's images are defended: which model (a name in the accelerator silos' model catalog), which prompt
-/// artifact of that model (null: its default <c>tapt-prompts.safetensors</c>), the expected prompt design (checked
-/// against the artifact when given), the test-time settings (null: the artifact's own) and the flagging policy.
+/// artifact (null: the model's default <c>tapt-prompts.safetensors</c>; a name without <see cref="PromptArtifactVersion"/>:
+/// an operator's artifact beside the model; with a version: that version of the tenant's own uploaded artifact, whose
+/// SHA-256 the platform records in <see cref="PromptArtifactSha256"/> when the configuration is stored), the expected
+/// prompt design (checked against the artifact when given), the test-time settings (null: the artifact's own) and the
+/// flagging policy.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record PromptConfiguration(
@@ -27,8 +32,14 @@ public sealed record PromptConfiguration(
     [property: Id(5)] int? Steps = null,
     [property: Id(6)] double? LearningRate = null,
     [property: Id(7)] FlaggingPolicy? Flagging = null,
-    [property: Id(8)] int Version = 0)
+    [property: Id(8)] int Version = 0,
+    [property: Id(9)] int? PromptArtifactVersion = null,
+    [property: Id(10)] string? PromptArtifactSha256 = null)
 {
+    /// <summary>True when the artifact is one the tenant uploaded (named with a version), not an operator's.</summary>
+    [JsonIgnore]
+    public bool UsesTenantArtifact => PromptArtifactVersion is not null;
+
     /// <summary>The policy in force (the default when none is set).</summary>
     public FlaggingPolicy EffectiveFlagging => Flagging ?? new FlaggingPolicy();
 
@@ -38,6 +49,8 @@ public sealed record PromptConfiguration(
         if (!Identifiers.IsValidName(Name)) throw new TaptRequestException($"invalid prompt configuration name '{Name}'");
         if (!Identifiers.IsValidName(Model)) throw new TaptRequestException($"invalid model name '{Model}'");
         if (PromptArtifact is not null && !Identifiers.IsValidName(PromptArtifact)) throw new TaptRequestException($"invalid prompt artifact name '{PromptArtifact}'");
+        if (PromptArtifactVersion is not null && PromptArtifact is null) throw new TaptRequestException("promptArtifactVersion needs promptArtifact (the name of one of your prompt artifacts)");
+        if (PromptArtifactVersion is < 1) throw new TaptRequestException("promptArtifactVersion must be at least 1");
         if (Design is not null && Design.Trim().ToUpperInvariant() is not ("V" or "VLI" or "VLJ")) throw new TaptRequestException($"unknown prompt design '{Design}' (use V, VLI or VLJ)");
         if (Views is < 1 or > 1024) throw new TaptRequestException("views must be in 1..1024");
         if (Steps is < 0 or > 100) throw new TaptRequestException("steps must be in 0..100");

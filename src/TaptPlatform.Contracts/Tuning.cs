@@ -9,9 +9,17 @@ public sealed record TuningSettings(
     [property: Id(1)] string? Design,
     [property: Id(2)] int? Views,
     [property: Id(3)] int? Steps,
-    [property: Id(4)] double? LearningRate)
+    [property: Id(4)] double? LearningRate,
+    [property: Id(5)] int? PromptArtifactVersion = null,
+    [property: Id(6)] string? PromptArtifactSha256 = null)
 {
-    public static TuningSettings From(PromptConfiguration c) => new(c.PromptArtifact, c.Design, c.Views, c.Steps, c.LearningRate);
+    public static TuningSettings From(PromptConfiguration c) =>
+        new(c.PromptArtifact, c.Design, c.Views, c.Steps, c.LearningRate, c.PromptArtifactVersion, c.PromptArtifactSha256);
+
+    /// <summary>The tenant's own artifact these settings use (with the request's tenant), or null for an operator's.</summary>
+    public TenantArtifactReference? TenantArtifact(string tenantId) => PromptArtifactVersion is not int v ? null
+        : PromptArtifact is { } name && PromptArtifactSha256 is { } sha ? new TenantArtifactReference(tenantId, name, v, sha)
+        : throw new TuningFailedException($"prompt artifact '{PromptArtifact}' v{v} has no recorded checksum: store the prompt configuration again");
 }
 
 /// <summary>

@@ -92,7 +92,11 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
         Action<StepMetrics>? onStep = request.ReportSteps
             ? m => writer.TryWrite((request.TenantId, new ImageStepProgress(request.JobId, request.ImageIndex, m)))
             : null;
-        return await _engine.EnqueueAsync(new TuningWorkItem(Model, request, vocabulary, onStep));
+        // A tenant's own artifact is fetched to this silo (once, checked) and held until the image is tuned.
+        using var artifact = request.Settings.TenantArtifact(request.TenantId) is { } artifactReference
+            ? await services.GetRequiredService<TenantArtifactCache>().GetAsync(artifactReference)
+            : null;
+        return await _engine.EnqueueAsync(new TuningWorkItem(Model, request, vocabulary, onStep, artifact?.Path));
     }
 
     public Task CancelJobAsync(string tenantId, string jobId)

@@ -103,13 +103,14 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
         return operations;
     }
 
-    /// <summary>A tenant with a vocabulary and prompt configuration of her own, a job, an evaluation and a revoked key.</summary>
+    /// <summary>A tenant with a vocabulary, prompt configuration and prompt artifact of her own, a job, an evaluation and a revoked key.</summary>
     private async Task<Alice> AliceAsync()
     {
         var (tenantId, _, http) = await gateway.TenantWithSetupAsync("alice-matrix");
         using var _ = http;
         (await http.PostAsJsonAsync("/api/vocabularies", new { name = "alice-only", labels = new[] { "x", "y" } })).EnsureSuccessStatusCode();
         (await http.PostAsJsonAsync("/api/prompt-configurations", new { name = "alice-only", model = "tiny" })).EnsureSuccessStatusCode();
+        await PromptArtifactTests.UploadAsync(http, "alice-only", PromptArtifactFiles.TinyDefault());
         var jobId = await GatewayFixture.CreateJobAsync(http);
         var evaluation = await http.PostAsJsonAsync("/api/evaluations", new { vocabulary = "fashion", promptConfiguration = "default", attack = "pgd", epsilons = new[] { 1.0 / 255 }, steps = 1 });
         var evaluationId = (await evaluation.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("jobId").GetString()!;

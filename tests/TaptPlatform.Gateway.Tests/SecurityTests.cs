@@ -74,6 +74,14 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("GET", "/api/evaluations/{jobId}/outcomes", HttpStatusCode.NotFound, null),
         ("GET", "/api/evaluations/{jobId}/artifacts", HttpStatusCode.NotFound, null),
         ("GET", "/api/evaluations/{jobId}/artifacts/{**path}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-artifacts", HttpStatusCode.OK, null),
+        ("POST", "/api/prompt-artifacts/{name}", HttpStatusCode.BadRequest, """{"not":"an artifact"}"""),
+        ("GET", "/api/prompt-artifacts/{name}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-artifacts/{name}/versions", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-artifacts/{name}/versions/{version}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-artifacts/{name}/versions/{version}/content", HttpStatusCode.NotFound, null),
+        ("DELETE", "/api/prompt-artifacts/{name}", HttpStatusCode.NotFound, null),
+        ("DELETE", "/api/prompt-artifacts/{name}/versions/{version}", HttpStatusCode.NotFound, null),
     ];
 
     [Fact]
@@ -147,6 +155,7 @@ public sealed class SecurityTests(GatewayFixture gateway)
         Assert.Equal("completed", job.GetProperty("state").GetString());
         Assert.Equal(HttpStatusCode.OK, (await alice.Http.GetAsync("/api/vocabularies/alice-only")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await alice.Http.GetAsync("/api/prompt-configurations/alice-only")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await alice.Http.GetAsync("/api/prompt-artifacts/alice-only/versions/1/content")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await alice.Http.GetAsync("/api/jobs")).StatusCode);   // Alice's main key still works
         Assert.DoesNotContain(bobId, await alice.Http.GetStringAsync("/api/jobs"));
 
@@ -417,6 +426,7 @@ public sealed class SecurityTests(GatewayFixture gateway)
             var (tenantId, key, http) = await gateway.TenantWithSetupAsync("alice", minimumConfidence: 1.0);
             (await http.PostAsJsonAsync("/api/vocabularies", new { name = "alice-only", labels = new[] { "x", "y" } })).EnsureSuccessStatusCode();
             (await http.PostAsJsonAsync("/api/prompt-configurations", new { name = "alice-only", model = "tiny" })).EnsureSuccessStatusCode();
+            await PromptArtifactTests.UploadAsync(http, "alice-only", PromptArtifactFiles.TinyDefault());
             var jobId = await GatewayFixture.CreateJobAsync(http);
             await GatewayFixture.UploadAsync(http, jobId, GatewayFixture.FashionImages([0, 1]));
             (await http.PostAsync($"/api/jobs/{jobId}/start", null)).EnsureSuccessStatusCode();

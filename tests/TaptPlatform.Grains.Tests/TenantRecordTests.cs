@@ -136,7 +136,7 @@ public sealed class TenantRecordTests(PlatformFixture platform)
                 Vocabularies = catalog.Vocabularies.SetItem(n, Enumerable.Range(1, perVocabulary)
                     .Select(i => new VocabularyEntry(int.MaxValue - i, 1000, long.MaxValue, sha, DateTimeOffset.MaxValue)).ToImmutableList()),
                 PromptConfigurations = catalog.PromptConfigurations.SetItem(n, [new PromptConfiguration(n, name, name, "VLJ", 1024, 100, 10,
-                    new FlaggingPolicy(0.123456789, true, true), int.MaxValue)]),
+                    new FlaggingPolicy(0.123456789, true, true), int.MaxValue, int.MaxValue, sha)]),
                 LastVersions = catalog.LastVersions.SetItem("vocabulary:" + n, int.MaxValue).SetItem("prompt:" + n, int.MaxValue),
             };
         }
@@ -146,6 +146,29 @@ public sealed class TenantRecordTests(PlatformFixture platform)
         var keyBytes = serializer.SerializeToArray(keys).Length;
         Assert.True(catalogBytes < TenantLimits.RecordCapBytes * 0.9, $"catalogue {catalogBytes} bytes");
         Assert.True(keyBytes < TenantLimits.RecordCapBytes * 0.9, $"keys {keyBytes} bytes");
+    }
+
+    [Fact]
+    public void The_largest_prompt_artifact_catalogue_the_limits_allow_fits_one_table_entity()
+    {
+        var limits = new TenantLimits { MaxPromptArtifactVersions = 1000 };
+        limits.Validate();
+        var serializer = new ServiceCollection().AddSerializer().BuildServiceProvider().GetRequiredService<Serializer>();
+        var name = new string('n', 64);
+        var sha = new string('f', 64);
+        var catalog = new TaptPlatform.Grains.Artifacts.TenantPromptArtifacts();
+        for (var v = 0; v < limits.MaxPromptArtifactVersions; v++)
+        {
+            var n = name[..60] + v.ToString("D4", System.Globalization.CultureInfo.InvariantCulture);
+            catalog = catalog with
+            {
+                Artifacts = catalog.Artifacts.SetItem(n, [new PromptArtifactInfo(n, int.MaxValue, PromptArtifactInfo.TenantOwner, name, "sha256:" + sha, "VLJ",
+                    int.MaxValue, long.MaxValue, sha, DateTimeOffset.MaxValue, int.MaxValue, true, true)]),
+                LastVersions = catalog.LastVersions.SetItem(n, int.MaxValue),
+            };
+        }
+        var bytes = serializer.SerializeToArray(catalog).Length;
+        Assert.True(bytes < TenantLimits.RecordCapBytes * 0.9, $"prompt artifact catalogue {bytes} bytes");
     }
 
     private static VocabularyDefinition LargeVocabulary(string name, string round) => new(name,

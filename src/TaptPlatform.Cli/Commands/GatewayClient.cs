@@ -14,7 +14,7 @@ public sealed class GatewayException(string message) : Exception(message);
 /// A small HTTP client of the gateway's API for <c>tapt submit</c> and <c>tapt audit</c>. It knows only the JSON the
 /// API speaks (the records below), not the platform's Orleans contracts, so the CLI stays independent of them.
 /// </summary>
-public sealed class GatewayClient : IDisposable
+public sealed partial class GatewayClient : IDisposable
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {

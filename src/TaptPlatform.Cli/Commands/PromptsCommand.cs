@@ -2,16 +2,22 @@ using System.CommandLine;
 
 namespace TaptPlatform.Cli.Commands;
 
-/// <summary><c>tapt prompts train|calibrate|show</c>: the offline stages of TAPT.</summary>
+/// <summary><c>tapt prompts train|calibrate|show</c>: the offline stages of TAPT; <c>upload|list|download|delete</c>: a tenant's own artifacts on a gateway.</summary>
 public static class PromptsCommand
 {
-    public static Command Create() => new("prompts", """
-        The offline stages of TAPT: train the prompts (APT), calibrate their statistics, show an artifact.
-        Training uses the train split only; the artifact defaults to MODEL/tapt-prompts.safetensors.
-        """)
+    public static Command Create()
     {
-        PromptsTrainCommand.Create(), PromptsCalibrateCommand.Create(), CreateShow(),
-    };
+        var command = new Command("prompts", """
+            The offline stages of TAPT: train the prompts (APT), calibrate their statistics, show an artifact.
+            Training uses the train split only; the artifact defaults to MODEL/tapt-prompts.safetensors.
+            upload, list, download and delete manage the tenant's own artifacts on a gateway (--server, --key).
+            """)
+        {
+            PromptsTrainCommand.Create(), PromptsCalibrateCommand.Create(), CreateShow(),
+        };
+        foreach (var remote in PromptsRemoteCommand.Create()) command.Subcommands.Add(remote);
+        return command;
+    }
 
     private static Command CreateShow()
     {

@@ -127,7 +127,8 @@ public static class CatalogEndpoints
             : body.Model is null || !Identifiers.IsValidName(body.Model) ? Problems.Invalid("model: the name of a model in the cluster's catalog is required")
             : null;
         if (problem is not null) return null;
-        var c = new PromptConfiguration(name!, body!.Model!, body.PromptArtifact, body.Design, body.Views, body.Steps, body.LearningRate, body.Flagging);
+        var c = new PromptConfiguration(name!, body!.Model!, body.PromptArtifact, body.Design, body.Views, body.Steps, body.LearningRate, body.Flagging,
+            PromptArtifactVersion: body.PromptArtifactVersion);
         c.Validate();   // TaptRequestException → 400 with the reason
         return c;
     }

@@ -24,7 +24,8 @@ public sealed record PromptConfigurationRequest(
     int? Views,
     int? Steps,
     double? LearningRate,
-    FlaggingPolicy? Flagging);
+    FlaggingPolicy? Flagging,
+    int? PromptArtifactVersion = null);
 
 /// <summary>A job against a vocabulary (its latest version unless pinned) and a prompt configuration (its latest version).</summary>
 public sealed record CreateJobRequest(string? Vocabulary, string? PromptConfiguration, int? VocabularyVersion, int? Seed, string? Name);

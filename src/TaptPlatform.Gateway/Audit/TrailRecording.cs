@@ -36,6 +36,8 @@ public static class TrailKinds
     public const string AuditRecordExported = "export.audit-record";
     public const string BundleExported = "export.bundle";
     public const string TrailExported = "export.trail";
+    public const string PromptArtifactUploaded = "prompt-artifact.uploaded";
+    public const string PromptArtifactDeleted = "prompt-artifact.deleted";
     public const string RetentionChanged = "retention.changed";
     public const string RetentionSwept = "retention.swept";
 

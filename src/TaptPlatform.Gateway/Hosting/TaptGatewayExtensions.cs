@@ -129,6 +129,7 @@ public static class TaptGatewayExtensions
         services.TryAddSingleton(_ => new TenantContainers(builder.Configuration.TaptStorage().Blobs));
         services.TryAddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
         services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
+        services.TryAddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<JobLabels>();
         services.AddTaptAuditWorkflow();
@@ -199,6 +200,7 @@ public static class TaptGatewayExtensions
         api.MapAuditWorkflow();
         api.MapEvaluationEndpoints();
         api.MapRetentionEndpoints();
+        api.MapPromptArtifactEndpoints();
 
         app.MapHub<JobsHub>(JobsHubMethods.Path);
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });

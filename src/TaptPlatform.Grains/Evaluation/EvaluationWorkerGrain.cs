@@ -57,7 +57,10 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
             inputs[i] = (await store.GetAsync(work.TenantId, work.JobId, ArtifactKinds.Inputs, i))?.ToArray()
                 ?? throw new TaptRequestException($"the stored image {i} is missing");
         }
-        var done = await engine.RunAsync(work.TenantId, () => Evaluate(catalog, ComputeDevice.Parse(engine.Device), unit, inputs, cancellation), cancellation);
+        using var tenantArtifact = TuningSettings.From(work.Configuration).TenantArtifact(work.TenantId) is { } reference
+            ? await services.GetRequiredService<TenantArtifactCache>().GetAsync(reference, cancellation)
+            : null;
+        var done = await engine.RunAsync(work.TenantId, () => Evaluate(catalog, ComputeDevice.Parse(engine.Device), unit, inputs, tenantArtifact?.Path, cancellation), cancellation);
         using (var gate = new SemaphoreSlim(8))
         {
             await Task.WhenAll(done.Batch.Files.Select(async f =>
@@ -73,13 +76,19 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
     }
 
     /// <summary>Runs on the evaluation thread: one batch at one ε, from the cursor the unit carries.</summary>
-    private static UnitDone Evaluate(ModelCatalog catalog, Device device, EvaluationUnit unit, Dictionary<int, byte[]> inputs, CancellationToken cancellation)
+    private static UnitDone Evaluate(ModelCatalog catalog, Device device, EvaluationUnit unit, Dictionary<int, byte[]> inputs, string? tenantArtifactFile,
+        CancellationToken cancellation)
     {
         var work = unit.Work;
         var cfg = work.Configuration;
         var req = work.Request;
         var model = catalog.Get(cfg.Model, device);          // loads once, outside any dispose scope
-        var (artifactName, artifact) = model.Artifact(cfg.PromptArtifact);
+        // A tenant's own artifact is leased from the model's bounded cache for this unit; an operator's is loaded once.
+        var reference = TuningSettings.From(cfg).TenantArtifact(work.TenantId);
+        using var tenantArtifact = reference is null ? null
+            : model.TenantArtifact(reference, tenantArtifactFile ?? throw new TuningFailedException($"prompt artifact '{reference.DisplayName}' was not fetched to this silo", transient: true));
+        var (artifactName, artifact) = tenantArtifact is null ? model.Artifact(cfg.PromptArtifact) : (reference!.DisplayName, tenantArtifact.Value.Artifact);
+        var artifactSha256 = reference?.Sha256 ?? Sha256(Path.Combine(model.Checkpoint.Directory, artifactName));
         TaptOptions options;
         try
         {
@@ -120,7 +129,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         }
         var perImage = prepared.Outcomes.Length == 0 ? 0 : prepared.Outcomes[0].Seconds;
         var info = new EvaluationRunInfo(work.EpsilonIndex, epsilon, settings.Create().Name, RobustnessEvaluator.GradientOf(evaluationOptions), model.Checkpoint.Checksum,
-            artifactName, Sha256(Path.Combine(model.Checkpoint.Directory, artifactName)), PromptArtifact.FormatVersion, artifact.Shape.Design.ToString(),
+            artifactName, artifactSha256, PromptArtifact.FormatVersion, artifact.Shape.Design.ToString(),
             options.Views, options.Steps, options.LearningRate, EngineVersion, perImage, "");
         return new UnitDone(prepared, new EvaluationUnitResult(info, cursor.SaveState(), cursor.EotCalls));
     }

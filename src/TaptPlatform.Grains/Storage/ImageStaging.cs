@@ -37,7 +37,20 @@ public sealed class ImageStaging(TenantContainers containers)
     public async Task<StagedImage?> StageAsync(string tenantId, string jobId, ReadOnlyMemory<byte> head, Stream rest, long maxBytes, CancellationToken ct)
     {
         var id = Guid.NewGuid().ToString("N");
-        var blob = (await containers.GetAsync(tenantId)).GetBlockBlobClient(BlobName(jobId, id));
+        return await StageBlobAsync(tenantId, BlobName(jobId, id), head, rest, maxBytes, ct) is { } staged
+            ? new StagedImage(id, staged.Length, staged.Sha256)
+            : null;
+    }
+
+    /// <summary>
+    /// Streams <paramref name="head"/> then the rest of <paramref name="rest"/> into the tenant's blob
+    /// <paramref name="blobName"/> (a staging name the caller built), as <see cref="StageAsync"/> does for images;
+    /// its length and SHA-256, or null (nothing left behind) when longer than <paramref name="maxBytes"/>.
+    /// </summary>
+    public async Task<(long Length, string Sha256)?> StageBlobAsync(string tenantId, string blobName, ReadOnlyMemory<byte> head, Stream rest, long maxBytes, CancellationToken ct)
+    {
+        if (!blobName.StartsWith(Prefix, StringComparison.Ordinal)) throw new ArgumentException($"a staging blob's name starts with '{Prefix}'", nameof(blobName));
+        var blob = (await containers.GetAsync(tenantId)).GetBlockBlobClient(blobName);
         // An empty blob first: deleting it also deletes blocks staged but never committed.
         await blob.UploadAsync(Stream.Null, new BlobUploadOptions(), ct);
         try
@@ -76,7 +89,7 @@ public sealed class ImageStaging(TenantContainers containers)
                 if (end) break;
             }
             await blob.CommitBlockListAsync(blocks, new CommitBlockListOptions(), ct);
-            return new StagedImage(id, length, Convert.ToHexStringLower(sha.GetHashAndReset()));
+            return (length, Convert.ToHexStringLower(sha.GetHashAndReset()));
         }
         catch
         {

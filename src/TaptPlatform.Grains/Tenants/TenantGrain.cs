@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Artifacts;
 
 namespace TaptPlatform.Grains.Tenants;
 
@@ -126,6 +127,7 @@ public sealed class TenantGrain(
     {
         ArgumentNullException.ThrowIfNull(configuration);
         configuration.Validate();
+        configuration = await PromptArtifactReferences.ResolveAsync(GrainFactory.GetGrain<IPromptArtifactsGrain>(TenantId), configuration);
         var versions = Catalog.PromptConfigurations.GetValueOrDefault(configuration.Name) ?? [];
         var previous = versions.LastOrDefault();
         if (previous is not null && previous with { Version = 0 } == configuration with { Version = 0 }) return previous;

@@ -21,6 +21,12 @@ public sealed class TenantLimits : ISelfValidatingOptions
     /// <summary>Prompt configuration versions kept across all of the tenant's configurations.</summary>
     public int MaxPromptConfigurationVersions { get; set; } = 1000;
 
+    /// <summary>Prompt artifact versions kept across all of the tenant's uploaded artifacts.</summary>
+    public int MaxPromptArtifactVersions { get; set; } = 200;
+
+    /// <summary>Bytes of uploaded prompt artifacts kept across all versions.</summary>
+    public long MaxPromptArtifactBytes { get; set; } = 2L * 1024 * 1024 * 1024;
+
     public int MaxLiveApiKeys { get; set; } = 100;
 
     /// <summary>Keys kept in all, live and revoked: past it, the oldest revoked keys are forgotten (they validate nothing).</summary>
@@ -33,6 +39,8 @@ public sealed class TenantLimits : ISelfValidatingOptions
         if (MaxVocabularyVersions is < 1 or > 2000) throw new ArgumentException("Tapt:Tenants:MaxVocabularyVersions must be in 1..2000");
         if (MaxVocabularyBytes < 1) throw new ArgumentException("Tapt:Tenants:MaxVocabularyBytes must be positive");
         if (MaxPromptConfigurationVersions is < 1 or > 1000) throw new ArgumentException("Tapt:Tenants:MaxPromptConfigurationVersions must be in 1..1000");
+        if (MaxPromptArtifactVersions is < 1 or > 1000) throw new ArgumentException("Tapt:Tenants:MaxPromptArtifactVersions must be in 1..1000");
+        if (MaxPromptArtifactBytes < 1) throw new ArgumentException("Tapt:Tenants:MaxPromptArtifactBytes must be positive");
         if (MaxLiveApiKeys is < 1 or > 1000) throw new ArgumentException("Tapt:Tenants:MaxLiveApiKeys must be in 1..1000");
         if (MaxStoredApiKeys < MaxLiveApiKeys || MaxStoredApiKeys > 2000) throw new ArgumentException("Tapt:Tenants:MaxStoredApiKeys must be in MaxLiveApiKeys..2000");
     }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Prompts;
@@ -13,15 +14,40 @@ namespace TaptPlatform.Grains.Tuning;
 public sealed class LoadedModel : IDisposable
 {
     private readonly Dictionary<string, PromptArtifact> _artifacts = new(StringComparer.Ordinal);
+    // Tenants' artifacts are many and each tenant's own: bounded, keyed by the whole reference (tenant, name, version, checksum).
+    private readonly BoundedCache<TenantArtifactReference, LoadedTenantArtifact> _tenantArtifacts;
     private readonly Lock _gate = new();
 
-    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device, long textCacheBytes)
+    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device, long textCacheBytes, ArtifactCacheOptions? artifacts = null)
     {
         Name = name;
         Checkpoint = checkpoint;
         Clip = new PromptedClip(checkpoint, device, textCacheBytes);
         Preprocessor = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
+        artifacts ??= new ArtifactCacheOptions();
+        _tenantArtifacts = new BoundedCache<TenantArtifactReference, LoadedTenantArtifact>($"model.{name}.tenant-artifacts", artifacts.LoadedBytes,
+            a => a.Bytes, artifacts.LoadedEntries);
     }
+
+    /// <summary>The tenants' artifacts kept loaded for this model.</summary>
+    public ICacheStatistics TenantArtifacts => _tenantArtifacts;
+
+    /// <summary>
+    /// A lease on a tenant's artifact, loaded from <paramref name="file"/> (its local copy, already checked against the
+    /// reference's checksum) and checked against this model on first use. Synchronous: call it on a tuning thread.
+    /// </summary>
+    public BoundedCache<TenantArtifactReference, LoadedTenantArtifact>.Lease TenantArtifact(TenantArtifactReference reference, string file) =>
+        _tenantArtifacts.Rent(reference, r =>
+        {
+            try
+            {
+                return new LoadedTenantArtifact(PromptArtifact.Load(file, Checkpoint), new FileInfo(file).Length);
+            }
+            catch (PromptArtifactException e)
+            {
+                throw new TuningFailedException($"prompt artifact '{r.DisplayName}': {e.Message.Replace(file, "the file", StringComparison.Ordinal)}");
+            }
+        });
 
     public string Name { get; }
     public ClipCheckpoint Checkpoint { get; }
@@ -58,16 +84,24 @@ public sealed class LoadedModel : IDisposable
             foreach (var a in _artifacts.Values) a.Dispose();
             _artifacts.Clear();
         }
+        _tenantArtifacts.Dispose();
         Clip.Dispose();
         Checkpoint.Dispose();
     }
+}
+
+/// <summary>A tenant's artifact loaded for a model, with the bytes its file took (what the loaded cache counts).</summary>
+public sealed record LoadedTenantArtifact(PromptArtifact Artifact, long Bytes) : IDisposable
+{
+    public void Dispose() => Artifact.Dispose();
 }
 
 /// <summary>
 /// Loads models by name from the configured catalog, once per silo. Each model's text cache is bounded by the
 /// engine's <see cref="TuningEngineOptions.TextCacheBytes"/> (the evaluation engine shares the models).
 /// </summary>
-public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log, IOptions<TuningEngineOptions>? engine = null) : IDisposable
+public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log, IOptions<TuningEngineOptions>? engine = null,
+    IOptions<ArtifactCacheOptions>? artifacts = null) : IDisposable
 {
     private readonly Dictionary<string, LoadedModel> _models = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
@@ -106,7 +140,7 @@ public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<
                 throw new TuningFailedException($"model '{name}' cannot be loaded: {e.Message}");
             }
             log.LogInformation("Loaded model {Model} from {Directory} ({Checksum})", name, ckpt.Directory, ckpt.Checksum);
-            m = new LoadedModel(name, ckpt, device, _textCacheBytes);
+            m = new LoadedModel(name, ckpt, device, _textCacheBytes, artifacts?.Value);
             _models[name] = m;
             return m;
         }

@@ -254,7 +254,7 @@ public sealed class TuningEngine : IDisposable
     {
         var head = live[0];
         var model = _catalog.Get(head.Model, _device);          // loads once, outside any dispose scope
-        var (artifactName, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
+        using var tenantArtifact = ArtifactOf(model, head, out var artifactName, out var artifact);
         var design = artifact.Shape.Design.ToString();
         activity?.SetTag(TaptTelemetry.DesignAttribute, design);
         var options = OptionsFor(model.Name, artifactName, artifact, head.Request.Settings);
@@ -335,6 +335,24 @@ public sealed class TuningEngine : IDisposable
                 TunedPrompts: r.TunedPrompts?.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray()),
                 Precision: TaptPrecisions.Name(options.Precision))));
         }
+    }
+
+    /// <summary>
+    /// The batch's artifact: the tenant's own (leased from the model's bounded cache for the batch, so it is not disposed
+    /// under it) or an operator's beside the model (loaded once, never evicted; no lease).
+    /// </summary>
+    private static IDisposable? ArtifactOf(LoadedModel model, TuningWorkItem head, out string name, out PromptArtifact artifact)
+    {
+        if (head.Request.Settings.TenantArtifact(head.Request.TenantId) is not { } reference)
+        {
+            (name, artifact) = model.Artifact(head.Request.Settings.PromptArtifact);
+            return null;
+        }
+        var file = head.ArtifactFile ?? throw new TuningFailedException($"prompt artifact '{reference.DisplayName}' was not fetched to this silo", transient: true);
+        var lease = model.TenantArtifact(reference, file);
+        name = reference.DisplayName;
+        artifact = lease.Value.Artifact;
+        return lease;
     }
 
     /// <summary>The artifact's test-time settings with the request's overrides; a mismatch or an invalid value fails permanently.</summary>

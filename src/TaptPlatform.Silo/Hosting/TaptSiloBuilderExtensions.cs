@@ -117,6 +117,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.TryAddSingleton(sp => new AuditTrailStore(sp.GetRequiredService<TenantContainers>()));
+        silo.Services.AddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
         silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
         silo.Services.AddOptions<RetentionOptions>().BindConfiguration("Tapt:Retention").ValidatedOnStart();
@@ -131,7 +132,7 @@ public static class TaptSiloBuilderExtensions
     /// model catalog and the tuning engine; a <c>cpu-only</c> silo never hosts a model grain.
     /// </summary>
     public static ISiloBuilder UseTaptRole(this ISiloBuilder silo, string accelerator,
-        Action<TuningEngineOptions>? engine = null, Action<ModelCatalogOptions>? models = null)
+        Action<TuningEngineOptions>? engine = null, Action<ModelCatalogOptions>? models = null, Action<ArtifactCacheOptions>? artifacts = null)
     {
         var role = SiloRoles.Parse(accelerator);
         silo.UseSiloMetadata(new Dictionary<string, string> { [SiloRoles.MetadataKey] = role });
@@ -145,6 +146,9 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddSingleton(sp => new SiloRoleInfo(role, SiloRoles.HasAccelerator(role) ? sp.GetRequiredService<IOptions<TuningEngineOptions>>().Value.Device : "none"));
         if (SiloRoles.HasAccelerator(role))
         {
+            var artifactOptions = silo.Services.AddOptions<ArtifactCacheOptions>().ValidatedOnStart();
+            if (artifacts is not null) artifactOptions.Configure(artifacts);
+            silo.Services.AddSingleton<TenantArtifactCache>();
             silo.Services.AddSingleton<ModelCatalog>();
             silo.Services.AddMetrics();
             silo.Services.TryAddSingleton<TuningMetrics>();
@@ -155,8 +159,8 @@ public static class TaptSiloBuilderExtensions
     }
 
     /// <summary>
-    /// <see cref="UseTaptRole(ISiloBuilder, string, Action{TuningEngineOptions}?, Action{ModelCatalogOptions}?)"/>
-    /// from configuration: <c>Tapt:Accelerator</c>, <c>Tapt:Engine</c>, <c>Tapt:Models</c>.
+    /// <see cref="UseTaptRole(ISiloBuilder, string, Action{TuningEngineOptions}?, Action{ModelCatalogOptions}?, Action{ArtifactCacheOptions}?)"/>
+    /// from configuration: <c>Tapt:Accelerator</c>, <c>Tapt:Engine</c>, <c>Tapt:Models</c>, <c>Tapt:ArtifactCache</c>.
     /// </summary>
     public static ISiloBuilder UseTaptRole(this ISiloBuilder silo, IConfiguration configuration)
     {
@@ -168,7 +172,8 @@ public static class TaptSiloBuilderExtensions
             {
                 tapt.GetSection("Models").Bind(models);
                 models.Root ??= DefaultModelRoot();
-            });
+            },
+            artifacts => tapt.GetSection("ArtifactCache").Bind(artifacts));
     }
 
     /// <summary>The job scheduling options from <c>Tapt:Jobs</c> (see <see cref="JobOptions"/>).</summary>

@@ -125,6 +125,9 @@ public sealed class PromptArtifact : IDisposable
                 throw new PromptArtifactException($"{path} belongs to the model with checksum {checksum}, not to {checkpoint.Directory} ({checkpoint.Checksum}); calibrate or train prompts for this model");
             var shape = new PromptShape(PromptShape.ParseDesign(h["design"]!.GetValue<string>()), h["tokens_per_layer"]!.GetValue<int>(),
                 h["vision_depth"]!.GetValue<int>(), h["text_depth"]!.GetValue<int>());
+            var cfg = checkpoint.Config;
+            if (shape.TokensPerLayer < 1 || shape.VisionDepth < 1 || shape.VisionDepth > cfg.Vision.NumHiddenLayers || shape.TextDepth < 0 || shape.TextDepth > cfg.Text.NumHiddenLayers)
+                throw new PromptArtifactException($"{path}: prompts of {shape.TokensPerLayer} token(s) at depth {shape.VisionDepth}/{shape.TextDepth} do not fit a model of {cfg.Vision.NumHiddenLayers}/{cfg.Text.NumHiddenLayers} layers");
             Dictionary<string, Tensor> Group(string prefix) => file.Tensors.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal))
                 .ToDictionary(k => k[prefix.Length..], file.ReadFloat32, StringComparer.Ordinal);
             ReferenceStatistics? Stats(string name)
@@ -135,7 +138,7 @@ public sealed class PromptArtifact : IDisposable
                 var s = new ReferenceStatistics(file.ReadFloat32(meanKey), file.ReadFloat32($"stats.{name}.var"),
                     d?["images"]?.GetValue<long>() ?? 0, d?["description"]?.GetValue<string>() ?? name);
                 var tokens = checkpoint.Config.Vision.NumPositions + shape.TokensPerLayer;
-                if (s.Mean.shape[1] != tokens || s.Mean.shape[2] != checkpoint.Config.Vision.HiddenSize)
+                if (s.Layers > cfg.Vision.NumHiddenLayers || s.Mean.shape[1] != tokens || s.Mean.shape[2] != checkpoint.Config.Vision.HiddenSize)
                     throw new PromptArtifactException($"{path}: statistics '{name}' have shape [{string.Join(", ", s.Mean.shape)}], the model needs [layers, {tokens}, {checkpoint.Config.Vision.HiddenSize}]");
                 return s;
             }
@@ -155,7 +158,8 @@ public sealed class PromptArtifact : IDisposable
                 Provenance = h["provenance"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : [],
             };
         }
-        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException or KeyNotFoundException)
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException or KeyNotFoundException
+            or ArgumentException or InvalidDataException or IndexOutOfRangeException)
         {
             throw new PromptArtifactException($"{path}: damaged prompt artifact ({e.Message})", e);
         }

@@ -24,6 +24,7 @@ public sealed class GatewayFixture : IAsyncLifetime
 {
     public const string OperatorKey = "operator-key-for-the-gateway-tests-0123456789";
     public const long VocabularyBytesLimit = 4L * 1024 * 1024;
+    public const long PromptArtifactBytesLimit = 1L * 1024 * 1024;
 
     /// <summary>The signing key of tenant keys, shared by the gateway and its silo (and any gateway a test adds).</summary>
     public const string ApiKeySigningKey = "api-key-signing-key-of-the-gateway-tests-0123456789";
@@ -62,6 +63,7 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["Tapt:Gateway:MaxUploadBytes"] = (6 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:MaxImageBytes"] = (2 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:UploadChunkImages"] = "5",
+            ["Tapt:Gateway:MaxPromptArtifactBytes"] = PromptArtifactBytesLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Tapt:Gateway:Limits:RequestsPerSecond"] = "1000",
             ["Tapt:Gateway:Limits:Burst"] = "2000",
             ["Tapt:Gateway:Limits:MaxConcurrentJobs"] = "50",
