@@ -38,6 +38,9 @@ public sealed class RetentionTests(PlatformFixture platform)
 
         // A sweep before anything expired deletes nothing.
         Assert.Empty((await retention.SweepNowAsync()).Deleted);
+        // A staging blob left by an upload whose process died (the test cluster's staging period: 2 s).
+        var orphan = container.GetBlobClient(ImageStaging.Prefix + "jobs/" + status.JobId + "/orphan");
+        await orphan.UploadAsync(BinaryData.FromBytes(TestModels.FashionPng(5)));
         var set = await retention.SetAsync(new RetentionPolicy(Inputs: TimeSpan.FromSeconds(2)));
         Assert.Equal(TimeSpan.FromSeconds(2), set.Effective.Inputs);
         Assert.Equal(TimeSpan.FromDays(365), set.Effective.Results);
@@ -46,7 +49,9 @@ public sealed class RetentionTests(PlatformFixture platform)
         var sweep = await retention.SweepNowAsync();
         Assert.NotNull(sweep.Finished);
         Assert.Equal(3, sweep.Deleted[ArtifactKinds.Inputs]);
-        Assert.Equal([ArtifactKinds.Inputs], sweep.Deleted.Keys);
+        Assert.Equal(1, sweep.Deleted["staging"]);
+        Assert.Equal([ArtifactKinds.Inputs, "staging"], sweep.Deleted.Keys.Order());
+        Assert.False((await orphan.ExistsAsync()).Value);
         Assert.Equal(0, await CountAsync(container, status.JobId, ArtifactKinds.Inputs));
         Assert.Equal(results, await CountAsync(container, status.JobId, ArtifactKinds.Results));
         Assert.Equal(3, (await job.GetResultsAsync(tenantId, 0, 10)).Items.Length);

@@ -84,14 +84,14 @@ public sealed class RetentionGrain(
         var policy = Effective;
         var sweep = state.State.Current ?? new RetentionSweep(clock.GetUtcNow(), null, 0, ImmutableDictionary<string, int>.Empty);
         var now = clock.GetUtcNow();
-        await foreach (var page in container.GetBlobsAsync(BlobTraits.None, BlobStates.None, "jobs/", CancellationToken.None).AsPages(state.State.Cursor, PageSize))
+        await foreach (var page in container.GetBlobsAsync(BlobTraits.None, BlobStates.None, null, CancellationToken.None).AsPages(state.State.Cursor, PageSize))
         {
             var deleted = sweep.Deleted.ToBuilder();
             foreach (var blob in page.Values)
             {
                 var kind = KindOf(blob.Name);
                 var written = blob.Properties.CreatedOn ?? blob.Properties.LastModified;
-                if (kind is null || policy.For(kind) is not { } period || written is null || written.Value + period > now) continue;
+                if (kind is null || PeriodOf(kind, policy) is not { } period || written is null || written.Value + period > now) continue;
                 await container.DeleteBlobIfExistsAsync(blob.Name);
                 deleted[kind] = deleted.GetValueOrDefault(kind) + 1;
                 state.State.DeletedTotal[kind] = state.State.DeletedTotal.GetValueOrDefault(kind) + 1;
@@ -118,12 +118,17 @@ public sealed class RetentionGrain(
 
     private static readonly string[] Kinds = [ArtifactKinds.Inputs, ArtifactKinds.Results, ArtifactKinds.Audit, ArtifactKinds.Adversarial];
 
-    /// <summary>The artifact kind of <c>jobs/{job}/{kind}/…</c>, or null for anything else.</summary>
+    private const string Staging = "staging";
+
+    /// <summary>The artifact kind of <c>jobs/{job}/{kind}/…</c>, "staging" for <c>staging/…</c>, or null for anything else (trail, reviews, prompts: never swept).</summary>
     private static string? KindOf(string blobName)
     {
+        if (blobName.StartsWith(ImageStaging.Prefix, StringComparison.Ordinal)) return Staging;
         var parts = blobName.Split('/', 4);
-        return parts.Length >= 4 && Kinds.Contains(parts[2]) ? parts[2] : null;
+        return parts.Length >= 4 && parts[0] == "jobs" && Kinds.Contains(parts[2]) ? parts[2] : null;
     }
+
+    private TimeSpan? PeriodOf(string kind, RetentionPolicy policy) => kind == Staging ? Options.StagingPeriod : policy.For(kind);
 
     private RetentionStatus Status() => new(Effective, Options.Default, state.State.Tenant, state.State.LastSweep,
         state.State.DeletedTotal.ToImmutableDictionary(StringComparer.Ordinal), Options.SweepInterval);

@@ -68,7 +68,11 @@ public sealed class TaptCluster : IAsyncDisposable
             silo.Services.AddSingleton<PlacementStrategy, RandomPlacement>();
             silo.Services.Configure<TenantLimits>(o => o.MaxVocabularyBytes = TestVocabularyBytes);
             // Retention tests set periods of seconds (production's shortest is minutes).
-            silo.Services.Configure<TaptPlatform.Grains.Retention.RetentionOptions>(o => o.MinimumPeriod = TimeSpan.FromSeconds(1));
+            silo.Services.Configure<TaptPlatform.Grains.Retention.RetentionOptions>(o =>
+            {
+                o.MinimumPeriod = TimeSpan.FromSeconds(1);
+                o.StagingPeriod = TimeSpan.FromSeconds(2);
+            });
             silo.Services.AddTaptApiKeySigning(o => o.SigningKey = "api-key-signing-key-of-the-grain-tests-0123456789");
             silo.AddTaptStorage(storage, o =>
                 {
