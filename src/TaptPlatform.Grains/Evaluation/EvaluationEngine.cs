@@ -20,9 +20,14 @@ public sealed class EvaluationEngine : IDisposable
     private readonly ILogger<EvaluationEngine> _log;
     private bool _disposed;
 
-    public EvaluationEngine(IOptions<TuningEngineOptions> options, ILogger<EvaluationEngine> log)
+    /// <remarks>
+    /// It takes the model catalog its work runs on, so the container disposes this engine (joining its thread) before the
+    /// catalog frees the models: a silo stopped mid-evaluation must not free tensors the thread is still using.
+    /// </remarks>
+    public EvaluationEngine(IOptions<TuningEngineOptions> options, ModelCatalog catalog, ILogger<EvaluationEngine> log)
     {
         _log = log;
+        Catalog = catalog;
         Device = options.Value.Device;
         if (options.Value.TorchThreads > 0) set_num_threads(options.Value.TorchThreads);
         NativeHeap.KeepTensorBuffers();
@@ -31,6 +36,9 @@ public sealed class EvaluationEngine : IDisposable
     }
 
     public string Device { get; }
+
+    /// <summary>The models the evaluation work runs on.</summary>
+    public ModelCatalog Catalog { get; }
 
     /// <summary>
     /// Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result. Work cancelled

@@ -49,7 +49,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         Identifiers.RequireJobId(work.JobId);
         var engine = services.GetService<EvaluationEngine>()
             ?? throw new InvalidOperationException($"silo {silo.SiloAddress} has no evaluation engine (cpu-only?)");
-        var catalog = services.GetRequiredService<ModelCatalog>();
+        var catalog = engine.Catalog;
         var inputs = new Dictionary<int, byte[]>();
         foreach (var i in unit.Images)
         {
