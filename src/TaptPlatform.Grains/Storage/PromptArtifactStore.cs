@@ -57,9 +57,10 @@ public sealed class PromptArtifactStore(TenantContainers containers)
         }
         await using (source)
         {
-            var hashing = new HashingReadStream(source);
+            using var sha = SHA256.Create();
+            await using var hashing = new CryptoStream(source, sha, CryptoStreamMode.Read, leaveOpen: true);
             await target.UploadAsync(hashing, new BlobUploadOptions { HttpHeaders = new BlobHttpHeaders { ContentType = ContentType } }, ct);
-            if (hashing.Checksum() != staged.Sha256)
+            if (Convert.ToHexStringLower(sha.Hash!) != staged.Sha256)
             {
                 await target.DeleteIfExistsAsync(cancellationToken: CancellationToken.None);
                 throw new TaptRequestException("the staged artifact changed after it was uploaded: upload it again");
@@ -101,44 +102,4 @@ public sealed class PromptArtifactStore(TenantContainers containers)
 
     public async Task DeleteStagedAsync(string tenantId, string id) =>
         await (await containers.GetAsync(tenantId)).GetBlobClient(StagingBlobName(id)).DeleteIfExistsAsync();
-}
-
-/// <summary>A read-only, forward-only stream that hashes what is read through it.</summary>
-internal sealed class HashingReadStream(Stream inner) : Stream
-{
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-
-    public string Checksum() => Convert.ToHexStringLower(_hash.GetHashAndReset());
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    public override int Read(byte[] buffer, int offset, int count)
-    {
-        var n = inner.Read(buffer, offset, count);
-        _hash.AppendData(buffer, offset, n);
-        return n;
-    }
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        var n = await inner.ReadAsync(buffer, cancellationToken);
-        _hash.AppendData(buffer.Span[..n]);
-        return n;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) _hash.Dispose();
-        base.Dispose(disposing);
-    }
 }

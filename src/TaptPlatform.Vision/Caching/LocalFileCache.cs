@@ -103,11 +103,13 @@ public sealed class LocalFileCache : ICacheStatistics, IDisposable
         try
         {
             string actual;
+            using var sha = SHA256.Create();
             await using (var file = new FileStream(part, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
-            await using (var hashing = new HashingStream(file))
+            await using (var hashing = new CryptoStream(file, sha, CryptoStreamMode.Write))
             {
                 await download(hashing, ct);
-                actual = hashing.Checksum();
+                await hashing.FlushFinalBlockAsync(ct);
+                actual = Convert.ToHexStringLower(sha.Hash!);
             }
             if (actual != sha256) throw new InvalidDataException($"the downloaded content has SHA-256 {actual}, not the {sha256} it was asked for");
             File.Move(part, path, overwrite: true);
@@ -243,45 +245,6 @@ public sealed class LocalFileCache : ICacheStatistics, IDisposable
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _returned, 1) == 0) _cache.Return(_entry);
-        }
-    }
-
-    /// <summary>A write-only stream that hashes what passes through it.</summary>
-    private sealed class HashingStream(Stream inner) : Stream
-    {
-        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-
-        public string Checksum() => Convert.ToHexStringLower(_hash.GetHashAndReset());
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => inner.Length;
-        public override long Position { get => inner.Position; set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count)
-        {
-            _hash.AppendData(buffer, offset, count);
-            inner.Write(buffer, offset, count);
-        }
-
-        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            _hash.AppendData(buffer.Span);
-            await inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) _hash.Dispose();
-            base.Dispose(disposing);
         }
     }
 }
