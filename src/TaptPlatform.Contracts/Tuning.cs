@@ -143,4 +143,6 @@ public sealed record ModelHostInfo(
     [property: Id(6)] int MaxBatchSize,
     [property: Id(7)] long BatchesRun,
     [property: Id(8)] long ImagesRun,
-    [property: Id(9)] int LargestBatch);
+    [property: Id(9)] int LargestBatch,
+    // The model is loaded on that silo now (a registered model is fetched and loaded on first use).
+    [property: Id(10)] bool Loaded = false);

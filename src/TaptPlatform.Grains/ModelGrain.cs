@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tuning;
@@ -88,6 +89,8 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
                 return new TuningReply.Failed(request.ImageIndex, TuningReply.MissingInput);
             request = request with { Image = stored.ToArray(), ImageStored = false };
         }
+        // A registered model is fetched to this silo once (checked against the registry's checksums) before its first image.
+        await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
         var writer = _steps!.Writer;
         Action<StepMetrics>? onStep = request.ReportSteps
             ? m => writer.TryWrite((request.TenantId, new ImageStepProgress(request.JobId, request.ImageIndex, m)))
@@ -109,7 +112,7 @@ public sealed class ModelGrain(IServiceProvider services, ILocalSiloDetails silo
     {
         var e = _engine!;
         return Task.FromResult(new ModelHostInfo(Model, silo.SiloAddress.ToString(), _role?.Accelerator ?? "?", e.Options.Device,
-            e.Options.Threads, e.Options.QueueCapacity, e.Options.MaxBatchSize, e.BatchesRun, e.ImagesRun, e.LargestBatch));
+            e.Options.Threads, e.Options.QueueCapacity, e.Options.MaxBatchSize, e.BatchesRun, e.ImagesRun, e.LargestBatch, e.Catalog.IsLoaded(Model)));
     }
 
     private async Task ForwardStepsAsync(ChannelReader<(string TenantId, ImageStepProgress Progress)> reader)

@@ -75,7 +75,8 @@ public sealed class PromptArtifactTests(GatewayFixture gateway)
         // The accelerator silo fetched it into its local cache, under its checksum, and keeps it loaded for the model.
         var silo = gateway.Factory.Services;
         Assert.True(File.Exists(Path.Combine(silo.GetRequiredService<TenantArtifactCache>().Directory, v1.GetProperty("sha256").GetString()!)));
-        Assert.True(silo.GetRequiredService<ModelCatalog>().Get(TestModels.Tiny, TorchSharp.torch.CPU).TenantArtifacts.Count >= 1);
+        using (var model = silo.GetRequiredService<ModelCatalog>().Rent(TestModels.Tiny, TorchSharp.torch.CPU))
+            Assert.True(model.Value.TenantArtifacts.Count >= 1);
 
         // Version 1 is referenced by the configuration: refused; version 2 is not: deleted, its number not given again.
         var refused = await http.DeleteAsync("/api/prompt-artifacts/mine/versions/1");

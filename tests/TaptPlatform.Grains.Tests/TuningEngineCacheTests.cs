@@ -39,7 +39,8 @@ public sealed class TuningEngineCacheTests
         using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions { Directories = { [TestModels.Tiny] = TestModels.TinyDirectory } }),
             NullLogger<ModelCatalog>.Instance, Options.Create(Small));
         using var engine = new TuningEngine(Options.Create(Small), catalog, NullLogger<TuningEngine>.Instance);
-        var text = catalog.Get(TestModels.Tiny, TorchSharp.torch.CPU).Clip.TextCache;
+        using var model = catalog.Rent(TestModels.Tiny, TorchSharp.torch.CPU);
+        var text = model.Value.Clip.TextCache;
         var caches = new[] { text, engine.DefenseCache, engine.Vocabularies.Statistics };
         var fetches = 0;
         Task<VocabularyVersion> Fetch(VocabularyReference r)

@@ -20,6 +20,9 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
     /// <summary>Largest single image in an upload (the image pipeline's own limit is 20 MiB).</summary>
     public long MaxImageBytes { get; set; } = 20L * 1024 * 1024;
 
+    /// <summary>The largest model folder (a zip) an operator may register through the API (ViT-L/14 in fp32 is about 1.7 GB).</summary>
+    public long MaxModelBytes { get; set; } = 4L << 30;
+
     /// <summary>The largest prompt artifact a tenant may upload (also bounded by <see cref="MaxUploadBytes"/>).</summary>
     public long MaxPromptArtifactBytes { get; set; } = 64L * 1024 * 1024;
 
@@ -85,7 +88,7 @@ public sealed class GatewayOptions : TaptPlatform.Grains.ISelfValidatingOptions
     public void Validate()
     {
         if (OperatorKey is not null && OperatorKey.Length < 16) throw new ArgumentException($"{Section}:OperatorKey must have at least 16 characters");
-        if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0 || MaxPromptArtifactBytes <= 0)
+        if (MaxJsonBytes <= 0 || MaxUploadBytes <= 0 || MaxImageBytes <= 0 || MaxImagesPerRequest <= 0 || UploadChunkImages <= 0 || MaxPromptArtifactBytes <= 0 || MaxModelBytes <= 0)
             throw new ArgumentException($"{Section}: size limits must be positive");
         if (StagingThresholdBytes is < 64 * 1024 or > 16L * 1024 * 1024)
             throw new ArgumentException($"{Section}:StagingThresholdBytes must be in 64 KiB..16 MiB (larger parts would travel whole in grain messages)");

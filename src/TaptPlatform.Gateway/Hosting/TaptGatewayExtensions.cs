@@ -110,7 +110,7 @@ public static class TaptGatewayExtensions
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(o =>
         {
             var g = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
-            o.Limits.MaxRequestBodySize = Math.Max(g.MaxUploadBytes, g.MaxJsonBytes);
+            o.Limits.MaxRequestBodySize = Math.Max(Math.Max(g.MaxUploadBytes, g.MaxJsonBytes), g.MaxModelBytes);
             o.AddServerHeader = false;
         });
 
@@ -130,6 +130,11 @@ public static class TaptGatewayExtensions
         services.TryAddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
         services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         services.TryAddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
+        services.TryAddSingleton(_ =>
+        {
+            var storage = builder.Configuration.TaptStorage();
+            return new ModelStore(storage.Blobs.GetBlobContainerClient(storage.ModelContainer));
+        });
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<JobLabels>();
         services.AddTaptAuditWorkflow();
@@ -201,6 +206,7 @@ public static class TaptGatewayExtensions
         api.MapEvaluationEndpoints();
         api.MapRetentionEndpoints();
         api.MapPromptArtifactEndpoints();
+        api.MapModelEndpoints();
 
         app.MapHub<JobsHub>(JobsHubMethods.Path);
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });

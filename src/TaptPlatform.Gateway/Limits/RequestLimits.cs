@@ -14,6 +14,7 @@ public enum BodyLimitKind
 {
     Json,
     Upload,
+    Model,
 }
 
 /// <summary>Marks an endpoint whose body may be as large as an upload (every other endpoint gets the JSON limit).</summary>
@@ -29,7 +30,12 @@ public static class RequestLimits
     {
         var o = context.RequestServices.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue;
         var kind = context.GetEndpoint()?.Metadata.GetMetadata<BodyLimitMetadata>()?.Kind ?? BodyLimitKind.Json;
-        var limit = kind == BodyLimitKind.Upload ? o.MaxUploadBytes : o.MaxJsonBytes;
+        var limit = kind switch
+        {
+            BodyLimitKind.Upload => o.MaxUploadBytes,
+            BodyLimitKind.Model => o.MaxModelBytes,
+            _ => o.MaxJsonBytes,
+        };
         if (context.Request.ContentLength > limit)
         {
             // Answer before reading; the server's own (larger) limit still lets it drain what the client sends, so

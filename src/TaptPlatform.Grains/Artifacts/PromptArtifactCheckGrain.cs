@@ -5,10 +5,13 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Evaluation;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tuning;
 using TaptPlatform.Vision;
+using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Tapt;
 
 namespace TaptPlatform.Grains.Artifacts;
@@ -39,8 +42,9 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
                 if (f.Length != staged.Length || Convert.ToHexStringLower(await SHA256.HashDataAsync(f)) != staged.Sha256)
                     throw new TaptRequestException("the staged artifact is not the content that was uploaded: upload it again");
             }
-            // Loading is synchronous tensor work: off the grain's scheduler, all in one thread.
-            return await Task.Run(() => Check(file, name, staged));
+            // Loading is synchronous tensor work: on the silo's evaluation thread, which a stopping silo joins before it frees the models.
+            await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
+            return await Engine().RunAsync(tenantId, () => Check(file, name, staged));
         }
         finally
         {
@@ -48,9 +52,17 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
         }
     }
 
-    public Task<ImmutableArray<PromptArtifactInfo>> ListOperatorArtifactsAsync()
+    public async Task<ImmutableArray<PromptArtifactInfo>> ListOperatorArtifactsAsync()
     {
-        var catalog = Catalog();
+        try
+        {
+            await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
+        }
+        catch (TuningFailedException)
+        {
+            throw new TaptNotFoundException($"unknown model '{Model}'");
+        }
+        var catalog = Engine().Catalog;
         var directory = catalog.Locate(Model);
         if (directory is null || !Directory.Exists(directory)) throw new TaptNotFoundException($"unknown model '{Model}'");
         var found = new List<PromptArtifactInfo>();
@@ -70,7 +82,7 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
                 log.LogWarning("Model {Model}: {File} is not a usable prompt artifact: {Reason}", Model, fileName, e.Message);
             }
         }
-        return Task.FromResult(found.ToImmutableArray());
+        return [.. found];
     }
 
     private PromptArtifactInfo Check(string file, string name, StagedPromptArtifact staged)
@@ -86,15 +98,17 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
         }
         if (header.TotalBytes != staged.Length)
             throw new TaptRequestException($"the file is {staged.Length} bytes but its header describes {header.TotalBytes}");
-        LoadedModel model;
+        BoundedCache<string, LoadedModel>.Lease lease;
         try
         {
-            model = Catalog().Get(Model, ComputeDevice.Parse(services.GetRequiredService<IOptions<TuningEngineOptions>>().Value.Device));
+            lease = Engine().Catalog.Rent(Model, ComputeDevice.Parse(Engine().Device));
         }
         catch (TuningFailedException e)
         {
             throw new TaptRequestException(e.Message);
         }
+        using var _ = lease;
+        var model = lease.Value;
         if (header.ModelChecksum != model.Checkpoint.Checksum)
             throw new TaptRequestException($"the artifact belongs to the model with checksum {header.ModelChecksum}, not to model '{Model}' ({model.Checkpoint.Checksum}): train or calibrate prompts for this model");
         try
@@ -117,8 +131,8 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
         new(name, version, owner, Model, header.ModelChecksum, header.Shape.Design.ToString(), header.Shape.TokensPerLayer, bytes, sha256, createdAt,
             header.Tensors.Count, header.HasCleanPrompts, header.HasStatistics);
 
-    private ModelCatalog Catalog() => services.GetService<ModelCatalog>()
-        ?? throw new InvalidOperationException($"prompt artifact check grain '{Model}' activated on a silo without a model catalog (cpu-only?)");
+    private EvaluationEngine Engine() => services.GetService<EvaluationEngine>()
+        ?? throw new InvalidOperationException($"prompt artifact check grain '{Model}' activated on a silo without an evaluation engine (cpu-only?)");
 
     private static void TryDelete(string path)
     {

@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tuning;
@@ -57,6 +58,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
             inputs[i] = (await store.GetAsync(work.TenantId, work.JobId, ArtifactKinds.Inputs, i))?.ToArray()
                 ?? throw new TaptRequestException($"the stored image {i} is missing");
         }
+        await services.GetRequiredService<RegisteredModels>().EnsureAsync(work.Configuration.Model, cancellation);
         using var tenantArtifact = TuningSettings.From(work.Configuration).TenantArtifact(work.TenantId) is { } reference
             ? await services.GetRequiredService<TenantArtifactCache>().GetAsync(reference, cancellation)
             : null;
@@ -82,7 +84,8 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         var work = unit.Work;
         var cfg = work.Configuration;
         var req = work.Request;
-        var model = catalog.Get(cfg.Model, device);          // loads once, outside any dispose scope
+        using var modelLease = catalog.Rent(cfg.Model, device);          // loads once, outside any dispose scope
+        var model = modelLease.Value;
         // A tenant's own artifact is leased from the model's bounded cache for this unit; an operator's is loaded once.
         var reference = TuningSettings.From(cfg).TenantArtifact(work.TenantId);
         using var tenantArtifact = reference is null ? null

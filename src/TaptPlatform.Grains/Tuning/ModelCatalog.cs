@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Vision.Caching;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Imaging;
@@ -18,9 +19,14 @@ public sealed class LoadedModel : IDisposable
     private readonly BoundedCache<TenantArtifactReference, LoadedTenantArtifact> _tenantArtifacts;
     private readonly Lock _gate = new();
 
-    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device, long textCacheBytes, ArtifactCacheOptions? artifacts = null)
+    private readonly IDisposable? _files;
+
+    internal LoadedModel(string name, ClipCheckpoint checkpoint, Device device, long textCacheBytes, ArtifactCacheOptions? artifacts = null,
+        IDisposable? files = null)
     {
+        _files = files;
         Name = name;
+        Bytes = checkpoint.Model.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
         Checkpoint = checkpoint;
         Clip = new PromptedClip(checkpoint, device, textCacheBytes);
         Preprocessor = new ImagePreprocessor(checkpoint.Preprocessor.ImageOptions);
@@ -50,6 +56,10 @@ public sealed class LoadedModel : IDisposable
         });
 
     public string Name { get; }
+
+    /// <summary>Bytes of the model's weights in device memory.</summary>
+    public long Bytes { get; }
+
     public ClipCheckpoint Checkpoint { get; }
     public PromptedClip Clip { get; }
     public ImagePreprocessor Preprocessor { get; }
@@ -87,6 +97,7 @@ public sealed class LoadedModel : IDisposable
         _tenantArtifacts.Dispose();
         Clip.Dispose();
         Checkpoint.Dispose();
+        _files?.Dispose();
     }
 }
 
@@ -97,15 +108,34 @@ public sealed record LoadedTenantArtifact(PromptArtifact Artifact, long Bytes) :
 }
 
 /// <summary>
-/// Loads models by name from the configured catalog, once per silo. Each model's text cache is bounded by the
-/// engine's <see cref="TuningEngineOptions.TextCacheBytes"/> (the evaluation engine shares the models).
+/// Loads models by name, once per silo, from the configured local folders (read-only, for development) or from a
+/// registered model's folder fetched to this silo (<see cref="Offer"/>). Loaded models are leased and bounded
+/// (<see cref="ModelCacheOptions.MaxLoaded"/>, <see cref="ModelCacheOptions.MaxLoadedBytes"/>): the least recently used is
+/// unloaded once no work holds it. Each model's text cache is bounded by the engine's
+/// <see cref="TuningEngineOptions.TextCacheBytes"/> (the evaluation engine shares the models).
 /// </summary>
-public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log, IOptions<TuningEngineOptions>? engine = null,
-    IOptions<ArtifactCacheOptions>? artifacts = null) : IDisposable
+public sealed class ModelCatalog : IDisposable
 {
-    private readonly Dictionary<string, LoadedModel> _models = new(StringComparer.Ordinal);
+    private readonly IOptions<ModelCatalogOptions> _options;
+    private readonly ILogger<ModelCatalog> _log;
+    private readonly ArtifactCacheOptions? _artifacts;
+    private readonly BoundedCache<string, LoadedModel> _models;
+    private readonly Dictionary<string, FetchedModel> _fetched = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
-    private readonly long _textCacheBytes = Validated(engine?.Value ?? new TuningEngineOptions()).TextCacheBytes;
+    private readonly Lock _loading = new();
+    private readonly long _textCacheBytes;
+
+    public ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<ModelCatalog> log, IOptions<TuningEngineOptions>? engine = null,
+        IOptions<ArtifactCacheOptions>? artifacts = null, IOptions<ModelCacheOptions>? cache = null)
+    {
+        _options = options;
+        _log = log;
+        _artifacts = artifacts?.Value;
+        _textCacheBytes = Validated(engine?.Value ?? new TuningEngineOptions()).TextCacheBytes;
+        var bounds = cache?.Value ?? new ModelCacheOptions();
+        bounds.Validate();
+        _models = new BoundedCache<string, LoadedModel>("models.loaded", bounds.MaxLoadedBytes, m => m.Bytes, bounds.MaxLoaded);
+    }
 
     private static TuningEngineOptions Validated(TuningEngineOptions o)
     {
@@ -113,45 +143,82 @@ public sealed class ModelCatalog(IOptions<ModelCatalogOptions> options, ILogger<
         return o;
     }
 
-    /// <summary>The directory a model name resolves to, or null.</summary>
+    /// <summary>The models loaded now (leases and bytes, for metrics and the registry's listing).</summary>
+    public ICacheStatistics Loaded => _models;
+
+    /// <summary>True when the model is loaded on this silo now.</summary>
+    public bool IsLoaded(string name)
+    {
+        if (!_models.TryRent(name, out var lease)) return false;
+        lease.Dispose();
+        return true;
+    }
+
+    /// <summary>True when the model has a local folder, a fetched folder, or is loaded: no fetch is needed.</summary>
+    public bool IsAvailable(string name) => Locate(name) is { } dir && Directory.Exists(dir) || IsLoaded(name);
+
+    /// <summary>The directory a model name resolves to (a local folder first, then a fetched one), or null.</summary>
     public string? Locate(string name)
     {
         if (!Identifiers.IsValidName(name)) return null;
-        var o = options.Value;
+        var o = _options.Value;
         if (o.Directories.TryGetValue(name, out var dir)) return dir;
-        return o.Root is { Length: > 0 } root ? Path.Combine(root, name) : null;
+        if (o.Root is { Length: > 0 } root && Directory.Exists(Path.Combine(root, name))) return Path.Combine(root, name);
+        lock (_gate) return _fetched.TryGetValue(name, out var f) ? f.Directory : null;
     }
 
-    /// <summary>The loaded model; loads it on first use (outside any dispose scope).</summary>
-    public LoadedModel Get(string name, Device device)
+    /// <summary>
+    /// Hands the catalog a registered model's fetched folder; it loads from there and keeps the files until the model
+    /// is unloaded. A folder offered while one is waiting replaces it.
+    /// </summary>
+    public void Offer(string name, FetchedModel fetched)
     {
         lock (_gate)
         {
-            if (_models.TryGetValue(name, out var m)) return m;
-            var dir = Locate(name);
-            if (dir is null || !Directory.Exists(dir)) throw new TuningFailedException($"unknown model '{name}' (no directory for it in this silo's model catalog)");
-            ClipCheckpoint ckpt;
-            try
-            {
-                ckpt = ClipCheckpoint.Load(dir, device);
-            }
-            catch (ClipCheckpointException e)
-            {
-                throw new TuningFailedException($"model '{name}' cannot be loaded: {e.Message}");
-            }
-            log.LogInformation("Loaded model {Model} from {Directory} ({Checksum})", name, ckpt.Directory, ckpt.Checksum);
-            m = new LoadedModel(name, ckpt, device, _textCacheBytes, artifacts?.Value);
-            _models[name] = m;
-            return m;
+            if (_fetched.Remove(name, out var old)) old.Dispose();
+            _fetched[name] = fetched;
         }
+    }
+
+    /// <summary>A lease on the loaded model; loads it on first use (outside any dispose scope). Dispose it when done.</summary>
+    public BoundedCache<string, LoadedModel>.Lease Rent(string name, Device device)
+    {
+        if (_models.TryRent(name, out var hit)) return hit;
+        // One load at a time: two threads asking for a model not yet loaded must not both read its weights.
+        lock (_loading)
+        {
+            if (_models.TryRent(name, out hit)) return hit;
+            return _models.Rent(name, n => Load(n, device));
+        }
+    }
+
+    private LoadedModel Load(string name, Device device)
+    {
+        var dir = Locate(name);
+        if (dir is null || !Directory.Exists(dir))
+            throw new TuningFailedException($"unknown model '{name}' (neither in this silo's model folders nor registered and fetched)");
+        ClipCheckpoint ckpt;
+        try
+        {
+            ckpt = ClipCheckpoint.Load(dir, device);
+        }
+        catch (ClipCheckpointException e)
+        {
+            throw new TuningFailedException($"model '{name}' cannot be loaded: {e.Message}");
+        }
+        FetchedModel? files;
+        lock (_gate) _fetched.Remove(name, out files);
+        _log.LogInformation("Loaded model {Model} from {Directory} ({Checksum})", name, ckpt.Directory, ckpt.Checksum);
+        return new LoadedModel(name, ckpt, device, _textCacheBytes, _artifacts, files);
     }
 
     public void Dispose()
     {
+        _models.Dispose();
         lock (_gate)
         {
-            foreach (var m in _models.Values) m.Dispose();
-            _models.Clear();
+            foreach (var f in _fetched.Values) f.Dispose();
+            _fetched.Clear();
         }
     }
 }

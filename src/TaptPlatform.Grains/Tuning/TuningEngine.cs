@@ -76,6 +76,9 @@ public sealed class TuningEngine : IDisposable
 
     public TuningEngineOptions Options => _options;
 
+    /// <summary>The models this engine's threads run.</summary>
+    public ModelCatalog Catalog => _catalog;
+
     /// <summary>The number format the step runs in (the setting, with "auto" resolved for the device).</summary>
     public TaptPrecision Precision => _precision;
 
@@ -253,7 +256,8 @@ public sealed class TuningEngine : IDisposable
     private void Tune(List<TuningWorkItem> live, Activity? activity)
     {
         var head = live[0];
-        var model = _catalog.Get(head.Model, _device);          // loads once, outside any dispose scope
+        using var modelLease = _catalog.Rent(head.Model, _device);          // loads once, outside any dispose scope
+        var model = modelLease.Value;
         using var tenantArtifact = ArtifactOf(model, head, out var artifactName, out var artifact);
         var design = artifact.Shape.Design.ToString();
         activity?.SetTag(TaptTelemetry.DesignAttribute, design);

@@ -9,6 +9,7 @@ using Orleans.Serialization;
 using Orleans.Storage;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Retention;
 using TaptPlatform.Grains.Storage;
@@ -118,6 +119,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.TryAddSingleton(sp => new AuditTrailStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
+        silo.Services.AddSingleton(new ModelStore(storage.Blobs.GetBlobContainerClient(storage.ModelContainer)));
         silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
         silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
         silo.Services.AddOptions<RetentionOptions>().BindConfiguration("Tapt:Retention").ValidatedOnStart();
@@ -149,7 +151,11 @@ public static class TaptSiloBuilderExtensions
             var artifactOptions = silo.Services.AddOptions<ArtifactCacheOptions>().ValidatedOnStart();
             if (artifacts is not null) artifactOptions.Configure(artifacts);
             silo.Services.AddSingleton<TenantArtifactCache>();
+            silo.Services.AddOptions<ModelCacheOptions>().BindConfiguration(ModelCacheOptions.Section).ValidatedOnStart();
+            silo.Services.AddOptions<ModelRegistryOptions>().BindConfiguration(ModelRegistryOptions.Section).ValidatedOnStart();
+            silo.Services.AddSingleton<ModelFileCache>();
             silo.Services.AddSingleton<ModelCatalog>();
+            silo.Services.AddSingleton<RegisteredModels>();
             silo.Services.AddMetrics();
             silo.Services.TryAddSingleton<TuningMetrics>();
             silo.Services.AddSingleton<TuningEngine>();

@@ -20,6 +20,9 @@ public sealed class TaptStorageOptions
     /// <summary>Job grain state (Azure Blob).</summary>
     public string JobStateContainer { get; set; } = "tapt-job-state";
 
+    /// <summary>The registered models' folders (Azure Blob).</summary>
+    public string ModelContainer { get; set; } = "tapt-models";
+
     /// <summary>Every tenant's jobs, a row each (Azure Table).</summary>
     public string TenantJobTable { get; set; } = "TaptTenantJobs";
 
