@@ -21,17 +21,18 @@ public static class ModelEndpoints
 {
     public static void MapModelEndpoints(this RouteGroupBuilder api)
     {
+        // Tenants and the operator read the registry ("Shared"); only the operator changes it ("Operator").
         var m = api.MapGroup("/models").RequireAuthorization().WithTags("Models");
-        m.MapGet("/", List).WithSummary("Lists registered models; the operator also sees where each is served and loaded.");
-        m.MapGet("/{name}", Get).WithSummary("One registered model.");
-        m.MapPost("/{name}", Register).RequireAuthorization(TaptAuth.OperatorPolicy).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Model))
+        m.MapGet("/", List).WithTags("Shared").WithSummary("Lists registered models; the operator also sees where each is served and loaded.");
+        m.MapGet("/{name}", Get).WithTags("Shared").WithSummary("One registered model.");
+        m.MapPost("/{name}", Register).RequireAuthorization(TaptAuth.OperatorPolicy).WithTags("Operator").WithMetadata(new BodyLimitMetadata(BodyLimitKind.Model))
             .WithSummary("Registers a model: a zip of its Hugging Face CLIP folder as the body, or ?prefix= naming a folder already in the models container.");
         m.MapDelete("/{name}", async (string name, IGrainFactory g) =>
         {
             if (!Identifiers.IsValidName(name)) throw new TaptNotFoundException($"model '{name}' is not registered");
             await Registry(g).RemoveAsync(name);
             return TypedResults.NoContent();
-        }).RequireAuthorization(TaptAuth.OperatorPolicy).WithSummary("Forgets a registered model (its files stay in storage).");
+        }).RequireAuthorization(TaptAuth.OperatorPolicy).WithTags("Operator").WithSummary("Forgets a registered model (its files stay in storage).");
     }
 
     private static IModelRegistryGrain Registry(IGrainFactory g) => g.GetGrain<IModelRegistryGrain>(IModelRegistryGrain.Key);
