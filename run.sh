@@ -216,6 +216,20 @@ api() { # api METHOD PATH KEY [JSON] → status in $STATUS, body in $BODY
   STATUS=$(curl "${args[@]}" || echo 000)
   BODY=$(cat "$RESP" 2>/dev/null || true); rm -f "$RESP"
 }
+# ---- the default model in the registry (idempotent): silos without the local folder fetch it from storage ----------
+api GET "/api/models/$MODEL" "$OPERATOR_KEY"
+if [ "$STATUS" = 404 ]; then
+  ZIP="$DATA/$MODEL.zip"; rm -f "$ZIP"
+  if command -v zip >/dev/null; then (cd "models/$MODEL" && zip -q -r "$ZIP" .)
+  else python3 -m zipfile -c "$ZIP" "models/$MODEL"; fi
+  STATUS=$(curl -s -o "$RESP" -w '%{http_code}' -X POST "$URL/api/models/$MODEL" -H "X-Api-Key: $OPERATOR_KEY" \
+    -H 'Content-Type: application/zip' --data-binary @"$ZIP" || echo 000)
+  BODY=$(cat "$RESP" 2>/dev/null || true); rm -f "$RESP" "$ZIP"
+  case "$STATUS" in
+    200|201) say "registered the default model $MODEL in the model registry" ;;
+    *) say "warning: could not register the default model $MODEL ($STATUS): $BODY" ;;
+  esac
+fi
 TENANT_KEY=""
 if [ -s "$DATA/tenant-key" ]; then
   TENANT_KEY=$(cat "$DATA/tenant-key")
