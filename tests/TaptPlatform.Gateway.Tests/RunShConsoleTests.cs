@@ -58,6 +58,10 @@ public sealed partial class RunShConsoleTests : IAsyncLifetime
             await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
             await Assertions.Expect(page.Locator("#tenant-name")).ToHaveTextAsync("demo");
 
+            // run.sh registered the default model: the configuration form offers it.
+            await page.GetByRole(AriaRole.Link, new() { Name = "Prompt configurations" }).ClickAsync();
+            await Assertions.Expect(page.Locator("#prompt-model-names option[value='fashion-clip-small']")).ToHaveCountAsync(1);
+
             // The job form already offers run.sh's vocabulary and configuration; the samples go through the file picker.
             await page.GetByRole(AriaRole.Link, new() { Name = "Jobs" }).ClickAsync();
             await Assertions.Expect(page.Locator("#job-vocabulary option[value='fashion']")).ToHaveCountAsync(1);

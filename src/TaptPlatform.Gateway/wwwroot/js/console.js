@@ -244,7 +244,11 @@ async function saveVocabulary(event) {
 // ---- prompt configurations ----------------------------------------------------------------------------------
 
 async function loadPrompts() {
-  const list = await api("/api/prompt-configurations");
+  const [list, models] = await Promise.all([api("/api/prompt-configurations"), api("/api/models").catch(() => [])]);
+  // The registered models, offered as the model field's suggestions (a local-only model can still be typed).
+  $("prompt-model-names").replaceChildren(...models.map((m) => el("option", {
+    value: m.model.name, text: `${m.model.imageSize}px · ${(m.model.bytes / 1048576).toFixed(1)} MiB`,
+  })));
   $("prompt-table").tBodies[0].replaceChildren(...list.map((c) => el("tr", {},
     el("td", {}, el("button", { type: "button", class: "btn-link", text: c.name, onclick: () => fillPrompt(c) })),
     el("td", { text: `v${c.version}` }),
