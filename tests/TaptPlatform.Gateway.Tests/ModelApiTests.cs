@@ -73,6 +73,31 @@ public sealed class ModelApiTests(GatewayFixture gateway)
         Assert.Equal(HttpStatusCode.NotFound, (await op.GetAsync($"/api/models/{name}")).StatusCode);
     }
 
+    [Fact]
+    public async Task Tapt_models_register_uploads_a_local_folder_and_list_shows_it_and_bad_arguments_are_one_line_errors()
+    {
+        var name = "cli-" + Guid.NewGuid().ToString("N")[..8];
+        using var op = new TaptPlatform.Cli.Commands.GatewayClient(gateway.BaseAddress.ToString(), GatewayFixture.OperatorKey);
+        var registered = new StringWriter();
+        await TaptPlatform.Cli.Commands.ModelsCommand.RegisterAsync(op, name, TestModels.TinyDirectory, null, registered, CancellationToken.None);
+        var checksum = ClipCheckpoint.Sha256(Path.Combine(TestModels.TinyDirectory, "model.safetensors"));
+        Assert.StartsWith($"{name}: ", registered.ToString());
+        Assert.Contains(checksum, registered.ToString());
+
+        var (_, tenantKey) = await gateway.CreateTenantAsync(prefix: "cli-models");
+        using var tenant = new TaptPlatform.Cli.Commands.GatewayClient(gateway.BaseAddress.ToString(), tenantKey);
+        var listed = new StringWriter();
+        await TaptPlatform.Cli.Commands.ModelsCommand.ListAsync(tenant, listed, CancellationToken.None);
+        var line = listed.ToString().Split('\n').Single(l => l.StartsWith(name + ":", StringComparison.Ordinal));
+        Assert.DoesNotContain("served by", line);
+
+        await Assert.ThrowsAsync<TaptPlatform.Cli.CliException>(() =>
+            TaptPlatform.Cli.Commands.ModelsCommand.RegisterAsync(op, name, TestModels.TinyDirectory, "somewhere", new StringWriter(), CancellationToken.None));
+        var refused = await Assert.ThrowsAsync<TaptPlatform.Cli.Commands.GatewayException>(() =>
+            TaptPlatform.Cli.Commands.ModelsCommand.RegisterAsync(tenant, name + "-x", TestModels.TinyDirectory, null, new StringWriter(), CancellationToken.None));
+        Assert.Contains("403", refused.Message);
+    }
+
     private static ByteArrayContent Zip(string directory, string top, string? skip = null, string? extra = null)
     {
         using var buffer = new MemoryStream();
