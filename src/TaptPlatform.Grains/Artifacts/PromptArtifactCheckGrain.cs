@@ -44,7 +44,7 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
             }
             // Loading is synchronous tensor work: on the silo's evaluation thread, which a stopping silo joins before it frees the models.
             await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
-            return await Engine().RunAsync(tenantId, () => Check(file, name, staged));
+            return await Engine().RunAsync(tenantId, _ => Check(file, name, staged));
         }
         finally
         {

@@ -18,6 +18,7 @@ public sealed class EvaluationEngine : IDisposable
     private readonly FairQueue<Action> _queue = new(256);
     private readonly Thread _thread;
     private readonly ILogger<EvaluationEngine> _log;
+    private readonly CancellationTokenSource _stopping = new();
     private bool _disposed;
 
     /// <remarks>
@@ -42,19 +43,30 @@ public sealed class EvaluationEngine : IDisposable
 
     /// <summary>
     /// Runs <paramref name="work"/> on the evaluation thread; completes (asynchronously) with its result. Work cancelled
-    /// while it waits in the queue never runs; once running, the work itself checks the token.
+    /// while it waits in the queue never runs; once running, the work itself checks the token it is given, which is
+    /// also cancelled when the engine stops (so a stopping silo does not wait for a long unit to end on its own).
     /// </summary>
-    public Task<T> RunAsync<T>(string tenantId, Func<T> work, CancellationToken ct = default)
+    public Task<T> RunAsync<T>(string tenantId, Func<CancellationToken, T> work, CancellationToken ct = default)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         void Item()
         {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
             if (ct.IsCancellationRequested)
             {
                 tcs.TrySetCanceled(ct);
                 return;
             }
-            try { tcs.TrySetResult(work()); }
+            if (_stopping.IsCancellationRequested)
+            {
+                tcs.TrySetException(new TuningFailedException("the evaluation engine is stopping", transient: true));
+                return;
+            }
+            try { tcs.TrySetResult(work(linked.Token)); }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                tcs.TrySetException(new TuningFailedException("the evaluation engine is stopping", transient: true));
+            }
             catch (Exception e) { tcs.TrySetException(e); }
         }
         if (!_queue.TryAdd(tenantId, Item)) throw new TuningFailedException("the evaluation queue is full (or the engine is stopping)", transient: true);
@@ -75,6 +87,8 @@ public sealed class EvaluationEngine : IDisposable
         if (_disposed) return;
         _disposed = true;
         _queue.CompleteAdding();
+        _stopping.Cancel();
+        // The running unit sees the cancellation at its next check; the models it leased outlive this wait either way.
         if (!_thread.Join(TimeSpan.FromMinutes(1))) _log.LogWarning("The evaluation thread did not stop in time");
     }
 }

@@ -62,7 +62,7 @@ public sealed class EvaluationWorkerGrain(IServiceProvider services, IArtifactSt
         using var tenantArtifact = TuningSettings.From(work.Configuration).TenantArtifact(work.TenantId) is { } reference
             ? await services.GetRequiredService<TenantArtifactCache>().GetAsync(reference, cancellation)
             : null;
-        var done = await engine.RunAsync(work.TenantId, () => Evaluate(catalog, ComputeDevice.Parse(engine.Device), unit, inputs, tenantArtifact?.Path, cancellation), cancellation);
+        var done = await engine.RunAsync(work.TenantId, token => Evaluate(catalog, ComputeDevice.Parse(engine.Device), unit, inputs, tenantArtifact?.Path, token), cancellation);
         using (var gate = new SemaphoreSlim(8))
         {
             await Task.WhenAll(done.Batch.Files.Select(async f =>

@@ -59,7 +59,7 @@ public sealed class ModelVerificationGrain(IServiceProvider services, ModelStore
             }
             var engine = services.GetService<EvaluationEngine>()
                 ?? throw new InvalidOperationException("model verification activated on a silo without an evaluation engine (cpu-only?)");
-            var verified = await engine.RunAsync("operator", () => Load(directory, files.ToImmutable()));
+            var verified = await engine.RunAsync("operator", _ => Load(directory, files.ToImmutable()));
             var model = verified with { Name = name, Prefix = prefix, Source = source, RegisteredAt = clock.GetUtcNow() };
             log.LogInformation("Verified model {Model} from {Prefix}: {Checksum}, {Bytes} bytes, {Size}px", name, prefix, model.Checksum, model.Bytes, model.ImageSize);
             return model;
