@@ -9,6 +9,7 @@ using Orleans.Serialization;
 using Orleans.Storage;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains;
+using TaptPlatform.Grains.Erasure;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Retention;
 using TaptPlatform.Grains.Storage;
@@ -69,6 +70,7 @@ public static class TaptSiloBuilderExtensions
     {
         services.AddOptions<ApiKeyOptions>().Configure(configure).ValidatedOnStart();
         services.TryAddSingleton(sp => new ApiKeySigner(sp.GetRequiredService<IOptions<ApiKeyOptions>>().Value.SigningKey!));
+        services.TryAddSingleton<ErasureSummarySigner>();
         return services;
     }
 
@@ -99,6 +101,7 @@ public static class TaptSiloBuilderExtensions
             {
                 options.TableServiceClient = storage.Tables;
                 options.TableName = storage.TenantTable;
+                options.DeleteStateOnClear = true;   // a cleared state (tenant erasure) leaves no row behind
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.AddAzureBlobGrainStorage(GrainStorageNames.Jobs, o => o
@@ -106,19 +109,21 @@ public static class TaptSiloBuilderExtensions
             {
                 options.BlobServiceClient = storage.Blobs;
                 options.ContainerName = storage.JobStateContainer;
+                options.DeleteStateOnClear = true;
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton<InputMemory>();
-        silo.Services.AddSingleton(new TenantContainers(storage.Blobs));
+        silo.Services.AddSingleton(new TenantContainers(storage.Blobs, storage.Blobs.GetBlobContainerClient(storage.OperatorContainer)));
         silo.Services.AddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.TryAddSingleton(sp => new AuditTrailStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
+        silo.Services.AddSingleton(new ErasureRecords(storage.Blobs.GetBlobContainerClient(storage.OperatorContainer)));
         silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
         silo.Services.AddOptions<RetentionOptions>().BindConfiguration("Tapt:Retention").ValidatedOnStart();
         var jobOptions = silo.Services.AddOptions<JobOptions>().ValidatedOnStart();
