@@ -73,7 +73,8 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
 
         var done = await WaitForErasureAsync(erasure, TimeSpan.FromMinutes(2));
         var summary = done.Summary!;
-        output.WriteLine($"summary: blobs {Show(summary.Blobs)}; grain states {Show(summary.GrainStates)}; rows {Show(summary.TableRows)}");
+        output.WriteLine($"summary: blobs {Show(summary.Blobs)}; grain states {Show(summary.GrainStates)}; rows {Show(summary.TableRows)}; " +
+            $"{(summary.Finished - summary.Started).TotalSeconds:F1} s from start to summary");
         Assert.Equal(tenantId, summary.TenantId);
         Assert.True(summary.Finished >= summary.Started);
         Assert.Equal(ids.Skip(1).Order(StringComparer.Ordinal), summary.Jobs.Order(StringComparer.Ordinal));
@@ -157,7 +158,8 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
 
         var done = await WaitForErasureAsync(erasure, TimeSpan.FromMinutes(4));
         var summary = done.Summary!;
-        output.WriteLine($"summary: blobs {Show(summary.Blobs)}; grain states {Show(summary.GrainStates)}; rows {Show(summary.TableRows)}");
+        output.WriteLine($"summary: blobs {Show(summary.Blobs)}; grain states {Show(summary.GrainStates)}; rows {Show(summary.TableRows)}; " +
+            $"{(summary.Finished - summary.Started).TotalSeconds:F1} s from start to summary");
         Assert.Equal(1, summary.GrainStates["job"]);   // not counted twice: its state was gone when the erasure resumed
         Assert.True(summary.Blobs[ArtifactKinds.Inputs] >= 80);
         Assert.Equal(1, summary.TableRows["job-index"]);

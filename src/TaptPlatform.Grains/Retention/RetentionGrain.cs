@@ -88,6 +88,9 @@ public sealed class RetentionGrain(
 
     public async Task<RetentionSweep> SweepNowAsync()
     {
+        // The erasure deletes everything; a sweep beside it would only race it for the same blobs.
+        if ((await GrainFactory.GetGrain<ITenantErasureGrain>(TenantId).GetAsync()).Phase != ErasurePhase.None)
+            throw new TaptConflictException($"tenant '{TenantId}' is being erased or was erased");
         var container = await containers.GetAsync(TenantId);
         var policy = Effective;
         var sweep = state.State.Current ?? new RetentionSweep(clock.GetUtcNow(), null, 0, ImmutableDictionary<string, int>.Empty);
