@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaptPlatform.Cli.Commands;
 using TaptPlatform.Gateway.Tests.Infrastructure;
 using TaptPlatform.Grains.Tests.Infrastructure;
 
@@ -90,6 +91,34 @@ public sealed class ErasureApiTests(GatewayFixture gateway)
             await StorageListing.ObjectsNamingAsync(gateway.Storage.ConnectionString, [tenantId, jobId, runningId, evaluationId]));
         // The other tenant still works.
         Assert.Equal(HttpStatusCode.OK, (await otherTenant.GetAsync("/api/jobs")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_cli_erases_a_tenant_waits_saves_the_summary_and_verifies_it_and_an_altered_copy_fails()
+    {
+        var (tenantId, key) = await gateway.CreateTenantAsync(prefix: "erase-cli");
+        var file = Path.Combine(Directory.CreateTempSubdirectory("tapt-erasure-").FullName, "summary.json");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var stdout = new StringWriter();
+        Assert.Equal(0, await ErasureCommand.StartAsync(gateway.BaseAddress.ToString(), GatewayFixture.OperatorKey, tenantId, wait: true, file, stdout, timeout.Token));
+        Assert.Contains($"tenant {tenantId}: done", stdout.ToString());
+        Assert.Contains("summary written to", stdout.ToString());
+        using (var http = gateway.WithKey(key)) Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/keys")).StatusCode);
+
+        var verified = new StringWriter();
+        Assert.Equal(0, await ErasureCommand.VerifyAsync(gateway.BaseAddress.ToString(), GatewayFixture.OperatorKey, file, verified, timeout.Token));
+        Assert.StartsWith("valid:", verified.ToString());
+        var altered = JsonNode.Parse(await File.ReadAllTextAsync(file))!;
+        altered["finished"] = DateTimeOffset.UtcNow.AddDays(1).ToString("O");
+        await File.WriteAllTextAsync(file, altered.ToJsonString());
+        var refused = new StringWriter();
+        Assert.Equal(1, await ErasureCommand.VerifyAsync(gateway.BaseAddress.ToString(), GatewayFixture.OperatorKey, file, refused, timeout.Token));
+        Assert.StartsWith("NOT VALID:", refused.ToString());
+        // A tenant key is not the operator's: a one-line error naming the status.
+        var (_, otherKey) = await gateway.CreateTenantAsync(prefix: "erase-cli-other");
+        var denied = await Assert.ThrowsAsync<GatewayException>(() =>
+            ErasureCommand.StartAsync(gateway.BaseAddress.ToString(), otherKey, tenantId, false, null, new StringWriter(), timeout.Token));
+        Assert.Contains("403", denied.Message);
     }
 
     private static async Task<JsonElement> WaitForDoneAsync(HttpClient op, string tenantId, TimeSpan timeout)
