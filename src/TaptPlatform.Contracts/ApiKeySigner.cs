@@ -63,5 +63,11 @@ public sealed class ApiKeySigner
         return CryptographicOperations.FixedTimeEquals(presented, expected) ? ApiKeyShape.Signed : ApiKeyShape.BadSignature;
     }
 
+    /// <summary>
+    /// A key for another purpose's MAC, made from the signing key (HMAC of the purpose's name), so a MAC made for one
+    /// purpose is never valid for another and no second secret has to be configured.
+    /// </summary>
+    public byte[] DeriveKey(string purpose) => HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes("tapt.derived." + purpose));
+
     private string Mac(string unsigned) => Base64Url.EncodeToString(HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes(unsigned)));
 }

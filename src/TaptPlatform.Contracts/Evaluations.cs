@@ -232,7 +232,7 @@ public sealed record EvaluationFile(
 /// A robustness evaluation (key: <c>eval-…</c>) bound to one tenant at creation. Every call carries the caller's tenant id; a
 /// different tenant gets <see cref="TaptNotFoundException"/>, as for an evaluation that does not exist.
 /// </summary>
-public interface IEvaluationJobGrain : IGrainWithStringKey
+public interface IEvaluationJobGrain : ITenantDataGrain
 {
     const int MaxImages = 10_000;
 

@@ -7,7 +7,7 @@ namespace TaptPlatform.Contracts;
 /// A tenant (key: tenant id): its versioned label vocabularies, prompt configurations, hashed API keys and jobs.
 /// Everything a tenant grain returns belongs to that tenant; nothing takes another tenant's id.
 /// </summary>
-public interface ITenantGrain : IGrainWithStringKey
+public interface ITenantGrain : ITenantErasable
 {
     /// <summary>Stores a new version of the named vocabulary (or returns the latest one if it is identical).</summary>
     Task<VocabularyVersion> PutVocabularyAsync(VocabularyDefinition definition);
@@ -73,7 +73,7 @@ public interface ITenantGrain : IGrainWithStringKey
 /// A classification job (key: job id) bound to one tenant at creation. Every call carries the caller's tenant id;
 /// a different tenant gets <see cref="TaptNotFoundException"/>, exactly as for a job that does not exist.
 /// </summary>
-public interface IJobGrain : IGrainWithStringKey
+public interface IJobGrain : ITenantDataGrain
 {
     /// <summary>How long an observer subscription lasts without renewal.</summary>
     static readonly TimeSpan ObserverExpiry = TimeSpan.FromMinutes(5);

@@ -55,7 +55,7 @@ public sealed record StagedPromptArtifact(
 /// A tenant's prompt artifacts (key: tenant id): the catalogue of names and versions; contents are blobs in the tenant's
 /// container. Uploads are checked on an accelerator silo against the model they name before they are kept.
 /// </summary>
-public interface IPromptArtifactsGrain : IGrainWithStringKey
+public interface IPromptArtifactsGrain : ITenantDataGrain
 {
     /// <summary>
     /// Checks a staged upload against <paramref name="model"/> and keeps it as the next version of

@@ -75,7 +75,7 @@ public sealed record TenantUsage(
 /// A tenant's quota counters (key: tenant id): images accepted per UTC day and jobs running at once. The limits
 /// are the caller's (a gateway's configuration); the grain keeps the counts, so every gateway sees the same ones.
 /// </summary>
-public interface ITenantQuotaGrain : IGrainWithStringKey
+public interface ITenantQuotaGrain : ITenantDataGrain
 {
     /// <summary>Takes <paramref name="count"/> images of today's allowance, or refuses until the next UTC day.</summary>
     Task<QuotaDecision> ReserveImagesAsync(int count, int dailyLimit);

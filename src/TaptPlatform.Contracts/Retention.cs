@@ -52,7 +52,7 @@ public sealed record RetentionStatus(
 /// A tenant's data retention (key: tenant id): its periods, and the reminder-driven sweep that deletes what expired.
 /// The sweep is resumable (it keeps its place in the listing) and idempotent (deleting what is gone is a no-op).
 /// </summary>
-public interface IRetentionGrain : IGrainWithStringKey
+public interface IRetentionGrain : ITenantDataGrain
 {
     Task<RetentionStatus> GetAsync();
 

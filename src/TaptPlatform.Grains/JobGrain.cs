@@ -1,4 +1,4 @@
-// Longer than 400 lines because the grain answers fourteen calls, each a few lines of authorisation and
+// Longer than 400 lines because the grain answers fifteen calls, each a few lines of authorisation and
 // state; the mechanics it composes live in JobParts/ and Slots/.
 using System.Collections.Immutable;
 using System.Diagnostics;
@@ -44,6 +44,7 @@ public sealed class JobGrain(
     private Task? _dispatch;
     private IGrainTimer? _watchdog;
     private string? _waiting;
+    private bool _erased;
 
     private JobSlots? _slots;
     private ResultLedger? _ledger;
@@ -73,7 +74,7 @@ public sealed class JobGrain(
         _dispatchCts?.Cancel();
         _inputs.Clear();
         using var scope = LogScope();
-        if (Saved.Pending)
+        if (Saved.Pending && !_erased)
         {
             try
             {
@@ -188,6 +189,18 @@ public sealed class JobGrain(
         }
         await NotifyProgressAsync();
         return Status();
+    }
+
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (S.Definition?.TenantId != tenantId) return 0;   // another tenant's job, or erased already
+        if (S.State is JobState.Open or JobState.Running) await CancelAsync(tenantId);
+        _erased = true;   // nothing is recorded or saved from here on: a late result must not bring the state back
+        await StopBackgroundAsync();
+        var cleared = await TenantData.ClearAsync(state);
+        state.State = new JobGrainState();
+        DeactivateOnIdle();
+        return cleared;
     }
 
     public Task<JobStatus> GetStatusAsync(string tenantId)
@@ -340,7 +353,7 @@ public sealed class JobGrain(
     private async Task RecordAsync(TuningReply reply)
     {
         var index = reply.ImageIndex;
-        if (S.Results.ContainsKey(index)) return;
+        if (_erased || S.Results.ContainsKey(index)) return;
         var def = S.Definition!;
         var entry = S.Images[index];
         var outcome = (reply as TuningReply.Tuned)?.Outcome;

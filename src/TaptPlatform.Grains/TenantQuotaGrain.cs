@@ -42,6 +42,14 @@ public sealed class TenantQuotaGrain(
         return Task.CompletedTask;
     }
 
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != TenantId) return 0;
+        var cleared = await TenantData.ClearAsync(state);
+        DeactivateOnIdle();
+        return cleared;
+    }
+
     public async Task<QuotaDecision> ReserveImagesAsync(int count, int dailyLimit)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);

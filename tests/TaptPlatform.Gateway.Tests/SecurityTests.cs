@@ -23,6 +23,9 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("POST", "/api/tenants/{tenantId}/keys", HttpStatusCode.Forbidden, """{"name":"x"}"""),
         ("DELETE", "/api/tenants/{tenantId}/keys/{keyId}", HttpStatusCode.Forbidden, null),
         ("POST", "/api/tenants/{tenantId}/retention/sweep", HttpStatusCode.Forbidden, null),
+        ("DELETE", "/api/tenants/{tenantId}", HttpStatusCode.Forbidden, null),
+        ("GET", "/api/tenants/{tenantId}/erasure", HttpStatusCode.Forbidden, null),
+        ("POST", "/api/erasures/verify", HttpStatusCode.Forbidden, """{"tenantId":"x"}"""),
         ("GET", "/api/retention", HttpStatusCode.OK, null),
         ("PUT", "/api/retention", HttpStatusCode.OK, """{"inputs":"7.00:00:00"}"""),
         ("GET", "/api/keys", HttpStatusCode.OK, null),
@@ -85,6 +88,10 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("GET", "/api/prompt-artifacts/{name}/versions/{version}/content", HttpStatusCode.NotFound, null),
         ("DELETE", "/api/prompt-artifacts/{name}", HttpStatusCode.NotFound, null),
         ("DELETE", "/api/prompt-artifacts/{name}/versions/{version}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/models", HttpStatusCode.OK, null),
+        ("GET", "/api/models/{name}", HttpStatusCode.NotFound, null),
+        ("POST", "/api/models/{name}", HttpStatusCode.Forbidden, null),
+        ("DELETE", "/api/models/{name}", HttpStatusCode.Forbidden, null),
     ];
 
     [Fact]

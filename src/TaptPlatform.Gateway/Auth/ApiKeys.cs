@@ -94,6 +94,13 @@ public sealed class ApiKeyValidator(
             if (_cache.TryGetValue(hash, out CachedAnswer? entry) && entry!.Identity is { } i && i.TenantId == tenantId && i.KeyId == keyId) _cache.Remove(hash);
     }
 
+    /// <summary>Forgets every cached answer for the tenant's keys (its erasure revoked them all).</summary>
+    public void ForgetTenant(string tenantId)
+    {
+        foreach (var hash in _cache.Keys)
+            if (_cache.TryGetValue(hash, out CachedAnswer? entry) && entry!.Identity?.TenantId == tenantId) _cache.Remove(hash);
+    }
+
     public void Dispose() => _cache.Dispose();
 
     private sealed record CachedAnswer(ApiKeyIdentity? Identity);

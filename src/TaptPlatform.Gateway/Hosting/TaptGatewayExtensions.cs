@@ -126,7 +126,11 @@ public static class TaptGatewayExtensions
 
         // Large upload parts are staged in the tenant's container, and stored input images are streamed from it (an
         // all-in-one gateway's silo registered these already).
-        services.TryAddSingleton(_ => new TenantContainers(builder.Configuration.TaptStorage().Blobs));
+        services.TryAddSingleton(_ =>
+        {
+            var storage = builder.Configuration.TaptStorage();
+            return new TenantContainers(storage.Blobs, storage.Blobs.GetBlobContainerClient(storage.OperatorContainer));
+        });
         services.TryAddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
         services.TryAddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         services.TryAddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
@@ -205,6 +209,7 @@ public static class TaptGatewayExtensions
         api.MapAuditWorkflow();
         api.MapEvaluationEndpoints();
         api.MapRetentionEndpoints();
+        api.MapErasureEndpoints();
         api.MapPromptArtifactEndpoints();
         api.MapModelEndpoints();
 

@@ -52,6 +52,14 @@ public sealed class PromptArtifactsGrain(
         return Task.CompletedTask;
     }
 
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != TenantId) return 0;
+        var cleared = await TenantData.ClearAsync(state);
+        DeactivateOnIdle();
+        return cleared;
+    }
+
     public async Task<PromptArtifactInfo> AddVersionAsync(string name, string model, StagedPromptArtifact staged)
     {
         ArgumentNullException.ThrowIfNull(staged);

@@ -22,6 +22,14 @@ public sealed class EvaluationIndexGrain(
         await state.WriteStateAsync();
     }
 
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != this.GetPrimaryKeyString()) return 0;
+        var cleared = await TenantData.ClearAsync(state);
+        DeactivateOnIdle();
+        return cleared;
+    }
+
     public Task<ImmutableArray<string>> ListAsync() => Task.FromResult(state.State.JobIds.ToImmutableArray());
 
     public Task<bool> ContainsAsync(string jobId) => Task.FromResult(state.State.JobIds.Contains(jobId));

@@ -1,3 +1,5 @@
+// Longer than 400 lines because the grain answers every call of an evaluation's life (create, images, start, cancel,
+// reads, outcomes, erasure), each a few lines of authorisation and state; its mechanics live in JobParts/ and Slots/.
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
@@ -88,6 +90,8 @@ public sealed class EvaluationJobGrain(
         definition.Request.Validate();
         definition.Configuration.Validate();
         if (definition.Vocabulary.Labels.Length < 2) throw new TaptRequestException("the vocabulary needs at least two labels");
+        if ((await GrainFactory.GetGrain<ITenantErasureGrain>(definition.TenantId).GetAsync()).Phase != ErasurePhase.None)
+            throw new TaptConflictException($"tenant '{definition.TenantId}' is being erased");
         S.Definition = definition;
         S.State = JobState.Open;
         await Saved.SaveAsync();
@@ -168,6 +172,19 @@ public sealed class EvaluationJobGrain(
         await NotifyAsync();
         await UnregisterReminderAsync();
         return Status();
+    }
+
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (S.Definition?.TenantId != tenantId) return 0;   // another tenant's evaluation, or erased already
+        if (S.State is JobState.Open or JobState.Running) await CancelAsync(tenantId);
+        _keepAlive?.Dispose();
+        _keepAlive = null;
+        await UnregisterReminderAsync();
+        var cleared = await TenantData.ClearAsync(state);
+        state.State = new EvaluationJobState();
+        DeactivateOnIdle();
+        return cleared;
     }
 
     public Task<EvaluationStatus> GetStatusAsync(string tenantId)

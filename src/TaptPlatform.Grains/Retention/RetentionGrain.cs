@@ -1,7 +1,5 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using Azure;
-using Azure.Storage.Blobs.Models;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
@@ -55,6 +53,16 @@ public sealed class RetentionGrain(
 
     public Task<RetentionStatus> GetAsync() => Task.FromResult(Status());
 
+    /// <summary>Stops the periodic sweep (a sweep after the erasure would create the tenant's container again) and deletes the state.</summary>
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != TenantId) return 0;
+        if (await this.GetReminder(ReminderName) is { } reminder) await this.UnregisterReminder(reminder);
+        var cleared = await TenantData.ClearAsync(state);
+        DeactivateOnIdle();
+        return cleared;
+    }
+
     public async Task<RetentionStatus> SetAsync(RetentionPolicy tenant)
     {
         var limit = Options.Default;
@@ -80,23 +88,24 @@ public sealed class RetentionGrain(
 
     public async Task<RetentionSweep> SweepNowAsync()
     {
+        // The erasure deletes everything; a sweep beside it would only race it for the same blobs.
+        if ((await GrainFactory.GetGrain<ITenantErasureGrain>(TenantId).GetAsync()).Phase != ErasurePhase.None)
+            throw new TaptConflictException($"tenant '{TenantId}' is being erased or was erased");
         var container = await containers.GetAsync(TenantId);
         var policy = Effective;
         var sweep = state.State.Current ?? new RetentionSweep(clock.GetUtcNow(), null, 0, ImmutableDictionary<string, int>.Empty);
         var now = clock.GetUtcNow();
-        await foreach (var page in container.GetBlobsAsync(BlobTraits.None, BlobStates.None, null, CancellationToken.None).AsPages(state.State.Cursor, PageSize))
+        await foreach (var page in TenantInventory.PagesAsync(container, state.State.Cursor, PageSize))
         {
             var deleted = sweep.Deleted.ToBuilder();
-            foreach (var blob in page.Values)
+            foreach (var blob in page.Items)
             {
-                var kind = KindOf(blob.Name);
-                var written = blob.Properties.CreatedOn ?? blob.Properties.LastModified;
-                if (kind is null || PeriodOf(kind, policy) is not { } period || written is null || written.Value + period > now) continue;
+                if (PeriodOf(blob.Kind, policy) is not { } period || blob.Written is not { } written || written + period > now) continue;
                 await container.DeleteBlobIfExistsAsync(blob.Name);
-                deleted[kind] = deleted.GetValueOrDefault(kind) + 1;
-                state.State.DeletedTotal[kind] = state.State.DeletedTotal.GetValueOrDefault(kind) + 1;
+                deleted[blob.Kind] = deleted.GetValueOrDefault(blob.Kind) + 1;
+                state.State.DeletedTotal[blob.Kind] = state.State.DeletedTotal.GetValueOrDefault(blob.Kind) + 1;
             }
-            sweep = sweep with { Examined = sweep.Examined + page.Values.Count, Deleted = deleted.ToImmutable() };
+            sweep = sweep with { Examined = sweep.Examined + page.Items.Count, Deleted = deleted.ToImmutable() };
             state.State.Current = sweep;
             state.State.Cursor = page.ContinuationToken;
             await state.WriteStateAsync();          // the sweep's place: a sweep cut short continues here
@@ -118,17 +127,11 @@ public sealed class RetentionGrain(
 
     private static readonly string[] Kinds = [ArtifactKinds.Inputs, ArtifactKinds.Results, ArtifactKinds.Audit, ArtifactKinds.Adversarial];
 
-    private const string Staging = "staging";
-
-    /// <summary>The artifact kind of <c>jobs/{job}/{kind}/…</c>, "staging" for <c>staging/…</c>, or null for anything else (trail, reviews, prompts: never swept).</summary>
-    private static string? KindOf(string blobName)
-    {
-        if (blobName.StartsWith(ImageStaging.Prefix, StringComparison.Ordinal)) return Staging;
-        var parts = blobName.Split('/', 4);
-        return parts.Length >= 4 && parts[0] == "jobs" && Kinds.Contains(parts[2]) ? parts[2] : null;
-    }
-
-    private TimeSpan? PeriodOf(string kind, RetentionPolicy policy) => kind == Staging ? Options.StagingPeriod : policy.For(kind);
+    /// <summary>
+    /// The period of a kind of blob (<see cref="TenantInventory.KindOf"/>): the policy's for the artifact kinds, the
+    /// staging period for staging blobs, none for the rest (trail, reviews, prompts, vocabularies: never swept).
+    /// </summary>
+    private TimeSpan? PeriodOf(string kind, RetentionPolicy policy) => kind == TenantInventory.Staging ? Options.StagingPeriod : policy.For(kind);
 
     private RetentionStatus Status() => new(Effective, Options.Default, state.State.Tenant, state.State.LastSweep,
         state.State.DeletedTotal.ToImmutableDictionary(StringComparer.Ordinal), Options.SweepInterval);

@@ -43,6 +43,7 @@ public sealed class TenantGrain(
 
     public async Task<ApiKeyIssued> CreateApiKeyAsync(string name)
     {
+        await RefuseWhileErasedAsync();
         var (keys, issued) = TenantKeyRing.Create(_keys.Value, TenantId, name, Limits, signer, clock.GetUtcNow());
         await _keys.WriteAsync(keys);
         return issued;
@@ -58,6 +59,34 @@ public sealed class TenantGrain(
 
     public Task<ImmutableArray<ApiKeyInfo>> ListApiKeysAsync() =>
         Task.FromResult(_keys.Value.Keys.Select(k => k.ToInfo()).ToImmutableArray());
+
+    // ---- erasure ---------------------------------------------------------------------------------------------------
+
+    public async Task<ImmutableArray<string>> RevokeAllKeysAsync()
+    {
+        var keys = _keys.Value;
+        var now = clock.GetUtcNow();
+        if (keys.Keys.Any(k => k.RevokedAt is null))
+            await _keys.WriteAsync(new TenantKeys(keys.Keys.Select(k => k.RevokedAt is null ? k with { RevokedAt = now } : k).ToImmutableList()));
+        log.LogInformation("Tenant {Tenant}: every key revoked for its erasure", TenantId);
+        return keys.Keys.Select(k => k.KeyId).ToImmutableArray();
+    }
+
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != TenantId) return 0;
+        var cleared = await TenantData.ClearAsync(keyState, catalogState, legacy);
+        DeactivateOnIdle();
+        return cleared;
+    }
+
+    /// <summary>A tenant being erased (or erased) takes no new keys and no new jobs: nothing may outlive its erasure.</summary>
+    private async Task RefuseWhileErasedAsync()
+    {
+        var erasure = await GrainFactory.GetGrain<ITenantErasureGrain>(TenantId).GetAsync();
+        if (erasure.Phase != ErasurePhase.None)
+            throw new TaptConflictException($"tenant '{TenantId}' {(erasure.Phase == ErasurePhase.Done ? "was erased" : "is being erased")}");
+    }
 
     // ---- vocabularies ----------------------------------------------------------------------------------------------
 
@@ -175,6 +204,7 @@ public sealed class TenantGrain(
     public async Task<JobStatus> CreateJobAsync(JobRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
+        await RefuseWhileErasedAsync();
         var vocabulary = await GetVocabularyAsync(request.Vocabulary, request.VocabularyVersion);
         var configuration = await GetPromptConfigurationAsync(request.PromptConfiguration);
         if (request.Name is { Length: > 200 }) throw new TaptRequestException("job names have at most 200 characters");

@@ -59,6 +59,27 @@ public sealed class TenantJobIndex(TableClient table)
         return rows.OrderBy(r => r.CreatedAt).ThenBy(r => r.JobId, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>Deletes every row of the tenant (its erasure); returns how many there were. A repeat deletes nothing.</summary>
+    public async Task<int> DeleteAllAsync(string tenantId)
+    {
+        await EnsureTableAsync();
+        var deleted = 0;
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {tenantId}");
+        await foreach (var e in table.QueryAsync<TableEntity>(filter, select: ["PartitionKey", "RowKey"]))
+        {
+            try
+            {
+                await table.DeleteEntityAsync(e.PartitionKey, e.RowKey, ETag.All);
+                deleted++;
+            }
+            catch (RequestFailedException x) when (x.Status == 404)
+            {
+                // deleted meanwhile (an earlier attempt of the same erasure)
+            }
+        }
+        return deleted;
+    }
+
     private Task EnsureTableAsync()
     {
         var created = _created;

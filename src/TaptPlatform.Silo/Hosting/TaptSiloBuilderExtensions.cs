@@ -9,6 +9,7 @@ using Orleans.Serialization;
 using Orleans.Storage;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains;
+using TaptPlatform.Grains.Erasure;
 using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Retention;
@@ -70,6 +71,7 @@ public static class TaptSiloBuilderExtensions
     {
         services.AddOptions<ApiKeyOptions>().Configure(configure).ValidatedOnStart();
         services.TryAddSingleton(sp => new ApiKeySigner(sp.GetRequiredService<IOptions<ApiKeyOptions>>().Value.SigningKey!));
+        services.TryAddSingleton<ErasureSummarySigner>();
         return services;
     }
 
@@ -100,6 +102,7 @@ public static class TaptSiloBuilderExtensions
             {
                 options.TableServiceClient = storage.Tables;
                 options.TableName = storage.TenantTable;
+                options.DeleteStateOnClear = true;   // a cleared state (tenant erasure) leaves no row behind
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.AddAzureBlobGrainStorage(GrainStorageNames.Jobs, o => o
@@ -107,13 +110,14 @@ public static class TaptSiloBuilderExtensions
             {
                 options.BlobServiceClient = storage.Blobs;
                 options.ContainerName = storage.JobStateContainer;
+                options.DeleteStateOnClear = true;
                 options.GrainStorageSerializer = new OrleansGrainStorageSerializer(sp.GetRequiredService<Serializer>());
             }));
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton<InputMemory>();
-        silo.Services.AddSingleton(new TenantContainers(storage.Blobs));
+        silo.Services.AddSingleton(new TenantContainers(storage.Blobs, storage.Blobs.GetBlobContainerClient(storage.OperatorContainer)));
         silo.Services.AddSingleton<IArtifactStore>(sp => new BlobArtifactStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new ImageStaging(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(sp => new VocabularyStore(sp.GetRequiredService<TenantContainers>()));
@@ -121,6 +125,7 @@ public static class TaptSiloBuilderExtensions
         silo.Services.AddSingleton(sp => new PromptArtifactStore(sp.GetRequiredService<TenantContainers>()));
         silo.Services.AddSingleton(new ModelStore(storage.Blobs.GetBlobContainerClient(storage.ModelContainer)));
         silo.Services.AddSingleton(new TenantJobIndex(storage.Tables.GetTableClient(storage.TenantJobTable)));
+        silo.Services.AddSingleton(new ErasureRecords(storage.Blobs.GetBlobContainerClient(storage.OperatorContainer)));
         silo.Services.AddOptions<TenantLimits>().BindConfiguration("Tapt:Tenants").ValidatedOnStart();
         silo.Services.AddOptions<RetentionOptions>().BindConfiguration("Tapt:Retention").ValidatedOnStart();
         var jobOptions = silo.Services.AddOptions<JobOptions>().ValidatedOnStart();

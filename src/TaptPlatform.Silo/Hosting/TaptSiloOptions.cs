@@ -26,6 +26,9 @@ public sealed class TaptStorageOptions
     /// <summary>Every tenant's jobs, a row each (Azure Table).</summary>
     public string TenantJobTable { get; set; } = "TaptTenantJobs";
 
+    /// <summary>The operator's own records (Azure Blob), such as the signed summaries of tenant erasures.</summary>
+    public string OperatorContainer { get; set; } = "tapt-operator";
+
     /// <summary>Job resume reminders (Azure Table).</summary>
     public string ReminderTable { get; set; } = "TaptReminders";
 

@@ -19,7 +19,7 @@ public sealed class CliParsingTests
     public void Every_command_is_there()
     {
         Assert.Equal(
-            ["audit", "bench", "classify", "clip", "eval", "evaluations create", "evaluations status", "evaluations cancel", "evaluations report", "loadtest", "prompts train", "prompts calibrate", "prompts show", "prompts upload", "prompts list", "prompts download", "prompts delete", "samples", "submit", "train-clip", "zero-shot"],
+            ["audit", "bench", "classify", "clip", "erasure start", "erasure status", "erasure verify", "eval", "evaluations create", "evaluations status", "evaluations cancel", "evaluations report", "loadtest", "models register", "models list", "prompts train", "prompts calibrate", "prompts show", "prompts upload", "prompts list", "prompts download", "prompts delete", "samples", "submit", "train-clip", "zero-shot"],
             Paths(TaptCli.CreateRoot(), "").ToArray());
     }
 
