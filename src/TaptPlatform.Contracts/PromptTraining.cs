@@ -7,7 +7,7 @@ namespace TaptPlatform.Contracts;
 /// What a tenant asks of a prompt training job: the vocabulary its labelled images use (latest version unless pinned), the
 /// model, the prompt design (V, VLI or VLJ), epochs (per prompt set: adversarial, then clean), ε of the adversarial half of
 /// each batch (a fraction of the pixel range), training images per class, the share of each class held out for
-/// validation, seed, batch size, and the name the resulting prompt artifact is stored under (a new version of it).
+/// validation, seed, batch size, SGD's peak learning rate, and the name the resulting prompt artifact is stored under (a new version of it).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record PromptTrainingRequest(
@@ -22,8 +22,11 @@ public sealed record PromptTrainingRequest(
     [property: Id(8)] int Seed = 1,
     [property: Id(9)] int BatchSize = 32,
     [property: Id(10)] int? VocabularyVersion = null,
-    [property: Id(11)] string? Name = null)
+    [property: Id(11)] string? Name = null,
+    [property: Id(12)] double LearningRate = PromptTrainingRequest.DefaultLearningRate)
 {
+    /// <summary>APT's peak learning rate as <c>tapt prompts train</c> defaults it (their config files; the paper says 0.035).</summary>
+    public const double DefaultLearningRate = 0.0035;
     public const int MaxEpochs = 50;
     public const double MaxEpsilon = 16.0 / 255;
     public const int MaxShotsPerClass = 1000;
@@ -43,6 +46,7 @@ public sealed record PromptTrainingRequest(
         if (ShotsPerClass is < 1 or > MaxShotsPerClass) throw new TaptRequestException($"shotsPerClass must be in 1..{MaxShotsPerClass} (got {ShotsPerClass})");
         if (double.IsNaN(ValidationFraction) || ValidationFraction < MinValidationFraction || ValidationFraction > MaxValidationFraction)
             throw new TaptRequestException($"validationFraction must be in [{MinValidationFraction}, {MaxValidationFraction}] (got {ValidationFraction})");
+        if (double.IsNaN(LearningRate) || LearningRate <= 0 || LearningRate > 1) throw new TaptRequestException($"learningRate must be in (0, 1] (got {LearningRate})");
         if (BatchSize is < 2 or > 256) throw new TaptRequestException($"batchSize must be in 2..256 (got {BatchSize})");
         if (VocabularyVersion is < 1) throw new TaptRequestException("vocabularyVersion must be at least 1");
         if (Name is { Length: > 200 }) throw new TaptRequestException("name: at most 200 characters");

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Live;
@@ -128,6 +129,7 @@ public sealed class PromptTrainingApiTests(GatewayFixture gateway)
         Assert.Contains("design must be", await Refused("design", "XL"));
         Assert.Contains("validationFraction", await Refused("validationFraction", 0.9));
         Assert.Contains("shotsPerClass", await Refused("shotsPerClass", 0));
+        Assert.Contains("learningRate must be in (0, 1]", await Refused("learningRate", 2));
         Assert.Contains("not found", await Refused("vocabulary", "no-such-vocabulary", HttpStatusCode.NotFound));
         Assert.Contains("unknown model", await Refused("model", "no-such-model", HttpStatusCode.NotFound));
         await ProblemAsync(await http.PostAsync("/api/prompt-trainings", JsonContent.Create(new { vocabulary = "fashion" })), HttpStatusCode.BadRequest);
@@ -142,8 +144,16 @@ public sealed class PromptTrainingApiTests(GatewayFixture gateway)
         Assert.Contains("only a completed one", early.GetProperty("detail").GetString());
 
         // Another tenant: every route of the job answers "not found", as for a missing one; its list does not show it.
-        var (_, _, other) = await gateway.TenantWithSetupAsync("trainother");
+        var (_, otherKey, other) = await gateway.TenantWithSetupAsync("trainother");
         using var __ = other;
+        await using (var intruder = await LiveEventsTests.LiveClient.ConnectAsync(gateway, otherKey))
+        {
+            var missingId = "train-" + Guid.NewGuid().ToString("N");
+            var foreign = await Assert.ThrowsAsync<HubException>(() => intruder.Connection.InvokeAsync<PromptTrainingStatus>(JobsHubMethods.SubscribeTraining, jobId));
+            var missing = await Assert.ThrowsAsync<HubException>(() => intruder.Connection.InvokeAsync<PromptTrainingStatus>(JobsHubMethods.SubscribeTraining, missingId));
+            Assert.Equal(missing.Message.Replace(missingId, "J"), foreign.Message.Replace(jobId, "J"));
+            Assert.Contains("not found", foreign.Message);
+        }
         foreach (var (method, path) in new[] { ("GET", ""), ("GET", "/report"), ("POST", "/start"), ("POST", "/cancel"), ("POST", "/prompt-configuration") })
         {
             using var request = new HttpRequestMessage(new HttpMethod(method), $"/api/prompt-trainings/{jobId}{path}") { Content = method == "POST" ? JsonContent.Create(new { }) : null };

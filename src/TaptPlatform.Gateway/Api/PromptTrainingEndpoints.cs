@@ -16,7 +16,7 @@ namespace TaptPlatform.Gateway.Api;
 /// <summary>The body of <c>POST /api/prompt-trainings</c> (defaults: design VLI, 2 epochs, ε 1/255, 16 shots per class, 20% held out).</summary>
 public sealed record CreatePromptTrainingRequest(
     string? Vocabulary, string? Model, string? ArtifactName, string? Design, int? Epochs, double? Epsilon, int? ShotsPerClass, double? ValidationFraction,
-    int? Seed, int? BatchSize, int? VocabularyVersion, string? Name);
+    int? Seed, int? BatchSize, int? VocabularyVersion, string? Name, double? LearningRate = null);
 
 /// <summary>The body of <c>POST /api/prompt-trainings/{jobId}/prompt-configuration</c>: the configuration's name and test-time settings (null: the artifact's).</summary>
 public sealed record TrainedConfigurationRequest(string? Name, int? Views, int? Steps, double? LearningRate);
@@ -32,7 +32,7 @@ public static class PromptTrainingEndpoints
     {
         var t = api.MapGroup("/prompt-trainings").RequireAuthorization(TaptAuth.TenantPolicy).WithTags("Prompt training");
         t.MapPost("/", Create).Trail(TrailKinds.TrainingCreated)
-            .WithSummary("Creates a prompt training job (vocabulary, model, artifactName, design V|VLI|VLJ, epochs 1-50, epsilon (0, 16/255], shotsPerClass, validationFraction 0.05-0.5, seed, batchSize).");
+            .WithSummary("Creates a prompt training job (vocabulary, model, artifactName, design V|VLI|VLJ, epochs 1-50, epsilon (0, 16/255], shotsPerClass, validationFraction 0.05-0.5, seed, batchSize, learningRate (0, 1]).");
         t.MapGet("/", List).WithSummary("The tenant's prompt training jobs, newest first.");
         t.MapPost("/{jobId}/images", Upload).Trail(TrailKinds.TrainingImagesUploaded).WithMetadata(new BodyLimitMetadata(BodyLimitKind.Upload)).DisableAntiforgery()
             .WithSummary("Adds labelled images (multipart/form-data; each file part's name is its label).");
@@ -59,7 +59,8 @@ public static class PromptTrainingEndpoints
         if (body.Model is null) return Problems.Invalid("model: the name of a model in the cluster's catalog is required");
         if (body.ArtifactName is null) return Problems.Invalid("artifactName: the name the trained prompt artifact is stored under is required");
         var request = new PromptTrainingRequest(body.Vocabulary, body.Model, body.ArtifactName, body.Design ?? "VLI", body.Epochs ?? 2, body.Epsilon ?? 1.0 / 255,
-            body.ShotsPerClass ?? 16, body.ValidationFraction ?? 0.2, body.Seed ?? 1, body.BatchSize ?? 32, body.VocabularyVersion, body.Name);
+            body.ShotsPerClass ?? 16, body.ValidationFraction ?? 0.2, body.Seed ?? 1, body.BatchSize ?? 32, body.VocabularyVersion, body.Name,
+            body.LearningRate ?? PromptTrainingRequest.DefaultLearningRate);
         request.Validate();
         var tenantId = c.User.TenantId();
         var vocabulary = await g.GetGrain<ITenantGrain>(tenantId).GetVocabularyAsync(request.Vocabulary, request.VocabularyVersion);

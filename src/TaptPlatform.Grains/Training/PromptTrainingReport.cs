@@ -53,6 +53,7 @@ public static class PromptTrainingReport
                 ["validationFraction"] = r.ValidationFraction,
                 ["seed"] = r.Seed,
                 ["batchSize"] = r.BatchSize,
+                ["learningRate"] = r.LearningRate,
                 ["trainingAttack"] = "PGD-2 (step 1/255, random start) on half of each batch",
                 ["validationAttack"] = "PGD-10 (step ε/4, random start) against the prompts evaluated",
             },

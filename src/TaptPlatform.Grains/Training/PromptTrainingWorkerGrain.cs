@@ -130,6 +130,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
             ["validation_images"] = work.Validation.Length,
             ["epochs"] = work.Request.Epochs,
             ["batch"] = work.Request.BatchSize,
+            ["lr"] = work.Request.LearningRate,
             ["eps"] = work.Request.Epsilon,
             ["attack_steps"] = 2,
             ["seed"] = work.Request.Seed,
@@ -201,7 +202,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         var cfg = model.Checkpoint.Config;
         var shape = PromptShape.For(PromptShape.ParseDesign(r.Design), cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers, reference.TokensPerLayer,
             Math.Max(reference.VisionDepth, reference.TextDepth));
-        return new AptRunSettings(shape, new Vision.Apt.AptOptions { Epochs = r.Epochs, BatchSize = r.BatchSize, Epsilon = r.Epsilon, Seed = r.Seed });
+        return new AptRunSettings(shape, new Vision.Apt.AptOptions { Epochs = r.Epochs, BatchSize = r.BatchSize, LearningRate = r.LearningRate, Epsilon = r.Epsilon, Seed = r.Seed });
     }
 
     private static LabelVocabulary Vocabulary(PromptTrainingWork work) => new(work.Labels, work.PromptTexts);

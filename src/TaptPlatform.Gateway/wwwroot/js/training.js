@@ -102,6 +102,7 @@ async function submit(event) {
       epsilon: Number($("train-eps").value) / 255,
       shotsPerClass: Number($("train-shots").value),
       validationFraction: Number($("train-validation").value) / 100,
+      learningRate: Number($("train-lr").value),
     } });
     const files = tr.files;
     const rejected = [];
