@@ -110,9 +110,9 @@ public sealed partial class PromptTrainingJobGrain
             await Saved.SaveAsync();
             log.LogInformation("Prompt training {Job} completed: {Artifact} v{Version}", JobId, outcome.Artifact.Name, outcome.Artifact.Version);
         }
-        catch (Exception) when (S.State != JobState.Running)
+        catch (Exception) when (S.State != JobState.Running || _stop.IsCancellationRequested)
         {
-            return;   // cancelled while a step ran: CancelAsync recorded it
+            return;   // cancelled while a step ran: CancelAsync records it (it may still be giving the slots back)
         }
         catch (Exception e)
         {
