@@ -19,7 +19,7 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
 {
     private sealed record Operation(string Method, string Template, bool IsOperators, bool IsShared);
 
-    private sealed record Alice(string TenantId, string KeyId, string RevokedKey, string JobId, string EvaluationId);
+    private sealed record Alice(string TenantId, string KeyId, string RevokedKey, string JobId, string EvaluationId, string TrainingId);
 
     [Fact]
     public async Task Every_openapi_operation_refuses_every_caller_that_is_not_its_owner()
@@ -52,7 +52,8 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
                 var expected = Expected(operation, name, key, bobKey);
                 if (!expected.Contains(status)) failures.Add($"{operation.Method} {operation.Template} with {name}: {status}, expected {string.Join('/', expected)}: {body}");
                 if (name != "the operator key" && (body.Contains(alice.TenantId, StringComparison.Ordinal) && !operation.Template.Contains("{tenantId}", StringComparison.Ordinal) ||
-                    body.Contains(alice.EvaluationId, StringComparison.Ordinal) && !path.Contains(alice.EvaluationId, StringComparison.Ordinal)))
+                    body.Contains(alice.EvaluationId, StringComparison.Ordinal) && !path.Contains(alice.EvaluationId, StringComparison.Ordinal) ||
+                    body.Contains(alice.TrainingId, StringComparison.Ordinal) && !path.Contains(alice.TrainingId, StringComparison.Ordinal)))
                     failures.Add($"{operation.Method} {operation.Template} with {name}: the body names Alice's things: {body}");
             }
         }
@@ -77,13 +78,14 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
     private static string Fill(string template, Alice alice)
     {
         var evaluation = template.StartsWith("/api/evaluations", StringComparison.Ordinal);
+        var training = template.StartsWith("/api/prompt-trainings", StringComparison.Ordinal);
         var path = System.Text.RegularExpressions.Regex.Replace(template, "{([^}]+)}", m => m.Groups[1].Value switch
         {
             "tenantId" => alice.TenantId,
             "keyId" => alice.KeyId,
             "name" => "alice-only",
             "version" => "1",
-            "jobId" => evaluation ? alice.EvaluationId : alice.JobId,
+            "jobId" => evaluation ? alice.EvaluationId : training ? alice.TrainingId : alice.JobId,
             "index" => "0",
             "path" => "originals/00000.png",
             var unknown => throw new InvalidOperationException($"{template}: no value for the path parameter '{unknown}': add one to {nameof(AccessMatrixTests)}"),
@@ -105,7 +107,7 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
         return operations;
     }
 
-    /// <summary>A tenant with a vocabulary, prompt configuration and prompt artifact of her own, a job, an evaluation and a revoked key.</summary>
+    /// <summary>A tenant with a vocabulary, prompt configuration and prompt artifact of her own, a job, an evaluation, a prompt training job and a revoked key.</summary>
     private async Task<Alice> AliceAsync()
     {
         var (tenantId, _, http) = await gateway.TenantWithSetupAsync("alice-matrix");
@@ -116,9 +118,10 @@ public sealed class AccessMatrixTests(GatewayFixture gateway)
         var jobId = await GatewayFixture.CreateJobAsync(http);
         var evaluation = await http.PostAsJsonAsync("/api/evaluations", new { vocabulary = "fashion", promptConfiguration = "default", attack = "pgd", epsilons = new[] { 1.0 / 255 }, steps = 1 });
         var evaluationId = (await evaluation.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("jobId").GetString()!;
+        var trainingId = await PromptTrainingApiTests.CreateAsync(http, new { vocabulary = "fashion", model = "tiny", artifactName = "alice-only" });
         var keyId = (await http.GetFromJsonAsync<JsonElement>("/api/keys"))[0].GetProperty("keyId").GetString()!;
         var doomed = await (await http.PostAsJsonAsync("/api/keys", new { name = "doomed" })).Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal(HttpStatusCode.NoContent, (await http.DeleteAsync($"/api/keys/{doomed.GetProperty("keyId").GetString()}")).StatusCode);
-        return new Alice(tenantId, keyId, doomed.GetProperty("secret").GetString()!, jobId, evaluationId);
+        return new Alice(tenantId, keyId, doomed.GetProperty("secret").GetString()!, jobId, evaluationId, trainingId);
     }
 }

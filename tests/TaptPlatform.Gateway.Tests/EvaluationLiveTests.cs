@@ -16,12 +16,12 @@ public sealed class EvaluationLiveTests(GatewayFixture gateway)
 {
     /// <summary>Creates an evaluation of <paramref name="images"/> Fashion-MNIST test images (labelled) and returns its id.</summary>
     internal static async Task<string> CreateEvaluationAsync(HttpClient http, int[] images, double[] epsilons, int steps = 2, string? name = null,
-        string attack = "pgd", int queries = 5000)
+        string attack = "pgd", int queries = 5000, string promptConfiguration = "default")
     {
         var created = await http.PostAsJsonAsync("/api/evaluations", new
         {
             vocabulary = "fashion",
-            promptConfiguration = "default",
+            promptConfiguration,
             attack,
             queries,
             epsilons,

@@ -92,6 +92,14 @@ public sealed class SecurityTests(GatewayFixture gateway)
         ("GET", "/api/models/{name}", HttpStatusCode.NotFound, null),
         ("POST", "/api/models/{name}", HttpStatusCode.Forbidden, null),
         ("DELETE", "/api/models/{name}", HttpStatusCode.Forbidden, null),
+        ("GET", "/api/prompt-trainings", HttpStatusCode.OK, null),
+        ("POST", "/api/prompt-trainings", HttpStatusCode.NotFound, """{"vocabulary":"{name}","model":"tiny","artifactName":"x"}"""),
+        ("POST", "/api/prompt-trainings/{jobId}/images", HttpStatusCode.NotFound, "multipart"),
+        ("POST", "/api/prompt-trainings/{jobId}/start", HttpStatusCode.NotFound, null),
+        ("POST", "/api/prompt-trainings/{jobId}/cancel", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-trainings/{jobId}", HttpStatusCode.NotFound, null),
+        ("GET", "/api/prompt-trainings/{jobId}/report", HttpStatusCode.NotFound, null),
+        ("POST", "/api/prompt-trainings/{jobId}/prompt-configuration", HttpStatusCode.NotFound, null),
     ];
 
     [Fact]

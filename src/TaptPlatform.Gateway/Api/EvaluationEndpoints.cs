@@ -138,37 +138,10 @@ public static class EvaluationEndpoints
         var grain = Grain(g, jobId);
         // Whose it is first: another tenant's evaluation is not found, whatever the body.
         var status = await grain.GetStatusAsync(tenantId);
-        if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
-        if (!MediaTypeHeaderValue.TryParse(c.Request.ContentType, out var mediaType) || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
-            return Problems.Invalid("no image parts in the upload");
-        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
-        if (string.IsNullOrEmpty(boundary) || boundary.Length > 200) return Problems.Invalid("the multipart boundary is missing or too long", ErrorCodes.MalformedRequest);
-
         var images = new List<EvaluationImage>();
         try
         {
-            var reader = new MultipartReader(boundary, c.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16 };
-            long held = 0;
-            MultipartSection? section;
-            while ((section = await reader.ReadNextSectionAsync(c.RequestAborted)) is not null)
-            {
-                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFileDisposition())
-                {
-                    await section.Body.DrainAsync(c.RequestAborted);   // plain form fields are ignored
-                    continue;
-                }
-                if (images.Count >= o.MaxImagesPerRequest)
-                    return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images", $"one request carries at most {o.MaxImagesPerRequest} images: send the rest in another request");
-                var name = Path.GetFileName(UploadParts.FileName(disposition));
-                var label = HeaderUtilities.RemoveQuotes(disposition.Name).Value ?? "";
-                // Small parts are held until the cost check; past UploadChunkBytes held, every part is staged.
-                var threshold = Math.Min(o.StagingThresholdBytes, Math.Max(0, o.UploadChunkBytes - held));
-                if (await UploadParts.ReadAsync(staging, tenantId, status.JobId, section.Body, threshold, o.MaxImageBytes, c.RequestAborted) is not { } part)
-                    return Problems.Result(413, ErrorCodes.ImageTooLarge, "Image too large", $"image '{name}' is larger than {o.MaxImageBytes} bytes");
-                held += part.Content.Length;
-                images.Add(new EvaluationImage(name, label, part.Content) { Staged = part.Staged });
-            }
-            if (images.Count == 0) return Problems.Invalid("no image parts in the upload");
+            if (await LabelledUploads.ReadAsync(c, staging, tenantId, status.JobId, o, images) is { } refused) return refused;
             // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
             var maxCost = o.MaxEvaluationCost;
             var offered = status.Images + images.Count;
@@ -176,7 +149,7 @@ public static class EvaluationEndpoints
                 return TooCostly(status.CostPerImage * offered, maxCost,
                     $"with these {images.Count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
             if (offered > IEvaluationJobGrain.MaxImages) throw new TaptRequestException($"an evaluation holds at most {IEvaluationJobGrain.MaxImages} images");
-            var receipt = await AddInChunksAsync(grain, tenantId, images, o);
+            var receipt = await LabelledUploads.AddInChunksAsync(chunk => grain.AddImagesAsync(tenantId, chunk), images, o);
             if (receipt.AcceptedIndices.IsEmpty)
                 return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
                     new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
@@ -187,31 +160,5 @@ public static class EvaluationEndpoints
             // What the grain did not take: the upload was refused or failed part-way.
             await UploadParts.DiscardAsync(staging, tenantId, status.JobId, images.Select(i => i.Staged), loggers.CreateLogger(typeof(EvaluationEndpoints)));
         }
-    }
-
-    /// <summary>
-    /// Hands the images over in chunks (<see cref="GatewayOptions.UploadChunkImages"/> images or
-    /// <see cref="GatewayOptions.UploadChunkBytes"/> bytes, staged ones at their length: the grain reads them) and joins
-    /// the receipts in order. Images the grain answered for leave <paramref name="images"/>: it deleted their staging blobs.
-    /// </summary>
-    private static async Task<AddImagesReceipt> AddInChunksAsync(IEvaluationJobGrain grain, string tenantId, List<EvaluationImage> images, GatewayOptions o)
-    {
-        var parts = ImmutableArray.CreateBuilder<OfferedImage>();
-        var total = 0;
-        while (images.Count > 0)
-        {
-            var count = 0;
-            long bytes = 0;
-            while (count < images.Count && count < o.UploadChunkImages && (count == 0 || bytes < o.UploadChunkBytes))
-            {
-                var image = images[count++];
-                bytes += image.Staged?.Length ?? image.Content.Length;
-            }
-            var receipt = await grain.AddImagesAsync(tenantId, [.. images.GetRange(0, count)]);
-            images.RemoveRange(0, count);
-            parts.AddRange(receipt.Parts);
-            total = receipt.TotalImages;
-        }
-        return AddImagesReceipt.Of(parts.ToImmutable(), total);
     }
 }

@@ -38,6 +38,11 @@ public static class TrailKinds
     public const string TrailExported = "export.trail";
     public const string PromptArtifactUploaded = "prompt-artifact.uploaded";
     public const string PromptArtifactDeleted = "prompt-artifact.deleted";
+    public const string TrainingCreated = "training.created";
+    public const string TrainingImagesUploaded = "training.images-uploaded";
+    public const string TrainingStarted = "training.started";
+    public const string TrainingCancelled = "training.cancelled";
+    public const string TrainingConfigured = "training.configured";
     public const string RetentionChanged = "retention.changed";
     public const string RetentionSwept = "retention.swept";
 
@@ -101,6 +106,7 @@ public static class TrailRecording
             case PromptConfiguration configuration: target["name"] = configuration.Name; target["version"] = configuration.Version.ToString(CultureInfo.InvariantCulture); break;
             case ReviewView { Current: { } review }: target["verdict"] = review.Verdict; target["revision"] = review.Revision.ToString(CultureInfo.InvariantCulture); break;
             case EvaluationStatus evaluation: target["jobId"] = evaluation.JobId; break;
+            case PromptTrainingStatus training: target["jobId"] = training.JobId; break;
         }
         return target.ToImmutable();
     }

@@ -148,6 +148,8 @@ public static class TaptGatewayExtensions
         services.AddHostedService(sp => sp.GetRequiredService<JobEventBridge>());
         services.AddSingleton<EvaluationEventBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<EvaluationEventBridge>());
+        services.AddSingleton<PromptTrainingEventBridge>();
+        services.AddHostedService(sp => sp.GetRequiredService<PromptTrainingEventBridge>());
         services.AddSignalR(o =>
             {
                 o.MaximumReceiveMessageSize = 32 * 1024;
@@ -212,6 +214,7 @@ public static class TaptGatewayExtensions
         api.MapErasureEndpoints();
         api.MapPromptArtifactEndpoints();
         api.MapModelEndpoints();
+        api.MapPromptTrainingEndpoints();
 
         app.MapHub<JobsHub>(JobsHubMethods.Path);
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });

@@ -10,7 +10,7 @@ namespace TaptPlatform.Gateway.Live;
 /// follow its own jobs only: any other job id, existing or not, gets the same "not found".
 /// </summary>
 [Authorize(Policy = TaptAuth.TenantPolicy)]
-public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluations, LiveConnections connections) : Hub
+public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluations, PromptTrainingEventBridge trainings, LiveConnections connections) : Hub
 {
     public override async Task OnConnectedAsync()
     {
@@ -60,6 +60,19 @@ public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluat
         return Task.CompletedTask;
     }
 
+    /// <summary>Follows a prompt training job: its status (with the curve so far), then <c>jobProgress</c> events counting epochs, each with the epoch just finished.</summary>
+    public async Task<PromptTrainingStatus> SubscribeTraining(string jobId)
+    {
+        var outbox = Outbox();
+        return await Refusals(() => trainings.SubscribeAsync(outbox, jobId));
+    }
+
+    public Task UnsubscribeTraining(string jobId)
+    {
+        if (connections.Get(Context.ConnectionId) is { } outbox) trainings.Unfollow(outbox, jobId);
+        return Task.CompletedTask;
+    }
+
     private ConnectionOutbox Outbox() => connections.Get(Context.ConnectionId) ?? throw new HubException("the connection is closing");
 
     /// <summary>A refusal (not found, a limit) as the hub error the caller sees.</summary>
@@ -80,6 +93,7 @@ public sealed class JobsHub(JobEventBridge bridge, EvaluationEventBridge evaluat
         if (connections.Remove(Context.ConnectionId) is { } outbox)
         {
             evaluations.Disconnected(outbox);
+            trainings.Disconnected(outbox);
             bridge.Disconnected(outbox);
             await outbox.DisposeAsync();
         }

@@ -26,6 +26,8 @@ public static class JobsHubMethods
     public const string Unsubscribe = "Unsubscribe";
     public const string SubscribeEvaluation = "SubscribeEvaluation";
     public const string UnsubscribeEvaluation = "UnsubscribeEvaluation";
+    public const string SubscribeTraining = "SubscribeTraining";
+    public const string UnsubscribeTraining = "UnsubscribeTraining";
     public const string Steps = "steps";
     public const string ImagesCompleted = "imagesCompleted";
     public const string JobProgress = "jobProgress";
@@ -70,6 +72,9 @@ public sealed record JobProgressEvent(
     string? Waiting)
 {
     public bool IsFinal => State is JobState.Completed or JobState.Cancelled;
+
+    /// <summary>For a prompt training job: the epoch just finished (counts are epochs); null otherwise.</summary>
+    public PromptTrainingEpoch? Epoch { get; init; }
 }
 
 public sealed record ResyncEvent(string JobId, string Reason);

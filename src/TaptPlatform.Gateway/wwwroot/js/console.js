@@ -166,6 +166,7 @@ async function route() {
       case "prompts": showView("prompts"); await loadPrompts(); break;
       case "audit": showView("audit"); if (sections.audit) await sections.audit(a, b); break;
       case "evaluations": showView("evaluations"); if (sections.evaluations) await sections.evaluations(a, b); break;
+      case "training": showView("training"); if (sections.training) await sections.training(a); break;
       default:
         showView("jobs");
         await Promise.all([loadJobForm(), loadJobs()]);

@@ -1,0 +1,131 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Microsoft.Extensions.Options;
+using TaptPlatform.Contracts;
+using TaptPlatform.Gateway.Hosting;
+
+namespace TaptPlatform.Gateway.Live;
+
+/// <summary>
+/// Bridges prompt training jobs to hub connections (<see cref="IPromptTrainingObserver"/>), as the evaluation bridge does
+/// for evaluations: one observer object of this gateway, subscribed to every training job some connection follows and
+/// renewed every <see cref="LiveOptions.RenewInterval"/> (a job that lost the subscription after it moved gets its
+/// followers a resync). Progress goes to the followers' outboxes as the hub's <c>jobProgress</c> event: the counts are
+/// epochs (done of adversarial plus clean), <see cref="JobProgressEvent.Epoch"/> the epoch just finished with its loss and
+/// held-out clean and robust accuracy (a client that sees the count jump by more than one reads the status for the curve).
+/// </summary>
+public sealed class PromptTrainingEventBridge(
+    IGrainFactory grains,
+    IOptionsMonitor<GatewayOptions> options,
+    ILogger<PromptTrainingEventBridge> log) : BackgroundService, IPromptTrainingObserver
+{
+    private readonly ConcurrentDictionary<string, Watch> _watches = new(StringComparer.Ordinal);
+    private IPromptTrainingObserver? _reference;
+    private readonly Lock _referenceGate = new();
+
+    private sealed class Watch(string tenantId)
+    {
+        public string TenantId { get; } = tenantId;
+        public Lock Gate { get; } = new();
+        public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
+    }
+
+    /// <summary>Makes the connection follow a training job of its tenant and returns its status (another tenant's is "not found", like a missing one).</summary>
+    public async Task<PromptTrainingStatus> SubscribeAsync(ConnectionOutbox outbox, string id)
+    {
+        if (!Identifiers.IsValidJobId(id)) throw new TaptNotFoundException("training job not found");
+        var job = grains.GetGrain<IPromptTrainingJobGrain>(id);
+        await job.GetStatusAsync(outbox.TenantId);
+        if (!outbox.TryAddJob(id))
+            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs and evaluations: unsubscribe from one first");
+        var watch = _watches.GetOrAdd(id, _ => new Watch(outbox.TenantId));
+        try
+        {
+            if (watch.TenantId != outbox.TenantId) throw new TaptNotFoundException($"training job '{id}' not found");
+            lock (watch.Gate)
+                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+            await job.SubscribeAsync(outbox.TenantId, Reference);
+            // Read after joining, so nothing falls between the snapshot and the live events.
+            return await job.GetStatusAsync(outbox.TenantId);
+        }
+        catch
+        {
+            Unfollow(outbox, id);
+            throw;
+        }
+    }
+
+    public void Unfollow(ConnectionOutbox outbox, string id)
+    {
+        if (!_watches.TryGetValue(id, out var watch)) return;
+        outbox.RemoveJob(id);
+        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
+    }
+
+    public void Disconnected(ConnectionOutbox outbox)
+    {
+        foreach (var id in outbox.Jobs) Unfollow(outbox, id);
+    }
+
+    public Task OnTrainingProgress(PromptTrainingProgress progress)
+    {
+        if (!_watches.TryGetValue(progress.JobId, out var w) || w.Followers.IsEmpty) return Task.CompletedTask;
+        var e = new JobProgressEvent(progress.JobId, progress.State, progress.EpochsTotal, progress.EpochsDone, progress.EpochsDone, 0, 0, null, null, progress.Waiting)
+        {
+            Epoch = progress.Latest,
+        };
+        foreach (var f in w.Followers) f.PostProgress(e);
+        return Task.CompletedTask;
+    }
+
+    private IPromptTrainingObserver Reference
+    {
+        get
+        {
+            lock (_referenceGate) return _reference ??= grains.CreateObjectReference<IPromptTrainingObserver>(this);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(options.CurrentValue.Live.RenewInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            foreach (var (id, watch) in _watches)
+            {
+                var job = grains.GetGrain<IPromptTrainingJobGrain>(id);
+                try
+                {
+                    if (watch.Followers.IsEmpty)
+                    {
+                        _watches.TryRemove(new KeyValuePair<string, Watch>(id, watch));
+                        await job.UnsubscribeAsync(watch.TenantId, Reference);
+                    }
+                    else if (!await job.SubscribeAsync(watch.TenantId, Reference))
+                    {
+                        foreach (var f in watch.Followers) f.PostResync(id, "the training job was reactivated and live events were missed: subscribe again for a fresh status");
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    log.LogDebug(e, "Renewing the subscription to training job {Job} failed; retrying next round", id);
+                }
+            }
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (_reference is { } r)
+            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+                (Func<IPromptTrainingObserver, Task>)(o => grains.GetGrain<IPromptTrainingJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
+    }
+}

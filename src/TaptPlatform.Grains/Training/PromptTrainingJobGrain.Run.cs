@@ -1,0 +1,151 @@
+using Microsoft.Extensions.Logging;
+using Polly;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.JobParts;
+
+namespace TaptPlatform.Grains.Training;
+
+/// <summary>The running part of <see cref="PromptTrainingJobGrain"/>: the chain of worker steps, resume and the end.</summary>
+public sealed partial class PromptTrainingJobGrain
+{
+    /// <summary>The keep-alive timer's period (it restarts a stopped run of a running job).</summary>
+    public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
+    private IGrainTimer? _keepAlive;
+    private Task? _running;
+    private ResiliencePipeline? _steps;
+
+    /// <summary>A step is retried up to 20 times while no accelerator silo takes it (a silo died); a refused or permanently failed one not.</summary>
+    private ResiliencePipeline Steps => _steps ??= Retries.Create(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), maxPermanentFailures: 1, maxAttempts: 20,
+        onRetry: async e =>
+        {
+            log.LogInformation("Prompt training {Job}: a step waits ({Error})", JobId, e.Message);
+            _waiting = WaitReasons.For(e);
+            await NotifyAsync(null);
+        });
+
+    public Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (reminderName != ResumeReminder.Name) return Task.CompletedTask;
+        if (S.Definition is not null && S.State == JobState.Running)
+        {
+            StartRunning();
+            return Task.CompletedTask;
+        }
+        return UnregisterReminderAsync();
+    }
+
+    private void StartRunning()
+    {
+        if (S.State != JobState.Running || _running is { IsCompleted: false }) return;
+        DelayDeactivation(TimeSpan.FromHours(12));
+        _running = RunAsync();
+        _keepAlive ??= this.RegisterGrainTimer(KeepAliveAsync, new GrainTimerCreationOptions(KeepAlivePeriod, KeepAlivePeriod)
+        {
+            Interleave = true,
+            KeepAlive = true,
+        });
+    }
+
+    private async Task KeepAliveAsync(CancellationToken ct)
+    {
+        if (S.State == JobState.Running)
+        {
+            StartRunning();
+            await Slots.RenewIfDueAsync();
+            return;
+        }
+        _keepAlive?.Dispose();
+        _keepAlive = null;
+        await UnregisterReminderAsync();
+    }
+
+    private Task EnsureReminderAsync() => ResumeReminder.EnsureAsync(this, log, $"Prompt training {JobId}");
+
+    private Task UnregisterReminderAsync() => ResumeReminder.RemoveAsync(this, log, $"Prompt training {JobId}");
+
+    private PromptTrainingWork Work()
+    {
+        var d = S.Definition!;
+        return new PromptTrainingWork(d.TenantId, JobId, d.Request, [.. d.Vocabulary.Labels.Select(l => l.Label)], PromptTexts.Of(d.Vocabulary),
+            [.. S.Images.Select(i => i.Label)], [.. S.Train], [.. S.Validation]);
+    }
+
+    private async Task RunAsync()
+    {
+        var def = S.Definition!;
+        using var scope = log.BeginScope("Tenant {TenantId} prompt training {JobId}", def.TenantId, JobId);
+        var work = Work();
+        try
+        {
+            if (S.Before is null)
+            {
+                var before = await StepAsync(0, (w, c) => w.BaselineAsync(work, c));
+                if (S.State != JobState.Running) return;
+                S.Before = before;
+                await Saved.SaveAsync();
+                await NotifyAsync(null);
+            }
+            while (S.Curve.Count < EpochsTotal && S.State == JobState.Running)
+            {
+                var step = S.Curve.Count;
+                var epoch = await StepAsync(step, (w, c) => w.TrainEpochAsync(work, step, c));
+                if (S.State != JobState.Running) return;
+                if (S.Curve.Count != step) continue;   // a step recorded twice (a resumed call raced a late one): keep the first
+                S.Curve.Add(epoch);
+                _waiting = null;
+                await Saved.SaveAsync();
+                await NotifyAsync(epoch);
+            }
+            if (S.State != JobState.Running) return;
+            var outcome = await StepAsync(EpochsTotal, (w, c) => w.FinishAsync(work, c));
+            if (S.State != JobState.Running) return;
+            await Slots.ReleaseAsync();   // first: whoever sees it completed may start the next one
+            S.Artifact = outcome.Artifact;
+            S.After = outcome.After;
+            S.State = JobState.Completed;
+            S.FinishedAt = clock.GetUtcNow();
+            _waiting = null;
+            await store.PutFileAsync(def.TenantId, JobId, ReportPath, BinaryData.FromString(PromptTrainingReport.Build(Status(), def).ToJsonString(PromptTrainingReport.Json)),
+                "application/json");
+            await Saved.SaveAsync();
+            log.LogInformation("Prompt training {Job} completed: {Artifact} v{Version}", JobId, outcome.Artifact.Name, outcome.Artifact.Version);
+        }
+        catch (Exception) when (S.State != JobState.Running || _stop.IsCancellationRequested)
+        {
+            return;   // cancelled while a step ran: CancelAsync records it (it may still be giving the slots back)
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Prompt training {Job} failed", JobId);
+            await Slots.ReleaseAsync();
+            S.State = JobState.Cancelled;
+            S.Error = e.Message;
+            S.FinishedAt = clock.GetUtcNow();
+            try { await Saved.SaveAsync(); } catch (Exception w) { log.LogWarning(w, "Prompt training {Job}: state not saved", JobId); }
+        }
+        await NotifyAsync(null);
+        if (S.State != JobState.Running) await UnregisterReminderAsync();
+    }
+
+    /// <summary>One step on a live accelerator silo's worker, picked again on every attempt (so a step whose silo died goes to another).</summary>
+    private async Task<T> StepAsync<T>(int step, Func<IPromptTrainingWorkerGrain, CancellationToken, Task<T>> call)
+    {
+        var context = Retries.Context(_stop.Token);
+        try
+        {
+            return await Steps.ExecuteAsync(async (c, s) => await call(Worker(s), c.CancellationToken), context, step);
+        }
+        finally
+        {
+            Retries.Return(context);
+        }
+    }
+
+    private IPromptTrainingWorkerGrain Worker(int step)
+    {
+        var silos = acceleratorSilos.Current();
+        if (silos.Count == 0) throw new TuningFailedException("no accelerator silo is up", transient: true);
+        var spread = (uint)StringComparer.Ordinal.GetHashCode(JobId) + (uint)step;
+        return GrainFactory.GetGrain<IPromptTrainingWorkerGrain>(silos[(int)(spread % (uint)silos.Count)].ToParsableString());
+    }
+}

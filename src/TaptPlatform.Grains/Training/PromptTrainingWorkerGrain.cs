@@ -1,0 +1,222 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Evaluation;
+using TaptPlatform.Grains.Placement;
+using TaptPlatform.Grains.Storage;
+using TaptPlatform.Grains.Tuning;
+using TaptPlatform.Vision;
+using TaptPlatform.Vision.Apt;
+using TaptPlatform.Vision.Data;
+using TaptPlatform.Vision.Imaging;
+using TaptPlatform.Vision.Prompts;
+using static TorchSharp.torch;
+
+namespace TaptPlatform.Grains.Training;
+
+/// <summary>
+/// The prompt training executor of one accelerator silo (key: that silo's address; <see cref="SiloKeyedPlacement"/>). Each
+/// call is one step of a job, run synchronously on the silo's <see cref="EvaluationEngine"/> thread (whose queue serves
+/// tenants in turn), with the job's images read from its input blobs and decoded there. An epoch starts from the checkpoint
+/// blob the step before wrote (<c>results/checkpoint-{steps done}.safetensors</c>) and writes the next one, so the run
+/// needs nothing of this silo between calls: after a silo died, any other continues from the last checkpoint.
+/// </summary>
+[SiloKeyedPlacement]
+[Reentrant]
+public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifactStore store, ImageStaging staging, ILocalSiloDetails silo,
+    ILogger<PromptTrainingWorkerGrain> log) : Grain, IPromptTrainingWorkerGrain
+{
+    public static string CheckpointPath(int stepsDone) => $"results/checkpoint-{stepsDone.ToString("D4", CultureInfo.InvariantCulture)}.safetensors";
+
+    private sealed record Images(IReadOnlyList<byte[]> Bytes, ImmutableArray<int> Labels);
+
+    public async Task<PromptTrainingAccuracy> BaselineAsync(PromptTrainingWork work, CancellationToken cancellation = default)
+    {
+        var (engine, images) = await PrepareAsync(work, work.Validation, cancellation);
+        return await engine.RunAsync(work.TenantId, () =>
+        {
+            var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+            var data = Decode(model, work, images);
+            var (_, artifact) = model.Artifact(null);
+            return Accuracy(AptRun.Validate(model.Clip, artifact.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
+                stop: () => cancellation.IsCancellationRequested));
+        }, cancellation);
+    }
+
+    public async Task<PromptTrainingEpoch> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default)
+    {
+        if (step < 0 || step >= 2 * work.Request.Epochs) throw new TaptRequestException($"step {step} is not one of the job's");
+        var (engine, images) = await PrepareAsync(work, [.. work.Train, .. work.Validation], cancellation);
+        var before = step == 0 ? null : await ReadCheckpointAsync(work, step, cancellation);
+        var after = TempFile("checkpoint");
+        try
+        {
+            var epoch = await engine.RunAsync(work.TenantId, () =>
+            {
+                var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+                var data = Decode(model, work, images);
+                var vocabulary = Vocabulary(work);
+                var settings = Settings(model, work.Request);
+                using var run = before is null ? AptRun.Start(model.Clip, settings) : AptRun.Resume(model.Clip, settings, before);
+                if (run.StepsDone != step) throw new TuningFailedException($"the checkpoint holds {run.StepsDone} epoch(s), not {step}");
+                var adversarial = run.NextIsAdversarial;
+                var figures = run.TrainNext(vocabulary, data, work.Train, _ => cancellation.ThrowIfCancellationRequested());
+                var validation = AptRun.Validate(model.Clip, adversarial ? run.Adversarial : run.Clean, vocabulary, data, work.Validation,
+                    adversarial ? work.Request.Epsilon : 0, work.Request.Seed + step, stop: () => cancellation.IsCancellationRequested);
+                run.Save(after);
+                return new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
+                    adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
+            }, cancellation);
+            await store.PutFileAsync(work.TenantId, work.JobId, CheckpointPath(step + 1), BinaryData.FromBytes(await File.ReadAllBytesAsync(after, cancellation)),
+                "application/octet-stream");
+            log.LogInformation("Prompt training {Job}: {Prompts} epoch {Epoch} on {Silo}, loss {Loss:F4}", work.JobId, epoch.Prompts, epoch.Epoch, silo.SiloAddress, epoch.Loss);
+            return epoch;
+        }
+        finally
+        {
+            TryDelete(before);
+            TryDelete(after);
+        }
+    }
+
+    public async Task<PromptTrainingOutcome> FinishAsync(PromptTrainingWork work, CancellationToken cancellation = default)
+    {
+        var (engine, images) = await PrepareAsync(work, [.. work.Train, .. work.Validation], cancellation);
+        var total = 2 * work.Request.Epochs;
+        var checkpoint = await ReadCheckpointAsync(work, total, cancellation);
+        var file = TempFile("artifact");
+        try
+        {
+            var after = await engine.RunAsync(work.TenantId, () =>
+            {
+                var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+                var data = Decode(model, work, images);
+                using var run = AptRun.Resume(model.Clip, Settings(model, work.Request), checkpoint);
+                if (!run.Finished) throw new TuningFailedException($"the final checkpoint holds {run.StepsDone} of {total} epochs");
+                var accuracy = AptRun.Validate(model.Clip, run.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
+                    stop: () => cancellation.IsCancellationRequested);
+                var provenance = Provenance(work, accuracy);
+                // The test-time settings the operator recorded for this model's default artifact.
+                using var artifact = run.ToArtifact(data, work.Train, model.Artifact(null).Artifact.Settings, provenance, work.Request.Seed);
+                artifact.Save(file);
+                return Accuracy(accuracy);
+            }, cancellation);
+            // Kept through the tenant's prompt artifacts, as an upload is: checked against the model, versioned, listed.
+            var id = Guid.NewGuid().ToString("N");
+            (long Length, string Sha256)? staged;
+            await using (var content = File.OpenRead(file))
+                staged = await staging.StageBlobAsync(work.TenantId, PromptArtifactStore.StagingBlobName(id), ReadOnlyMemory<byte>.Empty, content, long.MaxValue, cancellation);
+            var info = await GrainFactory.GetGrain<IPromptArtifactsGrain>(work.TenantId)
+                .AddVersionAsync(work.Request.ArtifactName, work.Request.Model, new StagedPromptArtifact(id, staged!.Value.Length, staged.Value.Sha256));
+            return new PromptTrainingOutcome(info, after);
+        }
+        finally
+        {
+            TryDelete(checkpoint);
+            TryDelete(file);
+        }
+    }
+
+    private static JsonObject Provenance(PromptTrainingWork work, AptAccuracy after) => new()
+    {
+        ["apt"] = new JsonObject
+        {
+            ["job"] = work.JobId,
+            ["images"] = work.Train.Length,
+            ["validation_images"] = work.Validation.Length,
+            ["epochs"] = work.Request.Epochs,
+            ["batch"] = work.Request.BatchSize,
+            ["lr"] = work.Request.LearningRate,
+            ["eps"] = work.Request.Epsilon,
+            ["attack_steps"] = 2,
+            ["seed"] = work.Request.Seed,
+            ["validation_clean"] = after.Clean,
+            ["validation_robust_pgd10"] = after.Robust,
+        },
+        ["calibration"] = new JsonObject { ["images"] = work.Train.Length, ["augment"] = true, ["split"] = "train" },
+    };
+
+    /// <summary>The engine of this silo and the bytes of the images a step reads (the others stay empty: never decoded).</summary>
+    private async Task<(EvaluationEngine Engine, Images Images)> PrepareAsync(PromptTrainingWork work, IEnumerable<int> needed, CancellationToken ct)
+    {
+        Identifiers.RequireTenantId(work.TenantId);
+        Identifiers.RequireJobId(work.JobId);
+        var engine = services.GetService<EvaluationEngine>() ?? throw new InvalidOperationException($"silo {silo.SiloAddress} has no evaluation engine (cpu-only?)");
+        var bytes = new byte[work.ImageLabels.Length][];
+        var wanted = needed.ToHashSet();
+        using var gate = new SemaphoreSlim(8);
+        await Task.WhenAll(Enumerable.Range(0, bytes.Length).Select(async i =>
+        {
+            if (!wanted.Contains(i)) return;
+            if (i < 0 || i >= work.ImageLabels.Length) throw new TaptRequestException($"image {i} is not one of the job's");
+            await gate.WaitAsync(ct);
+            try
+            {
+                bytes[i] = (await store.GetAsync(work.TenantId, work.JobId, ArtifactKinds.Inputs, i, ct))?.ToArray()
+                    ?? throw new TuningFailedException($"the stored image {i} of training job '{work.JobId}' is missing");
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        return (engine, new Images(bytes, work.ImageLabels));
+    }
+
+    private async Task<string> ReadCheckpointAsync(PromptTrainingWork work, int stepsDone, CancellationToken ct)
+    {
+        var stored = await store.GetFileAsync(work.TenantId, work.JobId, CheckpointPath(stepsDone), ct)
+            ?? throw new TuningFailedException($"training job '{work.JobId}' has no checkpoint after {stepsDone} epoch(s)");
+        var path = TempFile("checkpoint");
+        await File.WriteAllBytesAsync(path, stored.Content.ToArray(), ct);
+        return path;
+    }
+
+    /// <summary>Runs on the engine thread: the images the step reads, decoded at the model's size (the rest as blanks, never read).</summary>
+    private static InMemoryImageDataset Decode(LoadedModel model, PromptTrainingWork work, Images images)
+    {
+        var size = model.Clip.ImageSize;
+        var blank = new float[3 * size * size];
+        var pixels = new float[images.Bytes.Count][];
+        for (var i = 0; i < pixels.Length; i++)
+        {
+            if (images.Bytes[i] is not { } b)
+            {
+                pixels[i] = blank;
+                continue;
+            }
+            try { pixels[i] = model.Preprocessor.Load(b); }
+            catch (ImageRejectedException e) { throw new TaptRequestException($"image {i} cannot be decoded: {e.Message}"); }
+        }
+        return new InMemoryImageDataset(work.Labels, pixels, images.Labels, size);
+    }
+
+    /// <summary>The run's shape: the requested design with the tokens per layer and depth of the model's default artifact (the operator's choice for it).</summary>
+    private static AptRunSettings Settings(LoadedModel model, PromptTrainingRequest r)
+    {
+        var reference = model.Artifact(null).Artifact.Shape;
+        var cfg = model.Checkpoint.Config;
+        var shape = PromptShape.For(PromptShape.ParseDesign(r.Design), cfg.Vision.NumHiddenLayers, cfg.Text.NumHiddenLayers, reference.TokensPerLayer,
+            Math.Max(reference.VisionDepth, reference.TextDepth));
+        return new AptRunSettings(shape, new Vision.Apt.AptOptions { Epochs = r.Epochs, BatchSize = r.BatchSize, LearningRate = r.LearningRate, Epsilon = r.Epsilon, Seed = r.Seed });
+    }
+
+    private static LabelVocabulary Vocabulary(PromptTrainingWork work) => new(work.Labels, work.PromptTexts);
+
+    private static PromptTrainingAccuracy Accuracy(AptAccuracy a) => new(a.Clean, a.Robust, a.Images);
+
+    private static Device Device(EvaluationEngine engine) => ComputeDevice.Parse(engine.Device);
+
+    private static string TempFile(string what) => Path.Combine(Path.GetTempPath(), $"tapt-training-{what}-{Guid.NewGuid():N}.safetensors");
+
+    private static void TryDelete(string? path)
+    {
+        if (path is null) return;
+        try { File.Delete(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* a temporary file left behind */ }
+    }
+}
