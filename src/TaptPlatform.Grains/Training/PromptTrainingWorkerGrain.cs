@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Evaluation;
+using TaptPlatform.Grains.Models;
 using TaptPlatform.Grains.Placement;
 using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tuning;
@@ -37,13 +38,14 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
     public async Task<PromptTrainingAccuracy> BaselineAsync(PromptTrainingWork work, CancellationToken cancellation = default)
     {
         var (engine, images) = await PrepareAsync(work, work.Validation, cancellation);
-        return await engine.RunAsync(work.TenantId, () =>
+        return await engine.RunAsync(work.TenantId, token =>
         {
-            var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+            using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
+            var model = lease.Value;
             var data = Decode(model, work, images);
             var (_, artifact) = model.Artifact(null);
             return Accuracy(AptRun.Validate(model.Clip, artifact.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
-                stop: () => cancellation.IsCancellationRequested));
+                stop: () => token.IsCancellationRequested));
         }, cancellation);
     }
 
@@ -55,18 +57,19 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         var after = TempFile("checkpoint");
         try
         {
-            var epoch = await engine.RunAsync(work.TenantId, () =>
+            var epoch = await engine.RunAsync(work.TenantId, token =>
             {
-                var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+                using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
+                var model = lease.Value;
                 var data = Decode(model, work, images);
                 var vocabulary = Vocabulary(work);
                 var settings = Settings(model, work.Request);
                 using var run = before is null ? AptRun.Start(model.Clip, settings) : AptRun.Resume(model.Clip, settings, before);
                 if (run.StepsDone != step) throw new TuningFailedException($"the checkpoint holds {run.StepsDone} epoch(s), not {step}");
                 var adversarial = run.NextIsAdversarial;
-                var figures = run.TrainNext(vocabulary, data, work.Train, _ => cancellation.ThrowIfCancellationRequested());
+                var figures = run.TrainNext(vocabulary, data, work.Train, _ => token.ThrowIfCancellationRequested());
                 var validation = AptRun.Validate(model.Clip, adversarial ? run.Adversarial : run.Clean, vocabulary, data, work.Validation,
-                    adversarial ? work.Request.Epsilon : 0, work.Request.Seed + step, stop: () => cancellation.IsCancellationRequested);
+                    adversarial ? work.Request.Epsilon : 0, work.Request.Seed + step, stop: () => token.IsCancellationRequested);
                 run.Save(after);
                 return new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
                     adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
@@ -91,14 +94,15 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         var file = TempFile("artifact");
         try
         {
-            var after = await engine.RunAsync(work.TenantId, () =>
+            var after = await engine.RunAsync(work.TenantId, token =>
             {
-                var model = engine.Catalog.Get(work.Request.Model, Device(engine));
+                using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
+                var model = lease.Value;
                 var data = Decode(model, work, images);
                 using var run = AptRun.Resume(model.Clip, Settings(model, work.Request), checkpoint);
                 if (!run.Finished) throw new TuningFailedException($"the final checkpoint holds {run.StepsDone} of {total} epochs");
                 var accuracy = AptRun.Validate(model.Clip, run.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
-                    stop: () => cancellation.IsCancellationRequested);
+                    stop: () => token.IsCancellationRequested);
                 var provenance = Provenance(work, accuracy);
                 // The test-time settings the operator recorded for this model's default artifact.
                 using var artifact = run.ToArtifact(data, work.Train, model.Artifact(null).Artifact.Settings, provenance, work.Request.Seed);
@@ -146,6 +150,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         Identifiers.RequireTenantId(work.TenantId);
         Identifiers.RequireJobId(work.JobId);
         var engine = services.GetService<EvaluationEngine>() ?? throw new InvalidOperationException($"silo {silo.SiloAddress} has no evaluation engine (cpu-only?)");
+        await services.GetRequiredService<RegisteredModels>().EnsureAsync(work.Request.Model, ct);
         var bytes = new byte[work.ImageLabels.Length][];
         var wanted = needed.ToHashSet();
         using var gate = new SemaphoreSlim(8);
