@@ -43,7 +43,14 @@ public sealed class PromptArtifactCheckGrain(IServiceProvider services, PromptAr
                     throw new TaptRequestException("the staged artifact is not the content that was uploaded: upload it again");
             }
             // Loading is synchronous tensor work: on the silo's evaluation thread, which a stopping silo joins before it frees the models.
-            await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
+            try
+            {
+                await services.GetRequiredService<RegisteredModels>().EnsureAsync(Model);
+            }
+            catch (TuningFailedException e)
+            {
+                throw new TaptRequestException(e.Message);
+            }
             return await Engine().RunAsync(tenantId, _ => Check(file, name, staged));
         }
         finally
