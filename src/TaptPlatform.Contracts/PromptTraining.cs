@@ -154,7 +154,7 @@ public interface IPromptTrainingObserver : IGrainObserver
 /// A prompt training job (key: <c>train-…</c>) bound to one tenant at creation. Every call carries the caller's tenant id; a
 /// different tenant gets <see cref="TaptNotFoundException"/>, as for a job that does not exist.
 /// </summary>
-public interface IPromptTrainingJobGrain : IGrainWithStringKey
+public interface IPromptTrainingJobGrain : ITenantDataGrain
 {
     const int MaxImages = 5_000;
 
@@ -208,7 +208,7 @@ public interface IPromptTrainingWorkerGrain : IGrainWithStringKey
 }
 
 /// <summary>The prompt training job ids of one tenant (key: tenant id), oldest first.</summary>
-public interface IPromptTrainingIndexGrain : IGrainWithStringKey
+public interface IPromptTrainingIndexGrain : ITenantDataGrain
 {
     const int MaxEntries = 10_000;
 

@@ -42,6 +42,12 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
         await tenantContainer.UploadBlobAsync(PromptArtifactStore.BlobName("mine", 1), BinaryData.FromBytes(new byte[64]));
         var evaluation = await EvaluationsForTests.CreateAsync(client, tenant, tenantId, images: 2, new EvaluationRequest("fashion", "default", "pgd", [1.0 / 255], Steps: 1));
         await client.GetGrain<IEvaluationIndexGrain>(tenantId).AddAsync(evaluation.GetPrimaryKeyString());
+        // An open prompt training job with its labelled images.
+        var training = client.GetGrain<IPromptTrainingJobGrain>(PromptTrainingDefinition.NewId());
+        await training.CreateAsync(new PromptTrainingDefinition(tenantId, training.GetPrimaryKeyString(), await tenant.GetVocabularyAsync("fashion"),
+            new PromptTrainingRequest("fashion", TestModels.Tiny, "trained", Epochs: 1), DateTimeOffset.UtcNow));
+        await client.GetGrain<IPromptTrainingIndexGrain>(tenantId).AddAsync(training.GetPrimaryKeyString());
+        await training.AddImagesAsync(tenantId, PromptTrainingTests.Images(1));
         // A running job: far more work than the erasure leaves it.
         var running = client.GetGrain<IJobGrain>((await tenant.CreateJobAsync(new JobRequest("fashion", "default"))).JobId);
         await running.AddImagesAsync(tenantId, PlatformFixture.FashionImages(Enumerable.Range(10, 60)));
@@ -58,7 +64,7 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
         var otherBefore = await StorageListing.ObjectsNamingAsync(platform.Storage.ConnectionString, [otherId, otherJob.GetPrimaryKeyString()]);
         Assert.Contains(otherBefore, o => o.StartsWith("container tenant-" + otherId, StringComparison.Ordinal));
 
-        var ids = new[] { tenantId, finished.GetPrimaryKeyString(), running.GetPrimaryKeyString(), evaluation.GetPrimaryKeyString() };
+        var ids = new[] { tenantId, finished.GetPrimaryKeyString(), running.GetPrimaryKeyString(), evaluation.GetPrimaryKeyString(), training.GetPrimaryKeyString() };
         var before = await StorageListing.ObjectsNamingAsync(platform.Storage.ConnectionString, ids);
         output.WriteLine($"before the erasure: {before.Count} objects name the tenant or its jobs:\n{string.Join("\n", before.Where(o => !o.Contains("/jobs/", StringComparison.Ordinal)))}");
         Assert.Contains($"container tenant-{tenantId}", before);
@@ -81,6 +87,8 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
         Assert.Equal(2, summary.GrainStates["job"]);
         Assert.Equal(1, summary.GrainStates["evaluation"]);
         Assert.Equal(1, summary.GrainStates["evaluation-index"]);
+        Assert.Equal(1, summary.GrainStates["prompt-training"]);
+        Assert.Equal(1, summary.GrainStates["prompt-training-index"]);
         Assert.True(summary.GrainStates["tenant"] >= 2, "the tenant's keys and catalogue");
         Assert.Equal(2, summary.TableRows["job-index"]);
         Assert.True(summary.Blobs[ArtifactKinds.Inputs] >= 2 + 60, "the jobs' inputs");
@@ -100,6 +108,8 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
         await Assert.ThrowsAsync<TaptNotFoundException>(() => finished.GetStatusAsync(tenantId));
         await Assert.ThrowsAsync<TaptNotFoundException>(() => running.GetResultsAsync(tenantId, 0, 10));
         await Assert.ThrowsAsync<TaptNotFoundException>(() => evaluation.GetStatusAsync(tenantId));
+        await Assert.ThrowsAsync<TaptNotFoundException>(() => training.GetStatusAsync(tenantId));
+        Assert.Empty(await client.GetGrain<IPromptTrainingIndexGrain>(tenantId).ListAsync());
         Assert.Empty(await tenant.ListApiKeysAsync());
         Assert.Empty(await client.GetGrain<IEvaluationIndexGrain>(tenantId).ListAsync());
         await Assert.ThrowsAsync<TaptNotFoundException>(() => tenant.GetVocabularyAsync("fashion"));

@@ -173,7 +173,7 @@ public sealed class TenantErasureGrain(
             await state.WriteStateAsync();
         }
         var unfinished = (await jobIndex.ListAsync(TenantId, unfinishedOnly: true)).Select(r => r.JobId).ToHashSet(StringComparer.Ordinal);
-        foreach (var chunk in S.Jobs.Where(id => IsEvaluation(id) || unfinished.Contains(id)).Chunk(ParallelDeletes))
+        foreach (var chunk in S.Jobs.Where(id => IsEvaluation(id) || IsTraining(id) || unfinished.Contains(id)).Chunk(ParallelDeletes))
             await Task.WhenAll(chunk.Select(CancelJobAsync));
         await AdvanceAsync(ErasurePhase.JobStates);
     }
@@ -183,6 +183,7 @@ public sealed class TenantErasureGrain(
         try
         {
             if (IsEvaluation(id)) await GrainFactory.GetGrain<IEvaluationJobGrain>(id).CancelAsync(TenantId);
+            else if (IsTraining(id)) await GrainFactory.GetGrain<IPromptTrainingJobGrain>(id).CancelAsync(TenantId);
             else await GrainFactory.GetGrain<IJobGrain>(id).CancelAsync(TenantId);
         }
         catch (TaptNotFoundException)
@@ -201,7 +202,7 @@ public sealed class TenantErasureGrain(
         }
         var chunk = jobs.Skip(S.Cursor).Take(JobsPerStep).ToList();
         var cleared = await Task.WhenAll(chunk.Select(id => JobGrain(id).EraseTenantDataAsync(TenantId)));
-        for (var i = 0; i < chunk.Count; i++) Count(S.GrainStates, IsEvaluation(chunk[i]) ? "evaluation" : "job", cleared[i]);
+        for (var i = 0; i < chunk.Count; i++) Count(S.GrainStates, IsEvaluation(chunk[i]) ? "evaluation" : IsTraining(chunk[i]) ? "prompt-training" : "job", cleared[i]);
         S.Cursor += chunk.Count;
         await state.WriteStateAsync();
     }
@@ -283,6 +284,7 @@ public sealed class TenantErasureGrain(
         var ids = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var row in await jobIndex.ListAsync(TenantId)) ids.Add(row.JobId);
         foreach (var id in await GrainFactory.GetGrain<IEvaluationIndexGrain>(TenantId).ListAsync()) ids.Add(id);
+        foreach (var id in await GrainFactory.GetGrain<IPromptTrainingIndexGrain>(TenantId).ListAsync()) ids.Add(id);
         var container = containers.Existing(TenantId);
         if (await container.ExistsAsync())
             await foreach (var item in container.GetBlobsByHierarchyAsync(BlobTraits.None, BlobStates.None, "/", "jobs/", CancellationToken.None))
@@ -297,10 +299,15 @@ public sealed class TenantErasureGrain(
         ("quota", GrainFactory.GetGrain<ITenantQuotaGrain>(TenantId)),
         ("prompt-artifacts", GrainFactory.GetGrain<IPromptArtifactsGrain>(TenantId)),
         ("evaluation-index", GrainFactory.GetGrain<IEvaluationIndexGrain>(TenantId)),
+        ("prompt-training-index", GrainFactory.GetGrain<IPromptTrainingIndexGrain>(TenantId)),
     ];
 
     private ITenantDataGrain JobGrain(string id) =>
-        IsEvaluation(id) ? GrainFactory.GetGrain<IEvaluationJobGrain>(id) : GrainFactory.GetGrain<IJobGrain>(id);
+        IsEvaluation(id) ? GrainFactory.GetGrain<IEvaluationJobGrain>(id)
+        : IsTraining(id) ? GrainFactory.GetGrain<IPromptTrainingJobGrain>(id)
+        : GrainFactory.GetGrain<IJobGrain>(id);
+
+    private static bool IsTraining(string id) => id.StartsWith(PromptTrainingDefinition.IdPrefix, StringComparison.Ordinal);
 
     private static bool IsEvaluation(string id) => id.StartsWith(EvaluationDefinition.IdPrefix, StringComparison.Ordinal);
 

@@ -37,11 +37,8 @@ public sealed class EvaluationJobGrain(
     ILogger<EvaluationJobGrain> log) : Grain, IEvaluationJobGrain, IRemindable
 {
     public const string ReportPath = "results/report.json";
-    /// <summary>The keep-alive timer's period (it restarts a stopped run of a running evaluation).</summary>
-    public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
-    private IGrainTimer? _keepAlive;
     private readonly Observers<IEvaluationObserver> _observers = new(log);
-    private Task? _running;
+    private RunningWork? _runningWork;
     private readonly CancellationTokenSource _stop = new();
     public const string CancelledReason = "cancelled";
     private string? _waiting;
@@ -178,9 +175,7 @@ public sealed class EvaluationJobGrain(
     {
         if (S.Definition?.TenantId != tenantId) return 0;   // another tenant's evaluation, or erased already
         if (S.State is JobState.Open or JobState.Running) await CancelAsync(tenantId);
-        _keepAlive?.Dispose();
-        _keepAlive = null;
-        await UnregisterReminderAsync();
+        await Running.StopAsync();
         var cleared = await TenantData.ClearAsync(state);
         state.State = new EvaluationJobState();
         DeactivateOnIdle();
@@ -269,45 +264,16 @@ public sealed class EvaluationJobGrain(
 
     // ---- running -------------------------------------------------------------------------------------------
 
-    public Task ReceiveReminder(string reminderName, TickStatus status)
-    {
-        if (reminderName != Grains.ResumeReminder.Name) return Task.CompletedTask;
-        if (S.Definition is not null && S.State == JobState.Running)
-        {
-            StartRunning();
-            return Task.CompletedTask;
-        }
-        return UnregisterReminderAsync();
-    }
+    public Task ReceiveReminder(string reminderName, TickStatus status) => Running.ReceiveReminderAsync(reminderName);
 
-    private void StartRunning()
-    {
-        if (S.State != JobState.Running || _running is { IsCompleted: false }) return;
-        DelayDeactivation(TimeSpan.FromHours(12));
-        _running = RunAsync();
-        _keepAlive ??= this.RegisterGrainTimer(KeepAliveAsync, new GrainTimerCreationOptions(KeepAlivePeriod, KeepAlivePeriod)
-        {
-            Interleave = true,
-            KeepAlive = true,
-        });
-    }
+    private RunningWork Running => _runningWork ??= new RunningWork(this, () => S.Definition is not null && S.State == JobState.Running, RunAsync,
+        () => Slots.RenewIfDueAsync(), DelayDeactivation, log, $"Evaluation {JobId}");
 
-    private async Task KeepAliveAsync(CancellationToken ct)
-    {
-        if (S.State == JobState.Running)
-        {
-            StartRunning();
-            await Slots.RenewIfDueAsync();
-            return;
-        }
-        _keepAlive?.Dispose();
-        _keepAlive = null;
-        await UnregisterReminderAsync();
-    }
+    private void StartRunning() => Running.Start();
 
-    private Task EnsureReminderAsync() => Grains.ResumeReminder.EnsureAsync(this, log, $"Evaluation {JobId}");
+    private Task EnsureReminderAsync() => Running.EnsureReminderAsync();
 
-    private Task UnregisterReminderAsync() => Grains.ResumeReminder.RemoveAsync(this, log, $"Evaluation {JobId}");
+    private Task UnregisterReminderAsync() => Running.RemoveReminderAsync();
 
     private async Task RunAsync()
     {

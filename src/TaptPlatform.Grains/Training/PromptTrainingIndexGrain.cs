@@ -23,4 +23,12 @@ public sealed class PromptTrainingIndexGrain(
     }
 
     public Task<ImmutableArray<string>> ListAsync() => Task.FromResult(state.State.JobIds.ToImmutableArray());
+
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (tenantId != this.GetPrimaryKeyString()) return 0;
+        var cleared = await TenantData.ClearAsync(state);
+        DeactivateOnIdle();
+        return cleared;
+    }
 }

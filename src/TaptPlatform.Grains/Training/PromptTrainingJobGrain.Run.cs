@@ -8,10 +8,7 @@ namespace TaptPlatform.Grains.Training;
 /// <summary>The running part of <see cref="PromptTrainingJobGrain"/>: the chain of worker steps, resume and the end.</summary>
 public sealed partial class PromptTrainingJobGrain
 {
-    /// <summary>The keep-alive timer's period (it restarts a stopped run of a running job).</summary>
-    public static readonly TimeSpan KeepAlivePeriod = TimeSpan.FromSeconds(30);
-    private IGrainTimer? _keepAlive;
-    private Task? _running;
+    private RunningWork? _runningWork;
     private ResiliencePipeline? _steps;
 
     /// <summary>A step is retried up to 20 times while no accelerator silo takes it (a silo died); a refused or permanently failed one not.</summary>
@@ -23,45 +20,16 @@ public sealed partial class PromptTrainingJobGrain
             await NotifyAsync(null);
         });
 
-    public Task ReceiveReminder(string reminderName, TickStatus status)
-    {
-        if (reminderName != ResumeReminder.Name) return Task.CompletedTask;
-        if (S.Definition is not null && S.State == JobState.Running)
-        {
-            StartRunning();
-            return Task.CompletedTask;
-        }
-        return UnregisterReminderAsync();
-    }
+    public Task ReceiveReminder(string reminderName, TickStatus status) => Running.ReceiveReminderAsync(reminderName);
 
-    private void StartRunning()
-    {
-        if (S.State != JobState.Running || _running is { IsCompleted: false }) return;
-        DelayDeactivation(TimeSpan.FromHours(12));
-        _running = RunAsync();
-        _keepAlive ??= this.RegisterGrainTimer(KeepAliveAsync, new GrainTimerCreationOptions(KeepAlivePeriod, KeepAlivePeriod)
-        {
-            Interleave = true,
-            KeepAlive = true,
-        });
-    }
+    private RunningWork Running => _runningWork ??= new RunningWork(this, () => S.Definition is not null && S.State == JobState.Running, RunAsync,
+        () => Slots.RenewIfDueAsync(), DelayDeactivation, log, $"Prompt training {JobId}");
 
-    private async Task KeepAliveAsync(CancellationToken ct)
-    {
-        if (S.State == JobState.Running)
-        {
-            StartRunning();
-            await Slots.RenewIfDueAsync();
-            return;
-        }
-        _keepAlive?.Dispose();
-        _keepAlive = null;
-        await UnregisterReminderAsync();
-    }
+    private void StartRunning() => Running.Start();
 
-    private Task EnsureReminderAsync() => ResumeReminder.EnsureAsync(this, log, $"Prompt training {JobId}");
+    private Task EnsureReminderAsync() => Running.EnsureReminderAsync();
 
-    private Task UnregisterReminderAsync() => ResumeReminder.RemoveAsync(this, log, $"Prompt training {JobId}");
+    private Task UnregisterReminderAsync() => Running.RemoveReminderAsync();
 
     private PromptTrainingWork Work()
     {

@@ -64,11 +64,24 @@ public sealed partial class PromptTrainingJobGrain(
         }
         definition.Request.Validate();
         if (definition.Vocabulary.Labels.Length < 2) throw new TaptRequestException("the vocabulary needs at least two labels");
+        if ((await GrainFactory.GetGrain<ITenantErasureGrain>(definition.TenantId).GetAsync()).Phase != ErasurePhase.None)
+            throw new TaptConflictException($"tenant '{definition.TenantId}' is being erased");
         S.Definition = definition;
         S.State = JobState.Open;
         await Saved.SaveAsync();
         await GrainFactory.GetGrain<IRetentionGrain>(definition.TenantId).EnsureScheduledAsync();   // its images will expire
         return Status();
+    }
+
+    public async Task<int> EraseTenantDataAsync(string tenantId)
+    {
+        if (S.Definition?.TenantId != tenantId) return 0;   // another tenant's job, or erased already
+        if (S.State is JobState.Open or JobState.Running) await CancelAsync(tenantId);
+        await Running.StopAsync();
+        var cleared = await TenantData.ClearAsync(state);
+        state.State = new PromptTrainingJobState();
+        DeactivateOnIdle();
+        return cleared;
     }
 
     public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images)
