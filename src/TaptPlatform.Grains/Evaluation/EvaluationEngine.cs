@@ -19,7 +19,7 @@ public sealed class EvaluationEngine : IDisposable
     private readonly Thread _thread;
     private readonly ILogger<EvaluationEngine> _log;
     private readonly CancellationTokenSource _stopping = new();
-    private bool _disposed;
+    private int _disposed;
 
     /// <remarks>
     /// It takes the model catalog its work runs on, so the container disposes this engine (joining its thread) before the
@@ -34,6 +34,8 @@ public sealed class EvaluationEngine : IDisposable
         NativeHeap.KeepTensorBuffers();
         _thread = new Thread(Run) { IsBackground = true, Name = "tapt-evaluation" };
         _thread.Start();
+        // As the tuning engine: never computing while libtorch's static objects are destroyed at process exit.
+        AppDomain.CurrentDomain.ProcessExit += StopAtExit;
     }
 
     public string Device { get; }
@@ -82,10 +84,22 @@ public sealed class EvaluationEngine : IDisposable
         }
     }
 
+    private void StopAtExit(object? sender, EventArgs e)
+    {
+        try
+        {
+            Dispose();
+        }
+        catch (Exception)
+        {
+            // Exiting anyway (a logger may be gone already): what mattered is that the threads were told to stop.
+        }
+    }
+
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        AppDomain.CurrentDomain.ProcessExit -= StopAtExit;
         _queue.CompleteAdding();
         _stopping.Cancel();
         // The running unit sees the cancellation at its next check; the models it leased outlive this wait either way.

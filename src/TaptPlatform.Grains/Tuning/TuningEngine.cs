@@ -40,7 +40,7 @@ public sealed class TuningEngine : IDisposable
     private readonly BoundedCache<DefenseKey, TaptDefense> _defenses;
     private long _batches, _images;
     private int _largestBatch, _queued;
-    private bool _disposed;
+    private int _disposed;
 
     public TuningEngine(IOptions<TuningEngineOptions> options, ModelCatalog catalog, ILogger<TuningEngine> log, TuningMetrics? metrics = null)
     {
@@ -70,6 +70,9 @@ public sealed class TuningEngine : IDisposable
         }).ToArray();
         _metrics.ObserveQueue(() => Queued, () => Pending);
         foreach (var t in _threads) t.Start();
+        // A process that exits without disposing this (a host never disposed) must not leave these threads computing
+        // while libtorch's static objects are destroyed: that crashed processes at exit.
+        AppDomain.CurrentDomain.ProcessExit += StopAtExit;
         _log.LogInformation("Tuning engine started: {Threads} thread(s) on {Device} in {Precision} (setting {PrecisionSetting}), queue {Capacity}, batches of up to {Batch}",
             _options.Threads, _options.Device, TaptPrecisions.Name(_precision), _options.Precision, _options.QueueCapacity, _options.MaxBatchSize);
     }
@@ -380,8 +383,8 @@ public sealed class TuningEngine : IDisposable
     /// <summary>Stops taking images, lets the current batches finish, fails what is left (transiently: retry elsewhere).</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        AppDomain.CurrentDomain.ProcessExit -= StopAtExit;
         _stopping.Cancel();
         _queue.Writer.TryComplete();
         foreach (var t in _threads)
@@ -390,6 +393,18 @@ public sealed class TuningEngine : IDisposable
         _defenses.Dispose();
         Vocabularies.Dispose();
         if (_ownsMetrics) _metrics.Dispose();
+    }
+
+    private void StopAtExit(object? sender, EventArgs e)
+    {
+        try
+        {
+            Dispose();
+        }
+        catch (Exception)
+        {
+            // Exiting anyway (a logger may be gone already): what mattered is that the threads were told to stop.
+        }
     }
 
     /// <summary>Models and artifacts compare by reference (loaded once per silo); settings by value.</summary>
