@@ -154,8 +154,9 @@ public sealed class ModelCatalog : IDisposable
         return true;
     }
 
-    /// <summary>True when the model has a local folder, a fetched folder, or is loaded: no fetch is needed.</summary>
-    public bool IsAvailable(string name) => Locate(name) is { } dir && Directory.Exists(dir) || IsLoaded(name);
+    /// <summary>True when the model is loaded, or has a local or fetched folder: no fetch is needed.</summary>
+    /// <remarks>Asked before every image: the loaded case (the usual one) is answered from memory, without touching the disk.</remarks>
+    public bool IsAvailable(string name) => IsLoaded(name) || Locate(name) is { } dir && Directory.Exists(dir);
 
     /// <summary>The directory a model name resolves to (a local folder first, then a fetched one), or null.</summary>
     public string? Locate(string name)
