@@ -12,7 +12,7 @@ statistics, torch.optim.AdamW, and the prediction of the original image with the
         input.json); the C# test checks that they are still the ones it draws, then compares its TaptDefense with
         expected.json.
     /usr/bin/python3 tests/golden-generator/tapt_reference.py bench [--threads 2] [--images 32] [--views 64]
-            [--vit-b32 | --vit-b16] [--rounds 1] [--straightforward]
+            [--vit-b32 | --vit-b16] [--rounds 1] [--straightforward | --efficient-only]
         seconds per image of the same step (one image at a time), efficient (scoring without autograd, gradients only
         through the selected views) and, with --straightforward (default on the default model), every view with
         autograd; for comparison with `tapt bench`. --vit-b32/--vit-b16: a CLIP of that size with random weights and
@@ -317,7 +317,7 @@ def bench(argv):
         return out
 
     settings = dict(SETTINGS, views=views, steps=1)
-    modes = (True, False) if patch is None or "--straightforward" in argv else (True,)
+    modes = (True, False) if (patch is None and "--efficient-only" not in argv) or "--straightforward" in argv else (True,)
     for efficient in modes:
         tapt(model, images[0], random_crops(), settings, efficient)  # warm-up
     # Rounds outermost, modes inside: a noisy neighbour hits every mode alike.
