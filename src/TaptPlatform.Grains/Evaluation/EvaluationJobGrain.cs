@@ -286,7 +286,7 @@ public sealed class EvaluationJobGrain(
         {
             // The ε run side by side, each a chain of units; the silos' queues interleave them with other tenants' units.
             await Task.WhenAll(Enumerable.Range(0, def.Request.Epsilons.Length).Select(k => RunEpsilonAsync(template with { EpsilonIndex = k }, batches)));
-            if (S.State != JobState.Running) return;   // cancelled: CancelAsync recorded it
+            if (S.State != JobState.Running || _stop.IsCancellationRequested) return;   // cancelled: CancelAsync records it
             if (S.Outcomes.Count < S.Images.Count * def.Request.Epsilons.Length) throw new TuningFailedException("the worker finished without every outcome");
             await Slots.ReleaseAsync();   // first: whoever sees it completed may start the next one
             S.State = JobState.Completed;
@@ -295,9 +295,9 @@ public sealed class EvaluationJobGrain(
             await Saved.SaveAsync();
             log.LogInformation("Evaluation {Job} completed: {Images} image(s) × {Eps} ε", JobId, S.Images.Count, def.Request.Epsilons.Length);
         }
-        catch (Exception) when (S.State != JobState.Running)
+        catch (Exception) when (S.State != JobState.Running || _stop.IsCancellationRequested)
         {
-            return;   // cancelled while a unit ran: CancelAsync recorded it
+            return;   // cancelled while a unit ran: CancelAsync records it (it may still be giving the slots back)
         }
         catch (Exception e)
         {
