@@ -14,19 +14,15 @@ public sealed class ModelFileCache : IDisposable
 {
     private readonly ModelStore _store;
     private readonly LocalFileCache _files;
-    private readonly string _root;
-    private readonly string? _ownDirectory;
+    private readonly LocalCacheFolder _root;
 
     public ModelFileCache(IOptions<ModelCacheOptions> options, ModelStore store)
     {
         var o = options.Value;
         o.Validate();
         _store = store;
-        var directory = o.Directory;
-        if (directory is not { Length: > 0 })
-            directory = _ownDirectory = Path.Combine(Path.GetTempPath(), "tapt-model-cache", $"{Environment.ProcessId}-{Guid.NewGuid():N}");
-        _root = directory;
-        _files = new LocalFileCache("models.disk", Path.Combine(directory, "files"), o.DiskBytes);
+        _root = new LocalCacheFolder(o.Directory, "tapt-model-cache");
+        _files = new LocalFileCache("models.disk", Path.Combine(_root.Path, "files"), o.DiskBytes);
     }
 
     public ICacheStatistics Files => _files;
@@ -51,7 +47,7 @@ public sealed class ModelFileCache : IDisposable
                 }
             }
             // A folder per content (name and checksum): links to the cached files, named as the model's folder names them.
-            var folder = Path.Combine(_root, "models", $"{model.Name}-{model.Checksum.Replace("sha256:", "", StringComparison.Ordinal)[..16]}");
+            var folder = Path.Combine(_root.Path, "models", $"{model.Name}-{model.Checksum.Replace("sha256:", "", StringComparison.Ordinal)[..16]}");
             Directory.CreateDirectory(folder);
             for (var i = 0; i < leases.Count; i++)
             {
@@ -71,15 +67,7 @@ public sealed class ModelFileCache : IDisposable
     public void Dispose()
     {
         _files.Dispose();
-        if (_ownDirectory is null) return;
-        try
-        {
-            Directory.Delete(_ownDirectory, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A temporary folder left behind.
-        }
+        _root.Dispose();
     }
 }
 

@@ -40,19 +40,15 @@ public sealed class TenantArtifactCache : IDisposable
 {
     private readonly PromptArtifactStore _store;
     private readonly LocalFileCache _files;
-    private readonly string? _ownDirectory;
+    private readonly LocalCacheFolder _folder;
 
     public TenantArtifactCache(IOptions<ArtifactCacheOptions> options, PromptArtifactStore store)
     {
         var o = options.Value;
         o.Validate();
         _store = store;
-        var directory = o.Directory;
-        if (directory is not { Length: > 0 })
-        {
-            directory = _ownDirectory = Path.Combine(Path.GetTempPath(), "tapt-artifact-cache", $"{Environment.ProcessId}-{Guid.NewGuid():N}");
-        }
-        _files = new LocalFileCache("tenant-prompt-artifacts.disk", directory, o.DiskBytes);
+        _folder = new LocalCacheFolder(o.Directory, "tapt-artifact-cache");
+        _files = new LocalFileCache("tenant-prompt-artifacts.disk", _folder.Path, o.DiskBytes);
     }
 
     public ICacheStatistics Files => _files;
@@ -78,14 +74,6 @@ public sealed class TenantArtifactCache : IDisposable
     public void Dispose()
     {
         _files.Dispose();
-        if (_ownDirectory is null) return;
-        try
-        {
-            System.IO.Directory.Delete(_ownDirectory, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A temporary folder left behind.
-        }
+        _folder.Dispose();
     }
 }
