@@ -87,22 +87,10 @@ public sealed partial class PromptTrainingJobGrain(
     public async Task<AddImagesReceipt> AddImagesAsync(string tenantId, ImmutableArray<EvaluationImage> images)
     {
         var def = Authorize(tenantId);
-        return await ImageIntake.DeletingStagedAsync(staging, def.TenantId, JobId, images.IsDefault ? [] : images.Select(i => i?.Staged), async () =>
-        {
-            if (S.State != JobState.Open) throw new TaptRequestException($"training job '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open");
-            if (images.IsDefaultOrEmpty) return new AddImagesReceipt([], [], S.Images.Count);
-            if (S.Images.Count + images.Length > IPromptTrainingJobGrain.MaxImages)
-                throw new TaptRequestException($"a training job holds at most {IPromptTrainingJobGrain.MaxImages} images");
-            var labels = def.Vocabulary.Labels.Select((l, i) => (l.Label, i)).ToDictionary(x => x.Label, x => x.i, StringComparer.Ordinal);
-            string? UnknownLabel(int position) => images[position] is { Label: { } l } && labels.ContainsKey(l) ? null
-                : $"UnknownLabel: '{images[position]?.Label}' is not a label of vocabulary {def.Vocabulary.Name} v{def.Vocabulary.Version}";
-            var (offered, unreadable) = await ImageIntake.LoadAsync(staging, def.TenantId, JobId, [.. images.Select(i => (i?.Name, i?.Content, i?.Staged))]);
-            var (accepted, parts) = ImageIntake.Examine(offered, S.Images.Count, UnknownLabel, p => unreadable[p]);
-            await ImageIntake.StoreAsync(store, def.TenantId, JobId, accepted, jobOptions.Value.UploadParallelism);
-            S.Images.AddRange(accepted.Select(a => new EvaluationImageEntry(a.Name, labels[images[a.Position].Label], a.Info.Format)));
-            await Saved.SaveAsync();
-            return AddImagesReceipt.Of(parts, S.Images.Count);
-        });
+        var closed = S.State == JobState.Open ? null
+            : $"training job '{JobId}' is {S.State.ToString().ToLowerInvariant()}: images can be added only while it is open";
+        return await LabelledIntake.AddAsync(staging, store, jobOptions.Value.UploadParallelism, def.TenantId, JobId, def.Vocabulary, images, S.Images, closed,
+            (IPromptTrainingJobGrain.MaxImages, $"a training job holds at most {IPromptTrainingJobGrain.MaxImages} images"), () => Saved.SaveAsync());
     }
 
     public async Task<PromptTrainingStatus> StartAsync(string tenantId, JobLimits? limits = null)
