@@ -111,18 +111,7 @@ public static class EvaluationEndpoints
     {
         var tenantId = c.User.TenantId();
         var ids = await g.GetGrain<IEvaluationIndexGrain>(tenantId).ListAsync();
-        var statuses = await Task.WhenAll(ids.Reverse().Take(Math.Clamp(limit ?? 50, 1, 200)).Select(async id =>
-        {
-            try
-            {
-                return await g.GetGrain<IEvaluationJobGrain>(id).GetStatusAsync(tenantId);
-            }
-            catch (TaptNotFoundException)
-            {
-                return null;
-            }
-        }));
-        return TypedResults.Ok(statuses.OfType<EvaluationStatus>().ToImmutableArray());
+        return TypedResults.Ok(await NewestFirst.StatusesAsync(ids, limit, id => g.GetGrain<IEvaluationJobGrain>(id).GetStatusAsync(tenantId)));
     }
 
     /// <summary>

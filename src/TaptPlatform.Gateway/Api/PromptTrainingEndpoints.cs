@@ -78,18 +78,7 @@ public static class PromptTrainingEndpoints
     {
         var tenantId = c.User.TenantId();
         var ids = await g.GetGrain<IPromptTrainingIndexGrain>(tenantId).ListAsync();
-        var statuses = await Task.WhenAll(ids.Reverse().Take(Math.Clamp(limit ?? 50, 1, 200)).Select(async id =>
-        {
-            try
-            {
-                return await g.GetGrain<IPromptTrainingJobGrain>(id).GetStatusAsync(tenantId);
-            }
-            catch (TaptNotFoundException)
-            {
-                return null;
-            }
-        }));
-        return TypedResults.Ok(statuses.OfType<PromptTrainingStatus>().ToImmutableArray());
+        return TypedResults.Ok(await NewestFirst.StatusesAsync(ids, limit, id => g.GetGrain<IPromptTrainingJobGrain>(id).GetStatusAsync(tenantId)));
     }
 
     private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options,
