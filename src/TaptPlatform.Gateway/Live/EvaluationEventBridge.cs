@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Api;
@@ -20,21 +18,18 @@ public sealed class EvaluationEventBridge(
     TimeProvider clock,
     ILogger<EvaluationEventBridge> log) : BackgroundService, IEvaluationObserver
 {
-    private readonly ConcurrentDictionary<string, Watch> _watches = new(StringComparer.Ordinal);
+    private readonly FollowedJobs<Watch> _followed = new(log, "evaluation");
     private IEvaluationObserver? _reference;
     private readonly Lock _referenceGate = new();
 
-    private sealed class Watch(string tenantId, DateTimeOffset now)
+    private sealed class Watch(string tenantId, DateTimeOffset now) : FollowedJob(tenantId)
     {
-        public string TenantId { get; } = tenantId;
-        public Lock Gate { get; } = new();
-        public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
         public ThroughputMeter Meter { get; } = new(now);
         public int Recorded { get; set; }
     }
 
     /// <summary>Evaluations followed by at least one connection of this gateway.</summary>
-    public int WatchedEvaluations => _watches.Count;
+    public int WatchedEvaluations => _followed.Count;
 
     /// <summary>Whether <paramref name="id"/> is one of the tenant's evaluations (how the hub's job <c>Subscribe</c> still follows one).</summary>
     public Task<bool> IsEvaluationAsync(string tenantId, string id) =>
@@ -48,14 +43,10 @@ public sealed class EvaluationEventBridge(
     {
         var evaluation = grains.Evaluation(id);
         var status = await evaluation.GetStatusAsync(outbox.TenantId);
-        if (!outbox.TryAddJob(id))
-            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs and evaluations: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(id, _ => new Watch(outbox.TenantId, clock.GetUtcNow()));
         try
         {
-            if (watch.TenantId != outbox.TenantId) throw JobIds.NotFound(id);
-            lock (watch.Gate)
-                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+            var watch = _followed.Follow(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+                () => new Watch(outbox.TenantId, clock.GetUtcNow()), () => JobIds.NotFound(id));
             await evaluation.SubscribeAsync(outbox.TenantId, Reference);
             // Read after joining, so nothing falls between the snapshot and the live events.
             status = await evaluation.GetStatusAsync(outbox.TenantId);
@@ -72,22 +63,14 @@ public sealed class EvaluationEventBridge(
     }
 
     /// <summary>Stops the connection following the evaluation (nothing when it did not).</summary>
-    public void Unfollow(ConnectionOutbox outbox, string id)
-    {
-        if (!_watches.TryGetValue(id, out var watch)) return;
-        outbox.RemoveJob(id);
-        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
-    }
+    public void Unfollow(ConnectionOutbox outbox, string id) => _followed.Unfollow(outbox, id);
 
     /// <summary>The connection closed: it follows no evaluation any more.</summary>
-    public void Disconnected(ConnectionOutbox outbox)
-    {
-        foreach (var id in outbox.Jobs) Unfollow(outbox, id);
-    }
+    public void Disconnected(ConnectionOutbox outbox) => _followed.Disconnected(outbox);
 
     public Task OnEvaluationProgress(EvaluationProgress progress)
     {
-        if (!_watches.TryGetValue(progress.EvaluationId, out var w)) return Task.CompletedTask;
+        if (!_followed.TryGet(progress.EvaluationId, out var w)) return Task.CompletedTask;
         var now = clock.GetUtcNow();
         lock (w.Gate)
         {
@@ -130,41 +113,16 @@ public sealed class EvaluationEventBridge(
         }
     }
 
-    /// <summary>
-    /// Renews the subscriptions of followed evaluations and drops the rest; an evaluation that no longer knew the
-    /// subscription was reactivated since and sent its events to no one: its followers get a resync.
-    /// </summary>
-    internal async Task RenewAsync(CancellationToken ct)
-    {
-        foreach (var (id, watch) in _watches)
-        {
-            if (ct.IsCancellationRequested) return;
-            var evaluation = grains.GetGrain<IEvaluationJobGrain>(id);
-            try
-            {
-                if (watch.Followers.IsEmpty)
-                {
-                    _watches.TryRemove(new KeyValuePair<string, Watch>(id, watch));
-                    await evaluation.UnsubscribeAsync(watch.TenantId, Reference);
-                }
-                else if (!await evaluation.SubscribeAsync(watch.TenantId, Reference))
-                {
-                    log.LogInformation("Evaluation {Evaluation} had lost this gateway's subscription; its {Followers} follower(s) resync", id, watch.Followers.Length);
-                    foreach (var f in watch.Followers) f.PostResync(id, "the evaluation was reactivated and live events were missed: subscribe again for a fresh snapshot");
-                }
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                log.LogDebug(e, "Renewing the subscription to evaluation {Evaluation} failed; retrying next round", id);
-            }
-        }
-    }
+    /// <summary>Renews the subscriptions of followed evaluations and drops the rest (<see cref="FollowedJobs{TWatch}.RenewAsync"/>).</summary>
+    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(
+        (id, w) => grains.GetGrain<IEvaluationJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
+        (id, w) => grains.GetGrain<IEvaluationJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), ct);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
         if (_reference is { } r)
-            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+            await ObserverReferences.ReleaseAsync(grains, r, _followed.All.Select(w =>
                 (Func<IEvaluationObserver, Task>)(o => grains.GetGrain<IEvaluationJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
     }
 }

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
 using TaptPlatform.Gateway.Hosting;
@@ -19,16 +17,9 @@ public sealed class PromptTrainingEventBridge(
     IOptionsMonitor<GatewayOptions> options,
     ILogger<PromptTrainingEventBridge> log) : BackgroundService, IPromptTrainingObserver
 {
-    private readonly ConcurrentDictionary<string, Watch> _watches = new(StringComparer.Ordinal);
+    private readonly FollowedJobs<FollowedJob> _followed = new(log, "training job");
     private IPromptTrainingObserver? _reference;
     private readonly Lock _referenceGate = new();
-
-    private sealed class Watch(string tenantId)
-    {
-        public string TenantId { get; } = tenantId;
-        public Lock Gate { get; } = new();
-        public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
-    }
 
     /// <summary>Makes the connection follow a training job of its tenant and returns its status (another tenant's is "not found", like a missing one).</summary>
     public async Task<PromptTrainingStatus> SubscribeAsync(ConnectionOutbox outbox, string id)
@@ -36,14 +27,10 @@ public sealed class PromptTrainingEventBridge(
         if (!Identifiers.IsValidJobId(id)) throw new TaptNotFoundException("training job not found");
         var job = grains.GetGrain<IPromptTrainingJobGrain>(id);
         await job.GetStatusAsync(outbox.TenantId);
-        if (!outbox.TryAddJob(id))
-            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs and evaluations: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(id, _ => new Watch(outbox.TenantId));
         try
         {
-            if (watch.TenantId != outbox.TenantId) throw new TaptNotFoundException($"training job '{id}' not found");
-            lock (watch.Gate)
-                if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+            _followed.Follow(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+                () => new FollowedJob(outbox.TenantId), () => new TaptNotFoundException($"training job '{id}' not found"));
             await job.SubscribeAsync(outbox.TenantId, Reference);
             // Read after joining, so nothing falls between the snapshot and the live events.
             return await job.GetStatusAsync(outbox.TenantId);
@@ -55,21 +42,13 @@ public sealed class PromptTrainingEventBridge(
         }
     }
 
-    public void Unfollow(ConnectionOutbox outbox, string id)
-    {
-        if (!_watches.TryGetValue(id, out var watch)) return;
-        outbox.RemoveJob(id);
-        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
-    }
+    public void Unfollow(ConnectionOutbox outbox, string id) => _followed.Unfollow(outbox, id);
 
-    public void Disconnected(ConnectionOutbox outbox)
-    {
-        foreach (var id in outbox.Jobs) Unfollow(outbox, id);
-    }
+    public void Disconnected(ConnectionOutbox outbox) => _followed.Disconnected(outbox);
 
     public Task OnTrainingProgress(PromptTrainingProgress progress)
     {
-        if (!_watches.TryGetValue(progress.JobId, out var w) || w.Followers.IsEmpty) return Task.CompletedTask;
+        if (!_followed.TryGet(progress.JobId, out var w) || w.Followers.IsEmpty) return Task.CompletedTask;
         var e = new JobProgressEvent(progress.JobId, progress.State, progress.EpochsTotal, progress.EpochsDone, progress.EpochsDone, 0, 0, null, null, progress.Waiting)
         {
             Epoch = progress.Latest,
@@ -98,26 +77,9 @@ public sealed class PromptTrainingEventBridge(
             {
                 return;
             }
-            foreach (var (id, watch) in _watches)
-            {
-                var job = grains.GetGrain<IPromptTrainingJobGrain>(id);
-                try
-                {
-                    if (watch.Followers.IsEmpty)
-                    {
-                        _watches.TryRemove(new KeyValuePair<string, Watch>(id, watch));
-                        await job.UnsubscribeAsync(watch.TenantId, Reference);
-                    }
-                    else if (!await job.SubscribeAsync(watch.TenantId, Reference))
-                    {
-                        foreach (var f in watch.Followers) f.PostResync(id, "the training job was reactivated and live events were missed: subscribe again for a fresh status");
-                    }
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    log.LogDebug(e, "Renewing the subscription to training job {Job} failed; retrying next round", id);
-                }
-            }
+            await _followed.RenewAsync(
+                (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
+                (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), stoppingToken);
         }
     }
 
@@ -125,7 +87,7 @@ public sealed class PromptTrainingEventBridge(
     {
         await base.StopAsync(cancellationToken);
         if (_reference is { } r)
-            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+            await ObserverReferences.ReleaseAsync(grains, r, _followed.All.Select(w =>
                 (Func<IPromptTrainingObserver, Task>)(o => grains.GetGrain<IPromptTrainingJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
     }
 }

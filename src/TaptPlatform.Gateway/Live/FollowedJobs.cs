@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using TaptPlatform.Contracts;
+
+namespace TaptPlatform.Gateway.Live;
+
+/// <summary>One job some connections of this gateway follow: its tenant and the followers' outboxes.</summary>
+public class FollowedJob(string tenantId)
+{
+    public string TenantId { get; } = tenantId;
+    public Lock Gate { get; } = new();
+    public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
+}
+
+/// <summary>
+/// The jobs a bridge's connections follow, and the renewal of the bridge's subscriptions to them: what the evaluation and
+/// training bridges share (the job bridge keeps its own, with the results it replays). A job followed by no one is dropped
+/// at the next renewal; one whose grain no longer knew the subscription (it was reactivated since and sent its events to
+/// no one) gets its followers a resync.
+/// </summary>
+public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch : FollowedJob
+{
+    private readonly ConcurrentDictionary<string, TWatch> _watches = new(StringComparer.Ordinal);
+
+    public int Count => _watches.Count;
+
+    public IEnumerable<KeyValuePair<string, TWatch>> All => _watches;
+
+    public bool TryGet(string id, out TWatch watch) => _watches.TryGetValue(id, out watch!);
+
+    /// <summary>
+    /// Makes the outbox a follower of <paramref name="id"/>; throws <paramref name="notFound"/> when another tenant's
+    /// connections follow that id. A caller whose subscription then fails calls <see cref="Unfollow"/>.
+    /// </summary>
+    public TWatch Follow(ConnectionOutbox outbox, string id, int maxPerConnection, Func<TWatch> create, Func<Exception> notFound)
+    {
+        if (!outbox.TryAddJob(id))
+            throw new TaptRequestException($"a connection follows at most {maxPerConnection} jobs and evaluations: unsubscribe from one first");
+        var watch = _watches.GetOrAdd(id, _ => create());
+        if (watch.TenantId != outbox.TenantId) throw notFound();
+        lock (watch.Gate)
+            if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
+        return watch;
+    }
+
+    /// <summary>Stops the connection following the job (nothing when it did not).</summary>
+    public void Unfollow(ConnectionOutbox outbox, string id)
+    {
+        if (!_watches.TryGetValue(id, out var watch)) return;
+        outbox.RemoveJob(id);
+        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
+    }
+
+    /// <summary>The connection closed: it follows nothing any more.</summary>
+    public void Disconnected(ConnectionOutbox outbox)
+    {
+        foreach (var id in outbox.Jobs) Unfollow(outbox, id);
+    }
+
+    /// <summary>Renews the subscriptions of followed jobs and drops the rest; a failure is retried at the next round.</summary>
+    public async Task RenewAsync(Func<string, TWatch, Task<bool>> subscribe, Func<string, TWatch, Task> unsubscribe, CancellationToken ct)
+    {
+        foreach (var (id, watch) in _watches)
+        {
+            if (ct.IsCancellationRequested) return;
+            try
+            {
+                if (watch.Followers.IsEmpty)
+                {
+                    _watches.TryRemove(new KeyValuePair<string, TWatch>(id, watch));
+                    await unsubscribe(id, watch);
+                }
+                else if (!await subscribe(id, watch))
+                {
+                    log.LogInformation("The {Kind} {Job} had lost this gateway's subscription; its {Followers} follower(s) resync", kind, id, watch.Followers.Length);
+                    foreach (var f in watch.Followers) f.PostResync(id, $"the {kind} was reactivated and live events were missed: subscribe again for a fresh status");
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                log.LogDebug(e, "Renewing the subscription to the {Kind} {Job} failed; retrying next round", kind, id);
+            }
+        }
+    }
+}
