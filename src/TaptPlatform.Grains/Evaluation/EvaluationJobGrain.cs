@@ -113,25 +113,12 @@ public sealed class EvaluationJobGrain(
         if (S.Images.Count == 0) throw new TaptRequestException("add at least one labelled image before starting the evaluation");
         var l = limits ?? JobLimits.None;
         await Slots.StartAsync(l,
-            async () =>
+            // The work is known: images × ε.
+            () => DailyImageCharge.ChargeThenSaveAsync(GrainFactory, S.Definition!.TenantId, ChargedImages, l.ImagesPerDay, () =>
             {
-                // Charged once, when the work is known (images × ε); a start that cannot be recorded gives them back.
-                var images = ChargedImages;
-                var quota = GrainFactory.GetGrain<ITenantQuotaGrain>(S.Definition!.TenantId);
-                var decision = await quota.ReserveImagesAsync(images, l.ImagesPerDay);
-                if (!decision.Granted) throw new TaptQuotaException(QuotaKind.ImagesPerDay, decision);
                 S.State = JobState.Running;
                 S.StartedAt = clock.GetUtcNow();
-                try
-                {
-                    await Saved.SaveAsync();
-                }
-                catch
-                {
-                    await quota.ReleaseImagesAsync(images);
-                    throw;
-                }
-            },
+            }, () => Saved.SaveAsync()),
             () =>
             {
                 S.State = JobState.Open;

@@ -113,27 +113,18 @@ public sealed partial class PromptTrainingJobGrain(
         }
         var l = limits ?? JobLimits.None;
         await Slots.StartAsync(l,
-            async () =>
+            () =>
             {
-                // Charged once, when the work is known: every training image once per epoch of each prompt set.
+                // The work is known: every training image once per epoch of each prompt set.
                 var charged = (int)Math.Min(int.MaxValue, (long)split.Train.Length * EpochsTotal);
-                var quota = GrainFactory.GetGrain<ITenantQuotaGrain>(def.TenantId);
-                var decision = await quota.ReserveImagesAsync(charged, l.ImagesPerDay);
-                if (!decision.Granted) throw new TaptQuotaException(QuotaKind.ImagesPerDay, decision);
-                S.Train = [.. split.Train];
-                S.Validation = [.. split.Validation];
-                S.ChargedImages = charged;
-                S.State = JobState.Running;
-                S.StartedAt = clock.GetUtcNow();
-                try
+                return DailyImageCharge.ChargeThenSaveAsync(GrainFactory, def.TenantId, charged, l.ImagesPerDay, () =>
                 {
-                    await Saved.SaveAsync();
-                }
-                catch
-                {
-                    await quota.ReleaseImagesAsync(charged);
-                    throw;
-                }
+                    S.Train = [.. split.Train];
+                    S.Validation = [.. split.Validation];
+                    S.ChargedImages = charged;
+                    S.State = JobState.Running;
+                    S.StartedAt = clock.GetUtcNow();
+                }, () => Saved.SaveAsync());
             },
             () =>
             {
