@@ -77,22 +77,19 @@ public sealed class EvaluationJobGrain(
 
     public async Task<EvaluationStatus> CreateAsync(EvaluationDefinition definition)
     {
-        Identifiers.RequireTenantId(definition.TenantId);
-        if (definition.JobId != JobId) throw new TaptRequestException("the definition is for another job id");
-        if (S.Definition is { } existing)
-        {
-            if (existing.TenantId == definition.TenantId && existing.CreatedAt == definition.CreatedAt) return Status();
-            throw new TaptRequestException($"job id '{JobId}' is already in use");
-        }
-        definition.Request.Validate();
-        definition.Configuration.Validate();
-        if (definition.Vocabulary.Labels.Length < 2) throw new TaptRequestException("the vocabulary needs at least two labels");
-        if ((await GrainFactory.GetGrain<ITenantErasureGrain>(definition.TenantId).GetAsync()).Phase != ErasurePhase.None)
-            throw new TaptConflictException($"tenant '{definition.TenantId}' is being erased");
-        S.Definition = definition;
-        S.State = JobState.Open;
-        await Saved.SaveAsync();
-        await GrainFactory.GetGrain<IRetentionGrain>(definition.TenantId).EnsureScheduledAsync();   // its artifacts will expire
+        await LabelledJobCreation.CreateAsync(GrainFactory, JobId, definition.JobId, definition.TenantId, definition.CreatedAt,
+            S.Definition is { } e ? (e.TenantId, e.CreatedAt) : null, definition.Vocabulary,
+            () =>
+            {
+                definition.Request.Validate();
+                definition.Configuration.Validate();
+            },
+            async () =>
+            {
+                S.Definition = definition;
+                S.State = JobState.Open;
+                await Saved.SaveAsync();
+            });
         return Status();
     }
 
