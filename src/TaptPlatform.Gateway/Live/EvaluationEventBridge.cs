@@ -97,26 +97,15 @@ public sealed class EvaluationEventBridge(
 
     // ---- renewal ------------------------------------------------------------------------------------------
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(options.CurrentValue.Live.RenewInterval, clock, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            await RenewAsync(stoppingToken);
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        _followed.RenewEveryAsync(() => options.CurrentValue.Live.RenewInterval, clock, Subscribe, Unsubscribe, stoppingToken);
 
     /// <summary>Renews the subscriptions of followed evaluations and drops the rest (<see cref="FollowedJobs{TWatch}.RenewAsync"/>).</summary>
-    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(
-        (id, w) => grains.GetGrain<IEvaluationJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
-        (id, w) => grains.GetGrain<IEvaluationJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), ct);
+    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(Subscribe, Unsubscribe, ct);
+
+    private Task<bool> Subscribe(string id, Watch w) => grains.GetGrain<IEvaluationJobGrain>(id).SubscribeAsync(w.TenantId, Reference);
+
+    private Task Unsubscribe(string id, Watch w) => grains.GetGrain<IEvaluationJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {

@@ -57,6 +57,24 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
         foreach (var id in outbox.Jobs) Unfollow(outbox, id);
     }
 
+    /// <summary>Runs <see cref="RenewAsync"/> every <paramref name="interval"/> (read each round, so a changed setting applies) until stopped.</summary>
+    public async Task RenewEveryAsync(Func<TimeSpan> interval, TimeProvider clock, Func<string, TWatch, Task<bool>> subscribe,
+        Func<string, TWatch, Task> unsubscribe, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(interval(), clock, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            await RenewAsync(subscribe, unsubscribe, ct);
+        }
+    }
+
     /// <summary>Renews the subscriptions of followed jobs and drops the rest; a failure is retried at the next round.</summary>
     public async Task RenewAsync(Func<string, TWatch, Task<bool>> subscribe, Func<string, TWatch, Task> unsubscribe, CancellationToken ct)
     {

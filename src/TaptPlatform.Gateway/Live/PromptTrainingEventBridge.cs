@@ -15,6 +15,7 @@ namespace TaptPlatform.Gateway.Live;
 public sealed class PromptTrainingEventBridge(
     IGrainFactory grains,
     IOptionsMonitor<GatewayOptions> options,
+    TimeProvider clock,
     ILogger<PromptTrainingEventBridge> log) : BackgroundService, IPromptTrainingObserver
 {
     private readonly FollowedJobs<FollowedJob> _followed = new(log, "training job");
@@ -65,23 +66,9 @@ public sealed class PromptTrainingEventBridge(
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(options.CurrentValue.Live.RenewInterval, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            await _followed.RenewAsync(
-                (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
-                (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), stoppingToken);
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => _followed.RenewEveryAsync(() => options.CurrentValue.Live.RenewInterval, clock,
+        (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
+        (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), stoppingToken);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
