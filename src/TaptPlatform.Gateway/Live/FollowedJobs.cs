@@ -7,9 +7,41 @@ namespace TaptPlatform.Gateway.Live;
 /// <summary>One job some connections of this gateway follow: its tenant and the followers' outboxes.</summary>
 public class FollowedJob(string tenantId)
 {
+    private bool _dropped;
+
     public string TenantId { get; } = tenantId;
     public Lock Gate { get; } = new();
-    public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
+    public ImmutableArray<ConnectionOutbox> Followers { get; private set; } = [];
+
+    /// <summary>Adds a follower; false when a renewal dropped this watch meanwhile (the caller gets the job's current one).</summary>
+    public bool TryAddFollower(ConnectionOutbox outbox)
+    {
+        lock (Gate)
+        {
+            if (_dropped) return false;
+            if (!Followers.Contains(outbox)) Followers = Followers.Add(outbox);
+            return true;
+        }
+    }
+
+    public void RemoveFollower(ConnectionOutbox outbox)
+    {
+        lock (Gate) Followers = Followers.Remove(outbox);
+    }
+
+    /// <summary>
+    /// Marks the watch dropped when no one follows it; checked and set under the gate, so a follower joining at that
+    /// moment either keeps the watch or goes on to a fresh one, never to a watch that no longer gets events.
+    /// </summary>
+    public bool TryDrop()
+    {
+        lock (Gate)
+        {
+            if (!Followers.IsEmpty) return false;
+            _dropped = true;
+            return true;
+        }
+    }
 }
 
 /// <summary>
@@ -36,11 +68,13 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
     {
         if (!outbox.TryAddJob(id))
             throw new TaptRequestException($"a connection follows at most {maxPerConnection} jobs and evaluations: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(id, _ => create());
-        if (watch.TenantId != outbox.TenantId) throw notFound();
-        lock (watch.Gate)
-            if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
-        return watch;
+        while (true)
+        {
+            var watch = _watches.GetOrAdd(id, _ => create());
+            if (watch.TenantId != outbox.TenantId) throw notFound();
+            if (watch.TryAddFollower(outbox)) return watch;
+            _watches.TryRemove(new KeyValuePair<string, TWatch>(id, watch));
+        }
     }
 
     /// <summary>Stops the connection following the job (nothing when it did not).</summary>
@@ -48,7 +82,7 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
     {
         if (!_watches.TryGetValue(id, out var watch)) return;
         outbox.RemoveJob(id);
-        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
+        watch.RemoveFollower(outbox);
     }
 
     /// <summary>The connection closed: it follows nothing any more.</summary>
@@ -83,7 +117,7 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
             if (ct.IsCancellationRequested) return;
             try
             {
-                if (watch.Followers.IsEmpty)
+                if (watch.TryDrop())
                 {
                     _watches.TryRemove(new KeyValuePair<string, TWatch>(id, watch));
                     await unsubscribe(id, watch);

@@ -28,12 +28,9 @@ public sealed class JobEventBridge(
     private readonly SemaphoreSlim _referenceGate = new(1, 1);
     private IJobObserver? _reference;
 
-    private sealed class JobWatch(string tenantId, string jobId, DateTimeOffset now)
+    private sealed class JobWatch(string tenantId, string jobId, DateTimeOffset now) : FollowedJob(tenantId)
     {
-        public string TenantId { get; } = tenantId;
         public string JobId { get; } = jobId;
-        public Lock Gate { get; } = new();
-        public ImmutableArray<ConnectionOutbox> Followers { get; set; } = [];
         public ImmutableArray<string>? Labels { get; set; }
         public ThroughputMeter Meter { get; } = new(now);
     }
@@ -88,22 +85,23 @@ public sealed class JobEventBridge(
     {
         if (!outbox.TryAddJob(jobId))
             throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
-        var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
-        if (watch.TenantId != outbox.TenantId)
+        while (true)
         {
-            Unfollow(outbox, jobId);
-            throw JobIds.NotFound(jobId);
+            var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
+            if (watch.TenantId != outbox.TenantId)
+            {
+                Unfollow(outbox, jobId);
+                throw JobIds.NotFound(jobId);
+            }
+            if (watch.TryAddFollower(outbox)) return watch;
+            _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
         }
-        lock (watch.Gate)
-            if (!watch.Followers.Contains(outbox)) watch.Followers = watch.Followers.Add(outbox);
-        return watch;
     }
 
     public void Unfollow(ConnectionOutbox outbox, string jobId)
     {
         outbox.RemoveJob(jobId);
-        if (!_watches.TryGetValue(jobId, out var watch)) return;
-        lock (watch.Gate) watch.Followers = watch.Followers.Remove(outbox);
+        if (_watches.TryGetValue(jobId, out var watch)) watch.RemoveFollower(outbox);
     }
 
     /// <summary>The connection closed: it follows nothing any more.</summary>
@@ -184,7 +182,7 @@ public sealed class JobEventBridge(
             if (ct.IsCancellationRequested) return;
             try
             {
-                if (watch.Followers.IsEmpty)
+                if (watch.TryDrop())
                 {
                     _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
                     if (_reference is not null) await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, _reference);
