@@ -40,7 +40,7 @@ public sealed class EvaluationJobGrain(
     private readonly Observers<IEvaluationObserver> _observers = new(log);
     private RunningWork? _runningWork;
     private readonly CancellationTokenSource _stop = new();
-    public const string CancelledReason = "cancelled";
+    public const string CancelledReason = JobEnds.CancelledReason;
     private string? _waiting;
 
     private BatchedState<EvaluationJobState>? _saved;
@@ -116,11 +116,7 @@ public sealed class EvaluationJobGrain(
                 S.State = JobState.Running;
                 S.StartedAt = clock.GetUtcNow();
             }, () => Saved.SaveAsync()),
-            () =>
-            {
-                S.State = JobState.Open;
-                S.StartedAt = null;
-            });
+            () => JobEnds.ForgetStart(S));
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync();
@@ -131,13 +127,7 @@ public sealed class EvaluationJobGrain(
     {
         Authorize(tenantId);
         if (S.State is JobState.Completed or JobState.Cancelled) return Status();
-        var wasRunning = S.State == JobState.Running;
-        _stop.Cancel();   // the worker's call is cancelled: it stops within an attack step
-        if (wasRunning) await Slots.ReleaseAsync();
-        S.State = JobState.Cancelled;
-        S.Error = CancelledReason;
-        S.FinishedAt = clock.GetUtcNow();
-        await Saved.SaveAsync();
+        await JobEnds.CancelAsync(S, _stop, Slots, clock.GetUtcNow(), () => Saved.SaveAsync());   // the worker stops within an attack step
         log.LogInformation("Evaluation {Job} cancelled with {Outcomes} outcome(s) recorded", JobId, S.Outcomes.Count);
         await NotifyAsync();
         await UnregisterReminderAsync();
@@ -274,12 +264,7 @@ public sealed class EvaluationJobGrain(
         }
         catch (Exception e)
         {
-            log.LogWarning(e, "Evaluation {Job} failed", JobId);
-            await Slots.ReleaseAsync();
-            S.State = JobState.Cancelled;
-            S.Error = e.Message;
-            S.FinishedAt = clock.GetUtcNow();
-            try { await Saved.SaveAsync(); } catch (Exception w) { log.LogWarning(w, "Evaluation {Job}: state not saved", JobId); }
+            await JobEnds.FailAsync(S, e, Slots, clock.GetUtcNow(), () => Saved.SaveAsync(), log, $"Evaluation {JobId}");
         }
         await NotifyAsync();
         if (S.State != JobState.Running) await UnregisterReminderAsync();

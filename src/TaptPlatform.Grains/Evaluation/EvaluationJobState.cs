@@ -1,3 +1,4 @@
+using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Contracts;
 
 namespace TaptPlatform.Grains.Evaluation;
@@ -10,7 +11,7 @@ public sealed record EvaluationImageEntry(
     [property: Id(2)] string Format);
 
 [GenerateSerializer]
-public sealed class EvaluationJobState
+public sealed class EvaluationJobState : IJobLife
 {
     [Id(0)] public EvaluationDefinition? Definition { get; set; }
     [Id(1)] public JobState State { get; set; }

@@ -84,12 +84,7 @@ public sealed partial class PromptTrainingJobGrain
         }
         catch (Exception e)
         {
-            log.LogWarning(e, "Prompt training {Job} failed", JobId);
-            await Slots.ReleaseAsync();
-            S.State = JobState.Cancelled;
-            S.Error = e.Message;
-            S.FinishedAt = clock.GetUtcNow();
-            try { await Saved.SaveAsync(); } catch (Exception w) { log.LogWarning(w, "Prompt training {Job}: state not saved", JobId); }
+            await JobEnds.FailAsync(S, e, Slots, clock.GetUtcNow(), () => Saved.SaveAsync(), log, $"Prompt training {JobId}");
         }
         await NotifyAsync(null);
         if (S.State != JobState.Running) await UnregisterReminderAsync();

@@ -31,7 +31,7 @@ public sealed partial class PromptTrainingJobGrain(
     ILogger<PromptTrainingJobGrain> log) : Grain, IPromptTrainingJobGrain, IRemindable
 {
     public const string ReportPath = "results/report.json";
-    public const string CancelledReason = "cancelled";
+    public const string CancelledReason = JobEnds.CancelledReason;
     private readonly Observers<IPromptTrainingObserver> _observers = new(log);
     private readonly CancellationTokenSource _stop = new();
     private BatchedState<PromptTrainingJobState>? _saved;
@@ -119,11 +119,7 @@ public sealed partial class PromptTrainingJobGrain(
                     S.StartedAt = clock.GetUtcNow();
                 }, () => Saved.SaveAsync());
             },
-            () =>
-            {
-                S.State = JobState.Open;
-                S.StartedAt = null;
-            });
+            () => JobEnds.ForgetStart(S));
         await EnsureReminderAsync();
         StartRunning();
         await NotifyAsync(null);
@@ -134,13 +130,7 @@ public sealed partial class PromptTrainingJobGrain(
     {
         Authorize(tenantId);
         if (S.State is JobState.Completed or JobState.Cancelled) return Status();
-        var wasRunning = S.State == JobState.Running;
-        _stop.Cancel();   // the worker's call is cancelled: it stops within a training step
-        if (wasRunning) await Slots.ReleaseAsync();
-        S.State = JobState.Cancelled;
-        S.Error = CancelledReason;
-        S.FinishedAt = clock.GetUtcNow();
-        await Saved.SaveAsync();
+        await JobEnds.CancelAsync(S, _stop, Slots, clock.GetUtcNow(), () => Saved.SaveAsync());   // the worker stops within a training step
         log.LogInformation("Prompt training {Job} cancelled after {Epochs} epoch(s)", JobId, S.Curve.Count);
         await NotifyAsync(null);
         await UnregisterReminderAsync();

@@ -1,3 +1,4 @@
+using TaptPlatform.Grains.JobParts;
 using TaptPlatform.Contracts;
 using TaptPlatform.Grains.Evaluation;
 
@@ -9,7 +10,7 @@ namespace TaptPlatform.Grains.Training;
 /// baseline and final accuracies and the artifact it made.
 /// </summary>
 [GenerateSerializer]
-public sealed class PromptTrainingJobState
+public sealed class PromptTrainingJobState : IJobLife
 {
     [Id(0)] public PromptTrainingDefinition? Definition { get; set; }
     [Id(1)] public JobState State { get; set; }
