@@ -127,27 +127,16 @@ public static class EvaluationEndpoints
         var grain = Grain(g, jobId);
         // Whose it is first: another tenant's evaluation is not found, whatever the body.
         var status = await grain.GetStatusAsync(tenantId);
-        var images = new List<EvaluationImage>();
-        try
+        return await LabelledUploads.UploadAsync(c, staging, loggers.CreateLogger(typeof(EvaluationEndpoints)), tenantId, status.JobId, o, count =>
         {
-            if (await LabelledUploads.ReadAsync(c, staging, tenantId, status.JobId, o, images) is { } refused) return refused;
             // Every offered part counts before any is stored: an upload that could take the evaluation over its budget is refused whole.
             var maxCost = o.MaxEvaluationCost;
-            var offered = status.Images + images.Count;
+            var offered = status.Images + count;
             if (status.CostPerImage > 0 && offered > maxCost / status.CostPerImage)
                 return TooCostly(status.CostPerImage * offered, maxCost,
-                    $"with these {images.Count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
+                    $"with these {count} images this evaluation would cost {status.CostPerImage * offered} ({status.CostPerImage} per image × {offered} images), over the limit of {maxCost} per evaluation");
             if (offered > IEvaluationJobGrain.MaxImages) throw new TaptRequestException($"an evaluation holds at most {IEvaluationJobGrain.MaxImages} images");
-            var receipt = await LabelledUploads.AddInChunksAsync(chunk => grain.AddImagesAsync(tenantId, chunk), images, o);
-            if (receipt.AcceptedIndices.IsEmpty)
-                return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
-                    new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
-            return TypedResults.Ok(receipt);
-        }
-        finally
-        {
-            // What the grain did not take: the upload was refused or failed part-way.
-            await UploadParts.DiscardAsync(staging, tenantId, status.JobId, images.Select(i => i.Staged), loggers.CreateLogger(typeof(EvaluationEndpoints)));
-        }
+            return null;
+        }, chunk => grain.AddImagesAsync(tenantId, chunk));
     }
 }

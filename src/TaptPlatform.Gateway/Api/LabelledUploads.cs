@@ -17,10 +17,36 @@ namespace TaptPlatform.Gateway.Api;
 internal static class LabelledUploads
 {
     /// <summary>
+    /// A whole upload: reads the parts, asks <paramref name="refuse"/> about their count before anything is stored (the
+    /// job's own limit: a problem refuses the upload whole), hands them to the grain through <paramref name="add"/> in
+    /// chunks, and discards the staged parts the grain did not take, whatever happened.
+    /// </summary>
+    public static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> UploadAsync(HttpContext c, ImageStaging staging, ILogger log, string tenantId, string jobId,
+        GatewayOptions o, Func<int, ProblemHttpResult?> refuse, Func<ImmutableArray<EvaluationImage>, Task<AddImagesReceipt>> add)
+    {
+        var images = new List<EvaluationImage>();
+        try
+        {
+            if (await ReadAsync(c, staging, tenantId, jobId, o, images) is { } refused) return refused;
+            if (refuse(images.Count) is { } tooMany) return tooMany;
+            var receipt = await AddInChunksAsync(add, images, o);
+            if (receipt.AcceptedIndices.IsEmpty)
+                return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
+                    new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
+            return TypedResults.Ok(receipt);
+        }
+        finally
+        {
+            // What the grain did not take: the upload was refused or failed part-way.
+            await UploadParts.DiscardAsync(staging, tenantId, jobId, images.Select(i => i.Staged), log);
+        }
+    }
+
+    /// <summary>
     /// Reads the file parts into <paramref name="images"/> (the caller discards the staged ones the grain never took);
     /// a problem (400, 413) when the request is not such an upload or breaks a limit, else null.
     /// </summary>
-    public static async Task<ProblemHttpResult?> ReadAsync(HttpContext c, ImageStaging staging, string tenantId, string jobId, GatewayOptions o, List<EvaluationImage> images)
+    private static async Task<ProblemHttpResult?> ReadAsync(HttpContext c, ImageStaging staging, string tenantId, string jobId, GatewayOptions o, List<EvaluationImage> images)
     {
         if (!c.Request.HasFormContentType) return Problems.Invalid("send multipart/form-data with one file part per image, named by its label");
         if (!MediaTypeHeaderValue.TryParse(c.Request.ContentType, out var mediaType) || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
@@ -56,7 +82,7 @@ internal static class LabelledUploads
     /// <see cref="GatewayOptions.UploadChunkBytes"/> bytes, staged ones at their length: the grain reads them) and joins
     /// the receipts in order. Images the grain answered for leave <paramref name="images"/>: it deleted their staging blobs.
     /// </summary>
-    public static async Task<AddImagesReceipt> AddInChunksAsync(Func<ImmutableArray<EvaluationImage>, Task<AddImagesReceipt>> add, List<EvaluationImage> images, GatewayOptions o)
+    private static async Task<AddImagesReceipt> AddInChunksAsync(Func<ImmutableArray<EvaluationImage>, Task<AddImagesReceipt>> add, List<EvaluationImage> images, GatewayOptions o)
     {
         var parts = ImmutableArray.CreateBuilder<OfferedImage>();
         var total = 0;

@@ -84,27 +84,15 @@ public static class PromptTrainingEndpoints
     private static async Task<Results<Ok<AddImagesReceipt>, ProblemHttpResult>> Upload(string jobId, HttpContext c, IGrainFactory g, IOptionsMonitor<GatewayOptions> options,
         ImageStaging staging, ILoggerFactory loggers)
     {
-        var o = options.CurrentValue;
         var tenantId = c.User.TenantId();
         var grain = Grain(g, jobId);
         // Whose it is first: another tenant's job is not found, whatever the body.
         var status = await grain.GetStatusAsync(tenantId);
-        var images = new List<EvaluationImage>();
-        try
-        {
-            if (await LabelledUploads.ReadAsync(c, staging, tenantId, status.JobId, o, images) is { } refused) return refused;
-            if (status.Images + images.Count > IPromptTrainingJobGrain.MaxImages)
-                return Problems.Result(413, ErrorCodes.TooManyImages, "Too many images", $"a training job holds at most {IPromptTrainingJobGrain.MaxImages} images ({status.Images} held)");
-            var receipt = await LabelledUploads.AddInChunksAsync(chunk => grain.AddImagesAsync(tenantId, chunk), images, o);
-            if (receipt.AcceptedIndices.IsEmpty)
-                return Problems.Result(422, ErrorCodes.ImagesRejected, "No image accepted", "none of the images was accepted: each part must be a supported image named by a label of the vocabulary",
-                    new Dictionary<string, object?> { ["rejected"] = receipt.Rejected, ["totalImages"] = receipt.TotalImages });
-            return TypedResults.Ok(receipt);
-        }
-        finally
-        {
-            await UploadParts.DiscardAsync(staging, tenantId, status.JobId, images.Select(i => i.Staged), loggers.CreateLogger(typeof(PromptTrainingEndpoints)));
-        }
+        return await LabelledUploads.UploadAsync(c, staging, loggers.CreateLogger(typeof(PromptTrainingEndpoints)), tenantId, status.JobId, options.CurrentValue,
+            count => status.Images + count > IPromptTrainingJobGrain.MaxImages
+                ? Problems.Result(413, ErrorCodes.TooManyImages, "Too many images", $"a training job holds at most {IPromptTrainingJobGrain.MaxImages} images ({status.Images} held)")
+                : null,
+            chunk => grain.AddImagesAsync(tenantId, chunk));
     }
 
     private static async Task<Results<Ok<PromptTrainingStatus>, ProblemHttpResult>> Start(string jobId, HttpContext c, IGrainFactory g,
