@@ -45,8 +45,8 @@ public class FollowedJob(string tenantId)
 }
 
 /// <summary>
-/// The jobs a bridge's connections follow, and the renewal of the bridge's subscriptions to them: what the evaluation and
-/// training bridges share (the job bridge keeps its own, with the results it replays). A job followed by no one is dropped
+/// The jobs a bridge's connections follow, and the renewal of the bridge's subscriptions to them: what the job, evaluation
+/// and training bridges share. A job followed by no one is dropped
 /// at the next renewal; one whose grain no longer knew the subscription (it was reactivated since and sent its events to
 /// no one) gets its followers a resync.
 /// </summary>
@@ -80,9 +80,8 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
     /// <summary>Stops the connection following the job (nothing when it did not).</summary>
     public void Unfollow(ConnectionOutbox outbox, string id)
     {
-        if (!_watches.TryGetValue(id, out var watch)) return;
         outbox.RemoveJob(id);
-        watch.RemoveFollower(outbox);
+        if (_watches.TryGetValue(id, out var watch)) watch.RemoveFollower(outbox);
     }
 
     /// <summary>The connection closed: it follows nothing any more.</summary>
@@ -91,9 +90,12 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
         foreach (var id in outbox.Jobs) Unfollow(outbox, id);
     }
 
-    /// <summary>Runs <see cref="RenewAsync"/> every <paramref name="interval"/> (read each round, so a changed setting applies) until stopped.</summary>
+    /// <summary>
+    /// Runs <see cref="RenewAsync"/> every <paramref name="interval"/> (read each round, so a changed setting applies) until
+    /// stopped, then <paramref name="afterRound"/> if given.
+    /// </summary>
     public async Task RenewEveryAsync(Func<TimeSpan> interval, TimeProvider clock, Func<string, TWatch, Task<bool>> subscribe,
-        Func<string, TWatch, Task> unsubscribe, CancellationToken ct)
+        Func<string, TWatch, Task> unsubscribe, CancellationToken ct, Func<CancellationToken, Task>? afterRound = null)
     {
         while (!ct.IsCancellationRequested)
         {
@@ -106,6 +108,7 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
                 return;
             }
             await RenewAsync(subscribe, unsubscribe, ct);
+            if (afterRound is not null) await afterRound(ct);
         }
     }
 
@@ -125,7 +128,7 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
                 else if (!await subscribe(id, watch))
                 {
                     log.LogInformation("The {Kind} {Job} had lost this gateway's subscription; its {Followers} follower(s) resync", kind, id, watch.Followers.Length);
-                    foreach (var f in watch.Followers) f.PostResync(id, $"the {kind} was reactivated and live events were missed: subscribe again for a fresh status");
+                    foreach (var f in watch.Followers) f.PostResync(id, $"the {kind} was reactivated and live events were missed: subscribe again for its current state");
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using TaptPlatform.Contracts;
@@ -24,7 +23,7 @@ public sealed class JobEventBridge(
     TimeProvider clock,
     ILogger<JobEventBridge> log) : BackgroundService, IJobObserver
 {
-    private readonly ConcurrentDictionary<string, JobWatch> _watches = new(StringComparer.Ordinal);
+    private readonly FollowedJobs<JobWatch> _followed = new(log, "job");
     private readonly SemaphoreSlim _referenceGate = new(1, 1);
     private IJobObserver? _reference;
 
@@ -36,7 +35,7 @@ public sealed class JobEventBridge(
     }
 
     /// <summary>Jobs followed by at least one connection of this gateway.</summary>
-    public int WatchedJobs => _watches.Count;
+    public int WatchedJobs => _followed.Count;
 
     /// <summary>
     /// Makes the connection follow a job of its tenant and returns the job's current state. The job is checked with
@@ -46,9 +45,10 @@ public sealed class JobEventBridge(
     {
         var job = grains.Job(jobId);
         var status = await job.GetStatusAsync(outbox.TenantId);
-        var watch = Join(outbox, jobId);
         try
         {
+            var watch = _followed.Follow(outbox, jobId, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+                () => new JobWatch(outbox.TenantId, jobId, clock.GetUtcNow()), () => JobIds.NotFound(jobId));
             await job.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
 
             // The snapshot is read after joining, so nothing falls between it and the live events.
@@ -77,44 +77,16 @@ public sealed class JobEventBridge(
         }
     }
 
-    /// <summary>
-    /// Adds the connection to the job's followers (one watch per job, owned by the job's tenant). A job of another
-    /// tenant is "not found", exactly like a missing one; on any refusal the connection does not follow the job.
-    /// </summary>
-    private JobWatch Join(ConnectionOutbox outbox, string jobId)
-    {
-        if (!outbox.TryAddJob(jobId))
-            throw new TaptRequestException($"a connection follows at most {options.CurrentValue.Live.MaxSubscriptionsPerConnection} jobs: unsubscribe from one first");
-        while (true)
-        {
-            var watch = _watches.GetOrAdd(jobId, id => new JobWatch(outbox.TenantId, id, clock.GetUtcNow()));
-            if (watch.TenantId != outbox.TenantId)
-            {
-                Unfollow(outbox, jobId);
-                throw JobIds.NotFound(jobId);
-            }
-            if (watch.TryAddFollower(outbox)) return watch;
-            _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
-        }
-    }
-
-    public void Unfollow(ConnectionOutbox outbox, string jobId)
-    {
-        outbox.RemoveJob(jobId);
-        if (_watches.TryGetValue(jobId, out var watch)) watch.RemoveFollower(outbox);
-    }
+    public void Unfollow(ConnectionOutbox outbox, string jobId) => _followed.Unfollow(outbox, jobId);
 
     /// <summary>The connection closed: it follows nothing any more.</summary>
-    public void Disconnected(ConnectionOutbox outbox)
-    {
-        foreach (var jobId in outbox.Jobs) Unfollow(outbox, jobId);
-    }
+    public void Disconnected(ConnectionOutbox outbox) => _followed.Disconnected(outbox);
 
     // ---- IJobObserver: called by the job grains; only posts, never waits ----------------------------------
 
     public Task OnImageStep(ImageStepProgress progress)
     {
-        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
+        if (_followed.TryGet(progress.JobId, out var w) && !w.Followers.IsEmpty)
         {
             var e = StepEvent.From(progress);
             foreach (var f in w.Followers) f.PostStep(e);
@@ -124,7 +96,7 @@ public sealed class JobEventBridge(
 
     public Task OnImageCompleted(ImageCompleted completed)
     {
-        if (_watches.TryGetValue(completed.JobId, out var w))
+        if (_followed.TryGet(completed.JobId, out var w))
         {
             var now = clock.GetUtcNow();
             w.Meter.Record(now);
@@ -139,7 +111,7 @@ public sealed class JobEventBridge(
 
     public Task OnJobProgress(JobProgress progress)
     {
-        if (_watches.TryGetValue(progress.JobId, out var w) && !w.Followers.IsEmpty)
+        if (_followed.TryGet(progress.JobId, out var w) && !w.Followers.IsEmpty)
         {
             var c = progress.Counts;
             var now = clock.GetUtcNow();
@@ -154,51 +126,20 @@ public sealed class JobEventBridge(
 
     // ---- renewal ------------------------------------------------------------------------------------------
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(options.CurrentValue.Live.RenewInterval, clock, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            await RenewAsync(stoppingToken);
-            await connections.RevalidateAsync(validator, stoppingToken);
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => _followed.RenewEveryAsync(() => options.CurrentValue.Live.RenewInterval, clock,
+        SubscribeAgainAsync, UnsubscribeAsync, stoppingToken, afterRound: ct => connections.RevalidateAsync(validator, ct));
 
     /// <summary>
     /// Renews the subscriptions of followed jobs and drops the rest. A job that no longer knew the subscription was
     /// reactivated since (its silo died, or it moved) and sent its events to no one: its followers get a resync.
     /// </summary>
-    internal async Task RenewAsync(CancellationToken ct)
-    {
-        foreach (var (jobId, watch) in _watches)
-        {
-            if (ct.IsCancellationRequested) return;
-            try
-            {
-                if (watch.TryDrop())
-                {
-                    _watches.TryRemove(new KeyValuePair<string, JobWatch>(jobId, watch));
-                    if (_reference is not null) await grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, _reference);
-                }
-                else if (!await grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(watch.TenantId, await ReferenceAsync()))
-                {
-                    log.LogInformation("Job {Job} had lost this gateway's subscription (reactivated elsewhere); its {Followers} follower(s) resync", jobId, watch.Followers.Length);
-                    foreach (var f in watch.Followers) f.PostResync(jobId, "the job was reactivated and live events were missed: subscribe again for a fresh snapshot");
-                }
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                log.LogDebug(e, "Renewing the subscription to job {Job} failed; retrying next round", jobId);
-            }
-        }
-    }
+    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(SubscribeAgainAsync, UnsubscribeAsync, ct);
+
+    private async Task<bool> SubscribeAgainAsync(string jobId, JobWatch watch) =>
+        await grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(watch.TenantId, await ReferenceAsync());
+
+    private Task UnsubscribeAsync(string jobId, JobWatch watch) =>
+        _reference is { } r ? grains.GetGrain<IJobGrain>(jobId).UnsubscribeAsync(watch.TenantId, r) : Task.CompletedTask;
 
     private async Task<IJobObserver> ReferenceAsync()
     {
@@ -218,7 +159,7 @@ public sealed class JobEventBridge(
     {
         await base.StopAsync(cancellationToken);
         if (_reference is { } r)
-            await ObserverReferences.ReleaseAsync(grains, r, _watches.Select(w =>
+            await ObserverReferences.ReleaseAsync(grains, r, _followed.All.Select(w =>
                 (Func<IJobObserver, Task>)(o => grains.GetGrain<IJobGrain>(w.Key).UnsubscribeAsync(w.Value.TenantId, o))), cancellationToken);
     }
 }
