@@ -702,4 +702,27 @@ wire();
 if (state.key) state.tenant = tenantOf(state.key);
 route();
 
-export { api, el, toast, download, authorizedUrl, connection, state, fmtTime, fmtEta, pct, setBusy, showError, route, loadJobs };
+// Labelled images (a part per image, named by its label) in requests of UPLOAD_BATCH, the progress on the button. A
+// request none of whose images was accepted (422) counts its refusals and the upload goes on; refusals end in a toast.
+async function uploadLabelled(url, files, button) {
+  let accepted = 0;
+  const rejected = [];
+  for (let i = 0; i < files.length; i += UPLOAD_BATCH) {
+    button.textContent = `Uploading ${Math.min(i + UPLOAD_BATCH, files.length)} / ${files.length}…`;
+    const form = new FormData();
+    for (const { file, label } of files.slice(i, i + UPLOAD_BATCH)) form.append(label, file, file.name);
+    try {
+      const receipt = await api(url, { method: "POST", form });
+      accepted += receipt.acceptedIndices.length;
+      rejected.push(...receipt.rejected);
+    } catch (e) {
+      if (e.code !== "images_rejected") throw e;
+      rejected.push(...(e.problem.rejected || []));
+    }
+  }
+  if (!accepted) throw new Error(`No image was accepted: ${rejected.map((x) => `${x.name}: ${x.reason}`).join("; ")}`);
+  if (rejected.length) toast(`${rejected.length} image(s) refused: ${rejected.slice(0, 3).map((x) => `${x.name} (${x.reason})`).join(", ")}${rejected.length > 3 ? "…" : ""}`, "error");
+  return accepted;
+}
+
+export { api, el, toast, download, authorizedUrl, connection, state, fmtTime, fmtEta, pct, setBusy, showError, route, loadJobs, uploadLabelled };

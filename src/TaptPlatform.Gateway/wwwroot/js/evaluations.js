@@ -1,12 +1,11 @@
 // TAPT Console: robustness evaluations (list, create with labelled images, live status, report page, artifact browser).
 // Over 400 lines: one page with five views (list, form, live status, report, artifacts); the attack-specific parts are
 // in evaluation-attacks.js. Plain ES module sharing console.js's helpers; charts are inline SVG built with DOM calls (CSP: no inline styles or scripts).
-import { sections, api, el, toast, download, authorizedUrl, connection, fmtTime, fmtEta, setBusy, showError } from "./console.js";
+import { sections, api, el, toast, download, authorizedUrl, connection, fmtTime, fmtEta, setBusy, showError, uploadLabelled } from "./console.js";
 import { attackFields, attackFacts, checksBlock, stagesBlock, wireAttackFields } from "./evaluation-attacks.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const UPLOAD_BATCH = 50;
 const METHODS = [["clip", "CLIP"], ["apt", "APT prompts"], ["tapt", "TAPT"]];
 const PAGE = 8;
 const ev = {
@@ -149,19 +148,7 @@ async function submit(event) {
       name: $("eval-name").value.trim() || null,
     };
     const created = await api("/api/evaluations", { method: "POST", body });
-    const files = ev.files;
-    let accepted = 0;
-    const rejected = [];
-    for (let i = 0; i < files.length; i += UPLOAD_BATCH) {
-      button.textContent = `Uploading ${Math.min(i + UPLOAD_BATCH, files.length)} / ${files.length}…`;
-      const form = new FormData();
-      for (const { file, label } of files.slice(i, i + UPLOAD_BATCH)) form.append(label, file, file.name);
-      const receipt = await api(`/api/evaluations/${created.jobId}/images`, { method: "POST", form });
-      accepted += receipt.acceptedIndices.length;
-      rejected.push(...receipt.rejected);
-    }
-    if (!accepted) throw new Error(`No image was accepted: ${rejected.map((x) => `${x.name}: ${x.reason}`).join("; ")}`);
-    if (rejected.length) toast(`${rejected.length} image(s) refused: ${rejected.slice(0, 3).map((x) => `${x.name} (${x.reason})`).join(", ")}${rejected.length > 3 ? "…" : ""}`, "error");
+    await uploadLabelled(`/api/evaluations/${created.jobId}/images`, ev.files, button);
     ev.files = [];
     summarize();
     button.textContent = "Starting…";

@@ -1,10 +1,9 @@
 // TAPT Console: prompt training jobs (create with labelled images, list, live training curve, report, use the artifact).
 // Plain ES module sharing console.js's helpers; the chart is inline SVG built with DOM calls (CSP: no inline styles or scripts).
-import { sections, api, el, toast, download, connection, fmtTime, setBusy, showError } from "./console.js";
+import { sections, api, el, toast, download, connection, fmtTime, setBusy, showError, uploadLabelled } from "./console.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const UPLOAD_BATCH = 50;
 const tr = { files: [], labels: [], current: null, wired: false };
 window.taptConsole = Object.assign(window.taptConsole || {}, { trainingEpochsApplied: 0 });
 
@@ -104,15 +103,7 @@ async function submit(event) {
       validationFraction: Number($("train-validation").value) / 100,
       learningRate: Number($("train-lr").value),
     } });
-    const files = tr.files;
-    const rejected = [];
-    for (let i = 0; i < files.length; i += UPLOAD_BATCH) {
-      button.textContent = `Uploading ${Math.min(i + UPLOAD_BATCH, files.length)} / ${files.length}…`;
-      const form = new FormData();
-      for (const { file, label } of files.slice(i, i + UPLOAD_BATCH)) form.append(label, file, file.name);
-      rejected.push(...(await api(`/api/prompt-trainings/${created.jobId}/images`, { method: "POST", form })).rejected);
-    }
-    if (rejected.length) toast(`${rejected.length} image(s) refused: ${rejected.slice(0, 3).map((x) => `${x.name} (${x.reason})`).join(", ")}`, "error");
+    await uploadLabelled(`/api/prompt-trainings/${created.jobId}/images`, tr.files, button);
     tr.files = [];
     button.textContent = "Starting…";
     await api(`/api/prompt-trainings/${created.jobId}/start`, { method: "POST" });
