@@ -95,9 +95,16 @@ public static class EvalCommand
         var sweep = sweepText is null ? null : new TaptSettingsSweep(clip, artifact, vocabulary, ParseSweep(sweepText, options), seed);
         EvaluationReport report;
         using (var progress = CliProgress.Start("eval", "images"))
-            report = evaluator.Evaluate(data, indices, new EvaluationOptions(settings, protocol, seed, batch,
-                    kind == AttackKind.AutoAttackRand ? Math.Max(o.Eot, AutoAttack.RandomisedEotSamples) : o.Eot, attackViews),
-                (done, total) => progress.Report(done, total), sweep is null ? null : sweep.Add);
+        {
+            // Inside a batch the count of images stands still (for hours under Square through the defense): say which model is attacked, and how far.
+            var done = 0;
+            var evaluationOptions = new EvaluationOptions(settings, protocol, seed, batch,
+                kind == AttackKind.AutoAttackRand ? Math.Max(o.Eot, AutoAttack.RandomisedEotSamples) : o.Eot, attackViews)
+            {
+                ModelCalls = (method, calls) => progress.Report(done, indices.Length, $"this batch: {calls} calls of {method}"),
+            };
+            report = evaluator.Evaluate(data, indices, evaluationOptions, (d, total) => progress.Report(done = d, total), sweep is null ? null : sweep.Add);
+        }
         return Print(o, report, options, artifact, sweep, indices.Length, drawn.Length);
     }
 

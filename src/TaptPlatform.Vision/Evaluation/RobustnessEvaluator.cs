@@ -26,6 +26,12 @@ public sealed record EvaluationOptions(AttackSettings Attack, EvaluationProtocol
     /// attacked model, so inside the attack loop at every step (and every EOT sample), not only between images.
     /// </summary>
     public CancellationToken Cancellation { get; init; }
+
+    /// <summary>
+    /// Told at every call of an attacked model (<c>CLIP</c>, <c>APT</c> or <c>TAPT</c>) how many calls of it the current batch
+    /// has made: the only sign of life inside a long batch (Square through the defense runs for hours). Must return at once.
+    /// </summary>
+    public Action<string, int>? ModelCalls { get; init; }
 }
 
 public sealed record MethodAccuracies(double Clip, double Apt, double Tapt);
@@ -172,8 +178,8 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         var y = tensor(labels.Select(l => (long)l).ToArray()).to(clip.Device);
         var seeds = batch.Select(i => options.Seed * 1_000_003 + i).ToArray();
 
-        LogitsFunction clipFn = Cancellable(img => clip.Classify(img, vocabulary, null), options.Cancellation);
-        LogitsFunction aptFn = Cancellable(img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options.Cancellation);
+        LogitsFunction clipFn = Watched("CLIP", img => clip.Classify(img, vocabulary, null), options);
+        LogitsFunction aptFn = Watched("APT", img => clip.Classify(img, vocabulary, defense.Artifact.Adversarial), options);
         int[] Predict(LogitsFunction f, Tensor img) { using var _ = no_grad(); return f(img).argmax(-1).cpu().data<long>().ToArray().Select(v => (int)v).ToArray(); }
         IReadOnlyList<TaptResult> Tapt(Tensor img) => defense.Classify(Enumerable.Range(0, batch.Length).Select(i => new TaptInput(img[i], seeds[i])).ToList(), vocabulary);
 
@@ -201,7 +207,7 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
         }
         else
         {
-            var through = Cancellable(ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++cursor.EotCalls), options.Cancellation);
+            var through = Watched("TAPT", ThroughTheDefense(options, seeds, augmenter, aptFn, () => ++cursor.EotCalls), options);
             gradients?.Add("TAPT", through, x, y);
             var advTapt = attack.Perturb(through, x, y, generator);
             (taptQueries, taptStages) = (QueriesOf(attack, batch.Length), StagesOf(attack, batch.Length));
@@ -338,14 +344,19 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
     /// <summary>The queries each image took in the attack's last run (score-based attacks), else zeros.</summary>
     private static int[] QueriesOf(IAttack attack, int count) => attack is SquareAttack square ? square.QueriesUsed : new int[count];
 
-    /// <summary>The model, checking the token on every call: an attack calls it at every step.</summary>
-    private static LogitsFunction Cancellable(LogitsFunction model, CancellationToken ct) => ct.CanBeCanceled
-        ? img =>
+    /// <summary>The model, checking the token and counting on every call: an attack calls it at every step.</summary>
+    private static LogitsFunction Watched(string method, LogitsFunction model, EvaluationOptions options)
+    {
+        var (ct, observer) = (options.Cancellation, options.ModelCalls);
+        if (!ct.CanBeCanceled && observer is null) return model;
+        var calls = 0;
+        return img =>
         {
             ct.ThrowIfCancellationRequested();
+            observer?.Invoke(method, ++calls);
             return model(img);
-        }
-    : model;
+        };
+    }
 
     private static bool? Flag(TaptResult r) => r.Distances is { ToAttackedImages: not null } d ? d.CloserToAttacked : null;
 }

@@ -46,9 +46,17 @@ public class RobustnessEvaluatorTests
         var (t, data) = Setup();
         using var _ = t;
         var defense = new TaptDefense(t.Clip, t.Artifact, new TaptOptions { Views = 8, SelectionFraction = 0.25, AlignmentLayers = 2, Steps = 1 });
+        var calls = new Dictionary<string, int>();
         var report = new RobustnessEvaluator(t.Clip, defense, t.Vocabulary).Evaluate(data, Enumerable.Range(0, 4).ToArray(),
-            new EvaluationOptions(new AttackSettings(AttackKind.Square, 16.0 / 255, 1, Queries: 20), EvaluationProtocol.Adaptive, Seed: 1, BatchSize: 4));
+            new EvaluationOptions(new AttackSettings(AttackKind.Square, 16.0 / 255, 1, Queries: 20), EvaluationProtocol.Adaptive, Seed: 1, BatchSize: 4)
+            {
+                ModelCalls = (method, n) => calls[method] = n,
+            });
         Assert.Equal("Square-20", report.Attack);
+        // The in-batch activity counts each attacked model's calls: the longest-queried image's queries, plus the robustness
+        // check before the attack and the gradient check at the clean images.
+        Assert.Equal(["APT", "CLIP", "TAPT"], calls.Keys.Order());
+        Assert.InRange(calls["TAPT"], report.Images.Max(o => o.Queries!.Tapt) + 1, report.Images.Max(o => o.Queries!.Tapt) + 2);
         Assert.StartsWith("score-based through the defense", report.Gradient);
         Assert.All(report.Images, o => Assert.NotNull(o.Queries));
         var q = report.QueriesPerImage!;
