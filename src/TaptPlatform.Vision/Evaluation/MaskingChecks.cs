@@ -30,9 +30,10 @@ public static class MaskingChecks
     public static MaskingCheck OfSquareAfterWhiteBox(string method, IReadOnlyList<int> brokenBy, int squareStage)
     {
         var bySquare = brokenBy.Count(b => b == squareStage);
-        var n = Math.Max(1, brokenBy.Count);
+        // What reached Square: the images it fooled and those no stage fooled (-1); 0 was wrong before any attack.
+        var reached = brokenBy.Count(b => b == squareStage || b == -1);
         return new(SquareBeyondWhiteBox, method, bySquare > 0, string.Create(CultureInfo.InvariantCulture,
-            $"Square fooled {bySquare} of {brokenBy.Count} images ({bySquare / (double)n:P1}) that APGD-CE, APGD-T and FAB-T left robust") +
+            $"Square fooled {bySquare} of the {reached} images APGD-CE, APGD-T and FAB-T left robust ({bySquare / (double)Math.Max(1, reached):P1}; {brokenBy.Count} images in all)") +
             (bySquare > 0 ? ": a black-box attack beating the white-box ones is a sign of gradient masking" : ""));
     }
 
