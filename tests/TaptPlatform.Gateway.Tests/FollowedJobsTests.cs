@@ -53,6 +53,30 @@ public sealed class FollowedJobsTests
             followed.Follow(stranger, Job, 8, () => new FollowedJob("tenant-b"), () => new TaptNotFoundException("not found")));
     }
 
+    [Fact]
+    public async Task A_follower_who_came_while_the_renewal_unsubscribed_the_dropped_watch_is_subscribed_again()
+    {
+        var followed = new FollowedJobs<FollowedJob>(NullLogger.Instance, "job");
+        await using var first = Outbox("c1");
+        await using var second = Outbox("c2");
+        followed.Follow(first, Job, 8, () => new FollowedJob("tenant-a"), () => new TaptNotFoundException("not found"));
+        followed.Unfollow(first, Job);
+        var calls = new List<string>();
+
+        await followed.RenewAsync((id, _) => { calls.Add("subscribe"); return Task.FromResult(true); },
+            (id, _) =>
+            {
+                calls.Add("unsubscribe");
+                // The new follower joins (and subscribes) while the grain is being told to forget the old watch.
+                followed.Follow(second, Job, 8, () => new FollowedJob("tenant-a"), () => new TaptNotFoundException("not found"));
+                return Task.CompletedTask;
+            }, CancellationToken.None);
+
+        Assert.Equal(["unsubscribe", "subscribe"], calls);
+        Assert.True(followed.TryGet(Job, out var watch));
+        Assert.Contains(second, watch.Followers);
+    }
+
     private static ConnectionOutbox Outbox(string id, string tenant = "tenant-a") =>
         new(id, tenant, "k1", new NoSender(), new LiveOptions(), NullLogger.Instance);
 

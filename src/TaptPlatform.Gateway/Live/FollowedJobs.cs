@@ -124,6 +124,8 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
                 {
                     _watches.TryRemove(new KeyValuePair<string, TWatch>(id, watch));
                     await unsubscribe(id, watch);
+                    // A follower who came meanwhile is on a fresh watch, whose subscription that call may just have removed.
+                    if (_watches.TryGetValue(id, out var fresh)) await subscribe(id, fresh);
                 }
                 else if (!await subscribe(id, watch))
                 {
