@@ -18,6 +18,10 @@ internal sealed class ConsolePage : IAsyncDisposable
         page.SetDefaultTimeout(30_000);
     }
 
+    // Expectations wait for the page's state, not for a deadline: on a loaded 2-core machine an update that normally
+    // takes a second can take ten (Playwright's own default is 5 s).
+    static ConsolePage() => Assertions.SetDefaultExpectTimeout(30_000);
+
     public IPage Page { get; }
     public List<string> Errors { get; } = [];
 
