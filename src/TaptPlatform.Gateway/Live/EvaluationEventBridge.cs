@@ -42,24 +42,16 @@ public sealed class EvaluationEventBridge(
     public async Task<JobSnapshot> SubscribeAsync(ConnectionOutbox outbox, string id)
     {
         var evaluation = grains.Evaluation(id);
-        var status = await evaluation.GetStatusAsync(outbox.TenantId);
-        try
-        {
-            var watch = _followed.Follow(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
-                () => new Watch(outbox.TenantId, clock.GetUtcNow()), () => JobIds.NotFound(id));
-            await evaluation.SubscribeAsync(outbox.TenantId, Reference);
-            // Read after joining, so nothing falls between the snapshot and the live events.
-            status = await evaluation.GetStatusAsync(outbox.TenantId);
-            if (status.StartedAt is { } started) watch.Meter.StartAt(started);
-            lock (watch.Gate) watch.Recorded = Math.Max(watch.Recorded, status.OutcomesRecorded);
-            var now = clock.GetUtcNow();
-            return new JobSnapshot(EvaluationLive.View(status, now, watch.Meter.Rate(now)), [], [], false, status);
-        }
-        catch
-        {
-            Unfollow(outbox, id);
-            throw;
-        }
+        await evaluation.GetStatusAsync(outbox.TenantId);
+        return await _followed.FollowAsync(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+            () => new Watch(outbox.TenantId, clock.GetUtcNow()), () => JobIds.NotFound(id), Subscribe, async watch =>
+            {
+                var status = await evaluation.GetStatusAsync(outbox.TenantId);
+                if (status.StartedAt is { } started) watch.Meter.StartAt(started);
+                lock (watch.Gate) watch.Recorded = Math.Max(watch.Recorded, status.OutcomesRecorded);
+                var now = clock.GetUtcNow();
+                return new JobSnapshot(EvaluationLive.View(status, now, watch.Meter.Rate(now)), [], [], false, status);
+            });
     }
 
     /// <summary>Stops the connection following the evaluation (nothing when it did not).</summary>

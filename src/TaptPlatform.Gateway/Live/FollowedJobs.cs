@@ -77,6 +77,27 @@ public sealed class FollowedJobs<TWatch>(ILogger log, string kind) where TWatch 
         }
     }
 
+    /// <summary>
+    /// <see cref="Follow"/>, then <paramref name="subscribe"/> the bridge at the job's grain, then <paramref name="readState"/>:
+    /// read after joining, so nothing falls between that state and the live events. On any failure the connection does
+    /// not follow the job.
+    /// </summary>
+    public async Task<T> FollowAsync<T>(ConnectionOutbox outbox, string id, int maxPerConnection, Func<TWatch> create, Func<Exception> notFound,
+        Func<string, TWatch, Task> subscribe, Func<TWatch, Task<T>> readState)
+    {
+        try
+        {
+            var watch = Follow(outbox, id, maxPerConnection, create, notFound);
+            await subscribe(id, watch);
+            return await readState(watch);
+        }
+        catch
+        {
+            Unfollow(outbox, id);
+            throw;
+        }
+    }
+
     /// <summary>Stops the connection following the job (nothing when it did not).</summary>
     public void Unfollow(ConnectionOutbox outbox, string id)
     {

@@ -27,9 +27,8 @@ public sealed class JobEventBridge(
     private readonly SemaphoreSlim _referenceGate = new(1, 1);
     private IJobObserver? _reference;
 
-    private sealed class JobWatch(string tenantId, string jobId, DateTimeOffset now) : FollowedJob(tenantId)
+    private sealed class JobWatch(string tenantId, DateTimeOffset now) : FollowedJob(tenantId)
     {
-        public string JobId { get; } = jobId;
         public ImmutableArray<string>? Labels { get; set; }
         public ThroughputMeter Meter { get; } = new(now);
     }
@@ -44,37 +43,31 @@ public sealed class JobEventBridge(
     public async Task<JobSnapshot> SubscribeAsync(ConnectionOutbox outbox, string jobId)
     {
         var job = grains.Job(jobId);
-        var status = await job.GetStatusAsync(outbox.TenantId);
-        try
-        {
-            var watch = _followed.Follow(outbox, jobId, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
-                () => new JobWatch(outbox.TenantId, jobId, clock.GetUtcNow()), () => JobIds.NotFound(jobId));
-            await job.SubscribeAsync(outbox.TenantId, await ReferenceAsync());
+        await job.GetStatusAsync(outbox.TenantId);
+        return await _followed.FollowAsync(outbox, jobId, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+            () => new JobWatch(outbox.TenantId, clock.GetUtcNow()), () => JobIds.NotFound(jobId), SubscribeGrainAsync, watch => SnapshotAsync(outbox, job, watch));
+    }
 
-            // The snapshot is read after joining, so nothing falls between it and the live events.
-            status = await job.GetStatusAsync(outbox.TenantId);
-            if (status.StartedAt is { } started) watch.Meter.StartAt(started);
-            var names = await labels.ForAsync(outbox.TenantId, status);
-            watch.Labels ??= names;
-            var max = options.CurrentValue.Live.SnapshotResults;
-            var results = ImmutableArray.CreateBuilder<ResultView>();
-            int? offset = 0;
-            var total = 0;
-            while (offset is { } o && results.Count < max)
-            {
-                var page = await job.GetResultsAsync(outbox.TenantId, o, Math.Min(1000, max - results.Count));
-                results.AddRange(page.Items.Select(r => ResultView.From(r, names)));
-                total = page.TotalResults;
-                offset = page.NextOffset;
-            }
-            var now = clock.GetUtcNow();
-            return new JobSnapshot(JobView.From(status, now, watch.Meter.Rate(now)), names ?? [], results.ToImmutable(), total > results.Count);
-        }
-        catch
+    /// <summary>The job's state, the labels and its results so far, for a follower that just joined.</summary>
+    private async Task<JobSnapshot> SnapshotAsync(ConnectionOutbox outbox, IJobGrain job, JobWatch watch)
+    {
+        var status = await job.GetStatusAsync(outbox.TenantId);
+        if (status.StartedAt is { } started) watch.Meter.StartAt(started);
+        var names = await labels.ForAsync(outbox.TenantId, status);
+        watch.Labels ??= names;
+        var max = options.CurrentValue.Live.SnapshotResults;
+        var results = ImmutableArray.CreateBuilder<ResultView>();
+        int? offset = 0;
+        var total = 0;
+        while (offset is { } o && results.Count < max)
         {
-            Unfollow(outbox, jobId);
-            throw;
+            var page = await job.GetResultsAsync(outbox.TenantId, o, Math.Min(1000, max - results.Count));
+            results.AddRange(page.Items.Select(r => ResultView.From(r, names)));
+            total = page.TotalResults;
+            offset = page.NextOffset;
         }
+        var now = clock.GetUtcNow();
+        return new JobSnapshot(JobView.From(status, now, watch.Meter.Rate(now)), names ?? [], results.ToImmutable(), total > results.Count);
     }
 
     public void Unfollow(ConnectionOutbox outbox, string jobId) => _followed.Unfollow(outbox, jobId);
@@ -127,15 +120,15 @@ public sealed class JobEventBridge(
     // ---- renewal ------------------------------------------------------------------------------------------
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => _followed.RenewEveryAsync(() => options.CurrentValue.Live.RenewInterval, clock,
-        SubscribeAgainAsync, UnsubscribeAsync, stoppingToken, afterRound: ct => connections.RevalidateAsync(validator, ct));
+        SubscribeGrainAsync, UnsubscribeAsync, stoppingToken, afterRound: ct => connections.RevalidateAsync(validator, ct));
 
     /// <summary>
     /// Renews the subscriptions of followed jobs and drops the rest. A job that no longer knew the subscription was
     /// reactivated since (its silo died, or it moved) and sent its events to no one: its followers get a resync.
     /// </summary>
-    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(SubscribeAgainAsync, UnsubscribeAsync, ct);
+    internal Task RenewAsync(CancellationToken ct) => _followed.RenewAsync(SubscribeGrainAsync, UnsubscribeAsync, ct);
 
-    private async Task<bool> SubscribeAgainAsync(string jobId, JobWatch watch) =>
+    private async Task<bool> SubscribeGrainAsync(string jobId, JobWatch watch) =>
         await grains.GetGrain<IJobGrain>(jobId).SubscribeAsync(watch.TenantId, await ReferenceAsync());
 
     private Task UnsubscribeAsync(string jobId, JobWatch watch) =>

@@ -28,19 +28,9 @@ public sealed class PromptTrainingEventBridge(
         if (!Identifiers.IsValidJobId(id)) throw new TaptNotFoundException("training job not found");
         var job = grains.GetGrain<IPromptTrainingJobGrain>(id);
         await job.GetStatusAsync(outbox.TenantId);
-        try
-        {
-            _followed.Follow(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
-                () => new FollowedJob(outbox.TenantId), () => new TaptNotFoundException($"training job '{id}' not found"));
-            await job.SubscribeAsync(outbox.TenantId, Reference);
-            // Read after joining, so nothing falls between the snapshot and the live events.
-            return await job.GetStatusAsync(outbox.TenantId);
-        }
-        catch
-        {
-            Unfollow(outbox, id);
-            throw;
-        }
+        return await _followed.FollowAsync(outbox, id, options.CurrentValue.Live.MaxSubscriptionsPerConnection,
+            () => new FollowedJob(outbox.TenantId), () => new TaptNotFoundException($"training job '{id}' not found"), Subscribe,
+            _ => job.GetStatusAsync(outbox.TenantId));
     }
 
     public void Unfollow(ConnectionOutbox outbox, string id) => _followed.Unfollow(outbox, id);
@@ -67,8 +57,9 @@ public sealed class PromptTrainingEventBridge(
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => _followed.RenewEveryAsync(() => options.CurrentValue.Live.RenewInterval, clock,
-        (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).SubscribeAsync(w.TenantId, Reference),
-        (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), stoppingToken);
+        Subscribe, (id, w) => grains.GetGrain<IPromptTrainingJobGrain>(id).UnsubscribeAsync(w.TenantId, Reference), stoppingToken);
+
+    private Task<bool> Subscribe(string id, FollowedJob w) => grains.GetGrain<IPromptTrainingJobGrain>(id).SubscribeAsync(w.TenantId, Reference);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
