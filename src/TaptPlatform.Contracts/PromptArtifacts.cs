@@ -40,16 +40,24 @@ public sealed record PromptArtifactInfo(
     [property: Id(11)] bool HasCleanPrompts,
     [property: Id(12)] bool HasStatistics)
 {
+    /// <summary>The prompt training job that made this version (null: uploaded).</summary>
+    [Id(13)]
+    public string? TrainingJobId { get; init; }
+
     public const string TenantOwner = "tenant";
     public const string OperatorOwner = "operator";
 }
 
-/// <summary>An uploaded artifact the gateway streamed into a staging blob (<c>staging/prompts/{Id}</c>), hashed while streaming.</summary>
+/// <summary>
+/// An artifact streamed into a staging blob (<c>staging/prompts/{Id}</c>), hashed while streaming: an upload, or the end of
+/// the prompt training job <see cref="TrainingJobId"/>, which adds at most one version (a resumed job that asks again gets it back).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record StagedPromptArtifact(
     [property: Id(0)] string Id,
     [property: Id(1)] long Length,
-    [property: Id(2)] string Sha256);
+    [property: Id(2)] string Sha256,
+    [property: Id(3)] string? TrainingJobId = null);
 
 /// <summary>
 /// A tenant's prompt artifacts (key: tenant id): the catalogue of names and versions; contents are blobs in the tenant's
@@ -60,7 +68,8 @@ public interface IPromptArtifactsGrain : ITenantDataGrain
     /// <summary>
     /// Checks a staged upload against <paramref name="model"/> and keeps it as the next version of
     /// <paramref name="name"/>; the staging blob is deleted either way. <see cref="TaptRequestException"/> names what
-    /// does not fit; <see cref="TaptStorageQuotaException"/> when the tenant's artifact limits are reached.
+    /// does not fit; <see cref="TaptStorageQuotaException"/> when the tenant's artifact limits are reached. A staged artifact
+    /// of a training job that already added a version of <paramref name="name"/> returns that version and adds none.
     /// </summary>
     Task<PromptArtifactInfo> AddVersionAsync(string name, string model, StagedPromptArtifact staged);
 

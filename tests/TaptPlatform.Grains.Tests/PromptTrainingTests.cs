@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using System.Text.Json;
+using Azure.Storage.Blobs;
 using TaptPlatform.Contracts;
+using TaptPlatform.Grains.Storage;
 using TaptPlatform.Grains.Tests.Infrastructure;
 
 namespace TaptPlatform.Grains.Tests;
@@ -25,6 +27,25 @@ public sealed class PromptTrainingTests(PlatformFixture platform)
         var receipt = await job.AddImagesAsync(tenantId, Images(perClass));
         Assert.Equal(10 * perClass, receipt.TotalImages);
         return job;
+    }
+
+    /// <summary>The checkpoint blobs a training job keeps, by the epochs they hold.</summary>
+    private async Task<List<int>> CheckpointsAsync(string tenantId, string jobId) =>
+        [.. (await new BlobArtifactStore(new BlobServiceClient(platform.Storage.ConnectionString)).ListAsync(tenantId, jobId))
+            .Select(a => a.Name).Where(n => n.Contains("/results/checkpoint-", StringComparison.Ordinal))
+            .Select(n => int.Parse(n[(n.LastIndexOf('-') + 1)..n.IndexOf('.', n.LastIndexOf('-'))], System.Globalization.CultureInfo.InvariantCulture)).Order()];
+
+    /// <summary>Asserts that a job whose run ended keeps no checkpoint blob (the end deletes them just after it is visible).</summary>
+    private async Task AssertNoCheckpointsAsync(string tenantId, string jobId)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var left = await CheckpointsAsync(tenantId, jobId);
+            if (left.Count == 0) return;
+            if (DateTime.UtcNow > deadline) Assert.Fail($"checkpoints left after epochs {string.Join(", ", left)}");
+            await Task.Delay(200);
+        }
     }
 
     public static async Task<PromptTrainingStatus> WaitAsync(IPromptTrainingJobGrain job, string tenantId, Func<PromptTrainingStatus, bool> until, TimeSpan timeout)
@@ -67,6 +88,8 @@ public sealed class PromptTrainingTests(PlatformFixture platform)
         Assert.True(artifact.HasCleanPrompts && artifact.HasStatistics);
         var listed = Assert.Single(await cluster.Client.GetGrain<IPromptArtifactsGrain>(tenantId).ListAsync());
         Assert.Equal(artifact.Sha256, listed.Sha256);
+        Assert.Equal(done.JobId, listed.TrainingJobId);
+        await AssertNoCheckpointsAsync(tenantId, done.JobId);   // the run ended: nothing resumes from them
 
         using var report = JsonDocument.Parse(await job.GetReportAsync(tenantId));
         Assert.Equal("tapt-prompt-training-report/1", report.RootElement.GetProperty("schema").GetString());
@@ -99,6 +122,38 @@ public sealed class PromptTrainingTests(PlatformFixture platform)
         await Task.Delay(500);
         Assert.Null((await job.GetStatusAsync(tenantId)).Artifact);
         Assert.Empty(await cluster.Client.GetGrain<IPromptArtifactsGrain>(tenantId).ListAsync());
+        await AssertNoCheckpointsAsync(tenantId, cancelled.JobId);
+    }
+
+    [Fact]
+    public async Task A_training_job_that_asks_again_for_its_artifact_version_gets_the_one_it_made_and_no_second()
+    {
+        var cluster = await platform.ClusterAsync();
+        var tenantId = PlatformFixture.NewTenant("trainonce");
+        await PlatformFixture.TenantWithFashionSetupAsync(cluster.Client, tenantId, TestModels.Tiny);
+        var staging = new ImageStaging(new TenantContainers(new BlobServiceClient(platform.Storage.ConnectionString)));
+        async Task<StagedPromptArtifact> StageAsync(string? trainingJob)
+        {
+            var id = Guid.NewGuid().ToString("N");
+            await using var file = File.OpenRead(Path.Combine(TestModels.TinyDirectory, "tapt-prompts.safetensors"));
+            var (length, sha) = (await staging.StageBlobAsync(tenantId, PromptArtifactStore.StagingBlobName(id), ReadOnlyMemory<byte>.Empty, file, long.MaxValue, default))!.Value;
+            return new StagedPromptArtifact(id, length, sha, trainingJob);
+        }
+        var artifacts = cluster.Client.GetGrain<IPromptArtifactsGrain>(tenantId);
+
+        // The job's silo died after the version was added and before the job saved it: the resumed job asks again.
+        var first = await artifacts.AddVersionAsync("own", TestModels.Tiny, await StageAsync("job-a"));
+        var again = await artifacts.AddVersionAsync("own", TestModels.Tiny, await StageAsync("job-a"));
+        Assert.Equal((1, "job-a"), (first.Version, first.TrainingJobId));
+        Assert.Equal(first, again);
+        // Another job, and an upload (no job), each make a version of their own.
+        Assert.Equal(2, (await artifacts.AddVersionAsync("own", TestModels.Tiny, await StageAsync("job-b"))).Version);
+        var uploaded = await artifacts.AddVersionAsync("own", TestModels.Tiny, await StageAsync(null));
+        Assert.Equal((3, null), (uploaded.Version, uploaded.TrainingJobId));
+        Assert.Equal([1, 2, 3], (await artifacts.ListAsync()).Select(a => a.Version));
+        // Every staging blob is gone, the repeated one too.
+        var container = new BlobServiceClient(platform.Storage.ConnectionString).GetBlobContainerClient(TenantContainers.NameOf(tenantId));
+        await foreach (var blob in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = "staging/" })) Assert.Fail($"staging blob left: {blob.Name}");
     }
 
     [Fact]
@@ -116,12 +171,17 @@ public sealed class PromptTrainingTests(PlatformFixture platform)
         await cluster.Cluster.KillSiloAsync(cluster.Silo(1));
         var waiting = await WaitAsync(job, tenantId, s => s.Waiting is not null || s.State != JobState.Running, TimeSpan.FromMinutes(2));
         Assert.Equal(JobState.Running, waiting.State);
+        // The next epoch starts from the last recorded one's checkpoint; the ones before it are gone.
+        var kept = await CheckpointsAsync(tenantId, waiting.JobId);
+        Assert.Contains(waiting.EpochsDone, kept);
+        Assert.All(kept, e => Assert.True(e >= waiting.EpochsDone, $"checkpoint after epoch {e} kept while {waiting.EpochsDone} are done"));
         await cluster.Cluster.StartAdditionalSiloAsync();
         var done = await WaitAsync(job, tenantId, s => s.State != JobState.Running, TimeSpan.FromMinutes(4));
         Assert.True(done.State == JobState.Completed, done.Error);
         Assert.Equal(16, done.Curve.Length);
         Assert.Contains(done.Curve, e => e.Silo == killed);
         Assert.Contains(done.Curve, e => e.Silo != killed);
+        await AssertNoCheckpointsAsync(tenantId, done.JobId);
 
         // The same training, uninterrupted, on the shared cluster: the same curve.
         var shared = await platform.ClusterAsync();

@@ -67,6 +67,8 @@ public sealed class PromptArtifactsGrain(
         {
             if (!Identifiers.IsValidName(name)) throw new TaptRequestException("name: use 1-64 letters, digits, '.', '_' and '-'");
             if (!Identifiers.IsValidName(model)) throw new TaptRequestException("model: the name of a model in the cluster's catalog is required");
+            // A training job resumed after its silo died asks again for the version it may already have added.
+            if (staged.TrainingJobId is { } job && Catalog.Artifacts.GetValueOrDefault(name)?.FirstOrDefault(a => a.TrainingJobId == job) is { } made) return made;
             var l = limits.Value;
             if (Catalog.VersionCount >= l.MaxPromptArtifactVersions)
                 throw new TaptStorageQuotaException($"a tenant keeps at most {l.MaxPromptArtifactVersions} prompt artifact versions: delete old versions first");
@@ -84,7 +86,15 @@ public sealed class PromptArtifactsGrain(
                 log.LogWarning(e, "Tenant {Tenant}: storing prompt artifact {Name} v{Version} failed", TenantId, name, number);
                 throw new TaptStorageUnavailableException($"storage is not answering for prompt artifact '{name}'; nothing was changed, try again shortly");
             }
-            var kept = check with { Name = name, Version = number, Owner = PromptArtifactInfo.TenantOwner, Model = model, CreatedAt = clock.GetUtcNow() };
+            var kept = check with
+            {
+                Name = name,
+                Version = number,
+                Owner = PromptArtifactInfo.TenantOwner,
+                Model = model,
+                CreatedAt = clock.GetUtcNow(),
+                TrainingJobId = staged.TrainingJobId,
+            };
             try
             {
                 await _record.WriteAsync(Catalog with

@@ -50,6 +50,9 @@ public interface IArtifactStore
 
     /// <summary>A named artifact's content and type, or null.</summary>
     Task<(BinaryData Content, string ContentType)?> GetFileAsync(string tenantId, string jobId, string path, CancellationToken ct = default);
+
+    /// <summary>Deletes a named artifact; false when there was none.</summary>
+    Task<bool> DeleteFileAsync(string tenantId, string jobId, string path, CancellationToken ct = default);
 }
 
 /// <summary>Azure Blob Storage (or Azurite) implementation of <see cref="IArtifactStore"/>.</summary>
@@ -110,6 +113,9 @@ public sealed class BlobArtifactStore(TenantContainers containers) : IArtifactSt
             return null;
         }
     }
+
+    public async Task<bool> DeleteFileAsync(string tenantId, string jobId, string path, CancellationToken ct = default) =>
+        await (await Container(tenantId)).GetBlobClient(FileName(jobId, path)).DeleteIfExistsAsync(cancellationToken: ct);
 
     public static string JobPrefix(string jobId) => $"jobs/{Identifiers.RequireJobId(jobId)}/";
 

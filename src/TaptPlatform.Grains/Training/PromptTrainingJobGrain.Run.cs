@@ -40,6 +40,21 @@ public sealed partial class PromptTrainingJobGrain
 
     private async Task RunAsync()
     {
+        var tenantId = S.Definition!.TenantId;
+        try
+        {
+            await RunStepsAsync();
+        }
+        finally
+        {
+            // However the run ended (completed, failed, or cancelled: the cancel may still be giving the slots back), nothing
+            // resumes from a checkpoint any more.
+            if (S.State != JobState.Running || _stop.IsCancellationRequested) await TrainingCheckpoints.ForgetAllAsync(store, tenantId, JobId, log);
+        }
+    }
+
+    private async Task RunStepsAsync()
+    {
         var def = S.Definition!;
         using var scope = log.BeginScope("Tenant {TenantId} prompt training {JobId}", def.TenantId, JobId);
         var work = Work();
@@ -63,6 +78,7 @@ public sealed partial class PromptTrainingJobGrain
                 _waiting = null;
                 await Saved.SaveAsync();
                 await NotifyAsync(epoch);
+                await TrainingCheckpoints.ForgetAsync(store, def.TenantId, JobId, step, log);   // the next epoch starts from step + 1
             }
             if (S.State != JobState.Running) return;
             var outcome = await StepAsync(EpochsTotal, (w, c) => w.FinishAsync(work, c));

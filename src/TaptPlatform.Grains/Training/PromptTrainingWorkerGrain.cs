@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Globalization;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -23,7 +22,7 @@ namespace TaptPlatform.Grains.Training;
 /// The prompt training executor of one accelerator silo (key: that silo's address; <see cref="SiloKeyedPlacement"/>). Each
 /// call is one step of a job, run synchronously on the silo's <see cref="EvaluationEngine"/> thread (whose queue serves
 /// tenants in turn), with the job's images read from its input blobs and decoded there. An epoch starts from the checkpoint
-/// blob the step before wrote (<c>results/checkpoint-{steps done}.safetensors</c>) and writes the next one, so the run
+/// blob the step before wrote (<see cref="TrainingCheckpoints"/>) and writes the next one, so the run
 /// needs nothing of this silo between calls: after a silo died, any other continues from the last checkpoint.
 /// </summary>
 [SiloKeyedPlacement]
@@ -31,8 +30,6 @@ namespace TaptPlatform.Grains.Training;
 public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifactStore store, ImageStaging staging, ILocalSiloDetails silo,
     ILogger<PromptTrainingWorkerGrain> log) : Grain, IPromptTrainingWorkerGrain
 {
-    public static string CheckpointPath(int stepsDone) => $"results/checkpoint-{stepsDone.ToString("D4", CultureInfo.InvariantCulture)}.safetensors";
-
     private sealed record Images(IReadOnlyList<byte[]> Bytes, ImmutableArray<int> Labels);
 
     public async Task<PromptTrainingAccuracy> BaselineAsync(PromptTrainingWork work, CancellationToken cancellation = default)
@@ -74,7 +71,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
                 return new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
                     adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
             }, cancellation);
-            await store.PutFileAsync(work.TenantId, work.JobId, CheckpointPath(step + 1), BinaryData.FromBytes(await File.ReadAllBytesAsync(after, cancellation)),
+            await store.PutFileAsync(work.TenantId, work.JobId, TrainingCheckpoints.PathOf(step + 1), BinaryData.FromBytes(await File.ReadAllBytesAsync(after, cancellation)),
                 "application/octet-stream");
             log.LogInformation("Prompt training {Job}: {Prompts} epoch {Epoch} on {Silo}, loss {Loss:F4}", work.JobId, epoch.Prompts, epoch.Epoch, silo.SiloAddress, epoch.Loss);
             return epoch;
@@ -115,7 +112,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
             await using (var content = File.OpenRead(file))
                 staged = await staging.StageBlobAsync(work.TenantId, PromptArtifactStore.StagingBlobName(id), ReadOnlyMemory<byte>.Empty, content, long.MaxValue, cancellation);
             var info = await GrainFactory.GetGrain<IPromptArtifactsGrain>(work.TenantId)
-                .AddVersionAsync(work.Request.ArtifactName, work.Request.Model, new StagedPromptArtifact(id, staged!.Value.Length, staged.Value.Sha256));
+                .AddVersionAsync(work.Request.ArtifactName, work.Request.Model, new StagedPromptArtifact(id, staged!.Value.Length, staged.Value.Sha256, work.JobId));
             return new PromptTrainingOutcome(info, after);
         }
         finally
@@ -174,7 +171,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
 
     private async Task<string> ReadCheckpointAsync(PromptTrainingWork work, int stepsDone, CancellationToken ct)
     {
-        var stored = await store.GetFileAsync(work.TenantId, work.JobId, CheckpointPath(stepsDone), ct)
+        var stored = await store.GetFileAsync(work.TenantId, work.JobId, TrainingCheckpoints.PathOf(stepsDone), ct)
             ?? throw new TuningFailedException($"training job '{work.JobId}' has no checkpoint after {stepsDone} epoch(s)");
         var path = TempFile("checkpoint");
         await File.WriteAllBytesAsync(path, stored.Content.ToArray(), ct);
