@@ -20,7 +20,7 @@ public static class TaptCli
         var root = new RootCommand("tapt: CLIP classification defended by test-time adversarial prompt tuning (TAPT), and the clients of its platform.")
         {
             AuditCommand.Create(), BenchCommand.Create(), ClassifyCommand.Create(), ClipCommand.Create(), ErasureCommand.Create(), EvalCommand.Create(), EvaluationsCommand.Create(),
-            LoadTestCommand.Create(), ModelsCommand.Create(), PromptsCommand.Create(), SamplesCommand.Create(), SubmitCommand.Create(), TrainClipCommand.Create(),
+            LoadTestCommand.Create(), ModelsCommand.Create(), PromptsCommand.Create(), SamplesCommand.Create(), SubmitCommand.Create(), TrainClipCommand.Create(), TrainingsCommand.Create(),
             ZeroShotCommand.Create(),
         };
         var help = root.Options.OfType<HelpOption>().Single();

@@ -24,10 +24,18 @@ public static class EvaluationsCommand
         Subcommand("report", "Prints an evaluation's report (partial while it runs): accuracy per ε, stages, queries and checks."),
     };
 
+    private static Command Subcommand(string name, string description) =>
+        GatewayIdCommand.Create("evaluations", name, description, "the evaluation's id (eval-…)", (client, id, _, stdout, ct) => RunAsync(client, name, id, stdout, ct));
+
     /// <summary>Runs <c>status</c>, <c>cancel</c> or <c>report</c> for one evaluation and prints its description or report; the exit code.</summary>
     public static async Task<int> RunAsync(string server, string key, string action, string id, TextWriter stdout, CancellationToken ct)
     {
         using var client = new GatewayClient(server, key);
+        return await RunAsync(client, action, id, stdout, ct);
+    }
+
+    private static async Task<int> RunAsync(GatewayClient client, string action, string id, TextWriter stdout, CancellationToken ct)
+    {
         if (action == "report")
         {
             EvaluationReportPrinter.Print(await client.GetEvaluationReportAsync(id, ct), stdout);
@@ -36,27 +44,6 @@ public static class EvaluationsCommand
         var info = action == "cancel" ? await client.CancelEvaluationAsync(id, ct) : await client.GetEvaluationAsync(id, ct);
         stdout.WriteLine(Describe(info));
         return 0;
-    }
-
-    private static Command Subcommand(string name, string description)
-    {
-        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
-        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
-        var id = new Argument<string>("id") { Description = "the evaluation's id (eval-…)", HelpName = "ID" };
-        var command = new Command(name, description) { server, key, id };
-        command.SetAction(async (r, ct) =>
-        {
-            try
-            {
-                return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, name, r.GetValue(id)!, Console.Out, ct);
-            }
-            catch (GatewayException e)
-            {
-                Console.Error.WriteLine($"tapt evaluations {name}: {e.Message}");
-                return 1;
-            }
-        });
-        return command;
     }
 
     /// <summary>One line: id, state, outcomes recorded of the total, and why it stopped (if it did).</summary>

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 
 namespace TaptPlatform.Cli.Commands;
 
@@ -11,7 +10,6 @@ namespace TaptPlatform.Cli.Commands;
 public static class EvaluationsCreateCommand
 {
     public const string Attacks = "pgd|cw|di|apgd-ce|apgd-t|fab-t|square|autoattack|autoattack-rand";
-    private const int UploadBatch = 50;
 
     /// <summary>The create request's settings, as the API names them.</summary>
     public sealed record Settings(string Vocabulary, string PromptConfiguration, string Attack, double[] Epsilons, int Steps, double? StepSize, int Restarts,
@@ -21,7 +19,7 @@ public static class EvaluationsCreateCommand
     {
         var server = CliOptions.Required("--server", "the gateway's URL", "URL");
         var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
-        var images = CliOptions.Required("--images", "a folder with one subfolder per label (named by the label) holding its images", "DIR");
+        var images = CliOptions.Required("--images", "a folder with one subfolder per label (named by the label; t-shirt/top is the nested folder t-shirt/top) holding its images", "DIR");
         var vocabulary = CliOptions.Required("--vocabulary", "the name of one of your vocabularies (its labels name the subfolders)", "NAME");
         var configuration = CliOptions.Defaulted("--prompt-configuration", "default", "the name of one of your prompt configurations", "NAME");
         var attack = CliOptions.Choice("--attack", "pgd", "the attack (fab-t, square, autoattack and autoattack-rand as in tapt eval)", Attacks.Split('|'));
@@ -61,7 +59,7 @@ public static class EvaluationsCreateCommand
     /// <summary>Creates the evaluation, uploads the folder's images in batches, starts it (if asked) and prints its one-line description.</summary>
     public static async Task<int> RunAsync(string server, string key, Settings s, string folder, bool start, TextWriter stdout, CancellationToken ct)
     {
-        var images = LabelledImages(folder);
+        LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
         using var client = new GatewayClient(server, key);
         var created = await client.CreateEvaluationAsync(new
         {
@@ -79,15 +77,7 @@ public static class EvaluationsCreateCommand
             batchSize = s.BatchSize,
             name = s.Name,
         }, ct);
-        var accepted = 0;
-        foreach (var chunk in images.Chunk(UploadBatch))
-        {
-            var receipt = await client.UploadEvaluationImagesAsync(created.JobId, chunk, ct);
-            accepted += receipt.GetProperty("acceptedIndices").GetArrayLength();
-            foreach (var rejected in receipt.GetProperty("rejected").EnumerateArray())
-                stdout.WriteLine($"refused {rejected.GetProperty("name").GetString()}: {(rejected.TryGetProperty("reason", out var why) ? why.GetString() : "")}");
-        }
-        if (accepted == 0) throw new CliException($"no image of {folder} was accepted; evaluation {created.JobId} stays open");
+        await LabelledFolder.UploadAsync(folder, created.JobId, chunk => client.UploadLabelledImagesAsync($"api/evaluations/{Uri.EscapeDataString(created.JobId)}/images", chunk, ct), stdout);
         var info = start ? await client.StartEvaluationAsync(created.JobId, ct) : await client.GetEvaluationAsync(created.JobId, ct);
         stdout.WriteLine(EvaluationsCommand.Describe(info));
         return 0;
@@ -100,17 +90,5 @@ public static class EvaluationsCreateCommand
             .Select(t => CliOptions.ParseNumber(t) is { } v && v >= 0 && v <= 1 ? v : throw new CliException($"--eps: '{t}' is not a budget in [0, 1] (e.g. 4/255)"))
             .ToArray();
         return values.Length > 0 ? values : throw new CliException("--eps lists no budget");
-    }
-
-    /// <summary>Every image under the folder's label subfolders, labelled by its subfolder's name, in a stable order.</summary>
-    public static List<(string Label, string File)> LabelledImages(string folder)
-    {
-        if (!Directory.Exists(folder)) throw new CliException($"--images: no folder '{folder}'");
-        var images = Directory.GetDirectories(folder).Order(StringComparer.Ordinal)
-            .SelectMany(d => Directory.GetFiles(d).Where(f => GatewayClient.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-                .Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(d), f)))
-            .ToList();
-        return images.Count > 0 ? images
-            : throw new CliException(string.Create(CultureInfo.InvariantCulture, $"--images: '{folder}' has no images in label subfolders ({string.Join(", ", GatewayClient.ImageExtensions)})"));
     }
 }

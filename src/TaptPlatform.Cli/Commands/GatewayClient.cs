@@ -76,8 +76,8 @@ public sealed partial class GatewayClient : IDisposable
     public Task<EvaluationInfo> CreateEvaluationAsync(object body, CancellationToken ct) =>
         SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, "api/evaluations") { Content = JsonContent.Create(body, options: Json) }, ct);
 
-    /// <summary>Uploads labelled images as one multipart request (each part named by its label).</summary>
-    public Task<JsonElement> UploadEvaluationImagesAsync(string evaluationId, IReadOnlyList<(string Label, string File)> images, CancellationToken ct) =>
+    /// <summary>Uploads labelled images to <paramref name="path"/> (an evaluation's or a training job's) as one multipart request (each part named by its label).</summary>
+    public Task<JsonElement> UploadLabelledImagesAsync(string path, IReadOnlyList<(string Label, string File)> images, CancellationToken ct) =>
         SendAsync<JsonElement>(() =>
         {
             var content = new MultipartFormDataContent();
@@ -87,7 +87,7 @@ public sealed partial class GatewayClient : IDisposable
                 part.Headers.ContentType = new MediaTypeHeaderValue(ContentType(f));
                 content.Add(part, label, Path.GetFileName(f));
             }
-            return new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/images") { Content = content };
+            return new HttpRequestMessage(HttpMethod.Post, path) { Content = content };
         }, ct);
 
     public Task<EvaluationInfo> StartEvaluationAsync(string evaluationId, CancellationToken ct) =>

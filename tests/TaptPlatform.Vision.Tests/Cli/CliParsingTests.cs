@@ -19,7 +19,7 @@ public sealed class CliParsingTests
     public void Every_command_is_there()
     {
         Assert.Equal(
-            ["audit", "bench", "classify", "clip", "erasure start", "erasure status", "erasure verify", "eval", "evaluations create", "evaluations status", "evaluations cancel", "evaluations report", "loadtest", "models register", "models list", "prompts train", "prompts calibrate", "prompts show", "prompts upload", "prompts list", "prompts download", "prompts delete", "samples", "submit", "train-clip", "zero-shot"],
+            ["audit", "bench", "classify", "clip", "erasure start", "erasure status", "erasure verify", "eval", "evaluations create", "evaluations status", "evaluations cancel", "evaluations report", "loadtest", "models register", "models list", "prompts train", "prompts calibrate", "prompts show", "prompts upload", "prompts list", "prompts download", "prompts delete", "samples", "submit", "train-clip", "trainings create", "trainings status", "trainings follow", "trainings cancel", "trainings report", "trainings configure", "zero-shot"],
             Paths(TaptCli.CreateRoot(), "").ToArray());
     }
 
@@ -48,6 +48,10 @@ public sealed class CliParsingTests
     [InlineData("--attack", "evaluations", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--attack", "autoattack-plus")]
     [InlineData("--queries", "evaluations", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--queries", "0")]
     [InlineData("--out", "train-clip", "--epochs", "2")]
+    [InlineData("--epochs", "trainings", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--model", "m", "--artifact", "a", "--epochs", "0")]
+    [InlineData("--design", "trainings", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--model", "m", "--artifact", "a", "--design", "VLX")]
+    [InlineData("--eps", "trainings", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--model", "m", "--artifact", "a", "--eps", "17/255")]
+    [InlineData("--artifact", "trainings", "create", "--server", "http://x", "--key", "k", "--images", "d", "--vocabulary", "v", "--model", "m")]
     public void Unknown_options_and_bad_values_exit_2_naming_the_option(string option, params string[] args)
     {
         var (code, stdout, stderr) = CliTests.Tapt(args);
