@@ -25,7 +25,7 @@ public static class EvaluationsCommand
     };
 
     private static Command Subcommand(string name, string description) =>
-        GatewayIdCommand.Create("evaluations", name, description, "the evaluation's id (eval-…)", (client, id, _, stdout, ct) => RunAsync(client, name, id, stdout, ct));
+        GatewayCommands.ById("evaluations", name, description, "the evaluation's id (eval-…)", (client, id, _, stdout, ct) => RunAsync(client, name, id, stdout, ct));
 
     /// <summary>Runs <c>status</c>, <c>cancel</c> or <c>report</c> for one evaluation and prints its description or report; the exit code.</summary>
     public static async Task<int> RunAsync(string server, string key, string action, string id, TextWriter stdout, CancellationToken ct)

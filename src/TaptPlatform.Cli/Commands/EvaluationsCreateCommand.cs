@@ -17,9 +17,9 @@ public static class EvaluationsCreateCommand
 
     public static Command Create()
     {
-        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
-        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
-        var images = CliOptions.Required("--images", "a folder with one subfolder per label (named by the label; t-shirt/top is the nested folder t-shirt/top) holding its images", "DIR");
+        var server = GatewayCommands.Server();
+        var key = GatewayCommands.Key();
+        var images = LabelledFolder.Option();
         var vocabulary = CliOptions.Required("--vocabulary", "the name of one of your vocabularies (its labels name the subfolders)", "NAME");
         var configuration = CliOptions.Defaulted("--prompt-configuration", "default", "the name of one of your prompt configurations", "NAME");
         var attack = CliOptions.Choice("--attack", "pgd", "the attack (fab-t, square, autoattack and autoattack-rand as in tapt eval)", Attacks.Split('|'));
@@ -38,21 +38,13 @@ public static class EvaluationsCreateCommand
         {
             server, key, images, vocabulary, configuration, attack, eps, steps, stepSize, restarts, queries, protocol, eot, seed, batch, name, noStart,
         };
-        command.SetAction(async (r, ct) =>
+        command.SetAction((r, ct) => GatewayCommands.GuardedAsync("evaluations create", async () =>
         {
-            try
-            {
-                var settings = new Settings(r.GetValue(vocabulary)!, r.GetValue(configuration)!, r.GetValue(attack)!, ParseEpsilons(r.GetValue(eps)!),
-                    r.GetValue(steps), r.GetValue(stepSize), r.GetValue(restarts), r.GetValue(queries), r.GetValue(protocol)!, r.GetValue(eot), r.GetValue(seed),
-                    r.GetValue(batch), r.GetValue(name));
-                return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, settings, r.GetValue(images)!, !r.GetValue(noStart), Console.Out, ct);
-            }
-            catch (Exception e) when (e is GatewayException or CliException)
-            {
-                Console.Error.WriteLine($"tapt evaluations create: {e.Message}");
-                return 1;
-            }
-        });
+            var settings = new Settings(r.GetValue(vocabulary)!, r.GetValue(configuration)!, r.GetValue(attack)!, ParseEpsilons(r.GetValue(eps)!),
+                r.GetValue(steps), r.GetValue(stepSize), r.GetValue(restarts), r.GetValue(queries), r.GetValue(protocol)!, r.GetValue(eot), r.GetValue(seed),
+                r.GetValue(batch), r.GetValue(name));
+            return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, settings, r.GetValue(images)!, !r.GetValue(noStart), Console.Out, ct);
+        }));
         return command;
     }
 
@@ -61,22 +53,7 @@ public static class EvaluationsCreateCommand
     {
         LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
         using var client = new GatewayClient(server, key);
-        var created = await client.CreateEvaluationAsync(new
-        {
-            vocabulary = s.Vocabulary,
-            promptConfiguration = s.PromptConfiguration,
-            attack = s.Attack,
-            epsilons = s.Epsilons,
-            steps = s.Steps,
-            stepSize = s.StepSize,
-            restarts = s.Restarts,
-            queries = s.Queries,
-            protocol = s.Protocol,
-            eot = s.Eot,
-            seed = s.Seed,
-            batchSize = s.BatchSize,
-            name = s.Name,
-        }, ct);
+        var created = await client.CreateEvaluationAsync(s, ct);   // the settings are named as the API names them
         await LabelledFolder.UploadAsync(folder, created.JobId, chunk => client.UploadLabelledImagesAsync($"api/evaluations/{Uri.EscapeDataString(created.JobId)}/images", chunk, ct), stdout);
         var info = start ? await client.StartEvaluationAsync(created.JobId, ct) : await client.GetEvaluationAsync(created.JobId, ct);
         stdout.WriteLine(EvaluationsCommand.Describe(info));

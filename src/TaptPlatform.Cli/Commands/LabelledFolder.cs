@@ -11,6 +11,9 @@ public static class LabelledFolder
 {
     private const int UploadBatch = 50;
 
+    /// <summary>The --images option naming such a folder.</summary>
+    public static System.CommandLine.Option<string> Option() => CliOptions.Required("--images", "a folder with one subfolder per label (named by the label; t-shirt/top is the nested folder t-shirt/top) holding its images", "DIR");
+
     /// <summary>
     /// Every image under the folder's label subfolders, labelled by its subfolder's path relative to the folder (so a
     /// label with a '/', such as "t-shirt/top", is the nested folder t-shirt/top), in a stable order. Files directly in the

@@ -22,19 +22,19 @@ public static class TrainingsCommand
         """)
     {
         TrainingsCreateCommand.Create(),
-        GatewayIdCommand.Create(Group, "status", "Prints a training job's state and epochs done.", IdHelp, async (client, id, _, stdout, ct) =>
+        GatewayCommands.ById(Group, "status", "Prints a training job's state and epochs done.", IdHelp, async (client, id, _, stdout, ct) =>
         {
             stdout.WriteLine(Describe(await client.GetTrainingAsync(id, ct)));
             return 0;
         }),
-        GatewayIdCommand.Create(Group, "follow", "Prints each epoch of a training job as it is recorded, until the job ends; exit 1 unless it completed.", IdHelp,
+        GatewayCommands.ById(Group, "follow", "Prints each epoch of a training job as it is recorded, until the job ends; exit 1 unless it completed.", IdHelp,
             (client, id, _, stdout, ct) => FollowAsync(client, id, stdout, TimeSpan.FromSeconds(2), ct)),
-        GatewayIdCommand.Create(Group, "cancel", "Cancels a training job within a training step; no artifact is made.", IdHelp, async (client, id, _, stdout, ct) =>
+        GatewayCommands.ById(Group, "cancel", "Cancels a training job within a training step; no artifact is made.", IdHelp, async (client, id, _, stdout, ct) =>
         {
             stdout.WriteLine(Describe(await client.CancelTrainingAsync(id, ct)));
             return 0;
         }),
-        GatewayIdCommand.Create(Group, "report", "Prints a training job's curve, held-out accuracy before and after, and its artifact version.", IdHelp,
+        GatewayCommands.ById(Group, "report", "Prints a training job's curve, held-out accuracy before and after, and its artifact version.", IdHelp,
             async (client, id, _, stdout, ct) =>
             {
                 PrintReport(await client.GetTrainingAsync(id, ct), stdout);
@@ -46,7 +46,7 @@ public static class TrainingsCommand
     private static Command Configure()
     {
         var name = CliOptions.Text("--name", "the prompt configuration's name (default: the artifact's)", "NAME");
-        return GatewayIdCommand.Create(Group, "configure", "Adds a prompt configuration version that uses the finished job's artifact.", IdHelp,
+        return GatewayCommands.ById(Group, "configure", "Adds a prompt configuration version that uses the finished job's artifact.", IdHelp,
             async (client, id, parsed, stdout, ct) =>
             {
                 var made = await client.ConfigureFromTrainingAsync(id, parsed.GetValue(name), ct);

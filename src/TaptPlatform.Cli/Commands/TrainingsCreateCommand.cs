@@ -15,9 +15,9 @@ public static class TrainingsCreateCommand
 
     public static Command Create()
     {
-        var server = CliOptions.Required("--server", "the gateway's URL", "URL");
-        var key = CliOptions.Required("--key", "the tenant's API key", "KEY");
-        var images = CliOptions.Required("--images", "a folder with one subfolder per label (named by the label; t-shirt/top is the nested folder t-shirt/top) holding its images", "DIR");
+        var server = GatewayCommands.Server();
+        var key = GatewayCommands.Key();
+        var images = LabelledFolder.Option();
         var vocabulary = CliOptions.Required("--vocabulary", "the name of one of your vocabularies (its labels name the subfolders)", "NAME");
         var model = CliOptions.Required("--model", "the model in the cluster's catalog the prompts are trained for", "NAME");
         var artifact = CliOptions.Required("--artifact", "the prompt artifact the result is stored under, as its next version", "NAME");
@@ -36,20 +36,12 @@ public static class TrainingsCreateCommand
         {
             server, key, images, vocabulary, model, artifact, design, epochs, eps, shots, validation, seed, batch, lr, name, noStart, follow,
         };
-        command.SetAction(async (r, ct) =>
+        command.SetAction((r, ct) => GatewayCommands.GuardedAsync("trainings create", async () =>
         {
-            try
-            {
-                var settings = new Settings(r.GetValue(vocabulary)!, r.GetValue(model)!, r.GetValue(artifact)!, r.GetValue(design), r.GetValue(epochs), r.GetValue(eps),
-                    r.GetValue(shots), r.GetValue(validation), r.GetValue(seed), r.GetValue(batch), r.GetValue(lr), r.GetValue(name));
-                return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, settings, r.GetValue(images)!, !r.GetValue(noStart), r.GetValue(follow), Console.Out, ct);
-            }
-            catch (Exception e) when (e is GatewayException or CliException)
-            {
-                Console.Error.WriteLine($"tapt trainings create: {e.Message}");
-                return 1;
-            }
-        });
+            var settings = new Settings(r.GetValue(vocabulary)!, r.GetValue(model)!, r.GetValue(artifact)!, r.GetValue(design), r.GetValue(epochs), r.GetValue(eps),
+                r.GetValue(shots), r.GetValue(validation), r.GetValue(seed), r.GetValue(batch), r.GetValue(lr), r.GetValue(name));
+            return await RunAsync(r.GetValue(server)!, r.GetValue(key)!, settings, r.GetValue(images)!, !r.GetValue(noStart), r.GetValue(follow), Console.Out, ct);
+        }));
         return command;
     }
 
@@ -59,21 +51,7 @@ public static class TrainingsCreateCommand
     {
         LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
         using var client = new GatewayClient(server, key);
-        var created = await client.CreateTrainingAsync(new
-        {
-            vocabulary = s.Vocabulary,
-            model = s.Model,
-            artifactName = s.ArtifactName,
-            design = s.Design,
-            epochs = s.Epochs,
-            epsilon = s.Epsilon,
-            shotsPerClass = s.ShotsPerClass,
-            validationFraction = s.ValidationFraction,
-            seed = s.Seed,
-            batchSize = s.BatchSize,
-            learningRate = s.LearningRate,
-            name = s.Name,
-        }, ct);
+        var created = await client.CreateTrainingAsync(s, ct);   // the settings are named as the API names them
         await LabelledFolder.UploadAsync(folder, created.JobId, chunk => client.UploadLabelledImagesAsync(GatewayClient.TrainingPath(created.JobId, "/images"), chunk, ct), stdout);
         var info = start ? await client.StartTrainingAsync(created.JobId, ct) : await client.GetTrainingAsync(created.JobId, ct);
         stdout.WriteLine(TrainingsCommand.Describe(info));
