@@ -34,26 +34,36 @@ public sealed class PromptTrainingBrowserTests(GatewayFixture gateway)
         await page.Locator("#train-epochs").FillAsync("2");
         await page.Locator("#train-shots").FillAsync("2");
         await page.Locator("#train-validation").FillAsync("30");
-        // One folder per label, as a tenant drops them.
+        // As a tenant's file system holds them: one folder holding a folder per label, where the label "t-shirt/top" can only
+        // be the nested folder t-shirt/top; the tenant drops the outer folder.
         var folders = Enumerable.Range(0, 10).Select(c => new
         {
-            label = TestModels.FashionLabels[c],
+            path = TestModels.FashionLabels[c].Split('/'),
             files = PromptTrainingApiTests.PerClass(3).Where(i => TestModels.FashionTest.Labels[i] == c)
                 .Select(i => new { name = $"fashion-{i}.png", data = Convert.ToBase64String(TestModels.FashionPng(i)) }).ToArray(),
         }).ToArray();
+        Assert.Contains(folders, f => f.path.Length == 2);
         await page.EvaluateAsync(@"folders => {
             const fileEntry = f => ({ isFile: true, isDirectory: false, name: f.name,
                 file: (ok) => ok(new File([Uint8Array.from(atob(f.data), c => c.charCodeAt(0))], f.name, { type: 'image/png' })) });
-            const dirEntry = d => ({ isFile: false, isDirectory: true, name: d.label, createReader: () => {
+            const dirEntry = (name, children) => ({ isFile: false, isDirectory: true, name, createReader: () => {
                 let done = false;
-                return { readEntries: (ok) => { ok(done ? [] : d.files.map(fileEntry)); done = true; } };
+                return { readEntries: (ok) => { ok(done ? [] : children); done = true; } };
             } });
-            const items = folders.map(d => ({ kind: 'file', webkitGetAsEntry: () => dirEntry(d) }));
+            const tree = { dirs: new Map(), files: [] };
+            for (const d of folders) {
+                let node = tree;
+                for (const part of d.path) node = node.dirs.get(part) || node.dirs.set(part, { dirs: new Map(), files: [] }).get(part);
+                node.files.push(...d.files.map(fileEntry));
+            }
+            const entryOf = (name, node) => dirEntry(name, [...[...node.dirs].map(([n, child]) => entryOf(n, child)), ...node.files]);
+            const items = [{ kind: 'file', webkitGetAsEntry: () => entryOf('fashion-train', tree) }];
             const event = new Event('drop', { bubbles: true, cancelable: true });
             event.dataTransfer = { items, files: [] };
             document.getElementById('train-dropzone').dispatchEvent(event);
         }", folders);
         await Assertions.Expect(page.Locator("#train-file-summary")).ToContainTextAsync("30 images in 10 labels");
+        await Assertions.Expect(page.Locator("#train-file-summary")).ToContainTextAsync("t-shirt/top 3");
         await page.GetByRole(AriaRole.Button, new() { Name = "Upload and start training" }).ClickAsync();
 
         await Assertions.Expect(page.Locator("#train-detail")).ToBeVisibleAsync();

@@ -3,6 +3,7 @@
 // in evaluation-attacks.js. Plain ES module sharing console.js's helpers; charts are inline SVG built with DOM calls (CSP: no inline styles or scripts).
 import { sections, api, el, toast, download, authorizedUrl, connection, fmtTime, fmtEta, setBusy, showError, uploadLabelled } from "./console.js";
 import { attackFields, attackFacts, checksBlock, stagesBlock, wireAttackFields } from "./evaluation-attacks.js";
+import { readLabelledDrop } from "./labelled-drop.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -84,30 +85,9 @@ function addFiles(files, label) {
   summarize();
 }
 
-/** Reads dropped folders (a folder per label) through the entries API; plain files take the chosen label. */
+/** Dropped folders are labelled by their path (labelled-drop.js); plain files take the chosen label. */
 async function readDrop(dataTransfer) {
-  const entries = [...(dataTransfer.items || [])].map((i) => (i.kind === "file" && i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
-  const plainFiles = [...(dataTransfer.files || [])];
-  if (!entries.some((e) => e && e.isDirectory)) { addFiles(plainFiles, $("eval-label").value); return; }
-  const fileOf = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
-  const readAll = async (dir) => {
-    const reader = dir.createReader();
-    const all = [];
-    for (;;) {
-      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-      if (!batch.length) return all;
-      all.push(...batch);
-    }
-  };
-  for (const entry of entries) {
-    if (!entry) continue;
-    if (entry.isFile) { addFiles([await fileOf(entry)], $("eval-label").value); continue; }
-    const label = entry.name;
-    if (!ev.labels.includes(label)) toast(`Folder “${label}” is not a label of this vocabulary: its images will be refused.`, "error");
-    const files = [];
-    for (const child of await readAll(entry)) if (child.isFile) files.push(await fileOf(child));
-    addFiles(files, label);
-  }
+  for (const [label, files] of await readLabelledDrop(dataTransfer, ev.labels, $("eval-label").value)) addFiles(files, label);
 }
 
 function summarize() {

@@ -1,6 +1,7 @@
 // TAPT Console: prompt training jobs (create with labelled images, list, live training curve, report, use the artifact).
 // Plain ES module sharing console.js's helpers; the chart is inline SVG built with DOM calls (CSP: no inline styles or scripts).
 import { sections, api, el, toast, download, connection, fmtTime, setBusy, showError, uploadLabelled } from "./console.js";
+import { readLabelledDrop } from "./labelled-drop.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -56,24 +57,9 @@ function addFiles(files, label) {
   summarize();
 }
 
-/** Dropped folders are labelled by their name (a folder per label); plain files take the chosen label. */
+/** Dropped folders are labelled by their path (labelled-drop.js); plain files take the chosen label. */
 async function readDrop(dataTransfer) {
-  const entries = [...(dataTransfer.items || [])].map((i) => (i.kind === "file" && i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
-  if (!entries.some((e) => e && e.isDirectory)) { addFiles([...(dataTransfer.files || [])], $("train-label").value); return; }
-  const fileOf = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
-  for (const entry of entries) {
-    if (!entry) continue;
-    if (entry.isFile) { addFiles([await fileOf(entry)], $("train-label").value); continue; }
-    if (!tr.labels.includes(entry.name)) toast(`Folder “${entry.name}” is not a label of this vocabulary: its images will be refused.`, "error");
-    const reader = entry.createReader();
-    const files = [];
-    for (;;) {
-      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-      if (!batch.length) break;
-      for (const child of batch) if (child.isFile) files.push(await fileOf(child));
-    }
-    addFiles(files, entry.name);
-  }
+  for (const [label, files] of await readLabelledDrop(dataTransfer, tr.labels, $("train-label").value)) addFiles(files, label);
 }
 
 function summarize() {
