@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Net;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
@@ -68,6 +69,35 @@ public sealed class KeyCheckTests(GatewayFixture gateway)
         Assert.True(firstLimited.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
         // A tenant's signed key draws from its tenant's bucket, not the address's.
         Assert.Equal(HttpStatusCode.OK, await StatusWithKeyAsync(http, tenantKey));
+    }
+
+    [Fact]
+    public async Task A_key_revoked_on_one_gateway_is_refused_at_once_by_another_that_remembered_it_for_ten_minutes()
+    {
+        var settings = new Dictionary<string, string>(gateway.Settings)
+        {
+            ["Tapt:Gateway:Mode"] = "client",
+            ["Tapt:Gateway:KeyCacheDuration"] = "00:10:00",
+        };
+        var (factory, secondAddress) = await GatewayFixture.StartAsync(settings);
+        await using var _ = factory;
+        await factory.Services.GetRequiredService<Auth.KeyRevocationListener>().Subscribed.WaitAsync(TimeSpan.FromSeconds(30));
+        var (_, key) = await gateway.CreateTenantAsync(prefix: "revoked");
+        using var second = new HttpClient { BaseAddress = secondAddress };
+        Assert.Equal(HttpStatusCode.OK, await StatusWithKeyAsync(second, key));   // checked there, and remembered
+
+        using var first = gateway.WithKey(key);
+        var keyId = (await first.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/keys")).EnumerateArray().Single().GetProperty("keyId").GetString();
+        Assert.Equal(HttpStatusCode.NoContent, (await first.DeleteAsync($"/api/keys/{keyId}")).StatusCode);
+
+        // The notice is one-way: it arrives within moments, far inside the ten minutes the second gateway would remember.
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (await StatusWithKeyAsync(second, key) != HttpStatusCode.Unauthorized)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the second gateway still accepts the revoked key");
+            await Task.Delay(50);
+        }
+        Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(first, key));
     }
 
     private static async Task<HttpStatusCode> StatusWithKeyAsync(HttpClient http, string key)

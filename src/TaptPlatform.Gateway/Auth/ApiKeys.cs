@@ -56,8 +56,8 @@ public sealed record ApiKeyIdentity(string TenantId, string KeyId, string Name);
 /// Checks tenant keys: first their shape and MAC here (<see cref="ApiKeySigner"/>), so a malformed or forged key is
 /// refused without any grain call; then, for a key that passed, with its tenant grain. Both answers of the grain are
 /// remembered briefly (keyed by the key's SHA-256, never the key; at most <see cref="MaxEntries"/>), so a refused key
-/// presented again does not reach the grain either. Revoking through this gateway forgets the key at once; other
-/// gateways notice within <see cref="GatewayOptions.KeyCacheDuration"/>.
+/// presented again does not reach the grain either. A revoked key is forgotten at once on every gateway
+/// (<see cref="KeyRevocationListener"/>); should the notice be lost, within <see cref="GatewayOptions.KeyCacheDuration"/>.
 /// </summary>
 public sealed class ApiKeyValidator(
     IGrainFactory grains,
@@ -100,6 +100,9 @@ public sealed class ApiKeyValidator(
         foreach (var hash in _cache.Keys)
             if (_cache.TryGetValue(hash, out CachedAnswer? entry) && entry!.Identity?.TenantId == tenantId) _cache.Remove(hash);
     }
+
+    /// <summary>Forgets every cached answer (revocation notices may have been missed).</summary>
+    public void ForgetAll() => _cache.Clear();
 
     public void Dispose() => _cache.Dispose();
 

@@ -122,6 +122,8 @@ public static class TaptGatewayExtensions
             .AddPolicy(TaptAuth.OperatorPolicy, p => p.RequireAuthenticatedUser().RequireRole(TaptAuth.OperatorRole));
         services.AddTaptApiKeySigning(o => builder.Configuration.GetSection(ApiKeyOptions.Section).Bind(o));
         services.AddSingleton<ApiKeyValidator>();
+        services.AddSingleton<KeyRevocationListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<KeyRevocationListener>());
         services.AddTaptRateLimits();
 
         // Large upload parts are staged in the tenant's container, and stored input images are streamed from it (an

@@ -55,6 +55,23 @@ public sealed class TenantGrain(
     public async Task RevokeApiKeyAsync(string keyId)
     {
         if (TenantKeyRing.Revoke(_keys.Value, keyId, clock.GetUtcNow()) is { } revoked) await _keys.WriteAsync(revoked);
+        await TellGatewaysAsync(new KeyRevocation(TenantId, keyId));
+    }
+
+    /// <summary>
+    /// Tells every gateway to forget the revoked keys now, after they were recorded. If the notice cannot be sent, the
+    /// gateways still stop accepting them within their key cache's duration.
+    /// </summary>
+    private async Task TellGatewaysAsync(KeyRevocation revocation)
+    {
+        try
+        {
+            await GrainFactory.GetGrain<IKeyRevocationsGrain>(0).PublishAsync(revocation);
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Tenant {Tenant}: the gateways were not told of the revoked key(s); they forget them within their key cache's duration", TenantId);
+        }
     }
 
     public Task<ImmutableArray<ApiKeyInfo>> ListApiKeysAsync() =>
@@ -69,6 +86,7 @@ public sealed class TenantGrain(
         if (keys.Keys.Any(k => k.RevokedAt is null))
             await _keys.WriteAsync(new TenantKeys(keys.Keys.Select(k => k.RevokedAt is null ? k with { RevokedAt = now } : k).ToImmutableList()));
         log.LogInformation("Tenant {Tenant}: every key revoked for its erasure", TenantId);
+        await TellGatewaysAsync(new KeyRevocation(TenantId, null));
         return keys.Keys.Select(k => k.KeyId).ToImmutableArray();
     }
 
