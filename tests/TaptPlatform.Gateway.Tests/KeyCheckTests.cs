@@ -72,7 +72,7 @@ public sealed class KeyCheckTests(GatewayFixture gateway)
     }
 
     [Fact]
-    public async Task A_key_revoked_on_one_gateway_is_refused_at_once_by_another_that_remembered_it_for_ten_minutes()
+    public async Task A_key_revoked_on_one_gateway_and_an_erased_tenants_keys_are_refused_at_once_by_another_that_remembered_them_for_ten_minutes()
     {
         var settings = new Dictionary<string, string>(gateway.Settings)
         {
@@ -82,7 +82,7 @@ public sealed class KeyCheckTests(GatewayFixture gateway)
         var (factory, secondAddress) = await GatewayFixture.StartAsync(settings);
         await using var _ = factory;
         await factory.Services.GetRequiredService<Auth.KeyRevocationListener>().Subscribed.WaitAsync(TimeSpan.FromSeconds(30));
-        var (_, key) = await gateway.CreateTenantAsync(prefix: "revoked");
+        var (tenantId, key) = await gateway.CreateTenantAsync(prefix: "revoked");
         using var second = new HttpClient { BaseAddress = secondAddress };
         Assert.Equal(HttpStatusCode.OK, await StatusWithKeyAsync(second, key));   // checked there, and remembered
 
@@ -98,6 +98,20 @@ public sealed class KeyCheckTests(GatewayFixture gateway)
             await Task.Delay(50);
         }
         Assert.Equal(HttpStatusCode.Unauthorized, await StatusWithKeyAsync(first, key));
+
+        // The tenant's erasure revokes every key it has: the second gateway forgets those at once too.
+        using var op = gateway.Operator();
+        var issued = await op.PostAsJsonAsync($"/api/tenants/{tenantId}/keys", new { name = "second" });
+        Assert.Equal(HttpStatusCode.Created, issued.StatusCode);
+        var another = (await issued.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("secret").GetString()!;
+        Assert.Equal(HttpStatusCode.OK, await StatusWithKeyAsync(second, another));
+        Assert.Equal(HttpStatusCode.Accepted, (await op.DeleteAsync($"/api/tenants/{tenantId}")).StatusCode);
+        deadline = DateTime.UtcNow.AddSeconds(5);
+        while (await StatusWithKeyAsync(second, another) != HttpStatusCode.Unauthorized)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the second gateway still accepts a key of the erased tenant");
+            await Task.Delay(50);
+        }
     }
 
     private static async Task<HttpStatusCode> StatusWithKeyAsync(HttpClient http, string key)
