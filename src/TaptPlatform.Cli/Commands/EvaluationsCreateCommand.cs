@@ -51,10 +51,10 @@ public static class EvaluationsCreateCommand
     /// <summary>Creates the evaluation, uploads the folder's images in batches, starts it (if asked) and prints its one-line description.</summary>
     public static async Task<int> RunAsync(string server, string key, Settings s, string folder, bool start, TextWriter stdout, CancellationToken ct)
     {
-        LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
+        var images = LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
         using var client = new GatewayClient(server, key);
         var created = await client.CreateEvaluationAsync(s, ct);   // the settings are named as the API names them
-        await LabelledFolder.UploadAsync(folder, created.JobId, chunk => client.UploadLabelledImagesAsync($"api/evaluations/{Uri.EscapeDataString(created.JobId)}/images", chunk, ct), stdout);
+        await LabelledFolder.UploadAsync(folder, images, created.JobId, chunk => client.UploadLabelledImagesAsync($"api/evaluations/{Uri.EscapeDataString(created.JobId)}/images", chunk, ct), stdout);
         var info = start ? await client.StartEvaluationAsync(created.JobId, ct) : await client.GetEvaluationAsync(created.JobId, ct);
         stdout.WriteLine(EvaluationsCommand.Describe(info));
         return 0;

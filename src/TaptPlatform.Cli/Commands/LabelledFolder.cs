@@ -33,13 +33,14 @@ public static class LabelledFolder
     }
 
     /// <summary>
-    /// Uploads the folder's images to <paramref name="jobId"/> through <paramref name="upload"/> (one request per batch, the
-    /// API's upload receipt back), prints each refused image and returns how many were accepted; none accepted is an error.
+    /// Uploads a folder's <paramref name="images"/> to <paramref name="jobId"/> through <paramref name="upload"/> (one request per
+    /// batch, the API's upload receipt back), prints each refused image and returns how many were accepted; none accepted is an error.
     /// </summary>
-    public static async Task<int> UploadAsync(string folder, string jobId, Func<IReadOnlyList<(string Label, string File)>, Task<JsonElement>> upload, TextWriter stdout)
+    public static async Task<int> UploadAsync(string folder, IReadOnlyList<(string Label, string File)> images, string jobId,
+        Func<IReadOnlyList<(string Label, string File)>, Task<JsonElement>> upload, TextWriter stdout)
     {
         var accepted = 0;
-        foreach (var chunk in Images(folder).Chunk(UploadBatch))
+        foreach (var chunk in images.Chunk(UploadBatch))
         {
             var receipt = await upload(chunk);
             accepted += receipt.GetProperty("acceptedIndices").GetArrayLength();

@@ -49,10 +49,10 @@ public static class TrainingsCreateCommand
     public static async Task<int> RunAsync(string server, string key, Settings s, string folder, bool start, bool follow, TextWriter stdout, CancellationToken ct,
         TimeSpan? pollEvery = null)
     {
-        LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
+        var images = LabelledFolder.Images(folder);   // a wrong folder is refused before anything is created
         using var client = new GatewayClient(server, key);
         var created = await client.CreateTrainingAsync(s, ct);   // the settings are named as the API names them
-        await LabelledFolder.UploadAsync(folder, created.JobId, chunk => client.UploadLabelledImagesAsync(GatewayClient.TrainingPath(created.JobId, "/images"), chunk, ct), stdout);
+        await LabelledFolder.UploadAsync(folder, images, created.JobId, chunk => client.UploadLabelledImagesAsync(GatewayClient.TrainingPath(created.JobId, "/images"), chunk, ct), stdout);
         var info = start ? await client.StartTrainingAsync(created.JobId, ct) : await client.GetTrainingAsync(created.JobId, ct);
         stdout.WriteLine(TrainingsCommand.Describe(info));
         return start && follow ? await TrainingsCommand.FollowAsync(client, created.JobId, stdout, pollEvery ?? TimeSpan.FromSeconds(2), ct) : 0;

@@ -49,7 +49,7 @@ public sealed partial class PromptTrainingJobGrain
         {
             // However the run ended (completed, failed, or cancelled: the cancel may still be giving the slots back), nothing
             // resumes from a checkpoint any more.
-            if (S.State != JobState.Running || _stop.IsCancellationRequested) await TrainingCheckpoints.ForgetAllAsync(store, tenantId, JobId, log);
+            if (S.State != JobState.Running || _stop.IsCancellationRequested) await TrainingCheckpoints.ForgetLastAsync(store, tenantId, JobId, S.Curve.Count, log);
         }
     }
 

@@ -30,19 +30,14 @@ public static class TrainingCheckpoints
         }
     }
 
-    /// <summary>Forgets every checkpoint of the job: its run has ended (completed, cancelled or failed) and resumes from none.</summary>
-    public static async Task ForgetAllAsync(IArtifactStore store, string tenantId, string jobId, ILogger log)
+    /// <summary>
+    /// Forgets what can be left when the run ends (completed, cancelled or failed) after <paramref name="epochsRecorded"/>
+    /// epochs: the checkpoint of the last recorded epoch and the one a step still in flight may have written. The earlier
+    /// ones went as each next epoch was recorded.
+    /// </summary>
+    public static async Task ForgetLastAsync(IArtifactStore store, string tenantId, string jobId, int epochsRecorded, ILogger log)
     {
-        try
-        {
-            var folder = BlobArtifactStore.JobPrefix(jobId);
-            foreach (var a in await store.ListAsync(tenantId, jobId))
-                if (a.Name.StartsWith(folder + Prefix, StringComparison.Ordinal))
-                    await store.DeleteFileAsync(tenantId, jobId, a.Name[folder.Length..]);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            log.LogWarning(e, "Prompt training {Job}: its checkpoints stay until retention removes them", jobId);
-        }
+        await ForgetAsync(store, tenantId, jobId, epochsRecorded, log);
+        await ForgetAsync(store, tenantId, jobId, epochsRecorded + 1, log);
     }
 }

@@ -31,7 +31,7 @@ export function labelOf(folders, labels) {
  */
 export async function readLabelledDrop(dataTransfer, labels, chosenLabel) {
   const byLabel = new Map();
-  const add = (label, file) => byLabel.set(label, [...(byLabel.get(label) || []), file]);
+  const add = (label, file) => (byLabel.get(label) || byLabel.set(label, []).get(label)).push(file);
   const entries = [...(dataTransfer.items || [])].map((i) => (i.kind === "file" && i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
   if (!entries.some((e) => e && e.isDirectory)) {
     for (const file of dataTransfer.files || []) add(chosenLabel, file);
