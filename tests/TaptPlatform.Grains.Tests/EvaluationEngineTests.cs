@@ -36,4 +36,33 @@ public sealed class EvaluationEngineTests
         Assert.True((await Assert.ThrowsAsync<TuningFailedException>(() => queued)).Transient);
         await Assert.ThrowsAsync<TuningFailedException>(() => engine.RunAsync("tenant-c", _ => 2));
     }
+
+    [Fact]
+    public async Task Sliced_work_lets_the_units_other_tenants_queued_meanwhile_run_between_its_slices()
+    {
+        using var catalog = new ModelCatalog(Options.Create(new ModelCatalogOptions()), NullLogger<ModelCatalog>.Instance);
+        using var engine = new EvaluationEngine(Options.Create(new TuningEngineOptions { Slice = TimeSpan.FromSeconds(5) }), catalog,
+            NullLogger<EvaluationEngine>.Instance);
+        Assert.Equal(TimeSpan.FromSeconds(5), engine.Slice);
+        var order = new List<string>();
+        var others = new List<Task<int>>();
+        var slices = 0;
+        await engine.RunInSlicesAsync("trainer", _ =>
+        {
+            order.Add($"slice {++slices}");
+            if (slices == 1)
+            {
+                // Queued while the first slice runs: one unit of another tenant.
+                others.Add(engine.RunAsync("evaluator", _ =>
+                {
+                    order.Add("evaluator");
+                    return 0;
+                }));
+            }
+            return slices == 3;
+        });
+        await Task.WhenAll(others);
+        // The evaluator waited for one slice, not the three.
+        Assert.Equal(["slice 1", "evaluator", "slice 2", "slice 3"], order);
+    }
 }

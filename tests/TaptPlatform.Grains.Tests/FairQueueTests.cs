@@ -33,6 +33,12 @@ public sealed class FairQueueTests
         Assert.Equal((1, "a"), (first, key));
         Assert.True(queue.TryAdd("c", 3));
         Assert.Equal(2, queue.Count);
+        // A continuation of work already taken is admitted past the bound; nothing is once the queue completes.
+        Assert.False(queue.TryAdd("a", 4));
+        Assert.True(queue.TryAdd("a", 4, ignoreCapacity: true));
+        Assert.Equal(3, queue.Count);
+        queue.CompleteAdding();
+        Assert.False(queue.TryAdd("a", 5, ignoreCapacity: true));
     }
 
     [Fact]

@@ -11,7 +11,9 @@ namespace TaptPlatform.Grains.Evaluation;
 /// The evaluation thread of an accelerator silo: one dedicated thread that runs evaluation work units (one batch of images at
 /// one ε: attacks and defended predictions) one after another, synchronously, so no TorchSharp work ever crosses an
 /// <c>await</c>. The units wait in a <see cref="FairQueue{T}"/> keyed by tenant, so the thread serves the tenants in turn,
-/// one unit each; when the queue is full, <see cref="RunAsync{T}"/> refuses (transiently) and the job retries later.
+/// one unit each; when the queue is full, <see cref="RunAsync{T}"/> refuses (transiently) and the job retries later. Long
+/// work (a prompt training epoch) runs in slices of <see cref="Slice"/> (<see cref="RunInSlicesAsync"/>), so the other
+/// tenants' units get the thread between them.
 /// </summary>
 public sealed class EvaluationEngine : IDisposable
 {
@@ -30,6 +32,7 @@ public sealed class EvaluationEngine : IDisposable
         _log = log;
         Catalog = catalog;
         Device = options.Value.Device;
+        Slice = options.Value.Slice;
         if (options.Value.TorchThreads > 0) set_num_threads(options.Value.TorchThreads);
         NativeHeap.KeepTensorBuffers();
         _thread = new Thread(Run) { IsBackground = true, Name = "tapt-evaluation" };
@@ -40,6 +43,9 @@ public sealed class EvaluationEngine : IDisposable
 
     public string Device { get; }
 
+    /// <summary>How long one slice of sliced work holds the thread before the units queued behind it run.</summary>
+    public TimeSpan Slice { get; }
+
     /// <summary>The models the evaluation work runs on.</summary>
     public ModelCatalog Catalog { get; }
 
@@ -48,7 +54,20 @@ public sealed class EvaluationEngine : IDisposable
     /// while it waits in the queue never runs; once running, the work itself checks the token it is given, which is
     /// also cancelled when the engine stops (so a stopping silo does not wait for a long unit to end on its own).
     /// </summary>
-    public Task<T> RunAsync<T>(string tenantId, Func<CancellationToken, T> work, CancellationToken ct = default)
+    public Task<T> RunAsync<T>(string tenantId, Func<CancellationToken, T> work, CancellationToken ct = default) => Enqueue(tenantId, work, continuation: false, ct);
+
+    /// <summary>
+    /// Runs <paramref name="slice"/>, which does at most about <see cref="Slice"/> of the work and returns whether all of it is
+    /// done, as one unit after another until it is; each next slice queues behind the units waiting then (the tenants in
+    /// turn), and is taken even when the queue is full, since it only continues a unit already admitted.
+    /// </summary>
+    public async Task RunInSlicesAsync(string tenantId, Func<CancellationToken, bool> slice, CancellationToken ct = default)
+    {
+        var done = await Enqueue(tenantId, slice, continuation: false, ct);
+        while (!done) done = await Enqueue(tenantId, slice, continuation: true, ct);
+    }
+
+    private Task<T> Enqueue<T>(string tenantId, Func<CancellationToken, T> work, bool continuation, CancellationToken ct)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         void Item()
@@ -71,7 +90,7 @@ public sealed class EvaluationEngine : IDisposable
             }
             catch (Exception e) { tcs.TrySetException(e); }
         }
-        if (!_queue.TryAdd(tenantId, Item)) throw new TuningFailedException("the evaluation queue is full (or the engine is stopping)", transient: true);
+        if (!_queue.TryAdd(tenantId, Item, ignoreCapacity: continuation)) throw new TuningFailedException("the evaluation queue is full (or the engine is stopping)", transient: true);
         return tcs.Task;
     }
 

@@ -19,12 +19,15 @@ public sealed class FairQueue<T>(int capacity)
         get { lock (_gate) return _count; }
     }
 
-    /// <summary>Queues the item under its key; false when the queue is full or completed.</summary>
-    public bool TryAdd(string key, T item)
+    /// <summary>
+    /// Queues the item under its key; false when the queue is full or completed. <paramref name="ignoreCapacity"/> admits
+    /// an item that continues one already taken (it replaces that one in the count of work admitted).
+    /// </summary>
+    public bool TryAdd(string key, T item, bool ignoreCapacity = false)
     {
         lock (_gate)
         {
-            if (_completed || _count >= capacity) return false;
+            if (_completed || (_count >= capacity && !ignoreCapacity)) return false;
             if (!_byKey.TryGetValue(key, out var queue)) _byKey[key] = queue = new Queue<T>();
             if (queue.Count == 0) _turns.AddLast(key);
             queue.Enqueue(item);

@@ -21,7 +21,8 @@ namespace TaptPlatform.Grains.Training;
 /// <summary>
 /// The prompt training executor of one accelerator silo (key: that silo's address; <see cref="SiloKeyedPlacement"/>). Each
 /// call is one step of a job, run synchronously on the silo's <see cref="EvaluationEngine"/> thread (whose queue serves
-/// tenants in turn), with the job's images read from its input blobs and decoded there. An epoch starts from the checkpoint
+/// tenants in turn) in slices, so another tenant's evaluation waits for one slice, not a whole epoch; the job's images
+/// are read from its input blobs and decoded there. An epoch starts from the checkpoint
 /// blob the step before wrote (<see cref="TrainingCheckpoints"/>) and writes the next one, so the run
 /// needs nothing of this silo between calls: after a silo died, any other continues from the last checkpoint.
 /// </summary>
@@ -35,15 +36,9 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
     public async Task<PromptTrainingAccuracy> BaselineAsync(PromptTrainingWork work, CancellationToken cancellation = default)
     {
         var (engine, images) = await PrepareAsync(work, work.Validation, cancellation);
-        return await engine.RunAsync(work.TenantId, token =>
-        {
-            using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
-            var model = lease.Value;
-            var data = Decode(model, work, images);
-            var (_, artifact) = model.Artifact(null);
-            return Accuracy(AptRun.Validate(model.Clip, artifact.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
-                stop: () => token.IsCancellationRequested));
-        }, cancellation);
+        using var step = await OpenAsync(engine, work, images, cancellation);
+        var (_, artifact) = step.Model.Artifact(null);
+        return Accuracy(await step.ValidateAsync(artifact.Adversarial, work.Validation, work.Request.Epsilon, work.Request.Seed));
     }
 
     public async Task<PromptTrainingEpoch> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default)
@@ -54,23 +49,23 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         var after = TempFile("checkpoint");
         try
         {
-            var epoch = await engine.RunAsync(work.TenantId, token =>
+            using var units = await OpenAsync(engine, work, images, cancellation);
+            var settings = Settings(units.Model, work.Request);
+            var run = await units.RunAsync(_ => units.Own(before is null ? AptRun.Start(units.Model.Clip, settings) : AptRun.Resume(units.Model.Clip, settings, before)));
+            if (run.StepsDone != step) throw new TuningFailedException($"the checkpoint holds {run.StepsDone} epoch(s), not {step}");
+            var adversarial = run.NextIsAdversarial;
+            var pass = units.Own(run.BeginNext(units.Vocabulary, units.Data, work.Train));
+            await units.InSlicesAsync(token => pass.TrainFor(engine.Slice, _ => token.ThrowIfCancellationRequested()));
+            var figures = run.Complete(pass);
+            var validation = await units.ValidateAsync(adversarial ? run.Adversarial : run.Clean, work.Validation, adversarial ? work.Request.Epsilon : 0,
+                work.Request.Seed + step);
+            await units.RunAsync(_ =>
             {
-                using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
-                var model = lease.Value;
-                var data = Decode(model, work, images);
-                var vocabulary = Vocabulary(work);
-                var settings = Settings(model, work.Request);
-                using var run = before is null ? AptRun.Start(model.Clip, settings) : AptRun.Resume(model.Clip, settings, before);
-                if (run.StepsDone != step) throw new TuningFailedException($"the checkpoint holds {run.StepsDone} epoch(s), not {step}");
-                var adversarial = run.NextIsAdversarial;
-                var figures = run.TrainNext(vocabulary, data, work.Train, _ => token.ThrowIfCancellationRequested());
-                var validation = AptRun.Validate(model.Clip, adversarial ? run.Adversarial : run.Clean, vocabulary, data, work.Validation,
-                    adversarial ? work.Request.Epsilon : 0, work.Request.Seed + step, stop: () => token.IsCancellationRequested);
                 run.Save(after);
-                return new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
-                    adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
-            }, cancellation);
+                return true;
+            });
+            var epoch = new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
+                adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
             await store.PutFileAsync(work.TenantId, work.JobId, TrainingCheckpoints.PathOf(step + 1), BinaryData.FromBytes(await File.ReadAllBytesAsync(after, cancellation)),
                 "application/octet-stream");
             log.LogInformation("Prompt training {Job}: {Prompts} epoch {Epoch} on {Silo}, loss {Loss:F4}", work.JobId, epoch.Prompts, epoch.Epoch, silo.SiloAddress, epoch.Loss);
@@ -91,21 +86,21 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         var file = TempFile("artifact");
         try
         {
-            var after = await engine.RunAsync(work.TenantId, token =>
+            PromptTrainingAccuracy after;
+            using (var units = await OpenAsync(engine, work, images, cancellation))
             {
-                using var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
-                var model = lease.Value;
-                var data = Decode(model, work, images);
-                using var run = AptRun.Resume(model.Clip, Settings(model, work.Request), checkpoint);
+                var run = await units.RunAsync(_ => units.Own(AptRun.Resume(units.Model.Clip, Settings(units.Model, work.Request), checkpoint)));
                 if (!run.Finished) throw new TuningFailedException($"the final checkpoint holds {run.StepsDone} of {total} epochs");
-                var accuracy = AptRun.Validate(model.Clip, run.Adversarial, Vocabulary(work), data, work.Validation, work.Request.Epsilon, work.Request.Seed,
-                    stop: () => token.IsCancellationRequested);
-                var provenance = Provenance(work, accuracy);
-                // The test-time settings the operator recorded for this model's default artifact.
-                using var artifact = run.ToArtifact(data, work.Train, model.Artifact(null).Artifact.Settings, provenance, work.Request.Seed);
-                artifact.Save(file);
-                return Accuracy(accuracy);
-            }, cancellation);
+                var accuracy = await units.ValidateAsync(run.Adversarial, work.Validation, work.Request.Epsilon, work.Request.Seed);
+                after = Accuracy(accuracy);
+                await units.RunAsync(_ =>
+                {
+                    // The test-time settings the operator recorded for this model's default artifact.
+                    using var artifact = run.ToArtifact(units.Data, work.Train, units.Model.Artifact(null).Artifact.Settings, Provenance(work, accuracy), work.Request.Seed);
+                    artifact.Save(file);
+                    return true;
+                });
+            }
             // Kept through the tenant's prompt artifacts, as an upload is: checked against the model, versioned, listed.
             var id = Guid.NewGuid().ToString("N");
             (long Length, string Sha256)? staged;
@@ -120,6 +115,25 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
             TryDelete(checkpoint);
             TryDelete(file);
         }
+    }
+
+    /// <summary>The model leased and the images decoded on the engine thread, for the units of one call.</summary>
+    private static async Task<TrainingStepUnits> OpenAsync(EvaluationEngine engine, PromptTrainingWork work, Images images, CancellationToken ct)
+    {
+        var (model, data) = await engine.RunAsync(work.TenantId, _ =>
+        {
+            var lease = engine.Catalog.Rent(work.Request.Model, Device(engine));
+            try
+            {
+                return (lease, Decode(lease.Value, work, images));
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+        }, ct);
+        return new TrainingStepUnits(engine, work.TenantId, model, data, Vocabulary(work), ct);
     }
 
     private static JsonObject Provenance(PromptTrainingWork work, AptAccuracy after) => new()

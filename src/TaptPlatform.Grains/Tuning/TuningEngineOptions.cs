@@ -23,6 +23,12 @@ public sealed class TuningEngineOptions : ISelfValidatingOptions
     /// </summary>
     public string Precision { get; set; } = TaptPrecisions.Auto;
 
+    /// <summary>
+    /// How long one slice of long evaluation-thread work (a prompt training epoch, its validation) runs before the
+    /// evaluation units of other tenants queued meanwhile get the thread. A slice ends after the batch that passes it.
+    /// </summary>
+    public TimeSpan Slice { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>libtorch intra-op threads (0: leave libtorch's default).</summary>
     public int TorchThreads { get; set; }
 
@@ -42,6 +48,7 @@ public sealed class TuningEngineOptions : ISelfValidatingOptions
         if (MaxBatchSize is < 1 or > 256) throw new ArgumentException("Tapt:Engine:MaxBatchSize must be in 1..256");
         if (Precision != TaptPrecisions.Auto && !TaptPrecisions.TryParse(Precision, out _))
             throw new ArgumentException($"Tapt:Engine:Precision must be {TaptPrecisions.Auto}, {string.Join(", ", TaptPrecisions.Names)}");
+        if (Slice <= TimeSpan.Zero || Slice > TimeSpan.FromHours(1)) throw new ArgumentException("Tapt:Engine:Slice must be in (0, 1 h]");
         if (TorchThreads < 0) throw new ArgumentException("Tapt:Engine:TorchThreads must not be negative");
         if (TextCacheBytes is < 1 or > 1L << 40) throw new ArgumentException("Tapt:Engine:TextCacheBytes must be in 1..2^40");
         if (DefenseCacheEntries is < 1 or > 4096) throw new ArgumentException("Tapt:Engine:DefenseCacheEntries must be in 1..4096");

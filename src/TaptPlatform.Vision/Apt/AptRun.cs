@@ -30,6 +30,7 @@ public sealed class AptRun : IDisposable
     private readonly PromptedClip _clip;
     private readonly List<Tensor> _adversarialMomentum;
     private readonly List<Tensor> _cleanMomentum;
+    private AptEpochPass? _pending;
 
     private AptRun(PromptedClip clip, AptRunSettings settings, PromptSet adversarial, PromptSet clean)
     {
@@ -124,13 +125,31 @@ public sealed class AptRun : IDisposable
     /// <summary>Trains the next epoch on <paramref name="train"/>; <paramref name="progress"/> may throw to stop it (nothing counts then).</summary>
     public AptEpoch TrainNext(LabelVocabulary vocabulary, IImageDataset data, IReadOnlyList<int> train, Action<AptProgress>? progress = null)
     {
+        using var pass = BeginNext(vocabulary, data, train);
+        pass.TrainFor(TimeSpan.MaxValue, progress);
+        return Complete(pass);
+    }
+
+    /// <summary>The next epoch, to train in slices (<see cref="AptEpochPass.TrainFor"/>) and then <see cref="Complete"/>; the caller disposes it.</summary>
+    public AptEpochPass BeginNext(LabelVocabulary vocabulary, IImageDataset data, IReadOnlyList<int> train)
+    {
         if (Finished) throw new InvalidOperationException("the run is finished");
         var adversarial = NextIsAdversarial;
         var epoch = adversarial ? StepsDone : StepsDone - Settings.Options.Epochs;
         var trainer = new AptTrainer(_clip, Settings.Options with { Adversarial = adversarial });
-        var result = adversarial
-            ? trainer.TrainEpoch(Adversarial, _adversarialMomentum, vocabulary, data, train, epoch, progress)
-            : trainer.TrainEpoch(Clean, _cleanMomentum, vocabulary, data, train, epoch, progress);
+        var pass = adversarial
+            ? trainer.BeginEpoch(Adversarial, _adversarialMomentum, vocabulary, data, train, epoch)
+            : trainer.BeginEpoch(Clean, _cleanMomentum, vocabulary, data, train, epoch);
+        _pending = pass;
+        return pass;
+    }
+
+    /// <summary>Counts the epoch <paramref name="pass"/> (from <see cref="BeginNext"/>, finished) as done and returns its figures.</summary>
+    public AptEpoch Complete(AptEpochPass pass)
+    {
+        if (!ReferenceEquals(pass, _pending)) throw new InvalidOperationException("the pass is not this run's next epoch");
+        var result = pass.Result;
+        _pending = null;
         StepsDone++;
         return result;
     }
@@ -142,21 +161,9 @@ public sealed class AptRun : IDisposable
     public static AptAccuracy Validate(PromptedClip clip, PromptSet prompts, LabelVocabulary vocabulary, IImageDataset data, IReadOnlyList<int> indices,
         double epsilon, int seed, int batchSize = 64, Func<bool>? stop = null)
     {
-        if (indices.Count == 0) return new AptAccuracy(double.NaN, double.NaN, 0);
-        var attack = new PgdAttack(epsilon, ValidationAttackSteps, epsilon / 4, randomStart: true, AttackLosses.CrossEntropy, "PGD");
-        var generator = new Generator((ulong)seed);
-        double clean = 0, robust = 0;
-        foreach (var batch in indices.Chunk(batchSize))
-        {
-            if (stop?.Invoke() == true) throw new OperationCanceledException("validation stopped");
-            using var scope = NewDisposeScope();
-            var x = data.Images(batch, clip.ImageSize).to(clip.Device);
-            var y = tensor(batch.Select(i => (long)data.Label(i)).ToArray()).to(clip.Device);
-            using (no_grad()) clean += clip.Classify(x, vocabulary, prompts).argmax(-1).eq(y).sum().item<long>();
-            var adv = epsilon > 0 ? attack.Perturb(img => clip.Classify(img, vocabulary, prompts), x, y, generator) : x;
-            using (no_grad()) robust += clip.Classify(adv, vocabulary, prompts).argmax(-1).eq(y).sum().item<long>();
-        }
-        return new AptAccuracy(clean / indices.Count, robust / indices.Count, indices.Count);
+        using var pass = new AptValidationPass(clip, prompts, vocabulary, data, indices, epsilon, seed, batchSize);
+        pass.RunFor(TimeSpan.MaxValue, stop);
+        return pass.Result;
     }
 
     /// <summary>

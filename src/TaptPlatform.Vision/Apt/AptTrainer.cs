@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Checkpoints;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Prompts;
@@ -63,62 +61,14 @@ public sealed class AptTrainer(PromptedClip clip, AptOptions options)
     public AptEpoch TrainEpoch(PromptSet prompts, IReadOnlyList<Tensor> momentum, LabelVocabulary vocabulary, IImageDataset data, IReadOnlyList<int> indices, int epoch,
         Action<AptProgress>? progress = null)
     {
-        var o = options;
-        var parameters = prompts.Parameters().ToList();
-        if (momentum.Count != parameters.Count) throw new ArgumentException($"{momentum.Count} momentum buffers for {parameters.Count} prompt tensors", nameof(momentum));
-        var size = clip.ImageSize;
-        var stepsPerEpoch = (indices.Count + o.BatchSize - 1) / o.BatchSize;
-        var attack = new PgdAttack(o.Epsilon, o.AttackSteps, o.AttackStepSize, randomStart: true, AttackLosses.CrossEntropy, "PGD");
-        var lr = LearningRateAt(epoch);
-        var order = indices.ToArray();
-        new Random(o.Seed * 7919 + epoch).Shuffle(order);
-        var generator = new Generator((ulong)(o.Seed * 104729 + epoch));
-        double lossSum = 0, cleanRight = 0, cleanSeen = 0, advRight = 0, advSeen = 0;
-        var clock = Stopwatch.StartNew();
-        for (var s = 0; s < stepsPerEpoch; s++)
-        {
-            using var scope = NewDisposeScope();
-            var batch = order.Skip(s * o.BatchSize).Take(o.BatchSize).ToArray();
-            var x = data.Images(batch, size).to(clip.Device);
-            var y = tensor(batch.Select(i => (long)data.Label(i)).ToArray()).to(clip.Device);
-            var half = o.Adversarial ? batch.Length / 2 : 0;
-            if (half > 0)
-            {
-                var cleanPart = x.narrow(0, 0, batch.Length - half);
-                var attackPart = x.narrow(0, batch.Length - half, half);
-                var attackLabels = y.narrow(0, batch.Length - half, half);
-                var adv = attack.Perturb(img => clip.Classify(img, vocabulary, prompts), attackPart, attackLabels, generator);
-                x = cat([cleanPart, adv], 0);
-            }
-            var logits = clip.Classify(x, vocabulary, prompts);
-            var loss = nn.functional.cross_entropy(logits, y);
-            foreach (var p in parameters) p.grad?.zero_();
-            loss.backward();
-            using (no_grad())
-            {
-                // torch.optim.SGD: buf = μ·buf + (g + wd·p); p −= lr·buf
-                for (var i = 0; i < parameters.Count; i++)
-                {
-                    var p = parameters[i];
-                    if (p.grad is null) continue;
-                    var g = p.grad.add(p, alpha: o.WeightDecay);
-                    momentum[i].mul_(o.Momentum).add_(g);
-                    p.add_(momentum[i], alpha: -lr);
-                }
-            }
-            var right = logits.argmax(-1).eq(y).to(ScalarType.Float32).cpu().data<float>().ToArray();
-            var cleanCount = batch.Length - half;
-            cleanRight += right.Take(cleanCount).Sum();
-            cleanSeen += cleanCount;
-            advRight += right.Skip(cleanCount).Sum();
-            advSeen += half;
-            lossSum += loss.item<float>() * batch.Length;
-            progress?.Invoke(new AptProgress(epoch + 1, o.Epochs, s + 1, stepsPerEpoch, lr, lossSum / (cleanSeen + advSeen),
-                cleanRight / Math.Max(1, cleanSeen), advSeen == 0 ? double.NaN : advRight / advSeen, (cleanSeen + advSeen) / clock.Elapsed.TotalSeconds));
-        }
-        return new AptEpoch(epoch + 1, lr, lossSum / Math.Max(1, cleanSeen + advSeen), cleanRight / Math.Max(1, cleanSeen),
-            advSeen == 0 ? double.NaN : advRight / advSeen, clock.Elapsed.TotalSeconds);
+        using var pass = BeginEpoch(prompts, momentum, vocabulary, data, indices, epoch);
+        pass.TrainFor(TimeSpan.MaxValue, progress);
+        return pass.Result;
     }
+
+    /// <summary>The same epoch as <see cref="TrainEpoch"/>, to run in slices (<see cref="AptEpochPass.TrainFor"/>); the caller disposes it.</summary>
+    public AptEpochPass BeginEpoch(PromptSet prompts, IReadOnlyList<Tensor> momentum, LabelVocabulary vocabulary, IImageDataset data, IReadOnlyList<int> indices, int epoch) =>
+        new(clip, options, prompts, momentum, vocabulary, data, indices, epoch, LearningRateAt(epoch));
 
     /// <summary>Constant warm-up, then cosine annealing over all epochs (Dassl's ConstantWarmupScheduler + CosineAnnealingLR).</summary>
     public double LearningRateAt(int epoch) => epoch < options.WarmupEpochs

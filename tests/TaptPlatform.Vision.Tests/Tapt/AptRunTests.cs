@@ -84,6 +84,40 @@ public class AptRunTests
     }
 
     [Fact]
+    public void An_epoch_and_a_validation_run_in_one_batch_slices_give_exactly_what_one_call_gives()
+    {
+        using var t = new TinyTapt();
+        var data = Data(6);
+        var train = Enumerable.Range(0, 6).ToArray();
+        var settings = new AptRunSettings(t.Artifact.Shape, new AptOptions { Epochs = 1, BatchSize = 2, LearningRate = 0.05, Seed = 3 });
+        using var whole = AptRun.Start(t.Clip, settings);
+        var wholeEpoch = whole.TrainNext(t.Vocabulary, data, train);
+
+        using var sliced = AptRun.Start(t.Clip, settings);
+        using var pass = sliced.BeginNext(t.Vocabulary, data, train);
+        Assert.Equal(3, pass.Steps);
+        var slices = 0;
+        while (!pass.TrainFor(TimeSpan.Zero)) slices++;
+        Assert.Equal(2, slices);   // a zero budget still trains one batch per slice: 3 batches, the third ends the epoch
+        Assert.Equal(0, sliced.StepsDone);
+        var slicedEpoch = sliced.Complete(pass);
+        Assert.Equal(1, sliced.StepsDone);
+        Assert.Equal(Flat(whole.Adversarial), Flat(sliced.Adversarial));
+        Assert.Equal(wholeEpoch.Loss, slicedEpoch.Loss);
+        Assert.Equal(wholeEpoch.AdversarialAccuracy, slicedEpoch.AdversarialAccuracy);
+        Assert.Throws<InvalidOperationException>(() => sliced.Complete(pass));
+
+        int[] held = [0, 1];
+        var once = AptRun.Validate(t.Clip, whole.Adversarial, t.Vocabulary, data, held, 8.0 / 255, seed: 2, batchSize: 1);
+        using var validation = new AptValidationPass(t.Clip, whole.Adversarial, t.Vocabulary, data, held, 8.0 / 255, seed: 2, batchSize: 1);
+        Assert.Throws<InvalidOperationException>(() => validation.Result);
+        var validationSlices = 1;
+        while (!validation.RunFor(TimeSpan.Zero)) validationSlices++;
+        Assert.Equal(2, validationSlices);
+        Assert.Equal(once, validation.Result);
+    }
+
+    [Fact]
     public void The_split_holds_out_a_share_of_every_class_and_caps_training_at_the_shots()
     {
         var labels = Enumerable.Range(0, 40).Select(i => i % 4).ToArray();
