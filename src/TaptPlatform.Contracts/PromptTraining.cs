@@ -128,6 +128,15 @@ public sealed record PromptTrainingWork(
     [property: Id(6)] ImmutableArray<int> Train,
     [property: Id(7)] ImmutableArray<int> Validation);
 
+/// <summary>
+/// One trained epoch: its figures and the checkpoint to continue from. The job stores the checkpoint itself, and only while
+/// it still runs, so a step it stopped waiting for (cancelled, or retried on another silo) leaves nothing behind.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record PromptTrainingEpochResult(
+    [property: Id(0)] PromptTrainingEpoch Epoch,
+    [property: Id(1)] byte[] Checkpoint);
+
 /// <summary>What a finished training made: the artifact version and the held-out accuracy of its adversarial prompts.</summary>
 [GenerateSerializer, Immutable]
 public sealed record PromptTrainingOutcome(
@@ -194,10 +203,10 @@ public interface IPromptTrainingWorkerGrain : IGrainWithStringKey
 
     /// <summary>
     /// Trains epoch <paramref name="step"/> (0-based over adversarial then clean epochs) from the checkpoint of the step before
-    /// (none for step 0), writes the new checkpoint and returns the epoch's figures.
+    /// (none for step 0) and returns the epoch's figures with the new checkpoint, for the job to store.
     /// </summary>
     [ResponseTimeout("02:00:00")]
-    Task<PromptTrainingEpoch> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default);
+    Task<PromptTrainingEpochResult> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default);
 
     /// <summary>
     /// From the final checkpoint: the reference statistics, the artifact (kept as the next version of the request's artifact

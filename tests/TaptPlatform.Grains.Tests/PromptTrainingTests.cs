@@ -126,6 +126,27 @@ public sealed class PromptTrainingTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task A_worker_step_returns_its_checkpoint_and_writes_none_itself_so_a_step_the_job_gave_up_on_leaves_nothing()
+    {
+        var cluster = await platform.ClusterAsync();
+        var tenantId = PlatformFixture.NewTenant("trainstep");
+        var request = new PromptTrainingRequest("fashion", TestModels.Tiny, "direct", Epochs: 1, BatchSize: 4);
+        var job = await CreateAsync(cluster.Client, tenantId, request, perClass: 1);
+        var jobId = (await job.GetStatusAsync(tenantId)).JobId;
+        var vocabulary = await cluster.Client.GetGrain<ITenantGrain>(tenantId).GetVocabularyAsync("fashion");
+        var work = new PromptTrainingWork(tenantId, jobId, request, [.. vocabulary.Labels.Select(l => l.Label)], PromptTexts.Of(vocabulary),
+            [.. Enumerable.Range(0, 10)], [.. Enumerable.Range(0, 8)], [8, 9]);
+        var worker = cluster.Client.GetGrain<IPromptTrainingWorkerGrain>(cluster.Silo(1).SiloAddress.ToParsableString());
+
+        var (epoch, checkpoint) = await worker.TrainEpochAsync(work, 0);
+
+        Assert.Equal(("adversarial", 1), (epoch.Prompts, epoch.Epoch));
+        // A safetensors file: an 8-byte little-endian header length, then that much JSON.
+        Assert.True(checkpoint.Length > 8 && BitConverter.ToInt64(checkpoint, 0) < checkpoint.Length, $"{checkpoint.Length} bytes");
+        Assert.Empty(await CheckpointsAsync(tenantId, jobId));
+    }
+
+    [Fact]
     public async Task A_training_job_that_asks_again_for_its_artifact_version_gets_the_one_it_made_and_no_second()
     {
         var cluster = await platform.ClusterAsync();

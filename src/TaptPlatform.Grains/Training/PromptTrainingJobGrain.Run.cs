@@ -71,9 +71,12 @@ public sealed partial class PromptTrainingJobGrain
             while (S.Curve.Count < EpochsTotal && S.State == JobState.Running)
             {
                 var step = S.Curve.Count;
-                var epoch = await StepAsync(step, (w, c) => w.TrainEpochAsync(work, step, c));
+                var (epoch, checkpoint) = await StepAsync(step, (w, c) => w.TrainEpochAsync(work, step, c));
                 if (S.State != JobState.Running) return;
                 if (S.Curve.Count != step) continue;   // a step recorded twice (a resumed call raced a late one): keep the first
+                // Stored here, not by the worker: what the run ends with (below, in RunAsync) then sees every checkpoint written.
+                await store.PutFileAsync(def.TenantId, JobId, TrainingCheckpoints.PathOf(step + 1), BinaryData.FromBytes(checkpoint), "application/octet-stream");
+                if (S.State != JobState.Running) return;
                 S.Curve.Add(epoch);
                 _waiting = null;
                 await Saved.SaveAsync();

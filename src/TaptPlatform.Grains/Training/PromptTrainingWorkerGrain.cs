@@ -23,7 +23,7 @@ namespace TaptPlatform.Grains.Training;
 /// call is one step of a job, run synchronously on the silo's <see cref="EvaluationEngine"/> thread (whose queue serves
 /// tenants in turn) in slices, so another tenant's evaluation waits for one slice, not a whole epoch; the job's images
 /// are read from its input blobs and decoded there. An epoch starts from the checkpoint
-/// blob the step before wrote (<see cref="TrainingCheckpoints"/>) and writes the next one, so the run
+/// blob the job stored after the step before (<see cref="TrainingCheckpoints"/>) and returns the next one, so the run
 /// needs nothing of this silo between calls: after a silo died, any other continues from the last checkpoint.
 /// </summary>
 [SiloKeyedPlacement]
@@ -41,7 +41,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         return Accuracy(await step.ValidateAsync(artifact.Adversarial, work.Validation, work.Request.Epsilon, work.Request.Seed));
     }
 
-    public async Task<PromptTrainingEpoch> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default)
+    public async Task<PromptTrainingEpochResult> TrainEpochAsync(PromptTrainingWork work, int step, CancellationToken cancellation = default)
     {
         if (step < 0 || step >= 2 * work.Request.Epochs) throw new TaptRequestException($"step {step} is not one of the job's");
         var (engine, images) = await PrepareAsync(work, [.. work.Train, .. work.Validation], cancellation);
@@ -66,10 +66,8 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
             });
             var epoch = new PromptTrainingEpoch(adversarial ? "adversarial" : "clean", figures.Epoch, figures.LearningRate, figures.Loss, figures.CleanAccuracy,
                 adversarial ? figures.AdversarialAccuracy : null, Accuracy(validation), figures.Seconds, silo.SiloAddress.ToString());
-            await store.PutFileAsync(work.TenantId, work.JobId, TrainingCheckpoints.PathOf(step + 1), BinaryData.FromBytes(await File.ReadAllBytesAsync(after, cancellation)),
-                "application/octet-stream");
             log.LogInformation("Prompt training {Job}: {Prompts} epoch {Epoch} on {Silo}, loss {Loss:F4}", work.JobId, epoch.Prompts, epoch.Epoch, silo.SiloAddress, epoch.Loss);
-            return epoch;
+            return new PromptTrainingEpochResult(epoch, await File.ReadAllBytesAsync(after, cancellation));
         }
         finally
         {

@@ -6,7 +6,7 @@ namespace TaptPlatform.Grains.Training;
 
 /// <summary>
 /// The blobs a prompt training run resumes from, <c>results/checkpoint-{epochs done}.safetensors</c> in the job's
-/// folder, written by the worker after each epoch. A checkpoint lives while the run can resume from it: the job forgets
+/// folder, written by the job from what the worker returns after each epoch. A checkpoint lives while the run can resume from it: the job forgets
 /// the one an epoch started from once that epoch is recorded, and whatever is left when the run ends. A delete that
 /// fails is logged and left to retention; it never fails the job.
 /// </summary>
@@ -32,8 +32,8 @@ public static class TrainingCheckpoints
 
     /// <summary>
     /// Forgets what can be left when the run ends (completed, cancelled or failed) after <paramref name="epochsRecorded"/>
-    /// epochs: the checkpoint of the last recorded epoch and the one a step still in flight may have written. The earlier
-    /// ones went as each next epoch was recorded.
+    /// epochs: the checkpoint of the last recorded epoch and the one the job stored for an epoch it then did not record. The
+    /// earlier ones went as each next epoch was recorded.
     /// </summary>
     public static async Task ForgetLastAsync(IArtifactStore store, string tenantId, string jobId, int epochsRecorded, ILogger log)
     {
