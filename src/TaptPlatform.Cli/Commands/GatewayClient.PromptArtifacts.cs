@@ -51,6 +51,6 @@ public sealed partial class GatewayClient
             throw new GatewayException($"{Server}: {e.Message}");
         }
         if (response.IsSuccessStatusCode) return response;
-        using (response) throw new GatewayException(await DescribeAsync(response, ct));
+        using (response) throw await ProblemAsync(response, ct);
     }
 }

@@ -8,7 +8,12 @@ using Polly;
 namespace TaptPlatform.Cli.Commands;
 
 /// <summary>A failure the gateway reported (an RFC 7807 problem) or a transport error: printed as one line, exit code 1.</summary>
-public sealed class GatewayException(string message) : Exception(message);
+/// <summary>The gateway refused or could not be reached; <see cref="Code"/> and <see cref="Problem"/> are the problem document's, when it sent one.</summary>
+public sealed class GatewayException(string message, string? code = null, JsonElement? problem = null) : Exception(message)
+{
+    public string? Code => code;
+    public JsonElement? Problem => problem;
+}
 
 /// <summary>
 /// A small HTTP client of the gateway's API for <c>tapt submit</c> and <c>tapt audit</c>. It knows only the JSON the
@@ -139,12 +144,12 @@ public sealed partial class GatewayClient : IDisposable
         }
         using (response)
         {
-            if (!response.IsSuccessStatusCode) throw new GatewayException(await DescribeAsync(response, ct));
+            if (!response.IsSuccessStatusCode) throw await ProblemAsync(response, ct);
             return await response.Content.ReadFromJsonAsync<T>(Json, ct) ?? throw new GatewayException("empty answer from the gateway");
         }
     }
 
-    private static async Task<string> DescribeAsync(HttpResponseMessage response, CancellationToken ct)
+    private static async Task<GatewayException> ProblemAsync(HttpResponseMessage response, CancellationToken ct)
     {
         var status = $"{(int)response.StatusCode} {response.ReasonPhrase}";
         try
@@ -152,11 +157,11 @@ public sealed partial class GatewayClient : IDisposable
             var problem = await response.Content.ReadFromJsonAsync<JsonElement>(Json, ct);
             var detail = problem.TryGetProperty("detail", out var d) ? d.GetString() : problem.TryGetProperty("title", out var t) ? t.GetString() : null;
             var code = problem.TryGetProperty("code", out var c) ? c.GetString() : null;
-            return detail is null ? status : $"{status}: {detail}{(code is null ? "" : $" ({code})")}";
+            return new GatewayException(detail is null ? status : $"{status}: {detail}{(code is null ? "" : $" ({code})")}", code, problem.Clone());
         }
         catch (JsonException)
         {
-            return status;
+            return new GatewayException(status);
         }
     }
 

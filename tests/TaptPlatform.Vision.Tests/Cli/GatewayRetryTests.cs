@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using TaptPlatform.Cli;
 using TaptPlatform.Cli.Commands;
 
 namespace TaptPlatform.Vision.Tests.Cli;
@@ -75,5 +76,38 @@ public sealed class GatewayRetryTests : IDisposable
         var e = await Assert.ThrowsAsync<GatewayException>(() => client.CreateJobAsync("v", "default", null, 0, CancellationToken.None));
         Assert.Contains("500", e.Message);
         Assert.Equal(1, gateway.Requests);
+    }
+
+    [Fact]
+    public async Task A_labelled_batch_refused_whole_counts_as_refused_images_and_the_next_batch_still_goes_up()
+    {
+        // 51 images: a first batch of 50 the vocabulary does not know (422 images_rejected), then one it takes.
+        const string refusedWhole = """{"title":"No image accepted","code":"images_rejected","detail":"none of the images was accepted","rejected":[{"name":"a.png","reason":"UnknownLabel"}],"totalImages":0}""";
+        const string taken = """{"jobId":"e1","acceptedIndices":[0],"rejected":[],"totalImages":1}""";
+        var gateway = new ScriptedGateway((HttpStatusCode.UnprocessableEntity, refusedWhole), (HttpStatusCode.OK, taken));
+        using var client = new GatewayClient("http://gateway.test", "key", gateway);
+        var images = Enumerable.Range(0, 50).Select(_ => ("ankle-boot", _image)).Append(("sandal", _image)).ToList();
+        var stdout = new StringWriter();
+
+        var accepted = await LabelledFolder.UploadAsync("folder", images, "e1",
+            chunk => client.UploadLabelledImagesAsync("api/evaluations/e1/images", chunk, CancellationToken.None), stdout);
+
+        Assert.Equal(1, accepted);
+        Assert.Equal(2, gateway.Requests);
+        Assert.Contains("refused a.png: UnknownLabel", stdout.ToString());
+
+        // Every batch refused: an error naming the job left open.
+        var none = new ScriptedGateway((HttpStatusCode.UnprocessableEntity, refusedWhole));
+        using var refusing = new GatewayClient("http://gateway.test", "key", none);
+        var e = await Assert.ThrowsAsync<CliException>(() => LabelledFolder.UploadAsync("folder", images, "e1",
+            chunk => refusing.UploadLabelledImagesAsync("api/evaluations/e1/images", chunk, CancellationToken.None), TextWriter.Null));
+        Assert.Contains("e1 stays open", e.Message);
+
+        // Any other refusal still stops the upload.
+        var quota = new ScriptedGateway(Problem(HttpStatusCode.TooManyRequests, "quota_images_per_day"));
+        using var limited = new GatewayClient("http://gateway.test", "key", quota);
+        var stopped = await Assert.ThrowsAsync<GatewayException>(() => LabelledFolder.UploadAsync("folder", images, "e1",
+            chunk => limited.UploadLabelledImagesAsync("api/evaluations/e1/images", chunk, CancellationToken.None), TextWriter.Null));
+        Assert.Equal("quota_images_per_day", stopped.Code);
     }
 }
