@@ -97,8 +97,13 @@ public sealed class ResumeTests(PlatformFixture platform, ITestOutputHelper outp
             Assert.Equal(r.CompletedAt, final[r.Index].CompletedAt);
             Assert.Equal(r.Prediction, final[r.Index].Prediction);
         }
-        // Completion wrote the state with every result.
+        // Completion wrote the state with every result (the status may show it while that write is still under way).
         var completed = await ReadJobStateAsync(survivor, job);
+        for (var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30); completed.State != JobState.Completed && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(100);
+            completed = await ReadJobStateAsync(survivor, job);
+        }
         Assert.Equal(JobState.Completed, completed.State);
         Assert.Equal(images, completed.Results.Count);
     }
