@@ -54,7 +54,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
             var run = await units.RunAsync(_ => units.Own(before is null ? AptRun.Start(units.Model.Clip, settings) : AptRun.Resume(units.Model.Clip, settings, before)));
             if (run.StepsDone != step) throw new TuningFailedException($"the checkpoint holds {run.StepsDone} epoch(s), not {step}");
             var adversarial = run.NextIsAdversarial;
-            var pass = units.Own(run.BeginNext(units.Vocabulary, units.Data, work.Train));
+            var pass = await units.RunAsync(_ => units.Own(run.BeginNext(units.Vocabulary, units.Data, work.Train)));
             await units.InSlicesAsync(token => pass.TrainFor(engine.Slice, _ => token.ThrowIfCancellationRequested()));
             var figures = run.Complete(pass);
             var validation = await units.ValidateAsync(adversarial ? run.Adversarial : run.Clean, work.Validation, adversarial ? work.Request.Epsilon : 0,

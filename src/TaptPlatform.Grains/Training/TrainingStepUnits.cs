@@ -9,8 +9,9 @@ namespace TaptPlatform.Grains.Training;
 
 /// <summary>
 /// What the evaluation-thread units of one prompt training step share: the leased model, the decoded images, and what the
-/// units made (a run, its passes), freed together when the step ends. Every tensor is touched only inside a unit, on the
-/// engine's thread; the step awaits each unit before the next, so none runs at the same time as another.
+/// units made (a run, its passes, their generators), freed together when the step ends. Everything native is made and
+/// used only inside a unit, on the engine's thread; the step awaits each unit before the next, so none runs at the same
+/// time as another.
 /// </summary>
 internal sealed class TrainingStepUnits(EvaluationEngine engine, string tenantId, BoundedCache<string, LoadedModel>.Lease model, InMemoryImageDataset data,
     LabelVocabulary vocabulary, CancellationToken cancellation) : IDisposable
@@ -37,7 +38,7 @@ internal sealed class TrainingStepUnits(EvaluationEngine engine, string tenantId
     /// <summary><see cref="AptRun.Validate"/> in slices.</summary>
     public async Task<AptAccuracy> ValidateAsync(PromptSet prompts, IReadOnlyList<int> indices, double epsilon, int seed)
     {
-        var pass = Own(new AptValidationPass(Model.Clip, prompts, vocabulary, data, indices, epsilon, seed));
+        var pass = await RunAsync(_ => Own(new AptValidationPass(Model.Clip, prompts, vocabulary, data, indices, epsilon, seed)));
         await InSlicesAsync(token => pass.RunFor(engine.Slice, () => token.IsCancellationRequested));
         return pass.Result;
     }
