@@ -1,3 +1,4 @@
+using TorchSharp;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Text;
 using TorchSharp.Modules;
@@ -41,7 +42,13 @@ public sealed class PromptSet : IDisposable
         var n = shape.TokensPerLayer;
         var dt = model.Config.Text.HiddenSize;
         var dv = model.Config.Vision.HiddenSize;
-        Tensor Normal(int d) => normal(0, 0.02, [n, d], generator: generator);
+        // torch.normal(0, 0.02) as TorchSharp computes it (randn · std + mean), with the scalar held alive through the call:
+        // TorchSharp's implicit scalars can be finalized while libtorch still reads them.
+        Tensor Normal(int d)
+        {
+            using var std = 0.02.ToScalar();
+            return randn([n, d], generator: generator).mul_(std);
+        }
         var text = new List<Parameter>();
         var visual = new List<Parameter>();
         var proj = new List<(Parameter, Parameter)>();
