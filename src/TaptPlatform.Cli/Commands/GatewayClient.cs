@@ -50,9 +50,9 @@ public sealed partial class GatewayClient : IDisposable
             Content = JsonContent.Create(new { vocabulary, promptConfiguration = configuration, name, seed }, options: Json),
         }, ct);
 
-    /// <summary>Uploads files as one multipart request (one file part per image).</summary>
+    /// <summary>Uploads files as one multipart request (one file part per image); a batch refused whole comes back as a receipt of refusals.</summary>
     public Task<UploadReceiptInfo> UploadAsync(string jobId, IReadOnlyList<string> files, CancellationToken ct) =>
-        SendAsync<UploadReceiptInfo>(() =>
+        UploadAsync(() =>
         {
             var content = new MultipartFormDataContent();
             foreach (var f in files)
@@ -62,7 +62,8 @@ public sealed partial class GatewayClient : IDisposable
                 content.Add(part, "images", Path.GetFileName(f));
             }
             return new HttpRequestMessage(HttpMethod.Post, $"api/jobs/{Uri.EscapeDataString(jobId)}/images") { Content = content };
-        }, ct);
+        }, refused => new UploadReceiptInfo(jobId, [], [.. refused.GetProperty("rejected").EnumerateArray()],
+            refused.TryGetProperty("totalImages", out var total) ? total.GetInt32() : 0), ct);
 
     public Task<JobInfo> StartAsync(string jobId, CancellationToken ct) =>
         SendAsync<JobInfo>(() => new HttpRequestMessage(HttpMethod.Post, $"api/jobs/{Uri.EscapeDataString(jobId)}/start"), ct);
@@ -81,9 +82,12 @@ public sealed partial class GatewayClient : IDisposable
     public Task<EvaluationInfo> CreateEvaluationAsync(object body, CancellationToken ct) =>
         SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, "api/evaluations") { Content = JsonContent.Create(body, options: Json) }, ct);
 
-    /// <summary>Uploads labelled images to <paramref name="path"/> (an evaluation's or a training job's) as one multipart request (each part named by its label).</summary>
+    /// <summary>
+    /// Uploads labelled images to <paramref name="path"/> (an evaluation's or a training job's) as one multipart request (each
+    /// part named by its label); a batch refused whole comes back as the problem, whose <c>rejected</c> lists the refusals.
+    /// </summary>
     public Task<JsonElement> UploadLabelledImagesAsync(string path, IReadOnlyList<(string Label, string File)> images, CancellationToken ct) =>
-        SendAsync<JsonElement>(() =>
+        UploadAsync(() =>
         {
             var content = new MultipartFormDataContent();
             foreach (var (label, f) in images)
@@ -93,7 +97,23 @@ public sealed partial class GatewayClient : IDisposable
                 content.Add(part, label, Path.GetFileName(f));
             }
             return new HttpRequestMessage(HttpMethod.Post, path) { Content = content };
-        }, ct);
+        }, refused => refused, ct);
+
+    /// <summary>
+    /// An upload: a batch the gateway refused whole (422 images_rejected: no image readable, or none named by a label) is
+    /// turned into refused images by <paramref name="refusedWhole"/>, so the caller prints them and goes on with the next batch.
+    /// </summary>
+    private async Task<T> UploadAsync<T>(Func<HttpRequestMessage> request, Func<JsonElement, T> refusedWhole, CancellationToken ct)
+    {
+        try
+        {
+            return await SendAsync<T>(request, ct);
+        }
+        catch (GatewayException e) when (e.Code == "images_rejected" && e.Problem is { } problem && problem.TryGetProperty("rejected", out _))
+        {
+            return refusedWhole(problem);
+        }
+    }
 
     public Task<EvaluationInfo> StartEvaluationAsync(string evaluationId, CancellationToken ct) =>
         SendAsync<EvaluationInfo>(() => new HttpRequestMessage(HttpMethod.Post, $"api/evaluations/{Uri.EscapeDataString(evaluationId)}/start"), ct);

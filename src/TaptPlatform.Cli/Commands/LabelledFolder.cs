@@ -35,7 +35,7 @@ public static class LabelledFolder
     /// <summary>
     /// Uploads a folder's <paramref name="images"/> to <paramref name="jobId"/> through <paramref name="upload"/> (one request per
     /// batch, the API's upload receipt back), prints each refused image and returns how many were accepted; none accepted is an error.
-    /// A batch the gateway refused whole (422 images_rejected) counts as refused images, so the rest of the folder still goes up.
+    /// A batch the gateway refused whole (a folder the vocabulary does not know) counts as refused images, so the rest still goes up.
     /// </summary>
     public static async Task<int> UploadAsync(string folder, IReadOnlyList<(string Label, string File)> images, string jobId,
         Func<IReadOnlyList<(string Label, string File)>, Task<JsonElement>> upload, TextWriter stdout)
@@ -43,16 +43,8 @@ public static class LabelledFolder
         var accepted = 0;
         foreach (var chunk in images.Chunk(UploadBatch))
         {
-            JsonElement receipt;
-            try
-            {
-                receipt = await upload(chunk);
-            }
-            catch (GatewayException e) when (e.Code == "images_rejected" && e.Problem is { } problem && problem.TryGetProperty("rejected", out _))
-            {
-                receipt = problem;   // every image of this batch refused (a folder the vocabulary does not know, say): the next batches go on
-            }
-            if (receipt.TryGetProperty("acceptedIndices", out var indices)) accepted += indices.GetArrayLength();
+            var receipt = await upload(chunk);
+            if (receipt.TryGetProperty("acceptedIndices", out var indices)) accepted += indices.GetArrayLength();   // none in a batch refused whole
             foreach (var rejected in receipt.GetProperty("rejected").EnumerateArray())
                 stdout.WriteLine($"refused {rejected.GetProperty("name").GetString()}: {(rejected.TryGetProperty("reason", out var why) ? why.GetString() : "")}");
         }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.AspNetCore.SignalR.Client;
@@ -91,17 +90,9 @@ public static class SubmitCommand
         for (var i = 0; i < files.Count; i += batch)
         {
             var chunk = files.Skip(i).Take(batch).ToList();
-            List<JsonElement> refused;
-            try
-            {
-                refused = (await client.UploadAsync(job.JobId, chunk, ct)).Rejected;
-            }
-            catch (GatewayException e) when (e.Code == "images_rejected" && e.Problem is { } problem && problem.TryGetProperty("rejected", out var all))
-            {
-                refused = [.. all.EnumerateArray()];   // the whole batch unreadable: the next batches still go up
-            }
-            rejected += refused.Count;
-            foreach (var r in refused) stderr.WriteLine($"  rejected: {r}");
+            var receipt = await client.UploadAsync(job.JobId, chunk, ct);
+            rejected += receipt.Rejected.Count;
+            foreach (var r in receipt.Rejected) stderr.WriteLine($"  rejected: {r}");
             stderr.WriteLine($"  uploaded {Math.Min(i + batch, files.Count)}/{files.Count}");
         }
         if (rejected == files.Count) throw new GatewayException("no image was accepted");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Prompts;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace TaptPlatform.Vision.Apt;
@@ -16,6 +17,7 @@ public sealed class AptEpochPass : IDisposable
     private readonly PromptedClip _clip;
     private readonly AptOptions _options;
     private readonly PromptSet _prompts;
+    private readonly List<Parameter> _parameters;
     private readonly IReadOnlyList<Tensor> _momentum;
     private readonly LabelVocabulary _vocabulary;
     private readonly IImageDataset _data;
@@ -30,7 +32,8 @@ public sealed class AptEpochPass : IDisposable
     internal AptEpochPass(PromptedClip clip, AptOptions options, PromptSet prompts, IReadOnlyList<Tensor> momentum, LabelVocabulary vocabulary,
         IImageDataset data, IReadOnlyList<int> indices, int epoch, double learningRate)
     {
-        if (momentum.Count != prompts.Parameters().Count()) throw new ArgumentException($"{momentum.Count} momentum buffers for {prompts.Parameters().Count()} prompt tensors", nameof(momentum));
+        _parameters = prompts.Parameters().ToList();
+        if (momentum.Count != _parameters.Count) throw new ArgumentException($"{momentum.Count} momentum buffers for {_parameters.Count} prompt tensors", nameof(momentum));
         (_clip, _options, _prompts, _momentum, _vocabulary, _data, _epoch, _learningRate) = (clip, options, prompts, momentum, vocabulary, data, epoch, learningRate);
         _order = indices.ToArray();
         new Random(options.Seed * 7919 + epoch).Shuffle(_order);
@@ -94,15 +97,14 @@ public sealed class AptEpochPass : IDisposable
         }
         var logits = _clip.Classify(x, _vocabulary, _prompts);
         var loss = nn.functional.cross_entropy(logits, y);
-        var parameters = _prompts.Parameters().ToList();
-        foreach (var p in parameters) p.grad?.zero_();
+        foreach (var p in _parameters) p.grad?.zero_();
         loss.backward();
         using (no_grad())
         {
             // torch.optim.SGD: buf = μ·buf + (g + wd·p); p −= lr·buf
-            for (var i = 0; i < parameters.Count; i++)
+            for (var i = 0; i < _parameters.Count; i++)
             {
-                var p = parameters[i];
+                var p = _parameters[i];
                 if (p.grad is null) continue;
                 var g = p.grad.add(p, alpha: o.WeightDecay);
                 _momentum[i].mul_(o.Momentum).add_(g);
