@@ -44,7 +44,7 @@ public sealed class ApiKeySigner
     {
         var unsigned = $"tapt.{Identifiers.RequireTenantId(tenantId)}.{keyId}.{Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(RandomBytes))}";
         if (ApiKeySecrets.Parse(unsigned) is null) throw new ArgumentException($"invalid key id '{keyId}'", nameof(keyId));
-        return unsigned + "." + Mac(unsigned);
+        return unsigned + "." + MacText.Encode(MacOf(unsigned));
     }
 
     /// <summary>Classifies a presented key by its shape and MAC (in constant time for the MAC).</summary>
@@ -53,14 +53,7 @@ public sealed class ApiKeySigner
         if (ApiKeySecrets.Parse(secret) is null) return ApiKeyShape.Malformed;
         var lastDot = secret!.LastIndexOf('.');
         if (secret.Count(c => c == '.') == 3) return ApiKeyShape.Unsigned;
-        Span<byte> presented = stackalloc byte[HMACSHA256.HashSizeInBytes];
-        var macText = secret.AsSpan(lastDot + 1);
-        if (macText.Length != Base64Url.GetEncodedLength(HMACSHA256.HashSizeInBytes) ||
-            !Base64Url.TryDecodeFromChars(macText, presented, out var written) || written != presented.Length)
-            return ApiKeyShape.BadSignature;
-        Span<byte> expected = stackalloc byte[HMACSHA256.HashSizeInBytes];
-        HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes(secret[..lastDot]), expected);
-        return CryptographicOperations.FixedTimeEquals(presented, expected) ? ApiKeyShape.Signed : ApiKeyShape.BadSignature;
+        return MacText.Matches(secret[(lastDot + 1)..], MacOf(secret[..lastDot])) ? ApiKeyShape.Signed : ApiKeyShape.BadSignature;
     }
 
     /// <summary>
@@ -69,5 +62,5 @@ public sealed class ApiKeySigner
     /// </summary>
     public byte[] DeriveKey(string purpose) => HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes("tapt.derived." + purpose));
 
-    private string Mac(string unsigned) => Base64Url.EncodeToString(HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes(unsigned)));
+    private byte[] MacOf(string unsigned) => HMACSHA256.HashData(_signingKey, Encoding.UTF8.GetBytes(unsigned));
 }

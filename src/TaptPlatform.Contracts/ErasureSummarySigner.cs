@@ -27,12 +27,7 @@ public sealed class ErasureSummarySigner(ApiKeySigner signer)
     /// <summary>True when the summary carries the signature of exactly its content (compared in constant time).</summary>
     public bool Verify(ErasureSummary summary)
     {
-        if (summary.Signature is not { } presented) return false;
-        Span<byte> given = stackalloc byte[HMACSHA256.HashSizeInBytes];
-        if (presented.Length != Base64Url.GetEncodedLength(HMACSHA256.HashSizeInBytes) ||
-            !Base64Url.TryDecodeFromChars(presented, given, out var written) || written != given.Length)
-            return false;
-        return CryptographicOperations.FixedTimeEquals(given, HMACSHA256.HashData(_key, Canonical(summary)));
+        return summary.Signature is { } presented && MacText.Matches(presented, HMACSHA256.HashData(_key, Canonical(summary)));
     }
 
     /// <summary>The signed bytes: the summary's JSON with the signature left out and every count in ordinal key order.</summary>
@@ -45,5 +40,5 @@ public sealed class ErasureSummarySigner(ApiKeySigner signer)
             TableRows = summary.TableRows.WithComparers(StringComparer.Ordinal),
         }, Json));
 
-    private string Mac(ErasureSummary summary) => Base64Url.EncodeToString(HMACSHA256.HashData(_key, Canonical(summary)));
+    private string Mac(ErasureSummary summary) => MacText.Encode(HMACSHA256.HashData(_key, Canonical(summary)));
 }

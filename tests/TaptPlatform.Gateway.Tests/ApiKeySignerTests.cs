@@ -31,6 +31,10 @@ public sealed class ApiKeySignerTests
         Assert.Equal(ApiKeyShape.BadSignature, Signer.Check(With(4, Flip(parts[4]))));
         Assert.Equal(ApiKeyShape.BadSignature, Signer.Check(With(4, parts[4][..^1])));            // short MAC
         Assert.Equal(ApiKeyShape.BadSignature, Signer.Check(With(4, parts[4] + "A")));            // long MAC
+        // Every other last character of the MAC, including those that differ only in the bits its encoding leaves
+        // unused (a decoder throws on those): each is refused, none throws.
+        foreach (var c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".Where(c => c != parts[4][^1]))
+            Assert.Equal(ApiKeyShape.BadSignature, Signer.Check(With(4, parts[4][..^1] + c)));
 
         static string Flip(string s) => (s[0] == 'A' ? 'B' : 'A') + s[1..];
     }

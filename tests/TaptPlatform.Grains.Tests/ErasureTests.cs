@@ -103,6 +103,9 @@ public sealed class ErasureTests(PlatformFixture platform, ITestOutputHelper out
         Assert.True(signer.Verify(summary));
         Assert.False(signer.Verify(summary with { Blobs = summary.Blobs.SetItem(ArtifactKinds.Inputs, 1) }));
         Assert.False(signer.Verify(summary with { TenantId = otherId }));
+        // A signature altered in its last character, even only in the bits its encoding leaves unused, is refused.
+        foreach (var c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".Where(c => c != summary.Signature![^1]))
+            Assert.False(signer.Verify(summary with { Signature = summary.Signature![..^1] + c }));
 
         // Nothing of the tenant can be read any more, by anyone; nothing in storage names it but the operator's records.
         await Assert.ThrowsAsync<TaptNotFoundException>(() => finished.GetStatusAsync(tenantId));
