@@ -6,6 +6,7 @@ using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Imaging;
 using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace TaptPlatform.Cli.Commands;
@@ -92,7 +93,8 @@ public static class SamplesCommand
         {
             using var scope = NewDisposeScope();
             // On the 8-bit grid first, so that rounding the attacked image keeps it within eps of this one.
-            var x = (data.Images(chunk, clip.ImageSize).to(clip.Device) * 255).round() / 255;
+            using var levels = 255.ToScalar();
+            var x = (data.Images(chunk, clip.ImageSize).to(clip.Device) * levels).round() / levels;
             var y = tensor(chunk.Select(i => (long)test.Labels[i]).ToArray()).to(clip.Device);
             var adversarial = attack.Perturb(img => clip.Classify(img, vocabulary, null), x, y, generator).cpu();
             for (var i = 0; i < chunk.Length && kept < attacked; i++)

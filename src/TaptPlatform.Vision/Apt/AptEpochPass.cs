@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using TorchSharp;
 using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Prompts;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Apt;
 
@@ -101,14 +103,17 @@ public sealed class AptEpochPass : IDisposable
         loss.backward();
         using (no_grad())
         {
+            using var weightDecay = o.WeightDecay.ToScalar();
+            using var momentum = o.Momentum.ToScalar();
+            using var step = (-_learningRate).ToScalar();
             // torch.optim.SGD: buf = μ·buf + (g + wd·p); p −= lr·buf
             for (var i = 0; i < _parameters.Count; i++)
             {
                 var p = _parameters[i];
                 if (p.grad is null) continue;
-                var g = p.grad.add(p, alpha: o.WeightDecay);
-                _momentum[i].mul_(o.Momentum).add_(g);
-                p.add_(_momentum[i], alpha: -_learningRate);
+                var g = p.grad.add(p, alpha: weightDecay);
+                _momentum[i].mul_(momentum).add_(g, One);
+                p.add_(_momentum[i], alpha: step);
             }
         }
         var right = logits.argmax(-1).eq(y).to(ScalarType.Float32).cpu().data<float>().ToArray();

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Attacks;
 
@@ -27,7 +29,7 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
         Tensor clean;
         using (no_grad()) clean = model(x).detach();
         var robust = clean.argmax(-1).eq(labels);                  // still correct
-        var bestLoss = full(x.shape[0], double.NegativeInfinity, dtype: ScalarType.Float32, device: x.device);
+        var bestLoss = full(x.shape[0], NegativeInfinity, dtype: ScalarType.Float32, device: x.device);
         var runs = targeted
             ? Enumerable.Range(2, Math.Min(targetClasses, (int)clean.shape[1] - 1)).SelectMany(t => Enumerable.Repeat(t, restarts))
             : Enumerable.Repeat(0, restarts);
@@ -54,7 +56,7 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
             var chosen = where(fooled.view(-1, 1, 1, 1), fooledAdv, maxLossPoint);
             var takeIdx = idx.masked_select(take);
             result.index_copy_(0, takeIdx, chosen.index_select(0, take.nonzero().squeeze(1)));
-            bestLoss.index_copy_(0, takeIdx, where(fooled, full_like(maxLoss, float.PositiveInfinity), maxLoss).masked_select(take));
+            bestLoss.index_copy_(0, takeIdx, where(fooled, full_like(maxLoss, PositiveInfinity), maxLoss).masked_select(take));
             robust = robust.logical_and(fooledFull.logical_not());
         }
         return result.MoveToOuterDisposeScope();
@@ -69,16 +71,18 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
         var decrease = Math.Max((int)(0.03 * steps), 1);
 
         // Random start on the ε-sphere direction, as the reference implementation.
-        var t = rand(x.shape, generator: generator).to(x.device).mul(2).sub(1);
+        using var eps = epsilon.ToScalar();
+        using var twoEps = (2 * epsilon).ToScalar();
+        var t = rand(x.shape, generator: generator).to(x.device).mul(Two).sub(One);
         var tMax = t.abs().flatten(1).max(1).values.view(-1, 1, 1, 1);
-        var xAdv = (x + epsilon * t / tMax).clamp(0, 1);
+        var xAdv = x.Plus(eps * t / tMax).clamp(Zero, One);
         var xBest = xAdv.clone();
         var xBestAdv = xAdv.clone();
         var grad = Projection.Gradient(model, xAdv, loss, out var lossIndiv, out var logits);
         var fooled = logits.argmax(-1).ne(y);
         var lossBest = lossIndiv.clone();
         var gradBest = grad.clone();
-        var stepSize = full([b, 1, 1, 1], 2 * epsilon, device: x.device);
+        var stepSize = full([b, 1, 1, 1], twoEps, device: x.device);
         var xOld = xAdv.clone();
         var k = n2;
         var counter = 0;
@@ -94,8 +98,10 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
                 var momentumTerm = xAdv - xOld;
                 xOld = xAdv;
                 var a = i > 0 ? 0.75 : 1.0;
-                var z = Projection.Project(xAdv + stepSize * grad.sign(), x, epsilon);
-                xAdv = Projection.Project(xAdv + (z - xAdv) * a + momentumTerm * (1 - a), x, epsilon);
+                using var zWeight = a.ToScalar();
+                using var momentumWeight = (1 - a).ToScalar();
+                var z = Projection.Project(xAdv.Plus(stepSize * grad.sign()), x, epsilon);
+                xAdv = Projection.Project(xAdv.Plus((z - xAdv) * zWeight).Plus(momentumTerm * momentumWeight), x, epsilon);
             }
             grad = Projection.Gradient(model, xAdv, loss, out lossIndiv, out logits);
             using (no_grad())
@@ -103,7 +109,7 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
                 var nowFooled = logits.argmax(-1).ne(y);
                 xBestAdv = where(nowFooled.view(-1, 1, 1, 1), xAdv, xBestAdv);
                 fooled = fooled.logical_or(nowFooled);
-                increases.add_(lossIndiv.gt(previousLoss).to(ScalarType.Float32));
+                increases.PlusInPlace(lossIndiv.gt(previousLoss).to(ScalarType.Float32));
                 previousLoss = lossIndiv;
                 var improved = lossIndiv.gt(lossBest);
                 var im4 = improved.view(-1, 1, 1, 1);
@@ -112,13 +118,14 @@ public sealed class ApgdAttack(double epsilon, int steps, int restarts, bool tar
                 lossBest = where(improved, lossIndiv, lossBest);
                 if (++counter == k)
                 {
-                    var oscillating = increases.le(k * Rho);
+                    using var limit = (k * Rho).ToScalar();
+                    var oscillating = increases.le(limit);
                     var noImprovement = reducedLastCheck.logical_not().logical_and(lossBestLastCheck.ge(lossBest));
                     var reduce = oscillating.logical_or(noImprovement);
                     reducedLastCheck = reduce;
                     lossBestLastCheck = lossBest.clone();
                     var r4 = reduce.view(-1, 1, 1, 1);
-                    stepSize = where(r4, stepSize / 2, stepSize);
+                    stepSize = where(r4, stepSize.div(Two), stepSize);
                     xAdv = where(r4, xBest, xAdv);
                     grad = where(r4, gradBest, grad);
                     k = Math.Max(k - decrease, nMin);

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Attacks;
 
@@ -72,6 +74,8 @@ public sealed record AttackSettings(AttackKind Kind, double Epsilon, int Steps, 
 /// <summary>Per-sample losses [B] the attacks maximise.</summary>
 public static class AttackLosses
 {
+    private static readonly Scalar MaskedLogitOffset = 1e4.ToScalar();
+    private static readonly Scalar DlrGuard = 1e-12.ToScalar();
     public static Tensor CrossEntropy(Tensor logits, Tensor labels) =>
         nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.None);
 
@@ -80,7 +84,7 @@ public static class AttackLosses
     {
         using var onehot = nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype);
         using var correct = (logits * onehot).sum(-1);
-        using var masked = logits - onehot * 1e4;
+        using var masked = logits - onehot * MaskedLogitOffset;
         using var other = masked.max(-1).values;
         return other - correct;
     }
@@ -92,7 +96,7 @@ public static class AttackLosses
         var c = logits.shape[1];
         var zy = logits.gather(1, labels.unsqueeze(1)).squeeze(1);
         var zt = logits.gather(1, targets.unsqueeze(1)).squeeze(1);
-        var denominator = sorted.select(1, c - 1) - 0.5 * (sorted.select(1, c - 3) + sorted.select(1, c - 4)) + 1e-12;
+        var denominator = (sorted.select(1, c - 1) - OneHalf * sorted.select(1, c - 3).Plus(sorted.select(1, c - 4))).add(DlrGuard, One);
         return -(zy - zt) / denominator;
     }
 
@@ -106,7 +110,7 @@ public static class AttackLosses
         var second = sorted.select(1, c - 2);
         var isTop = logits.argmax(-1).eq(labels);
         var best = where(isTop, second, top);
-        return -(zy - best) / (top - sorted.select(1, c - 3) + 1e-12);
+        return -(zy - best) / (top - sorted.select(1, c - 3)).add(DlrGuard, One);
     }
 }
 
@@ -115,8 +119,9 @@ internal static class Projection
     /// <summary>Clip to the ε-ball around x and to [0,1].</summary>
     public static Tensor Project(Tensor candidate, Tensor x, double eps)
     {
-        using var lo = (x - eps).clamp_min(0);
-        using var hi = (x + eps).clamp_max(1);
+        using var e = eps.ToScalar();
+        using var lo = x.sub(e).clamp_min(Zero);
+        using var hi = x.add(e, One).clamp_max(One);
         return candidate.maximum(lo).minimum(hi);
     }
 

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Attacks;
 
@@ -15,6 +17,10 @@ namespace TaptPlatform.Vision.Attacks;
 /// </summary>
 public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses = 9, double alphaMax = 0.1, double eta = 1.05, double beta = 0.9) : IAttack
 {
+    // Distances start "infinitely" far (the reference's 1e10); the step's denominators are kept from 0.
+    private static readonly Scalar Far = 1e10.ToScalar();
+    private static readonly Scalar Tiny = 1e-8.ToScalar();
+
     public string Name => $"FAB-T-{steps}";
     public double Epsilon => epsilon;
 
@@ -27,7 +33,8 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
         var robust = clean.argmax(-1).eq(labels);
         var result = x.clone();
         var closest = x.clone();
-        var closestDistance = full(x.shape[0], 1e10, device: x.device);
+        var closestDistance = full(x.shape[0], Far, device: x.device);
+        using var eps = epsilon.ToScalar();
         var order = clean.argsort(-1);                                   // ascending: the last is the prediction
         for (var target = 2; target <= Math.Min(targetClasses + 1, (int)clean.shape[1]); target++)
         {
@@ -38,7 +45,7 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
             var ts = order.index_select(0, idx).select(1, clean.shape[1] - target);
             var (adv, distance) = Run(model, xs, ys, ts);
             bool[] fooled;
-            using (no_grad()) fooled = model(adv).argmax(-1).ne(ys).logical_and(distance.le(epsilon)).cpu().data<bool>().ToArray();
+            using (no_grad()) fooled = model(adv).argmax(-1).ne(ys).logical_and(distance.le(eps)).cpu().data<bool>().ToArray();
             var success = tensor(fooled, device: x.device);
             result.index_copy_(0, idx, where(success.view(-1, 1, 1, 1), adv, xs));
             var nearer = distance.lt(closestDistance.index_select(0, idx));
@@ -46,7 +53,7 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
             closestDistance.index_copy_(0, idx, where(nearer, distance, closestDistance.index_select(0, idx)));
             robust.index_copy_(0, idx, success.logical_not());
         }
-        var found = closestDistance.lt(1e10).logical_and(robust).view(-1, 1, 1, 1);
+        var found = closestDistance.lt(Far).logical_and(robust).view(-1, 1, 1, 1);
         result = where(found, Projection.Project(closest, x, epsilon), result);
         return result.MoveToOuterDisposeScope();
     }
@@ -59,7 +66,10 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
         var x0 = x.flatten(1);
         var x1 = x.clone();
         var adv = x.clone();
-        var best = full(b, 1e10, device: x.device);
+        var best = full(b, Far, device: x.device);
+        using var maxBias = alphaMax.ToScalar();
+        using var overshoot = eta.ToScalar();
+        using var pullBack = beta.ToScalar();
         for (var i = 0; i < steps; i++)
         {
             // The margin to the target and its gradient at the current point: the hyperplane to cross.
@@ -68,20 +78,20 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
             using (no_grad())
             {
                 var w = dg;
-                var offset = -df + (w * x1.flatten(1)).sum(1);
+                var offset = (-df).Plus((w * x1.flatten(1)).sum(1));
                 var d3 = ProjectLinf(cat([x1.flatten(1), x0], 0), cat([w, w], 0), cat([offset, offset], 0));
                 var d1 = d3.narrow(0, 0, b).view_as(x);
                 var d2 = d3.narrow(0, b, b).view_as(x);
-                var a0 = d3.abs().max(1).values.clamp_min(1e-8);
+                var a0 = d3.abs().max(1).values.clamp_min(Tiny);
                 var (a1, a2) = (a0.narrow(0, 0, b), a0.narrow(0, b, b));
-                var alpha = (a1 / (a1 + a2)).clamp(0, alphaMax).view(-1, 1, 1, 1);
-                x1 = ((x1 + eta * d1) * (1 - alpha) + (x + eta * d2) * alpha).clamp(0, 1);
+                var alpha = (a1 / a1.Plus(a2)).clamp(Zero, maxBias).view(-1, 1, 1, 1);
+                x1 = (x1.Plus(overshoot * d1) * OneMinus(alpha)).Plus(x.Plus(overshoot * d2) * alpha).clamp(Zero, One);
                 var isAdv = model(x1).argmax(-1).ne(y);
                 var distance = (x1 - x).abs().flatten(1).max(1).values;
                 var nearer = isAdv.logical_and(distance.lt(best));
                 adv = where(nearer.view(-1, 1, 1, 1), x1, adv);
                 best = where(nearer, distance, best);
-                x1 = where(isAdv.view(-1, 1, 1, 1), x + (x1 - x) * beta, x1);
+                x1 = where(isAdv.view(-1, 1, 1, 1), x.Plus((x1 - x) * pullBack), x1);
             }
             runScope.DisposeEverythingBut(x0, x1, adv, best);
         }
@@ -96,13 +106,13 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
     {
         using var scope = NewDisposeScope();
         var dim = t.shape[1];
-        var sign = (w * t).sum(1).sub(b).ge(0).to(t.dtype).mul(2).sub(1);
+        var sign = (w * t).sum(1).sub(b).ge(Zero).to(t.dtype).mul(Two).sub(One);
         w = w * sign.unsqueeze(1);
         b = b * sign;
-        var a = w.lt(0).to(t.dtype);
-        var nonzero = w.ne(0).to(t.dtype);
+        var a = w.lt(Zero).to(t.dtype);
+        var nonzero = w.ne(Zero).to(t.dtype);
         var d = (a - t) * nonzero;
-        var p = a - t * (2 * a - 1);
+        var p = a - t * (Two * a).sub(One);
         var indp = p.argsort(1);
         b = b - (w * t).sum(1);
         var b0 = (w * d).sum(1);
@@ -110,30 +120,31 @@ public sealed class FabAttack(double epsilon, int steps = 100, int targetClasses
         var ws = w.gather(1, indp2);
         var bs2 = -ws * d.gather(1, indp2);
         var s = ws.abs().cumsum(1);
-        var sb = bs2.cumsum(1) + b0.unsqueeze(1);
+        var sb = bs2.cumsum(1).Plus(b0.unsqueeze(1));
         var last = s.select(1, dim - 1);
         var sbLast = sb.select(1, dim - 1);
         var b2 = sbLast - last * p.gather(1, indp.narrow(1, 0, 1)).squeeze(1);
-        var beyond = (b - b2).gt(0);
-        var between = (b - b0).gt(0).logical_and((b - b2).le(0));
+        var beyond = (b - b2).gt(Zero);
+        var between = (b - b0).gt(Zero).logical_and((b - b2).le(Zero));
 
         var lb = zeros(t.shape[0], dtype: t.dtype, device: t.device);
-        var ub = full(t.shape[0], dim - 1, dtype: t.dtype, device: t.device);
+        using var lastIndex = (dim - 1).ToScalar();
+        var ub = full(t.shape[0], lastIndex, dtype: t.dtype, device: t.device);
         for (var i = 0; i < (int)Math.Ceiling(Math.Log2(dim)); i++)
         {
-            var mid = ((lb + ub) / 2).floor();
+            var mid = lb.Plus(ub).div(Two).floor();
             var midIndex = mid.to(ScalarType.Int64).unsqueeze(1);
-            var current = indp.gather(1, (dim - 1) - midIndex);
+            var current = indp.gather(1, midIndex.negative().add(lastIndex, One));
             var b2Mid = sb.gather(1, midIndex) - s.gather(1, midIndex) * p.gather(1, current);
-            var c = (b - b2Mid.squeeze(1)).gt(0);
+            var c = (b - b2Mid.squeeze(1)).gt(Zero);
             lb = where(c, mid, lb);
             ub = where(c, ub, mid);
         }
         var lbIndex = lb.to(ScalarType.Int64).unsqueeze(1);
-        var lambdaBeyond = ((b - sbLast) / -last).clamp_min(0).unsqueeze(1);
-        var dBeyond = (2 * a - 1) * lambdaBeyond;
-        var lambdaBetween = ((b - sb.gather(1, lbIndex).squeeze(1)) / -s.gather(1, lbIndex).squeeze(1)).clamp_min(0).unsqueeze(1);
-        var dBetween = d.minimum(lambdaBetween) * a + d.maximum(-lambdaBetween) * (1 - a);
+        var lambdaBeyond = ((b - sbLast) / -last).clamp_min(Zero).unsqueeze(1);
+        var dBeyond = (Two * a).sub(One) * lambdaBeyond;
+        var lambdaBetween = ((b - sb.gather(1, lbIndex).squeeze(1)) / -s.gather(1, lbIndex).squeeze(1)).clamp_min(Zero).unsqueeze(1);
+        var dBetween = (d.minimum(lambdaBetween) * a).Plus(d.maximum(-lambdaBetween) * OneMinus(a));
         d = where(beyond.unsqueeze(1), dBeyond, where(between.unsqueeze(1), dBetween, d));
         return (d * nonzero).MoveToOuterDisposeScope();
     }

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Attacks;
 
@@ -15,13 +17,16 @@ public sealed class PgdAttack(double epsilon, int steps, double stepSize, bool r
         var adv = x.clone();
         if (randomStart)
         {
-            var noise = rand(x.shape, generator: generator).to(x.device).mul(2 * epsilon).sub(epsilon);
-            adv = Projection.Project(x + noise, x, epsilon);
+            using var eps = epsilon.ToScalar();
+            using var twoEps = (2 * epsilon).ToScalar();
+            var noise = rand(x.shape, generator: generator).to(x.device).mul(twoEps).sub(eps);
+            adv = Projection.Project(x.Plus(noise), x, epsilon);
         }
+        using var step = stepSize.ToScalar();
         for (var i = 0; i < steps; i++)
         {
             var grad = Projection.Gradient(model, adv, l => loss(l, labels), out _, out _);
-            adv = Projection.Project(adv + stepSize * grad.sign(), x, epsilon);
+            adv = Projection.Project(adv.Plus(step * grad.sign()), x, epsilon);
             scope.DisposeEverythingBut(x, adv);
         }
         return adv.detach().MoveToOuterDisposeScope();
@@ -58,8 +63,9 @@ public sealed class DiFgsmAttack(double epsilon, int steps, double stepSize, dou
         }
         for (var i = 0; i < steps; i++)
         {
+            using var step = stepSize.ToScalar();
             var grad = Projection.Gradient(z => model(Diverse(z)), adv, l => AttackLosses.CrossEntropy(l, labels), out _, out _);
-            adv = Projection.Project(adv + stepSize * grad.sign(), x, epsilon);
+            adv = Projection.Project(adv.Plus(step * grad.sign()), x, epsilon);
             scope.DisposeEverythingBut(x, adv);
         }
         return adv.detach().MoveToOuterDisposeScope();

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Attacks;
 
@@ -40,7 +42,7 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
     {
         var correct = logits.gather(1, labels.unsqueeze(1)).squeeze(1);
         var isLabel = nn.functional.one_hot(labels, logits.shape[1]).to(ScalarType.Bool);
-        var others = logits.masked_fill(isLabel, float.NegativeInfinity).max(-1).values;
+        var others = logits.masked_fill(isLabel, NegativeInfinity).max(-1).values;
         return correct - others;
     }
 
@@ -51,7 +53,7 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
         var x = images.detach();
         var result = x.clone();
         var used = new int[x.shape[0]];
-        var robust = Margin(model(x), labels).gt(0);
+        var robust = Margin(model(x), labels).gt(Zero);
         for (var r = 0; r < restarts; r++)
         {
             var idx = robust.nonzero().squeeze(1);
@@ -61,7 +63,7 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
             var ids = idx.cpu().data<long>().ToArray();
             var counts = n.cpu().data<int>().ToArray();
             for (var i = 0; i < ids.Length; i++) used[ids[i]] += counts[i];
-            robust.index_copy_(0, idx, margin.gt(0));
+            robust.index_copy_(0, idx, margin.gt(Zero));
         }
         QueriesUsed = used;
         return result.MoveToOuterDisposeScope();
@@ -72,13 +74,15 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
         using var runScope = NewDisposeScope();
         var (b, c, h, w) = ((int)x.shape[0], (int)x.shape[1], (int)x.shape[2], (int)x.shape[3]);
         var features = c * h * w;
-        var best = (x + epsilon * Signs([b, c, 1, w], x.device, generator)).clamp(0, 1);
+        using var eps = epsilon.ToScalar();
+        using var twoEps = (2 * epsilon).ToScalar();
+        var best = x.Plus(eps * Signs([b, c, 1, w], x.device, generator)).clamp(Zero, One);
         var marginMin = Margin(model(best), y);
         var lossMin = marginMin.clone();                                   // the margin loss: the same numbers
         var n = ones(b, dtype: ScalarType.Int32, device: x.device);
         for (var i = 0; i < queries; i++)
         {
-            var idx = marginMin.gt(0).nonzero().squeeze(1);
+            var idx = marginMin.gt(Zero).nonzero().squeeze(1);
             if (idx.shape[0] == 0) break;
             var xCurr = x.index_select(0, idx);
             var bestCurr = best.index_select(0, idx);
@@ -86,16 +90,16 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
             var vh = RandomInt(h - s, generator);
             var vw = RandomInt(w - s, generator);
             var delta = zeros([c, h, w], device: x.device);
-            delta.narrow(1, vh, s).narrow(2, vw, s).copy_((2 * epsilon * Signs([c, 1, 1], x.device, generator)).expand(c, s, s));
-            var candidate = (bestCurr + delta).maximum(xCurr - epsilon).minimum(xCurr + epsilon).clamp(0, 1);
+            delta.narrow(1, vh, s).narrow(2, vw, s).copy_((twoEps * Signs([c, 1, 1], x.device, generator)).expand(c, s, s));
+            var candidate = bestCurr.Plus(delta).maximum(xCurr.sub(eps)).minimum(xCurr.add(eps, One)).clamp(Zero, One);
             var margin = Margin(model(candidate), y.index_select(0, idx));
             var lossCurr = lossMin.index_select(0, idx);
             var improved = margin.lt(lossCurr);
             lossMin.index_copy_(0, idx, where(improved, margin, lossCurr));
-            var take = improved.logical_or(margin.le(0));
+            var take = improved.logical_or(margin.le(Zero));
             marginMin.index_copy_(0, idx, where(take, margin, marginMin.index_select(0, idx)));
             best.index_copy_(0, idx, where(take.view(-1, 1, 1, 1), candidate, bestCurr));
-            n.index_add_(0, idx, ones(idx.shape[0], dtype: ScalarType.Int32, device: x.device), 1);
+            n.index_add_(0, idx, ones(idx.shape[0], dtype: ScalarType.Int32, device: x.device), One);
             runScope.DisposeEverythingBut(best, marginMin, lossMin, n);
         }
         return (best.MoveToOuterDisposeScope(), marginMin.MoveToOuterDisposeScope(), n.MoveToOuterDisposeScope());
@@ -103,7 +107,7 @@ public sealed class SquareAttack(double epsilon, int queries, double pInit = 0.8
 
     /// <summary>±1 with equal chance (the reference's <c>sign(2·U − 1)</c>).</summary>
     private static Tensor Signs(long[] shape, Device device, Generator generator) =>
-        rand(shape, generator: generator).lt(0.5).to(ScalarType.Float32).mul(2).sub(1).to(device);
+        rand(shape, generator: generator).lt(OneHalf).to(ScalarType.Float32).mul(Two).sub(One).to(device);
 
     /// <summary>An integer in [0, <paramref name="exclusiveHigh"/>), 0 when that range is empty (the reference's <c>random_int</c>).</summary>
     private static int RandomInt(int exclusiveHigh, Generator generator) =>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace TaptPlatform.Vision.Clip;
@@ -5,6 +6,8 @@ namespace TaptPlatform.Vision.Clip;
 /// <summary>The activations transformers' ACT2FN offers that CLIP checkpoints use.</summary>
 public static class ClipActivation
 {
+    private static readonly Scalar QuickGeluScale = 1.702.ToScalar();
+
     public static Func<Tensor, Tensor> Get(string name) => name switch
     {
         "quick_gelu" => QuickGelu,
@@ -24,11 +27,11 @@ public static class ClipActivation
     {
         if (!is_grad_enabled() || !x.requires_grad)
         {
-            var gate = x.mul(1.702);
+            var gate = x.mul(QuickGeluScale);
             gate.sigmoid_();
             return gate.mul_(x);
         }
-        using var scaled = x.mul(1.702);
+        using var scaled = x.mul(QuickGeluScale);
         using var sigma = scaled.sigmoid();
         return x.mul(sigma);
     }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Clip;
 
@@ -104,10 +105,10 @@ public sealed class ClipEncoderLayer : nn.Module
     {
         using var n1 = layer_norm1.forward(x);
         using var att = self_attn.Forward(n1, causal);
-        using var h = x + att;
+        using var h = x.Plus(att);
         using var n2 = layer_norm2.forward(h);
         using var m = mlp.Forward(n2);
-        return h + m;
+        return h.Plus(m);
     }
 }
 
@@ -177,7 +178,7 @@ public sealed class ClipTextEmbeddings : nn.Module
     {
         var l = tokenEmbeds.shape[1];
         using var pos = position_embedding.weight!.narrow(0, 0, l);
-        return tokenEmbeds + pos;
+        return tokenEmbeds.Plus(pos);
     }
 }
 #pragma warning restore IDE1006

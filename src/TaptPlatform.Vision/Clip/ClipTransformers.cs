@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -102,7 +103,8 @@ public sealed class ClipTextTransformer : nn.Module
         using var normed = final_layer_norm.forward(h);
         h.Dispose();
         using var eos = EosIndex(ids);
-        using var rows = arange(batch, dtype: ScalarType.Int64, device: ids.device);
+        using var count = batch.ToScalar();
+        using var rows = arange(count, dtype: ScalarType.Int64, device: ids.device);
         return normed.index([rows, eos]);
     }
 
@@ -110,7 +112,8 @@ public sealed class ClipTextTransformer : nn.Module
     public Tensor EosIndex(Tensor ids)
     {
         if (Config.EosTokenId == 2) return ids.argmax(-1);
-        using var isEos = ids.eq(Config.EosTokenId).to(ScalarType.Int32);
+        using var eosId = Config.EosTokenId.ToScalar();
+        using var isEos = ids.eq(eosId).to(ScalarType.Int32);
         return isEos.argmax(-1);
     }
 

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Data;
 
@@ -41,7 +42,7 @@ public sealed record LabelledImages(IReadOnlyList<string> ClassNames, byte[] Pix
         if (size != Height || size != Width)
         {
             grey = nn.functional.interpolate(grey, [size, size], mode: InterpolationMode.Bilinear, align_corners: false,
-                antialias: size < Height || size < Width).clamp_(0, 1);
+                antialias: size < Height || size < Width).clamp_(Zero, One);
         }
         return grey.expand(-1, 3, -1, -1).contiguous().MoveToOuterDisposeScope();
     }

@@ -1,5 +1,6 @@
 using TaptPlatform.Vision.Attacks;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Evaluation;
 
@@ -21,7 +22,7 @@ public sealed class GradientTally
     {
         using var scope = NewDisposeScope();
         var grad = Projection.Gradient(model, images, l => AttackLosses.CrossEntropy(l, labels), out _, out _).flatten(1);
-        var zero = grad.abs().sum(1).eq(0).cpu().data<bool>().ToArray();
+        var zero = grad.abs().sum(1).eq(Zero).cpu().data<bool>().ToArray();
         var nonFinite = grad.isfinite().logical_not().any(1).cpu().data<bool>().ToArray();
         var (z, f, n) = _counts.GetValueOrDefault(method);
         _counts[method] = (z + zero.Count(b => b), f + nonFinite.Count(b => b), n + (int)images.shape[0]);

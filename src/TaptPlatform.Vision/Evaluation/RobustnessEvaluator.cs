@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using TorchSharp;
 using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Data;
 using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Evaluation;
 
@@ -259,11 +261,12 @@ public sealed class RobustnessEvaluator(PromptedClip clip, TaptDefense defense, 
                     // One forward pass for all crops: [V·B, 3, S, S] → [V, B, C], averaged over the views.
                     var views = cat(crops.Select(c => ViewAugmenter.ApplyToBatch(img, c, size, size)).ToArray(), 0);
                     var viewLogits = aptFn(views).view(options.AttackViews, img.shape[0], -1).mean([0]);
-                    logits = (logits + viewLogits) / 2;
+                    logits = logits.Plus(viewLogits).div(Two);
                 }
-                sum = sum is null ? logits : sum + logits;
+                sum = sum is null ? logits : sum.Plus(logits);
             }
-            return sum! / options.EotSamples;
+            using var samples = options.EotSamples.ToScalar();
+            return sum!.div(samples);
         };
     }
 

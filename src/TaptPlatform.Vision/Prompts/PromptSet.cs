@@ -3,6 +3,7 @@ using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Text;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Prompts;
 
@@ -73,11 +74,12 @@ public sealed class PromptSet : IDisposable
             }
             if (shape.Design == PromptDesign.VLJ)
             {
-                var bound = 1.0 / Math.Sqrt(dt);
+                using var bound = (1.0 / Math.Sqrt(dt)).ToScalar();
+                using var width = (2 * (1.0 / Math.Sqrt(dt))).ToScalar();
                 for (var l = 0; l < shape.VisionDepth; l++)
                 {
-                    var w = rand([dv, dt], generator: generator).mul_(2 * bound).sub_(bound);
-                    var b = rand([dv], generator: generator).mul_(2 * bound).sub_(bound);
+                    var w = rand([dv, dt], generator: generator).mul_(width).sub_(bound);
+                    var b = rand([dv], generator: generator).mul_(width).sub_(bound);
                     proj.Add((new Parameter(w, true), new Parameter(b, true)));
                 }
             }
@@ -98,7 +100,7 @@ public sealed class PromptSet : IDisposable
         {
             var (w, b) = Projections[l];
             // [.., n, Dt] @ [Dt, Dv] + b, per group when stacked.
-            layers.Add(Groups == 0 ? nn.functional.linear(Text[l], w, b) : Text[l].matmul(w.transpose(-1, -2)) + b.unsqueeze(1));
+            layers.Add(Groups == 0 ? nn.functional.linear(Text[l], w, b) : Text[l].matmul(w.transpose(-1, -2)).Plus(b.unsqueeze(1)));
         }
         return new PromptTokens(layers);
     }

@@ -1,5 +1,7 @@
+using TorchSharp;
 using TaptPlatform.Vision.Prompts;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Tapt;
 
@@ -47,7 +49,7 @@ public static class StatisticsCalibrator
             var s = x.sum(1);
             var s2 = x.square().sum(1);
             if (sum is null) { sum = s.cpu(); sumSq = s2.cpu(); }
-            else { sum.add_(s.cpu()); sumSq!.add_(s2.cpu()); }
+            else { sum.PlusInPlace(s.cpu()); sumSq!.PlusInPlace(s2.cpu()); }
             sum.DetachFromDisposeScope();
             sumSq!.DetachFromDisposeScope();
             n += batch.shape[0];
@@ -56,8 +58,9 @@ public static class StatisticsCalibrator
         using (sum)
         using (sumSq)
         {
-            var mean = sum / n;
-            var variance = (sumSq! / n - mean.square()).clamp_min(0);
+            using var count = n.ToScalar();
+            var mean = sum.div(count);
+            var variance = (sumSq!.div(count) - mean.square()).clamp_min(Zero);
             return new ReferenceStatistics(mean.to(ScalarType.Float32), variance.to(ScalarType.Float32), n, description);
         }
     }

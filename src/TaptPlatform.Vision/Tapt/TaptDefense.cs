@@ -1,8 +1,10 @@
 // Around 400 lines because the test-time step's passes (scoring in chunks, selection, loss, statistics, report) share one
 // instance's references, options and augmenter; split apart they would only pass those around.
 using System.Diagnostics;
+using TorchSharp;
 using TaptPlatform.Vision.Prompts;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Tapt;
 
@@ -17,6 +19,7 @@ namespace TaptPlatform.Vision.Tapt;
 /// </summary>
 public sealed class TaptDefense : IDisposable
 {
+    private static readonly Scalar SmallestFloat = float.MinValue.ToScalar();
     private readonly PromptedClip _clip;
     private readonly PromptArtifact _artifact;
     private readonly ViewAugmenter _augmenter;
@@ -114,7 +117,10 @@ public sealed class TaptDefense : IDisposable
         using (no_grad()) baseline = Rows(_clip.Classify(originals, vocabulary, null).softmax(-1));
 
         var prompts = _artifact.Adversarial.Stack(k);    // reset: every image starts from P_adv
-        var optimizer = optim.AdamW(prompts.Parameters(), lr: o.LearningRate, weight_decay: o.WeightDecay);
+        var optimizer = new PromptAdamW(prompts.Parameters(), o.LearningRate, o.WeightDecay);
+        using var alignmentWeight = o.AlignmentWeight.ToScalar();
+        using var gamma = o.Gamma.ToScalar();
+        using var cleanWeight = (1 - o.Gamma).ToScalar();
         var reports = Enumerable.Range(0, k).Select(_ => new List<TaptStepReport>()).ToArray();
         float[][]? apt = null;
         float[][]? current;
@@ -152,16 +158,15 @@ public sealed class TaptDefense : IDisposable
             var stats = layers > 0 ? BlockStatistics(blocks, k, sel, layers) : [];
             var dAdv = layers > 0 ? Distance(stats, _alignAdv!) : zeros(k, device: device);      // [K]
             var dClean = layers > 0 ? Distance(stats, _alignClean!) : zeros(k, device: device);
-            var loss = entropyLoss + o.AlignmentWeight * (o.Gamma * dAdv + (1 - o.Gamma) * dClean);
+            var loss = entropyLoss.Plus(alignmentWeight * (gamma * dAdv).Plus(cleanWeight * dClean));
             if (step == 1 && layers > 0) distances = AuditDistances(stats, dAdv, dClean, layers, k);
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             loss.sum().backward();
-            optimizer.step();
+            optimizer.Step();
 
             current = Predict();
             Report(step, k, entropyLoss, dAdv, dClean, loss, selected, current, vocabulary, reports, onStep);
         }
-        optimizer.Dispose();
         var tunedValues = o.ReturnTunedPrompts ? TunedValues(prompts, k) : null;
         if (keepTuned is not null)
         {
@@ -332,8 +337,10 @@ public sealed class TaptDefense : IDisposable
     private static Tensor Gather(Tensor views, Tensor selected, int viewsPerImage)
     {
         var k = selected.shape[0];
-        using var offsets = arange(k, dtype: ScalarType.Int64, device: selected.device).mul(viewsPerImage).unsqueeze(1);
-        using var flat = (selected + offsets).flatten();
+        using var count = k.ToScalar();
+        using var stride = viewsPerImage.ToScalar();
+        using var offsets = arange(count, dtype: ScalarType.Int64, device: selected.device).mul(stride).unsqueeze(1);
+        using var flat = selected.Plus(offsets).flatten();
         return views.index_select(0, flat);
     }
 
@@ -350,8 +357,9 @@ public sealed class TaptDefense : IDisposable
     {
         var n = logits.shape[1];
         using var logp = logits.log_softmax(-1);
-        using var avg = logp.logsumexp(1) - Math.Log(n);                  // log of the mean probability
-        using var clamped = avg.clamp_min(float.MinValue);
+        using var logN = Math.Log(n).ToScalar();
+        using var avg = logp.logsumexp(1).sub(logN);                     // log of the mean probability
+        using var clamped = avg.clamp_min(SmallestFloat);
         return -(clamped.exp() * clamped).sum(-1);
     }
 
@@ -371,14 +379,15 @@ public sealed class TaptDefense : IDisposable
     private Tensor Distance(IReadOnlyList<(Tensor Mean, Tensor Variance)> stats, DeviceReference reference)
     {
         Tensor? total = null;
+        using var layers = stats.Count.ToScalar();
         for (var l = 0; l < stats.Count; l++)
         {
             var dm = (stats[l].Mean - reference.Mean[l]).abs();
             var dv = (stats[l].Variance - reference.Variance[l]).abs();
             var term = Options.AlignmentForm == AlignmentForm.Code
-                ? 0.5 * dm.mean([1, 2]) + 0.5 * dv.mean([1, 2])
-                : (dm.sum([1, 2]) + dv.sum([1, 2])) / stats.Count;
-            total = total is null ? term : total + term;
+                ? (OneHalf * dm.mean([1, 2])).Plus(OneHalf * dv.mean([1, 2]))
+                : dm.sum([1, 2]).Plus(dv.sum([1, 2])).div(layers);
+            total = total is null ? term : total.Plus(term);
         }
         return total!;
     }

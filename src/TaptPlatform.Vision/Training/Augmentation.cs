@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Training;
 
@@ -50,6 +51,6 @@ public sealed record Augmentation(double MinScale = 0.6, double FlipProbability 
         var t = tensor(theta, [b, 2, 3], dtype: images.dtype, device: images.device);
         var grid = nn.functional.affine_grid(t, [b, images.shape[1], size, size], align_corners: false);
         var output = nn.functional.grid_sample(images, grid, mode: GridSampleMode.Bilinear, padding_mode: GridSamplePaddingMode.Border, align_corners: false);
-        return output.clamp_(0, 1).MoveToOuterDisposeScope();
+        return output.clamp_(Zero, One).MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,7 @@
+using TorchSharp;
 using TaptPlatform.Vision.Clip;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Training;
 
@@ -27,10 +29,10 @@ public static class ClipInitialiser
             var module = name.Contains('.') ? name[..name.LastIndexOf('.')] : "";
             var moduleLeaf = module[(module.LastIndexOf('.') + 1)..];
             double? std = null;
-            if (name == "logit_scale") { p.fill_(c.LogitScaleInitValue); continue; }
+            if (name == "logit_scale") { using var init = c.LogitScaleInitValue.ToScalar(); p.fill_(init); continue; }
             if (IsLayerNorm(moduleLeaf))
             {
-                if (leaf == "weight") p.fill_(1.0);
+                if (leaf == "weight") p.fill_(One);
                 else p.zero_();
                 continue;
             }

@@ -11,6 +11,7 @@ using TaptPlatform.Vision.Text;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
 
 namespace TaptPlatform.Vision.Training;
 
@@ -52,13 +53,14 @@ public static partial class ClipTrainer
         var images = o.Augmentation.Apply(grey, config.Vision.ImageSize, rng).expand(-1, config.Vision.NumChannels, -1, -1);
         var ids = TokenBatch.Pad(rows, config.Text.PadTokenId);
         var logits = model.Logits(model.EncodeImage(images), model.EncodeText(ids));
-        var targets = arange(o.BatchSize, dtype: ScalarType.Int64);
-        var l = (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.t(), targets)) / 2;
+        using var batchSize = o.BatchSize.ToScalar();
+        var targets = arange(batchSize, dtype: ScalarType.Int64);
+        var l = nn.functional.cross_entropy(logits, targets).Plus(nn.functional.cross_entropy(logits.t(), targets)).div(Two);
         optimizer.zero_grad();
         l.backward();
         if (o.GradientClip > 0) nn.utils.clip_grad_norm_(allParameters, o.GradientClip);
         optimizer.step();
-        using (no_grad()) logitScale.clamp_(0, MaxLogitScale);
+        using (no_grad()) logitScale.clamp_(Zero, MaxLogitScaleScalar);
         return l.item<float>();
     }
 

@@ -38,6 +38,7 @@ public static partial class ClipTrainer
     public static readonly float[] FashionMnistStd = [0.3530f, 0.3530f, 0.3530f];
 
     public static readonly double MaxLogitScale = Math.Log(100);
+    private static readonly Scalar MaxLogitScaleScalar = MaxLogitScale.ToScalar();
 
     /// <summary>
     /// The shipped augmentation: three quarters of the images get a random resized crop (area 0.08–1, the range of

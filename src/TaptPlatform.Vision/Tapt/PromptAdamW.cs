@@ -1,0 +1,59 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+
+namespace TaptPlatform.Vision.Tapt;
+
+/// <summary>
+/// torch.optim.AdamW (β = 0.9, 0.999, ε = 1e-8, no amsgrad) for the prompts' test-time steps: the same operations in the
+/// same order as TorchSharp's own AdamW, so the same numbers, but with every number held. TorchSharp's step turns about
+/// eight numbers per parameter into Scalars nothing holds (see <see cref="HeldScalars"/>), and this step runs for
+/// every image the platform classifies.
+/// </summary>
+internal sealed class PromptAdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay)
+{
+    private const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
+    private readonly Parameter[] _parameters = parameters.ToArray();
+    // The moments belong to the dispose scope the optimizer is made in, like the parameters they follow.
+    private readonly Tensor[] _expAvg = parameters.Select(p => zeros_like(p)).ToArray();
+    private readonly Tensor[] _expAvgSq = parameters.Select(p => zeros_like(p)).ToArray();
+    private int _step;
+
+    public void ZeroGrad()
+    {
+        foreach (var p in _parameters)
+        {
+            using var grad = p.grad;
+            grad?.zero_();
+        }
+    }
+
+    public void Step()
+    {
+        using var _ = no_grad();
+        _step++;
+        using var scope = NewDisposeScope();
+        var biasCorrection1 = 1 - Math.Pow(Beta1, _step);
+        var biasCorrection2 = 1 - Math.Pow(Beta2, _step);
+        using var decay = (1 - lr * weightDecay).ToScalar();
+        using var beta1 = Beta1.ToScalar();
+        using var beta2 = Beta2.ToScalar();
+        using var gradWeight = (1 - Beta1).ToScalar();
+        using var squareWeight = (1 - Beta2).ToScalar();
+        using var rootCorrection2 = Math.Sqrt(biasCorrection2).ToScalar();
+        using var eps = Eps.ToScalar();
+        using var stepSize = (-(lr / biasCorrection1)).ToScalar();
+        for (var i = 0; i < _parameters.Length; i++)
+        {
+            var p = _parameters[i];
+            using var grad = p.grad;
+            if (grad is null) continue;
+            p.mul_(decay);
+            _expAvg[i].mul_(beta1).add_(grad, alpha: gradWeight);
+            _expAvgSq[i].mul_(beta2).addcmul_(grad, grad, value: squareWeight);
+            var denom = _expAvgSq[i].sqrt().div(rootCorrection2).add_(eps, One);
+            p.addcdiv_(_expAvg[i], denom, value: stepSize);
+        }
+    }
+}
