@@ -48,7 +48,8 @@ public sealed class EvaluationCancelTests(GatewayFixture gateway)
         Assert.True(File.Exists(BrowserTests.Chromium), $"{BrowserTests.Chromium} is missing: install Debian's chromium package");
         var (_, key, http) = await gateway.TenantWithSetupAsync("evcancel");
         using var _ = http;
-        var jobId = await EvaluationLiveTests.CreateEvaluationAsync(http, [.. Enumerable.Range(0, 32)], [4.0 / 255], steps: 300, name: "long");
+        // Long enough (PGD-1000 on 32 images) that the cancel lands mid-run on a loaded machine too.
+        var jobId = await EvaluationLiveTests.CreateEvaluationAsync(http, [.. Enumerable.Range(0, 32)], [4.0 / 255], steps: 1000, name: "long");
         (await http.PostAsync($"/api/evaluations/{jobId}/start", null)).EnsureSuccessStatusCode();
 
         await using var console = await ConsolePage.OpenAsync(gateway.BaseAddress);
@@ -59,7 +60,9 @@ public sealed class EvaluationCancelTests(GatewayFixture gateway)
         await page.GetByRole(AriaRole.Link, new() { Name = "Evaluations" }).ClickAsync();
         await page.Locator("#eval-table tbody a").First.ClickAsync();
         await Assertions.Expect(page.Locator("#eval-state")).ToHaveTextAsync("running");
-        await page.Locator("#eval-cancel").ClickAsync();
+        var cancelled = await page.RunAndWaitForResponseAsync(() => page.Locator("#eval-cancel").ClickAsync(),
+            r => r.Url.EndsWith($"/api/evaluations/{jobId}/cancel", StringComparison.Ordinal));
+        Assert.True(cancelled.Status == 200, $"the cancel was answered {cancelled.Status}: {await cancelled.TextAsync()}");
         await Assertions.Expect(page.Locator("#eval-state")).ToHaveTextAsync("cancelled");
         await Assertions.Expect(page.Locator("#eval-cancel")).ToBeHiddenAsync();
         Assert.Empty(console.Errors);
