@@ -31,7 +31,7 @@ namespace TaptPlatform.Grains.Training;
 public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifactStore store, ImageStaging staging, ILocalSiloDetails silo,
     ILogger<PromptTrainingWorkerGrain> log) : Grain, IPromptTrainingWorkerGrain
 {
-    private sealed record Images(IReadOnlyList<byte[]> Bytes, ImmutableArray<int> Labels);
+    private sealed record Images(IReadOnlyList<byte[]?> Bytes, ImmutableArray<int> Labels);
 
     public async Task<PromptTrainingAccuracy> BaselineAsync(PromptTrainingWork work, CancellationToken cancellation = default)
     {
@@ -115,7 +115,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         }
     }
 
-    /// <summary>The model leased and the images decoded on the engine thread, for the units of one call.</summary>
+    /// <summary>The model leased on the engine thread, and the images (decoded there, batch by batch, as units read them), for the units of one call.</summary>
     private static async Task<TrainingStepUnits> OpenAsync(EvaluationEngine engine, PromptTrainingWork work, Images images, CancellationToken ct)
     {
         var (model, data) = await engine.RunAsync(work.TenantId, _ =>
@@ -160,7 +160,7 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         Identifiers.RequireJobId(work.JobId);
         var engine = services.GetService<EvaluationEngine>() ?? throw new InvalidOperationException($"silo {silo.SiloAddress} has no evaluation engine (cpu-only?)");
         await services.GetRequiredService<RegisteredModels>().EnsureAsync(work.Request.Model, ct);
-        var bytes = new byte[work.ImageLabels.Length][];
+        var bytes = new byte[]?[work.ImageLabels.Length];
         var wanted = needed.ToHashSet();
         using var gate = new SemaphoreSlim(8);
         await Task.WhenAll(Enumerable.Range(0, bytes.Length).Select(async i =>
@@ -190,24 +190,13 @@ public sealed class PromptTrainingWorkerGrain(IServiceProvider services, IArtifa
         return path;
     }
 
-    /// <summary>Runs on the engine thread: the images the step reads, decoded at the model's size (the rest as blanks, never read).</summary>
-    private static InMemoryImageDataset Decode(LoadedModel model, PromptTrainingWork work, Images images)
-    {
-        var size = model.Clip.ImageSize;
-        var blank = new float[3 * size * size];
-        var pixels = new float[images.Bytes.Count][];
-        for (var i = 0; i < pixels.Length; i++)
+    /// <summary>The images the step reads, decoded at the model's size batch by batch as the units read them.</summary>
+    private static EncodedImageDataset Decode(LoadedModel model, PromptTrainingWork work, Images images) =>
+        new(work.Labels, images.Bytes, images.Labels, (i, bytes) =>
         {
-            if (images.Bytes[i] is not { } b)
-            {
-                pixels[i] = blank;
-                continue;
-            }
-            try { pixels[i] = model.Preprocessor.Load(b); }
+            try { return model.Preprocessor.Load(bytes); }
             catch (ImageRejectedException e) { throw new TaptRequestException($"image {i} cannot be decoded: {e.Message}"); }
-        }
-        return new InMemoryImageDataset(work.Labels, pixels, images.Labels, size);
-    }
+        }, model.Clip.ImageSize);
 
     /// <summary>The run's shape: the requested design with the tokens per layer and depth of the model's default artifact (the operator's choice for it).</summary>
     private static AptRunSettings Settings(LoadedModel model, PromptTrainingRequest r)

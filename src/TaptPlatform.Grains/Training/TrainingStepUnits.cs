@@ -8,18 +8,18 @@ using TaptPlatform.Vision.Prompts;
 namespace TaptPlatform.Grains.Training;
 
 /// <summary>
-/// What the evaluation-thread units of one prompt training step share: the leased model, the decoded images, and what the
+/// What the evaluation-thread units of one prompt training step share: the leased model, the images, and what the
 /// units made (a run, its passes, their generators), freed together when the step ends. Everything native is made and
 /// used only inside a unit, on the engine's thread; the step awaits each unit before the next, so none runs at the same
 /// time as another.
 /// </summary>
-internal sealed class TrainingStepUnits(EvaluationEngine engine, string tenantId, BoundedCache<string, LoadedModel>.Lease model, InMemoryImageDataset data,
+internal sealed class TrainingStepUnits(EvaluationEngine engine, string tenantId, BoundedCache<string, LoadedModel>.Lease model, EncodedImageDataset data,
     LabelVocabulary vocabulary, CancellationToken cancellation) : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 
     public LoadedModel Model => model.Value;
-    public InMemoryImageDataset Data => data;
+    public EncodedImageDataset Data => data;
     public LabelVocabulary Vocabulary => vocabulary;
 
     /// <summary>Frees <paramref name="resource"/> with the step.</summary>
