@@ -28,11 +28,11 @@ public static class HeldScalarCheck
     /// The findings in the given C# files, compiled together as the assembly <paramref name="assemblyName"/> (which is
     /// left out of the references), or an exception when they do not compile.
     /// </summary>
-    public static IReadOnlyList<Finding> Check(IEnumerable<(string Path, string Text)> files, string assemblyName = "HeldScalarCheck", bool executable = false)
+    public static IReadOnlyList<Finding> Check(IEnumerable<(string Path, string Text)> files, string assemblyName = "HeldScalarCheck", bool executable = false, string usings = "")
     {
         var options = new CSharpParseOptions(LanguageVersion.Preview);
         var trees = files.Select(f => CSharpSyntaxTree.ParseText(f.Text, options, f.Path))
-            .Append(CSharpSyntaxTree.ParseText(ImplicitUsings, options, "GlobalUsings.cs")).ToList();
+            .Append(CSharpSyntaxTree.ParseText(ImplicitUsings + usings, options, "GlobalUsings.cs")).ToList();
         var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
             .Where(p => Path.GetFileNameWithoutExtension(p) != assemblyName).Select(p => MetadataReference.CreateFromFile(p));
         var compilation = CSharpCompilation.Create(assemblyName, trees, references,

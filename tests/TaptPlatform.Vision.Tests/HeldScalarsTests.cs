@@ -4,15 +4,16 @@ namespace TaptPlatform.Vision.Tests;
 public sealed class HeldScalarsTests
 {
     [Theory]
-    [InlineData("src/TaptPlatform.Vision", "TaptPlatform.Vision", false)]
-    [InlineData("src/TaptPlatform.Cli", "tapt", true)]
-    public void No_tensor_operation_is_given_a_scalar_nothing_holds(string project, string assemblyName, bool executable)
+    [InlineData("src/TaptPlatform.Vision", "TaptPlatform.Vision", false, "")]
+    [InlineData("src/TaptPlatform.Cli", "tapt", true, "")]
+    [InlineData("tests/TaptPlatform.Vision.Tests", "TaptPlatform.Vision.Tests", false, " global using Xunit;")]
+    public void No_tensor_operation_is_given_a_scalar_nothing_holds(string project, string assemblyName, bool executable, string usings)
     {
         var root = Path.Combine(RepositoryRoot(), project);
         var files = Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories)
             .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}") && !f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}"))
             .Select(f => (Path.GetRelativePath(root, f), File.ReadAllText(f)));
-        var findings = HeldScalarCheck.Check(files, assemblyName, executable);
+        var findings = HeldScalarCheck.Check(files, assemblyName, executable, usings);
         Assert.True(findings.Count == 0, $"{findings.Count} unheld scalars:\n" + string.Join('\n', findings));
     }
 

@@ -2,6 +2,8 @@ using TaptPlatform.Vision.Attacks;
 using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Prompts;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+using TorchSharp;
 
 namespace TaptPlatform.Vision.Tests.Attacks;
 
@@ -130,11 +132,13 @@ public sealed class AttackTests : IDisposable
     {
         using var scope = NewDisposeScope();
         var g = new Generator(7);
-        var t = rand([4, 50], generator: g) * 0.2 + 0.4;                       // mid-box: the box does not bind
+        using var spread = 0.2.ToScalar();
+        using var low = 0.4.ToScalar();
+        var t = (rand([4, 50], generator: g) * spread).add(low, One);          // mid-box: the box does not bind
         var w = randn([4, 50], generator: g);
-        var b = (w * t).sum(1) + tensor(new float[] { 0.3f, -0.2f, 0.05f, -0.4f });
+        var b = (w * t).sum(1).Plus(tensor(new float[] { 0.3f, -0.2f, 0.05f, -0.4f }));
         var d = FabAttack.ProjectLinf(t, w, b);
-        Assert.True(((w * (t + d)).sum(1) - b).abs().max().item<float>() < 1e-4, "not on the hyperplane");
+        Assert.True(((w * t.Plus(d)).sum(1) - b).abs().max().item<float>() < 1e-4, "not on the hyperplane");
         var minimal = ((b - (w * t).sum(1)).abs() / w.abs().sum(1)).data<float>().ToArray();
         var got = d.abs().max(1).values.data<float>().ToArray();
         for (var i = 0; i < 4; i++) Assert.Equal(minimal[i], got[i], 4);
@@ -146,14 +150,17 @@ public sealed class AttackTests : IDisposable
         using var scope = NewDisposeScope();
         // A linear two-class model on mid-grey images: the minimal l-inf distance to its boundary is |margin| / |w1 - w0|_1.
         var g = new Generator(11);
-        var weights = randn([2, 3 * 4 * 4], generator: g) * 0.1;
+        using var scale = 0.1.ToScalar();
+        using var grey = 0.5f.ToScalar();
+        using var noise = 0.02.ToScalar();
+        var weights = randn([2, 3 * 4 * 4], generator: g) * scale;
         LogitsFunction linear = img => img.flatten(1).matmul(weights.t());
-        var x = full([3, 3, 4, 4], 0.5f) + rand([3, 3, 4, 4], generator: g) * 0.02;
+        var x = full([3, 3, 4, 4], grey).Plus(rand([3, 3, 4, 4], generator: g) * noise);
         Tensor y;
         using (no_grad()) y = linear(x).argmax(-1);
         var margins = linear(x).detach();
         var correct = margins.gather(1, y.unsqueeze(1)).squeeze(1);
-        var other = margins.gather(1, (1 - y).unsqueeze(1)).squeeze(1);
+        var other = margins.gather(1, OneMinus(y).unsqueeze(1)).squeeze(1);
         var minimal = ((correct - other) / (weights[0] - weights[1]).abs().sum()).data<float>().ToArray();
         var eps = 0.45;
         Assert.All(minimal, m => Assert.True(m < eps / 2, $"minimal distance {m} too large for this test"));

@@ -3,6 +3,8 @@ using TaptPlatform.Vision.Clip;
 using TaptPlatform.Vision.Evaluation;
 using TaptPlatform.Vision.Prompts;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+using TorchSharp;
 
 namespace TaptPlatform.Vision.Tests.Attacks;
 
@@ -22,7 +24,8 @@ public sealed class AutoAttackTests : IDisposable
         var x = rand([6, 3, 24, 24], generator: new Generator(3));
         Tensor y;
         using (no_grad()) y = f(x).argmax(-1);
-        y[0] = (y[0] + 1) % 5;                                          // one image wrong before any attack
+        using var classes = 5.ToScalar();
+        y[0] = y[0].add(One, One).remainder(classes);                   // one image wrong before any attack
         var eps = 8.0 / 255;
         var attack = AutoAttack.Standard(eps, steps: 10, queries: 50, targetClasses: 3);
         Assert.Equal(["APGD-CE-10", "APGD-T-10", "FAB-T-10", "Square-50"], attack.Stages.Select(s => s.Name));
@@ -55,7 +58,8 @@ public sealed class AutoAttackTests : IDisposable
         var clip = new PromptedClip(_ckpt);
         LogitsFunction plain = img => clip.Classify(img, _vocab, null);
         // A deliberately masked defense: pixels rounded to 8 levels first (zero derivative almost everywhere).
-        LogitsFunction quantised = img => clip.Classify((img * 8).round() / 8, _vocab, null);
+        using var levels = 8.ToScalar();
+        LogitsFunction quantised = img => clip.Classify((img * levels).round() / levels, _vocab, null);
         var x = rand([4, 3, 24, 24], generator: new Generator(9));
         Tensor y;
         using (no_grad()) y = plain(x).argmax(-1);

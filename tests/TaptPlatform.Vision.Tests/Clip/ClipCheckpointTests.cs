@@ -1,6 +1,8 @@
 using TaptPlatform.Vision.Checkpoints;
 using TaptPlatform.Vision.Clip;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+using TorchSharp;
 
 namespace TaptPlatform.Vision.Tests.Clip;
 
@@ -48,7 +50,8 @@ public sealed class ClipCheckpointTests : IDisposable
     public void Legacy_position_ids_buffers_are_accepted()
     {
         CopyCase();
-        RewriteWeights(t => t["text_model.embeddings.position_ids"] = arange(77).unsqueeze(0).to(ScalarType.Float32));
+        using var positions = 77.ToScalar();
+        RewriteWeights(t => t["text_model.embeddings.position_ids"] = arange(positions).unsqueeze(0).to(ScalarType.Float32));
         using var ckpt = ClipCheckpoint.Load(_dir);
         Assert.NotNull(ckpt.Model);
     }

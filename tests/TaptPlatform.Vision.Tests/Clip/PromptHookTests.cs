@@ -1,5 +1,7 @@
 using TaptPlatform.Vision.Clip;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+using TorchSharp;
 
 namespace TaptPlatform.Vision.Tests.Clip;
 
@@ -40,7 +42,8 @@ public class PromptHookTests
         using var scope = NewDisposeScope();
         using var ckpt = ClipCheckpoint.Load(GoldenFiles.Case("tiny-gelu-new-eos"));
         var d = ckpt.Config.Vision.HiddenSize;
-        var layers = Enumerable.Range(0, 3).Select(_ => (Tensor?)randn(2, d).mul(0.02).requires_grad_()).ToList();
+        using var std = 0.02.ToScalar();
+        var layers = Enumerable.Range(0, 3).Select(_ => (Tensor?)randn(2, d).mul(std).requires_grad_()).ToList();
         var pixels = rand(2, 3, 24, 24);
         var blocks = new List<Tensor>();
         var features = ckpt.Model.EncodeImage(pixels, new PromptTokens(layers), blocks);

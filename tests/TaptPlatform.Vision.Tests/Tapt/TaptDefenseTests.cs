@@ -1,6 +1,8 @@
 using TaptPlatform.Vision.Prompts;
 using TaptPlatform.Vision.Tapt;
 using static TorchSharp.torch;
+using static TaptPlatform.Vision.HeldScalars;
+using TorchSharp;
 
 namespace TaptPlatform.Vision.Tests.Tapt;
 
@@ -125,7 +127,7 @@ public class TaptDefenseTests
             var features = t.Clip.ImageFeatures(views, prompts, precision, blocks, 2);
             Assert.Equal(ScalarType.Float32, features.dtype);
             // A loss of the features and of the captured block inputs, as the step's entropy and alignment are.
-            (features[.., 0].sum() + blocks[1].var(0).mean()).backward();
+            features[.., 0].sum().Plus(blocks[1].var(0).mean()).backward();
             var grad = prompts.VisionTokens().Layers[1]!.grad!;
             Assert.Equal(ScalarType.Float32, grad.dtype);
             return grad.flatten().data<float>().ToArray();
@@ -257,7 +259,8 @@ public class TaptDefenseTests
         var h = TaptDefense.MarginalEntropy(logits);
         Assert.Equal(Math.Log(7), h[0].item<float>(), 5);
         // Two confident views that disagree: the marginal is uniform over their two labels.
-        var split = full(2, 2, 3, -1000f);
+        using var confident = (-1000f).ToScalar();
+        var split = full(2, 2, 3, confident);
         split[0, 0, 0] = tensor(0f);
         split[0, 1, 1] = tensor(0f);
         split[1, 0, 2] = tensor(0f);
