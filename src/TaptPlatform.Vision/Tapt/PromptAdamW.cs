@@ -11,14 +11,22 @@ namespace TaptPlatform.Vision.Tapt;
 /// eight numbers per parameter into Scalars nothing holds (see <see cref="HeldScalars"/>), and this step runs for
 /// every image the platform classifies.
 /// </summary>
-internal sealed class PromptAdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay)
+internal sealed class PromptAdamW
 {
     private const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
-    private readonly Parameter[] _parameters = parameters.ToArray();
-    // The moments belong to the dispose scope the optimizer is made in, like the parameters they follow.
-    private readonly Tensor[] _expAvg = parameters.Select(p => zeros_like(p)).ToArray();
-    private readonly Tensor[] _expAvgSq = parameters.Select(p => zeros_like(p)).ToArray();
+    private readonly Parameter[] _parameters;
+    private readonly Tensor[] _expAvg, _expAvgSq;
+    private readonly double _lr, _weightDecay;
     private int _step;
+
+    public PromptAdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay)
+    {
+        _parameters = [.. parameters];
+        // The moments belong to the dispose scope the optimizer is made in, like the parameters they follow.
+        _expAvg = [.. _parameters.Select(p => zeros_like(p))];
+        _expAvgSq = [.. _parameters.Select(p => zeros_like(p))];
+        (_lr, _weightDecay) = (lr, weightDecay);
+    }
 
     public void ZeroGrad()
     {
@@ -36,14 +44,14 @@ internal sealed class PromptAdamW(IEnumerable<Parameter> parameters, double lr, 
         using var scope = NewDisposeScope();
         var biasCorrection1 = 1 - Math.Pow(Beta1, _step);
         var biasCorrection2 = 1 - Math.Pow(Beta2, _step);
-        using var decay = (1 - lr * weightDecay).ToScalar();
+        using var decay = (1 - _lr * _weightDecay).ToScalar();
         using var beta1 = Beta1.ToScalar();
         using var beta2 = Beta2.ToScalar();
         using var gradWeight = (1 - Beta1).ToScalar();
         using var squareWeight = (1 - Beta2).ToScalar();
         using var rootCorrection2 = Math.Sqrt(biasCorrection2).ToScalar();
         using var eps = Eps.ToScalar();
-        using var stepSize = (-(lr / biasCorrection1)).ToScalar();
+        using var stepSize = (-(_lr / biasCorrection1)).ToScalar();
         for (var i = 0; i < _parameters.Length; i++)
         {
             var p = _parameters[i];
