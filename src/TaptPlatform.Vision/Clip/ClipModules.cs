@@ -155,8 +155,7 @@ public sealed class ClipVisionEmbeddings : nn.Module
         using var one = class_embedding.view(1, 1, -1);
         using var cls = one.expand(b, 1, -1);
         using var seq = cat([cls, tokens], 1);
-        using var alpha = 1.ToScalar();   // held alive through the call: TorchSharp's implicit `+` scalar can be finalized mid-call
-        return seq.add(position_embedding.weight!, alpha);
+        return seq.Plus(position_embedding.weight!);
     }
 }
 

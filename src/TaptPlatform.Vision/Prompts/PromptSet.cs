@@ -74,8 +74,9 @@ public sealed class PromptSet : IDisposable
             }
             if (shape.Design == PromptDesign.VLJ)
             {
-                using var bound = (1.0 / Math.Sqrt(dt)).ToScalar();
-                using var width = (2 * (1.0 / Math.Sqrt(dt))).ToScalar();
+                var limit = 1.0 / Math.Sqrt(dt);
+                using var bound = limit.ToScalar();
+                using var width = (2 * limit).ToScalar();
                 for (var l = 0; l < shape.VisionDepth; l++)
                 {
                     var w = rand([dv, dt], generator: generator).mul_(width).sub_(bound);

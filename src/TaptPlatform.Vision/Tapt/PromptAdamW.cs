@@ -13,7 +13,9 @@ namespace TaptPlatform.Vision.Tapt;
 /// </summary>
 internal sealed class PromptAdamW
 {
-    private const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
+    private const double Beta1 = 0.9, Beta2 = 0.999;
+    private static readonly Scalar Beta1Scalar = Beta1.ToScalar(), Beta2Scalar = Beta2.ToScalar(), GradWeight = (1 - Beta1).ToScalar(),
+        SquareWeight = (1 - Beta2).ToScalar(), Eps = 1e-8.ToScalar();
     private readonly Parameter[] _parameters;
     private readonly Tensor[] _expAvg, _expAvgSq;
     private readonly double _lr, _weightDecay;
@@ -45,12 +47,7 @@ internal sealed class PromptAdamW
         var biasCorrection1 = 1 - Math.Pow(Beta1, _step);
         var biasCorrection2 = 1 - Math.Pow(Beta2, _step);
         using var decay = (1 - _lr * _weightDecay).ToScalar();
-        using var beta1 = Beta1.ToScalar();
-        using var beta2 = Beta2.ToScalar();
-        using var gradWeight = (1 - Beta1).ToScalar();
-        using var squareWeight = (1 - Beta2).ToScalar();
         using var rootCorrection2 = Math.Sqrt(biasCorrection2).ToScalar();
-        using var eps = Eps.ToScalar();
         using var stepSize = (-(_lr / biasCorrection1)).ToScalar();
         for (var i = 0; i < _parameters.Length; i++)
         {
@@ -58,9 +55,9 @@ internal sealed class PromptAdamW
             using var grad = p.grad;
             if (grad is null) continue;
             p.mul_(decay);
-            _expAvg[i].mul_(beta1).add_(grad, alpha: gradWeight);
-            _expAvgSq[i].mul_(beta2).addcmul_(grad, grad, value: squareWeight);
-            var denom = _expAvgSq[i].sqrt().div(rootCorrection2).add_(eps, One);
+            _expAvg[i].mul_(Beta1Scalar).add_(grad, alpha: GradWeight);
+            _expAvgSq[i].mul_(Beta2Scalar).addcmul_(grad, grad, value: SquareWeight);
+            var denom = _expAvgSq[i].sqrt().div(rootCorrection2).add_(Eps, One);
             p.addcdiv_(_expAvg[i], denom, value: stepSize);
         }
     }
